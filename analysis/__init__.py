@@ -1,0 +1,1 @@
+"""relaxlab analysis layer."""

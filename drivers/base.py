@@ -1,0 +1,65 @@
+"""Contracts between potentiostat drivers and the ophyd channel device.
+
+A driver turns one :mod:`drivers.techniques` step into work on its instrument and hands back
+measured :class:`Point` s when polled. The device (:mod:`drivers.device`) polls on the shared
+clock, so a driver never sleeps and never reads the wall clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from drivers.techniques import Technique
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One measured data point.
+
+    ``time_s`` is a clock timestamp (POSIX seconds). ``current_A`` is positive on charge.
+    ``capacity_mAh_g`` is the charge passed within the step per gram of active material,
+    signed like the current (so it grows on charge and falls on discharge).
+    ``substep`` numbers pulses/rests inside composite techniques (GITT, loops), else 0.
+    """
+
+    time_s: float
+    voltage_V: float
+    current_A: float
+    capacity_mAh_g: float
+    temperature_C: float = float("nan")
+    substep: int = 0
+
+
+class StepRun(Protocol):
+    """A step under way on an instrument."""
+
+    #: Why the step ended ("voltage", "capacity", "time", "current", "dvdt", "aborted",
+    #: "limit", "count") or None while it runs.
+    end_reason: str | None
+
+    def poll(self) -> tuple[list[Point], bool]:
+        """New points since the last poll, and whether the step has finished."""
+        ...
+
+    def abort(self) -> None:
+        """Stop the step and leave the cell at open circuit."""
+        ...
+
+
+class PotentiostatDriver(Protocol):
+    """What every potentiostat driver offers the channel device."""
+
+    name: str
+    #: How often the host should poll a running step, seconds of clock time.
+    poll_interval_s: float
+
+    def start_step(self, step: Technique, active_mass_g: float, step_index: int) -> StepRun: ...
+
+    def safe_state(self) -> None:
+        """Output off / cell off. Idempotent; never raises for an already safe instrument."""
+        ...
+
+    def measure_voltage_V(self) -> float: ...
+
+    def close(self) -> None: ...

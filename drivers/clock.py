@@ -1,0 +1,160 @@
+"""Clocks shared by drivers, devices and the orchestrator.
+
+Drivers, devices and plans never call ``time.sleep`` or ``time.time``. They take a
+:class:`Clock` and ask it for the time (:meth:`Clock.now`) or to run a callback later
+(:meth:`Clock.call_later`). Two implementations:
+
+* :class:`WallClock` - real time; callbacks run on timer threads.
+* :class:`SimClock` - simulated time. It never moves by itself: the orchestrator advances
+  it (:meth:`SimClock.advance_to_next`) only while the RunEngine is blocked waiting, jumping
+  straight to the earliest scheduled callback. Identical inputs give identical data.
+
+Times are seconds (float). ``now()`` is a POSIX timestamp in both clocks, so event-model
+documents carry plausible times; a :class:`SimClock` starts at a fixed epoch by default.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+#: Default start of simulated time: 2026-01-01T00:00:00Z.
+SIM_EPOCH_S = 1767225600.0
+
+
+@runtime_checkable
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What drivers, devices and plans may ask of time."""
+
+    simulated: bool
+
+    def now(self) -> float:
+        """Current time, seconds since the POSIX epoch."""
+        ...
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` after ``delay_s`` seconds of this clock's time."""
+        ...
+
+
+class WallClock:
+    """Real time. Callbacks run on daemon timer threads."""
+
+    simulated = False
+
+    def now(self) -> float:
+        return time.time()
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> TimerHandle:
+        timer = threading.Timer(max(0.0, delay_s), callback)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def sleep(self, duration_s: float) -> None:
+        """Block the calling thread (orchestrator use only, never in a plan)."""
+        time.sleep(max(0.0, duration_s))
+
+
+@dataclass(order=True)
+class _Timer:
+    when: float
+    seq: int
+    callback: Callable[[], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class SimClock:
+    """Simulated time that advances only when told to.
+
+    Callbacks scheduled with :meth:`call_later` form a queue ordered by due time (ties in
+    scheduling order). :meth:`advance_to_next` jumps to the earliest due time and runs every
+    callback due then. Nothing here is threaded: the orchestrator calls it from the thread
+    that waits for the RunEngine.
+    """
+
+    simulated = True
+
+    def __init__(self, start_s: float = SIM_EPOCH_S) -> None:
+        self._now = float(start_s)
+        self._queue: list[_Timer] = []
+        self._seq = itertools.count()
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[float], None]] = []
+
+    def now(self) -> float:
+        return self._now
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> _Timer:
+        if delay_s < 0:
+            raise ValueError(f"delay_s must be >= 0, got {delay_s}")
+        return self.call_at(self._now + delay_s, callback)
+
+    def call_at(self, when_s: float, callback: Callable[[], None]) -> _Timer:
+        with self._lock:
+            timer = _Timer(max(when_s, self._now), next(self._seq), callback)
+            heapq.heappush(self._queue, timer)
+            return timer
+
+    def add_listener(self, listener: Callable[[float], None]) -> None:
+        """Call ``listener(new_now)`` whenever the clock moves (e.g. a remote simulator)."""
+        self._listeners.append(listener)
+
+    def next_due(self) -> float | None:
+        """Time of the earliest pending callback, or None when nothing is scheduled."""
+        with self._lock:
+            while self._queue and self._queue[0].cancelled:
+                heapq.heappop(self._queue)
+            return self._queue[0].when if self._queue else None
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(1 for t in self._queue if not t.cancelled)
+
+    def set_time(self, when_s: float) -> None:
+        """Move time forward to ``when_s`` without running callbacks (never backwards)."""
+        if when_s < self._now:
+            raise ValueError(f"simulated time cannot go backwards ({when_s} < {self._now})")
+        if when_s > self._now:
+            self._now = when_s
+            for listener in self._listeners:
+                listener(when_s)
+
+    def advance_to_next(self, limit_s: float | None = None) -> bool:
+        """Jump to the earliest scheduled callback and run all callbacks due then.
+
+        Returns False (and does not move) when nothing is scheduled or the next callback
+        is later than ``limit_s``.
+        """
+        due = self.next_due()
+        if due is None or (limit_s is not None and due > limit_s):
+            return False
+        self.set_time(due)
+        while True:
+            with self._lock:
+                if not self._queue or self._queue[0].when > self._now:
+                    break
+                timer = heapq.heappop(self._queue)
+            if not timer.cancelled:
+                timer.callback()
+        return True
+
+    def advance_by(self, duration_s: float) -> None:
+        """Run every callback due within ``duration_s`` and end exactly there."""
+        target = self._now + duration_s
+        while self.advance_to_next(limit_s=target):
+            pass
+        self.set_time(target)
