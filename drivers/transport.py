@@ -130,9 +130,7 @@ class InProcessTransport(_LineHelpers):
         if len(self._buffer) < size:
             self._fill()
         if len(self._buffer) < size:
-            raise InstrumentTimeout(
-                self.name, f"expected {size} bytes, got {len(self._buffer)}", command
-            )
+            raise InstrumentTimeout(self.name, f"expected {size} bytes, got {len(self._buffer)}", command)
         out = bytes(self._buffer[:size])
         del self._buffer[:size]
         return out
@@ -163,9 +161,7 @@ class SerialTransport(_LineHelpers):
         self.name = name or url
         self.url = url
         try:
-            self.port = serial.serial_for_url(
-                url, baudrate=baudrate, timeout=timeout_s, **serial_kwargs
-            )
+            self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout_s, **serial_kwargs)
         except (serial.SerialException, ValueError, OSError) as exc:
             raise InstrumentError(self.name, f"cannot open {url!r}: {exc}") from exc
 
@@ -193,9 +189,7 @@ class SerialTransport(_LineHelpers):
     def read_exactly(self, size: int, command: str | None = None) -> bytes:
         data = self.port.read(size)
         if len(data) < size:
-            raise InstrumentTimeout(
-                self.name, f"expected {size} bytes, got {len(data)}", command
-            )
+            raise InstrumentTimeout(self.name, f"expected {size} bytes, got {len(data)}", command)
         return bytes(data)
 
     def read_available(self) -> bytes:

@@ -1,0 +1,314 @@
+"""The ophyd Device for one potentiostat channel, whatever instrument drives it.
+
+A step is run flyer-style, so that a 200-hour rest streams its points into the bluesky run as
+it goes:
+
+``prepare(step)``
+    choose the technique (a :mod:`drivers.techniques` value object);
+``kickoff()``
+    start it on the instrument (done when started);
+``complete()``
+    a Status that finishes when the step ends at its cut-off (or fails with the reason);
+``trigger()``
+    a Status that finishes when a page of points is ready (``page_size`` points, ``page_age_s``
+    of clock time, or the end of the step);
+``collect_pages()``
+    the points measured since the last collect, as one event page.
+
+``stop()`` puts the cell at open circuit and is idempotent. The device never sleeps: it polls
+the driver on the shared :class:`~drivers.clock.Clock`. Safety limits (``voltage_max_V``,
+``voltage_min_V``) are checked on every point; crossing one aborts the step, puts the
+instrument in its safe state and fails the step's Status with a message saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ophyd import Component as Cpt
+from ophyd import Device, Kind, Signal
+from ophyd.status import Status
+
+from drivers.base import Point, PotentiostatDriver, StepRun
+from drivers.clock import Clock
+from drivers.techniques import Loop, Technique
+
+#: Columns of each point, with units, as they appear in event pages.
+POINT_KEYS: dict[str, tuple[str, str]] = {
+    "voltage_V": ("V", "voltage"),
+    "current_A": ("A", "current"),
+    "specific_current_mA_g": ("mA/g", "specific_current"),
+    "capacity_mAh_g": ("mAh/g", "specific_capacity"),
+    "temperature_C": ("degC", "temperature"),
+    "step": ("", "step"),
+    "substep": ("", "substep"),
+}
+
+
+class SafetyLimitError(RuntimeError):
+    """A safety limit was crossed; the instrument was put in its safe state."""
+
+
+class PotentiostatChannel(Device):
+    """One channel of a potentiostat, cell attached.
+
+    Parameters
+    ----------
+    driver
+        Any :class:`drivers.base.PotentiostatDriver`; a simulated instrument differs only in
+        the driver's transport.
+    clock
+        The clock shared with the orchestrator.
+    active_mass_g, channel, voltage_max_V, voltage_min_V, temperature_C
+        Configuration, recorded in every descriptor.
+    page_size, page_age_s
+        When a page of points is handed to the run.
+    """
+
+    voltage = Cpt(Signal, value=math.nan, kind=Kind.hinted)
+    current = Cpt(Signal, value=0.0, kind=Kind.normal)
+    specific_capacity = Cpt(Signal, value=0.0, kind=Kind.normal)
+    step = Cpt(Signal, value=0, kind=Kind.normal)
+    temperature = Cpt(Signal, value=25.0, kind=Kind.hinted)
+
+    active_mass_g = Cpt(Signal, value=0.0, kind=Kind.config)
+    channel = Cpt(Signal, value=1, kind=Kind.config)
+    voltage_max_V = Cpt(Signal, value=5.0, kind=Kind.config)
+    voltage_min_V = Cpt(Signal, value=0.5, kind=Kind.config)
+    instrument = Cpt(Signal, value="", kind=Kind.config)
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        driver: PotentiostatDriver,
+        clock: Clock,
+        active_mass_g: float,
+        channel: int = 1,
+        voltage_max_V: float = 5.0,
+        voltage_min_V: float = 0.5,
+        temperature_C: float = 25.0,
+        page_size: int = 1000,
+        page_age_s: float = 600.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, **kwargs)
+        if active_mass_g <= 0:
+            raise ValueError(f"{name}: active_mass_g must be > 0, got {active_mass_g}")
+        if not voltage_min_V < voltage_max_V:
+            raise ValueError(f"{name}: voltage_min_V must be below voltage_max_V")
+        self.driver = driver
+        self.clock = clock
+        self.active_mass_g.put(active_mass_g)
+        self.channel.put(channel)
+        self.voltage_max_V.put(voltage_max_V)
+        self.voltage_min_V.put(voltage_min_V)
+        self.temperature.put(temperature_C)
+        self.instrument.put(driver.name)
+        self.page_size = page_size
+        self.page_age_s = page_age_s
+        self._lock = threading.RLock()
+        self._technique: Technique | Loop | None = None
+        self._step_index = -1
+        self._run: StepRun | None = None
+        self._timer: Any = None
+        self._buffer: list[Point] = []
+        self._page_started = 0.0
+        self._complete_status: Status | None = None
+        self._page_status: Status | None = None
+        self.end_reason: str | None = None
+        self.on_point: Callable[[Point], None] | None = None
+
+    # --- flyer interface -------------------------------------------------------------
+    def prepare(self, technique: Technique | Loop) -> Status:
+        """Choose the next step; it starts at ``kickoff``."""
+        with self._lock:
+            if self._run is not None and self.end_reason is None:
+                raise RuntimeError(f"{self.name}: a step is still running")
+            self._technique = technique
+            self._step_index += 1
+            self.step.put(self._step_index)
+            self.end_reason = None
+        return _done()
+
+    def kickoff(self) -> Status:
+        if self._technique is None:
+            raise RuntimeError(f"{self.name}: prepare a step before kickoff")
+        mass = float(self.active_mass_g.get())
+        with self._lock:
+            self._complete_status = Status(obj=self)
+            self._page_started = self.clock.now()
+            self._run = self.driver.start_step(self._technique, mass, self._step_index)
+            self._schedule(self._next_delay())
+        return _done()
+
+    def complete(self) -> Status:
+        if self._complete_status is None:
+            raise RuntimeError(f"{self.name}: kickoff before complete")
+        return self._complete_status
+
+    def trigger(self) -> Status:
+        """A Status finishing when a page of points is ready (or the step is over)."""
+        with self._lock:
+            status = Status(obj=self)
+            self._page_status = status
+            if self._page_ready():
+                self._finish(status)
+            return status
+
+    def describe_collect(self) -> dict[str, dict[str, Any]]:
+        return {
+            key: {
+                "source": f"{self.driver.name}:{self.name}:{key}",
+                "dtype": "number" if key not in ("step", "substep") else "integer",
+                "shape": [],
+                "units": units,
+                "precision": 6,
+            }
+            for key, (units, _) in POINT_KEYS.items()
+        }
+
+    def collect_pages(self) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            points, self._buffer = self._buffer, []
+            self._page_started = self.clock.now()
+        if not points:
+            return
+        mass = float(self.active_mass_g.get())
+        temperature = float(self.temperature.get())
+        step = self._step_index
+        times = [p.time_s for p in points]
+        data: dict[str, list[Any]] = {
+            "voltage_V": [p.voltage_V for p in points],
+            "current_A": [p.current_A for p in points],
+            "specific_current_mA_g": [p.current_A * 1000.0 / mass for p in points],
+            "capacity_mAh_g": [p.capacity_mAh_g for p in points],
+            "temperature_C": [
+                temperature if math.isnan(p.temperature_C) else p.temperature_C for p in points
+            ],
+            "step": [step] * len(points),
+            "substep": [p.substep for p in points],
+        }
+        yield {
+            "data": data,
+            "timestamps": {key: times for key in data},
+            "time": times,
+            "seq_num": list(range(1, len(points) + 1)),
+        }
+
+    def stop(self, *, success: bool = False) -> None:
+        """Open circuit now. Safe to call at any time, any number of times."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            run = self._run
+            if run is not None and self.end_reason is None:
+                run.abort()
+                self.end_reason = "aborted"
+                self._collect_remaining(run)
+        self.driver.safe_state()
+        with self._lock:
+            for status in (self._complete_status, self._page_status):
+                if status is not None and not status.done:
+                    status.set_exception(RuntimeError(f"{self.name}: step stopped"))
+        super().stop(success=success)
+
+    # --- polling ---------------------------------------------------------------------
+    def _next_delay(self) -> float:
+        assert self._run is not None
+        hint = getattr(self._run, "next_poll_delay_s", None)
+        return float(hint()) if hint is not None else self.driver.poll_interval_s
+
+    def _schedule(self, delay_s: float) -> None:
+        self._timer = self.clock.call_later(delay_s, self._poll)
+
+    def _poll(self) -> None:
+        with self._lock:
+            run = self._run
+            if run is None or self.end_reason is not None:
+                return
+            try:
+                points, done = run.poll()
+                self._accept(points)
+                if not done:
+                    self._check_limits(points)
+            except Exception as exc:  # instrument fault or limit: make safe, then report
+                self._fail(exc)
+                return
+            if done:
+                self.end_reason = run.end_reason or "done"
+                self._finish(self._complete_status)
+                if self._page_status is not None:
+                    self._finish(self._page_status)
+                return
+            if self._page_status is not None and self._page_ready():
+                self._finish(self._page_status)
+            self._schedule(self._next_delay())
+
+    def _accept(self, points: list[Point]) -> None:
+        if not points:
+            return
+        self._buffer.extend(points)
+        last = points[-1]
+        self.voltage.put(last.voltage_V)
+        self.current.put(last.current_A)
+        self.specific_capacity.put(last.capacity_mAh_g)
+        if self.on_point is not None:
+            for p in points:
+                self.on_point(p)
+
+    def _check_limits(self, points: list[Point]) -> None:
+        vmax, vmin = float(self.voltage_max_V.get()), float(self.voltage_min_V.get())
+        for p in points:
+            if not vmin <= p.voltage_V <= vmax:
+                raise SafetyLimitError(
+                    f"{self.name}: voltage {p.voltage_V:.4f} V outside the safety limits "
+                    f"{vmin:g}-{vmax:g} V; cell put at open circuit"
+                )
+
+    def _collect_remaining(self, run: StepRun) -> None:
+        try:
+            points, _ = run.poll()
+            self._buffer.extend(points)
+        except Exception:  # the instrument may be gone; keep what we have
+            pass
+
+    def _fail(self, exc: Exception) -> None:
+        self.end_reason = "limit" if isinstance(exc, SafetyLimitError) else "fault"
+        with contextlib.suppress(Exception):
+            if self._run is not None:
+                self._run.abort()
+        with contextlib.suppress(Exception):
+            self.driver.safe_state()
+        # The page finishes normally so the plan collects the points measured before the
+        # fault; the step's own Status carries the error.
+        self._finish(self._page_status)
+        if self._complete_status is not None and not self._complete_status.done:
+            self._fail_status(self._complete_status, exc)
+
+    def _page_ready(self) -> bool:
+        if self.end_reason is not None:
+            return True
+        if len(self._buffer) >= self.page_size:
+            return True
+        return bool(self._buffer) and self.clock.now() - self._page_started >= self.page_age_s
+
+    # Statuses finish through the clock so that, in simulated time, every callback due at the
+    # same instant has run before the RunEngine moves on.
+    def _finish(self, status: Status | None) -> None:
+        if status is not None and not status.done:
+            self.clock.call_later(0.0, lambda: status.done or status.set_finished())
+
+    def _fail_status(self, status: Status, exc: Exception) -> None:
+        self.clock.call_later(0.0, lambda: status.done or status.set_exception(exc))
+
+
+def _done() -> Status:
+    status = Status()
+    status.set_finished()
+    return status

@@ -1,0 +1,616 @@
+"""Keithley 2450 SourceMeter used as a galvanostat (SCPI over pyvisa, pyserial or in-process).
+
+:class:`Keithley2450` is the wire protocol: each setting and query is declared once, as in the
+manual's command table, with a strict validator. :class:`Keithley2450Potentiostat` runs the
+technique set host-side on top of it: the 2450 has no on-instrument program here, so the host
+polls on the shared clock and ends each step at its cut-off. Cut-offs that the host can predict
+(time, and capacity at constant current) are polled exactly when due; voltage cut-offs are met
+within one poll interval, and on charge the voltage limit (``VLIM``) clamps the cell at the
+cut-off as the hardware's own fallback.
+
+Open circuit is sourcing 0 A with the output on (the voltage is still measured); the safe state
+is output off with the output-off mode ``HIMP`` (relay open), never the factory ``NORM`` mode,
+which connects a 0 V source and slowly discharges a battery.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from drivers.base import Point
+from drivers.clock import Clock
+from drivers.scpi import (
+    Control,
+    Measurement,
+    ScpiInstrument,
+    parse_bool,
+    strict_choice,
+    strict_range,
+)
+from drivers.techniques import (
+    GITT,
+    ConstantCurrent,
+    ConstantVoltage,
+    Loop,
+    Rest,
+    Sweep,
+    Technique,
+)
+from drivers.transport import InstrumentError
+
+MAX_CURRENT_A = 1.05
+
+
+def _parse_source_function(text: str) -> str:
+    word = text.strip().upper()
+    return {"CURR": "current", "VOLT": "voltage"}[word]
+
+
+class Keithley2450(ScpiInstrument):
+    """Wire protocol of the Keithley 2450 (native SCPI command set)."""
+
+    identity = Measurement("*IDN?", "Manufacturer, model, serial number, firmware.")
+    source_function = Control(
+        ":SOUR:FUNC?",
+        ":SOUR:FUNC {}",
+        "Source 'current' or 'voltage'.",
+        validator=strict_choice({"current": "CURR", "voltage": "VOLT"}),
+        parse=_parse_source_function,
+    )
+    source_current_A = Control(
+        ":SOUR:CURR?",
+        ":SOUR:CURR {:.6e}",
+        "Source current level, A (positive charges the cell on HI).",
+        validator=strict_range(-MAX_CURRENT_A, MAX_CURRENT_A),
+        parse=float,
+    )
+    voltage_limit_V = Control(
+        ":SOUR:CURR:VLIM?",
+        ":SOUR:CURR:VLIM {:.6g}",
+        "Voltage limit while sourcing current, V; the source clamps there.",
+        validator=strict_range(0.02, 210.0),
+        parse=float,
+    )
+    voltage_limit_tripped = Measurement(
+        ":SOUR:CURR:VLIM:TRIP?", "True when the voltage limit is clamping.", parse=parse_bool
+    )
+    source_voltage_V = Control(
+        ":SOUR:VOLT?",
+        ":SOUR:VOLT {:.6g}",
+        "Source voltage level, V.",
+        validator=strict_range(-210.0, 210.0),
+        parse=float,
+    )
+    current_limit_A = Control(
+        ":SOUR:VOLT:ILIM?",
+        ":SOUR:VOLT:ILIM {:.6e}",
+        "Current limit while sourcing voltage, A.",
+        validator=strict_range(1e-9, MAX_CURRENT_A),
+        parse=float,
+    )
+    sense_function = Control(
+        None,
+        ':SENS:FUNC "{}"',
+        "Measure 'voltage' or 'current'.",
+        validator=strict_choice({"voltage": "VOLT", "current": "CURR"}),
+    )
+    voltage_nplc = Control(
+        ":SENS:VOLT:NPLC?",
+        ":SENS:VOLT:NPLC {:g}",
+        "Voltage integration time in power-line cycles.",
+        validator=strict_range(0.01, 10.0),
+        parse=float,
+    )
+    output_enabled = Control(
+        ":OUTP?",
+        ":OUTP {}",
+        "Output on (True) or off (False).",
+        validator=strict_choice({True: "ON", False: "OFF"}),
+        parse=parse_bool,
+    )
+    output_off_mode = Control(
+        ":OUTP:CURR:SMOD?",
+        ":OUTP:CURR:SMOD {}",
+        "What 'output off' means: 'high_impedance' opens the relay (use this for batteries).",
+        validator=strict_choice(
+            {"high_impedance": "HIMP", "normal": "NORM", "zero": "ZERO", "guard": "GUAR"}
+        ),
+        parse=lambda s: {
+            "HIMP": "high_impedance",
+            "NORM": "normal",
+            "ZERO": "zero",
+            "GUAR": "guard",
+        }[s.strip().upper()],
+    )
+    voltage_V = Measurement(":MEAS:VOLT?", "One voltage measurement, V.", parse=float)
+    current_A = Measurement(":MEAS:CURR?", "One current measurement, A.", parse=float)
+
+    def read(self) -> tuple[float, float]:
+        """Take a reading: (measured value, source value)."""
+        command = ':READ? "defbuffer1", READ, SOUR'
+        reply = self.ask(command)
+        try:
+            measured, source = (float(x) for x in reply.split(","))
+        except ValueError as exc:
+            raise InstrumentError(self.name, f"garbled reply {reply!r}", command) from exc
+        return measured, source
+
+    def next_error(self) -> tuple[int, str]:
+        command = ":SYST:ERR?"
+        reply = self.ask(command)
+        code_text, _, message = reply.partition(",")
+        try:
+            code = int(code_text)
+        except ValueError as exc:
+            raise InstrumentError(self.name, f"garbled reply {reply!r}", command) from exc
+        return code, message.strip().strip('"')
+
+    def errors(self) -> list[tuple[int, str]]:
+        """Drain the error queue."""
+        found = []
+        for _ in range(11):
+            code, message = self.next_error()
+            if code == 0:
+                break
+            found.append((code, message))
+        return found
+
+    def check_errors(self, context: str) -> None:
+        """Raise InstrumentError listing every queued error (after ``context``)."""
+        found = self.errors()
+        if found:
+            listed = "; ".join(f"{code} {message}" for code, message in found)
+            raise InstrumentError(self.name, f"instrument reported errors after {context}: {listed}")
+
+    def reset(self) -> None:
+        self.write("*RST")
+        self.write("*CLS")
+
+
+# --- host-side techniques ------------------------------------------------------------
+
+
+def _mAh_g(current_A: float, dt_s: float, mass_g: float) -> float:
+    return current_A * dt_s / 3.6 / mass_g
+
+
+@dataclass
+class _Ctx:
+    inst: Keithley2450
+    clock: Clock
+    mass_g: float
+    poll_s: float
+    compliance_V: float
+    emit: Callable[[Point], None]
+    predictive: bool = True
+
+
+@dataclass
+class _Segment:
+    """One host-run segment (a CC pulse, a rest, a hold, a sweep)."""
+
+    ctx: _Ctx
+    substep: int
+    record_s: float
+    t0: float = 0.0
+    t_last: float = 0.0
+    t_record: float = -math.inf
+    q: float = 0.0
+    v: float = math.nan
+    i: float = 0.0
+    end_reason: str | None = None
+    history: list[tuple[float, float]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.t0 = self.t_last = self.ctx.clock.now()
+        self.configure()
+        self.ctx.inst.check_errors(f"starting {type(self).__name__}")
+        self.measure()
+        self.record(force=True)
+
+    def configure(self) -> None:
+        raise NotImplementedError
+
+    def measure(self) -> None:
+        now = self.ctx.clock.now()
+        measured, source = self.ctx.inst.read()
+        self.apply_reading(measured, source)
+        self.q += _mAh_g(self.i, now - self.t_last, self.ctx.mass_g)
+        self.t_last = now
+
+    def apply_reading(self, measured: float, source: float) -> None:
+        self.v, self.i = measured, source
+
+    def record(self, force: bool = False) -> None:
+        now = self.ctx.clock.now()
+        if force or now - self.t_record >= self.record_s - 1e-9:
+            self.t_record = now
+            self.ctx.emit(Point(now, self.v, self.i, self.q, substep=self.substep))
+
+    def poll(self) -> bool:
+        self.measure()
+        self.end_reason = self.check()
+        self.record(force=self.end_reason is not None)
+        return self.end_reason is not None
+
+    def check(self) -> str | None:
+        raise NotImplementedError
+
+    def next_due_s(self) -> float:
+        """Seconds until the next poll is needed."""
+        return min(self.ctx.poll_s, self.record_s)
+
+
+@dataclass
+class _CC(_Segment):
+    current_A: float = 0.0
+    voltage_V: float | None = None
+    capacity_mAh_g: float | None = None
+    duration_s: float | None = None
+    _last_reading: tuple[float, float] | None = None
+
+    def configure(self) -> None:
+        inst = self.ctx.inst
+        inst.source_function = "current"
+        inst.sense_function = "voltage"
+        limit = self.ctx.compliance_V
+        if self.current_A > 0 and self.voltage_V is not None:
+            limit = self.voltage_V  # the hardware clamps at the cut-off on charge
+        inst.voltage_limit_V = limit
+        inst.source_current_A = self.current_A
+        inst.output_enabled = True
+
+    def _voltage_due_s(self) -> float:
+        """Predictive polling: far from the voltage cut-off, poll less often.
+
+        The time to the cut-off is extrapolated linearly from the last two readings; the next
+        poll comes after a quarter of it, never sooner than the poll interval and never later
+        than the record interval. Near the cut-off every poll interval is used, so the cut-off
+        is still met within one poll interval.
+        """
+        now = self.ctx.clock.now()
+        previous = self._last_reading
+        self._last_reading = (now, self.v)
+        if previous is None or now <= previous[0] or self.voltage_V is None:
+            return self.ctx.poll_s
+        slope = (self.v - previous[1]) / (now - previous[0])
+        remaining = self.voltage_V - self.v
+        if slope == 0 or remaining / slope <= 0:
+            return self.ctx.poll_s
+        return min(self.record_s, 0.25 * remaining / slope)
+
+    def check(self) -> str | None:
+        now = self.ctx.clock.now()
+        if self.voltage_V is not None:
+            if self.current_A > 0 and self.v >= self.voltage_V - 1e-9:
+                return "voltage"
+            if self.current_A < 0 and self.v <= self.voltage_V + 1e-9:
+                return "voltage"
+        if self.capacity_mAh_g is not None and abs(self.q) >= self.capacity_mAh_g - 1e-9:
+            return "capacity"
+        if self.duration_s is not None and now - self.t0 >= self.duration_s - 1e-9:
+            return "time"
+        return None
+
+    def next_due_s(self) -> float:
+        due = super().next_due_s()
+        now = self.ctx.clock.now()
+        if self.ctx.predictive and self.voltage_V is not None:
+            due = max(due, self._voltage_due_s())
+        if self.duration_s is not None:
+            due = min(due, self.t0 + self.duration_s - now)
+        if self.capacity_mAh_g is not None and self.current_A != 0:
+            rate = abs(_mAh_g(self.current_A, 1.0, self.ctx.mass_g))
+            due = min(due, (self.capacity_mAh_g - abs(self.q)) / rate)
+        return max(due, 1e-6)
+
+
+@dataclass
+class _Rest(_Segment):
+    duration_s: float = 0.0
+    dvdt_V_s: float | None = None
+    _prev: tuple[float, float] | None = None
+
+    def configure(self) -> None:
+        inst = self.ctx.inst
+        inst.source_function = "current"
+        inst.sense_function = "voltage"
+        inst.voltage_limit_V = self.ctx.compliance_V
+        inst.source_current_A = 0.0
+        inst.output_enabled = True
+
+    def check(self) -> str | None:
+        now = self.ctx.clock.now()
+        if self.dvdt_V_s is not None and now - self.t_record >= self.record_s - 1e-9:
+            if self._prev is not None and now > self._prev[0]:
+                slope = abs(self.v - self._prev[1]) / (now - self._prev[0])
+                if slope < self.dvdt_V_s:
+                    return "dvdt"
+            self._prev = (now, self.v)
+        if now - self.t0 >= self.duration_s - 1e-9:
+            return "time"
+        return None
+
+    def next_due_s(self) -> float:
+        # Nothing to watch at open circuit but the time: poll at the record interval.
+        now = self.ctx.clock.now()
+        return max(min(self.record_s, self.t0 + self.duration_s - now), 1e-6)
+
+
+@dataclass
+class _CV(_Segment):
+    voltage_V: float = 0.0
+    current_limit_A: float = 0.1
+    stop_current_A: float | None = None
+    duration_s: float | None = None
+
+    def configure(self) -> None:
+        inst = self.ctx.inst
+        inst.source_function = "voltage"
+        inst.sense_function = "current"
+        inst.current_limit_A = self.current_limit_A
+        inst.source_voltage_V = self.voltage_V
+        inst.output_enabled = True
+
+    def apply_reading(self, measured: float, source: float) -> None:
+        self.v, self.i = source, measured
+
+    def check(self) -> str | None:
+        now = self.ctx.clock.now()
+        if self.stop_current_A is not None and abs(self.i) <= self.stop_current_A and now > self.t0:
+            return "current"
+        if self.duration_s is not None and now - self.t0 >= self.duration_s - 1e-9:
+            return "time"
+        return None
+
+    def next_due_s(self) -> float:
+        due = super().next_due_s()
+        if self.duration_s is not None:
+            due = min(due, self.t0 + self.duration_s - self.ctx.clock.now())
+        return max(due, 1e-6)
+
+
+@dataclass
+class _Sweep(_Segment):
+    sweep: Sweep | None = None
+    current_limit_A: float = 0.1
+
+    def _profile(self, elapsed_s: float) -> tuple[float, bool]:
+        assert self.sweep is not None
+        s = self.sweep
+        rate = s.scan_rate_mV_s / 1000.0
+        legs = [(s.start_V, s.vertex1_V)]
+        if not s.linear:
+            for _ in range(s.cycles):
+                legs += [(s.vertex1_V, s.vertex2_V), (s.vertex2_V, s.vertex1_V)]
+            legs[-1] = (s.vertex2_V, s.start_V)
+        t = elapsed_s
+        for a, b in legs:
+            span = abs(b - a) / rate
+            if t <= span:
+                return a + math.copysign(rate * t, b - a), False
+            t -= span
+        return legs[-1][1], True
+
+    def configure(self) -> None:
+        inst = self.ctx.inst
+        inst.source_function = "voltage"
+        inst.sense_function = "current"
+        inst.current_limit_A = self.current_limit_A
+        inst.source_voltage_V = self._profile(0.0)[0]
+        inst.output_enabled = True
+
+    def apply_reading(self, measured: float, source: float) -> None:
+        self.v, self.i = source, measured
+
+    def check(self) -> str | None:
+        target, done = self._profile(self.ctx.clock.now() - self.t0)
+        if done:
+            return "time"
+        self.ctx.inst.source_voltage_V = target
+        return None
+
+
+class HostStepRun:
+    """A technique run by polling from the host; segments follow one another."""
+
+    def __init__(self, ctx: _Ctx, segments: Callable[[], _Segment | None]) -> None:
+        self._ctx = ctx
+        self._next_segment = segments
+        self._points: list[Point] = []
+        ctx.emit = self._points.append
+        self.end_reason: str | None = None
+        self._segment = self._next_segment()
+        if self._segment is None:
+            raise ValueError("a step needs at least one segment")
+        self._segment.start()
+
+    def next_poll_delay_s(self) -> float:
+        return self._segment.next_due_s() if self._segment else self._ctx.poll_s
+
+    def poll(self) -> tuple[list[Point], bool]:
+        if self.end_reason is None and self._segment is not None and self._segment.poll():
+            reason = self._segment.end_reason
+            following = self._next_segment()
+            if following is None:
+                self.end_reason = reason
+                self._ctx.inst.output_enabled = False
+            else:
+                self._segment = following
+                following.start()
+        points, self._points = self._points, []
+        self._ctx.emit = self._points.append
+        return points, self.end_reason is not None
+
+    def abort(self) -> None:
+        self._ctx.inst.output_enabled = False
+        if self.end_reason is None:
+            self.end_reason = "aborted"
+
+
+class Keithley2450Potentiostat:
+    """The technique set on a Keithley 2450, run host-side on the shared clock."""
+
+    def __init__(
+        self,
+        instrument: Keithley2450,
+        clock: Clock,
+        poll_interval_s: float = 1.0,
+        compliance_V: float = 5.0,
+        max_current_A: float = 0.1,
+        predictive_polling: bool = True,
+    ) -> None:
+        if poll_interval_s <= 0:
+            raise ValueError(f"poll_interval_s must be > 0, got {poll_interval_s}")
+        self.instrument = instrument
+        self.clock = clock
+        self.name = instrument.name
+        self.poll_interval_s = poll_interval_s
+        self.compliance_V = compliance_V
+        self.max_current_A = max_current_A
+        self.predictive_polling = predictive_polling
+        self._initialised = False
+
+    def initialise(self) -> str:
+        """Identify the instrument and put it in a known, safe configuration."""
+        idn = self.instrument.identity
+        if "2450" not in idn:
+            raise InstrumentError(self.name, f"expected a Keithley 2450, got {idn!r}", "*IDN?")
+        inst = self.instrument
+        inst.reset()
+        inst.output_off_mode = "high_impedance"
+        inst.sense_function = "voltage"
+        inst.voltage_nplc = 1.0
+        inst.check_errors("initialisation")
+        self._initialised = True
+        return idn
+
+    def _ctx(self, mass_g: float) -> _Ctx:
+        if not self._initialised:
+            self.initialise()
+        return _Ctx(
+            self.instrument,
+            self.clock,
+            mass_g,
+            self.poll_interval_s,
+            self.compliance_V,
+            lambda p: None,
+            self.predictive_polling,
+        )
+
+    def _current_A(self, current_mA_g: float, mass_g: float) -> float:
+        current = current_mA_g * mass_g / 1000.0
+        if abs(current) > self.max_current_A:
+            raise ValueError(
+                f"{self.name}: {current_mA_g} mA/g on {mass_g * 1000:g} mg is {current:.4g} A, "
+                f"above this channel's max_current_A = {self.max_current_A} A"
+            )
+        return current
+
+    def _segments(self, step: Technique | Loop, ctx: _Ctx) -> list[Callable[[int], _Segment]]:
+        """Factories (taking a substep number) for the segments of a step, in order."""
+        mass = ctx.mass_g
+        if isinstance(step, ConstantCurrent):
+            c = step.cutoffs
+            current = self._current_A(step.current_mA_g, mass)
+            return [
+                lambda n: _CC(
+                    ctx,
+                    n,
+                    step.record_interval_s,
+                    current_A=current,
+                    voltage_V=c.voltage_V,
+                    capacity_mAh_g=c.capacity_mAh_g,
+                    duration_s=c.duration_s,
+                )
+            ]
+        if isinstance(step, Rest):
+            return [
+                lambda n: _Rest(
+                    ctx,
+                    n,
+                    step.record_interval_s,
+                    duration_s=step.duration_s,
+                    dvdt_V_s=step.dvdt_V_s,
+                )
+            ]
+        if isinstance(step, ConstantVoltage):
+            c = step.cutoffs
+            stop = None if c.current_mA_g is None else c.current_mA_g * mass / 1000.0
+            return [
+                lambda n: _CV(
+                    ctx,
+                    n,
+                    step.record_interval_s,
+                    voltage_V=step.voltage_V,
+                    current_limit_A=self.max_current_A,
+                    stop_current_A=stop,
+                    duration_s=c.duration_s,
+                )
+            ]
+        if isinstance(step, Sweep):
+            return [
+                lambda n: _Sweep(
+                    ctx, n, step.record_interval_s, sweep=step, current_limit_A=self.max_current_A
+                )
+            ]
+        if isinstance(step, Loop):
+            body = [f for s in step.steps for f in self._segments(s, ctx)]
+            return body * step.count
+        raise TypeError(f"{self.name}: technique {type(step).__name__} is not supported")
+
+    def start_step(self, step: Technique | Loop, active_mass_g: float, step_index: int) -> HostStepRun:
+        if active_mass_g <= 0:
+            raise ValueError(f"active_mass_g must be > 0, got {active_mass_g}")
+        ctx = self._ctx(active_mass_g)
+        if isinstance(step, GITT):
+            return self._start_gitt(step, ctx)
+        factories = iter(enumerate(self._segments(step, ctx)))
+
+        def next_segment() -> _Segment | None:
+            item = next(factories, None)
+            return None if item is None else item[1](item[0])
+
+        return HostStepRun(ctx, next_segment)
+
+    def _start_gitt(self, step: GITT, ctx: _Ctx) -> HostStepRun:
+        current = self._current_A(step.current_mA_g, ctx.mass_g)
+        state = {"n": 0, "stop": False, "pulse": None}
+
+        def next_segment() -> _Segment | None:
+            n = state["n"]
+            previous = state["pulse"]
+            if isinstance(previous, _CC) and previous.end_reason == "voltage":
+                return None  # the pulse met the cut-off voltage: GITT is over
+            if n >= 2 * step.max_pulses:
+                return None
+            state["n"] = n + 1
+            if n % 2 == 0:
+                seg: _Segment = _CC(
+                    ctx,
+                    n,
+                    step.record_interval_s,
+                    current_A=current,
+                    voltage_V=step.cutoff_voltage_V,
+                    duration_s=step.pulse_s,
+                )
+            else:
+                seg = _Rest(ctx, n, step.record_interval_s, duration_s=step.rest_s)
+            state["pulse"] = seg
+            return seg
+
+        return HostStepRun(ctx, next_segment)
+
+    def safe_state(self) -> None:
+        self.instrument.output_enabled = False
+
+    def measure_voltage_V(self) -> float:
+        return float(self.instrument.voltage_V)
+
+    def close(self) -> None:
+        try:
+            self.safe_state()
+        finally:
+            self.instrument.transport.close()

@@ -1,0 +1,96 @@
+"""From a validated lab file to connected drivers and ophyd devices.
+
+Simulators are reached only from here, and only for instruments marked ``simulated`` with
+``resource = "sim"``: :mod:`orchestrator.simlab` builds them in this process.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.clock import Clock
+from drivers.device import PotentiostatChannel
+from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
+from drivers.transport import InstrumentError, SerialTransport, VisaTransport
+from orchestrator.lab import CellConfig, InstrumentConfig, Lab
+
+_SERIAL_URL = re.compile(r"^(socket|rfc2217|loop|spy|alt|hwgrep)://|^COM\d+$|^/dev/", re.IGNORECASE)
+
+
+def open_transport(name: str, config: InstrumentConfig) -> Any:
+    """A transport for a real (or TCP-served simulated) instrument's resource string."""
+    resource = config.resource
+    if _SERIAL_URL.search(resource):
+        return SerialTransport(resource, timeout_s=config.timeout, name=f"{name} ({resource})")
+    return VisaTransport(resource, timeout_s=config.timeout, name=f"{name} ({resource})")
+
+
+@dataclass
+class ConnectedLab:
+    lab: Lab
+    clock: Clock
+    drivers: dict[str, Any] = field(default_factory=dict)
+    channels: dict[str, PotentiostatChannel] = field(default_factory=dict)
+    simulation: Any = None
+
+    def close(self) -> None:
+        for driver in self.drivers.values():
+            try:
+                driver.close()
+            except InstrumentError:
+                pass
+
+
+def connect_lab(lab: Lab, clock: Clock, cells: list[str] | None = None, noise: bool = False) -> ConnectedLab:
+    """Open every instrument the chosen cells need, identify it, and build their devices.
+
+    Raises :class:`~drivers.transport.InstrumentError` naming the instrument and its resource
+    when one cannot be reached; no step has started by then.
+    """
+    chosen = [lab.cell(name) for name in cells] if cells else list(lab.cells)
+    connected = ConnectedLab(lab, clock)
+    if any(lab.instruments[c.instrument].resource == "sim" for c in chosen):
+        from orchestrator.simlab import SimulatedLab
+
+        connected.simulation = SimulatedLab(lab, clock, noise=noise)
+    for cell in chosen:
+        connected.channels[cell.name] = _channel(connected, cell)
+    return connected
+
+
+def _driver(connected: ConnectedLab, name: str) -> Any:
+    if name in connected.drivers:
+        return connected.drivers[name]
+    config = connected.lab.instruments[name]
+    if config.resource == "sim":
+        transport = connected.simulation.transport(name)
+    else:
+        transport = open_transport(name, config)
+    if config.driver == "keithley2450":
+        driver = Keithley2450Potentiostat(
+            Keithley2450(transport, name),
+            connected.clock,
+            poll_interval_s=config.poll_interval,
+            compliance_V=config.compliance,
+        )
+        driver.initialise()
+    else:  # pragma: no cover - the lab schema admits only known drivers
+        raise ValueError(f"unknown driver {config.driver!r}")
+    connected.drivers[name] = driver
+    return driver
+
+
+def _channel(connected: ConnectedLab, cell: CellConfig) -> PotentiostatChannel:
+    driver = _driver(connected, cell.instrument)
+    return PotentiostatChannel(
+        name=cell.name.replace("-", "_"),
+        driver=driver,
+        clock=connected.clock,
+        active_mass_g=cell.active_mass,
+        channel=cell.channel,
+        voltage_max_V=cell.voltage_max,
+        voltage_min_V=cell.voltage_min,
+        temperature_C=cell.temperature,
+    )

@@ -1,0 +1,172 @@
+"""A session: clock, RunEngine, storage and progress for running plans on a lab.
+
+In simulated mode the clock is a :class:`~drivers.clock.SimClock` driven by
+:class:`~orchestrator.simtime.SimulatedTime`; in real mode it is the wall clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+from bluesky import RunEngine
+from event_model import DocumentRouter
+
+from drivers.clock import Clock, SimClock, WallClock
+from orchestrator.connect import ConnectedLab, connect_lab
+from orchestrator.lab import Lab
+from orchestrator.simtime import SimulatedTime
+from orchestrator.storage import Journal, TiledStore, default_data_dir, read_journal
+
+#: Rough specific capacity used only to estimate how long a voltage-limited step lasts.
+_ETA_CAPACITY_mAh_g = 280.0
+
+
+def estimate_step_s(step: dict[str, Any]) -> float:
+    """A rough duration of a step (from its metadata), for the ETA."""
+    kind = step.get("kind")
+    if kind == "rest":
+        return float(step["duration_s"])
+    if kind == "cc":
+        c = step["cutoffs"]
+        estimates = []
+        rate = abs(step["current_mA_g"])
+        if c.get("duration_s"):
+            estimates.append(c["duration_s"])
+        if c.get("capacity_mAh_g"):
+            estimates.append(c["capacity_mAh_g"] / rate * 3600.0)
+        if c.get("voltage_V") is not None:
+            estimates.append(_ETA_CAPACITY_mAh_g / rate * 3600.0)
+        return min(estimates) if estimates else 0.0
+    if kind == "gitt":
+        return 10 * (step["pulse_s"] + step["rest_s"])
+    if kind == "loop":
+        return step["count"] * sum(estimate_step_s(s) for s in step["steps"])
+    if kind == "cv":
+        return float(step["cutoffs"].get("duration_s") or 3600.0)
+    if kind == "sweep":
+        span = abs(step["vertex1_V"] - step["vertex2_V"]) * 2 * step["cycles"]
+        return span / (step["scan_rate_mV_s"] / 1000.0)
+    return 0.0
+
+
+class ProgressReporter(DocumentRouter):
+    """A rich progress bar: simulated (or real) elapsed time, wall time and ETA."""
+
+    def __init__(self, clock: Clock, enabled: bool = True) -> None:
+        super().__init__()
+        self.clock = clock
+        self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+        self._t0 = 0.0
+        self._wall0 = 0.0
+        self._steps: list[float] = []
+
+    def start(self, doc: dict[str, Any]) -> None:
+        self._t0 = float(doc.get("clock_start_s", self.clock.now()))
+        self._wall0 = time.perf_counter()
+        self._steps = [estimate_step_s(s) for s in doc.get("steps", [])]
+        if not self.enabled:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self._progress.start()
+        total = max(sum(self._steps), 1.0)
+        label = doc.get("cell") or doc.get("plan_name", "run")
+        self._task = self._progress.add_task(str(label), total=total, status="")
+
+    def event_page(self, doc: dict[str, Any]) -> None:
+        if self._progress is None:
+            return
+        step = int(doc["data"]["step"][-1])
+        t_sim = self.clock.now() - self._t0
+        done_before = sum(self._steps[:step])
+        elapsed_in_step = float(doc["timestamps"]["step"][-1]) - self._t0 - done_before
+        completed = done_before + max(
+            0.0, min(elapsed_in_step, self._steps[step] if step < len(self._steps) else 0)
+        )
+        wall = time.perf_counter() - self._wall0
+        self._progress.update(
+            self._task,
+            completed=min(completed, sum(self._steps)),
+            status=f"step {step + 1}/{len(self._steps)}  sim {t_sim / 3600:7.2f} h  wall {wall:6.1f} s",
+        )
+
+    def stop(self, doc: dict[str, Any]) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class Session:
+    """Everything needed to run plans on a lab and keep their data."""
+
+    def __init__(
+        self,
+        lab: Lab,
+        data_dir: Path | None = None,
+        tiled: bool = True,
+        tiled_uri: str | None = None,
+        progress: bool = False,
+        noise: bool = False,
+        cells: list[str] | None = None,
+    ) -> None:
+        self.lab = lab
+        self.simulated = (
+            all(lab.instruments[c.instrument].simulated for c in (lab.cell(n) for n in cells or []))
+            if cells
+            else lab.simulated
+        )
+        self.clock: Clock = SimClock() if self.simulated else WallClock()
+        self.data_dir = Path(data_dir or lab.lab.data_dir or default_data_dir())
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.simtime: SimulatedTime | None = None
+        if isinstance(self.clock, SimClock):
+            self.simtime = SimulatedTime(self.clock)
+            self.RE = RunEngine({}, during_task=self.simtime)
+            self.simtime.install(self.RE)
+        else:
+            self.RE = RunEngine({})
+        self.journal = Journal(self.data_dir)
+        self.RE.subscribe(self.journal)
+        self.tiled: TiledStore | None = None
+        if tiled:
+            self.tiled = TiledStore(self.data_dir, tiled_uri)
+            self.RE.subscribe(self.tiled)
+        self.progress = ProgressReporter(self.clock, enabled=progress)
+        self.RE.subscribe(self.progress)
+        self.connected: ConnectedLab = connect_lab(lab, self.clock, cells, noise=noise)
+
+    def channel(self, cell: str | None = None) -> Any:
+        name = self.lab.cell(cell).name
+        return self.connected.channels[name]
+
+    def run(self, plan: Generator[Any, Any, Any], **md: Any) -> tuple[str, ...]:
+        """Run a plan; returns the uids of the runs it opened."""
+        return self.RE(plan, clock_start_s=self.clock.now(), lab=self.lab.lab.name, **md)
+
+    def read(self, uid: str, source: str = "journal") -> Any:
+        if source == "tiled":
+            if self.tiled is None:
+                raise RuntimeError("this session has no Tiled catalog")
+            return self.tiled.read_run(uid)
+        return read_journal(self.data_dir, uid)
+
+    def subscribe(self, callback: Callable[[str, dict[str, Any]], None]) -> int:
+        return self.RE.subscribe(callback)
+
+    def close(self) -> None:
+        self.journal.close()
+        self.connected.close()
+        if self.tiled is not None:
+            self.tiled.close()

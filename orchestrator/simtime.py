@@ -1,0 +1,107 @@
+"""Simulated time for the RunEngine.
+
+The RunEngine runs its plan on an event-loop thread while the calling thread blocks in
+``during_task.block``. :class:`SimulatedTime` takes that blocking thread and advances the
+shared :class:`~drivers.clock.SimClock` only while the RunEngine is waiting:
+
+* on statuses (a 'wait' message: the public ``waiting_hook`` reports them), or
+* in a 'sleep' message (replaced through ``RE.register_command``).
+
+Each advance jumps straight to the earliest callback due on the clock (a device poll, the
+end of a sleep) and runs every callback due then. When all the statuses the RunEngine waits
+for are done, time stands still until the RunEngine waits again, so a step hand-over costs no
+simulated time beyond the poll that noticed the end of the step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from bluesky.run_engine import RunEngine
+from bluesky.utils import DuringTask, Msg
+from ophyd.status import Status
+
+from drivers.clock import SimClock
+
+
+class SimulatedTimeStall(RuntimeError):
+    """The RunEngine waits for something that no scheduled event will ever finish."""
+
+
+class SimulatedTime(DuringTask):
+    """Drive a :class:`SimClock` from the RunEngine's blocking thread."""
+
+    def __init__(self, clock: SimClock, stall_timeout_s: float = 30.0) -> None:
+        self.clock = clock
+        self.stall_timeout_s = stall_timeout_s
+        self._cond = threading.Condition()
+        self._waiting: list[Any] | None = None
+        self._generation = 0
+        self.advances = 0
+
+    # --- hooks called from the RunEngine's loop thread ----------------------------------
+    def waiting_hook(self, statuses: Iterable[Any] | None) -> None:
+        with self._cond:
+            self._waiting = None if statuses is None else list(statuses)
+            self._generation += 1
+            self._cond.notify_all()
+
+    async def _sleep(self, msg: Msg) -> None:
+        (duration_s,) = msg.args
+        status = Status()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        status.add_callback(lambda st: loop.call_soon_threadsafe(_resolve, future))
+        self.clock.call_later(float(duration_s), status.set_finished)
+        self.waiting_hook([status])
+        try:
+            await future
+        finally:
+            self.waiting_hook(None)
+
+    def install(self, RE: RunEngine) -> None:
+        """Hook into a RunEngine (which must have been created with this during_task)."""
+        RE.waiting_hook = self.waiting_hook
+        RE.register_command("sleep", self._sleep)
+
+    # --- the blocking thread --------------------------------------------------------------
+    def block(self, blocking_event: threading.Event) -> None:
+        stalled_for = 0.0
+        while not blocking_event.is_set():
+            with self._cond:
+                waiting = self._waiting
+                generation = self._generation
+            if not waiting:
+                self._wait_for_change(generation, blocking_event, 0.05)
+                continue
+            if all(getattr(st, "done", False) for st in waiting):
+                # The RunEngine is about to move on: let it, without moving time.
+                self._wait_for_change(generation, blocking_event, 0.05)
+                continue
+            if self.clock.advance_to_next():
+                self.advances += 1
+                stalled_for = 0.0
+                continue
+            # Nothing scheduled, yet the RunEngine waits: something outside simulated time
+            # (a thread) may finish it; give it a moment, then report a stall.
+            self._wait_for_change(generation, blocking_event, 0.05)
+            stalled_for += 0.05
+            if stalled_for > self.stall_timeout_s:
+                names = ", ".join(repr(st) for st in waiting)
+                raise SimulatedTimeStall(
+                    f"simulated time stalled: the RunEngine waits for {names} "
+                    "but nothing is scheduled on the clock"
+                )
+
+    def _wait_for_change(self, generation: int, blocking_event: threading.Event, timeout: float) -> None:
+        with self._cond:
+            if self._generation == generation and not blocking_event.is_set():
+                self._cond.wait(timeout)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

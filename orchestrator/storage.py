@@ -1,0 +1,217 @@
+"""Where runs go: an append-only journal on disk and a Tiled catalog.
+
+Every document of every run is written, in order, to ``<data_dir>/journal/<run uid>.jsonl``
+and flushed to disk (``fsync``) before the RunEngine moves on, so a crash loses nothing already
+read. The same documents go to a Tiled catalog: an embedded one (SQLite) under ``data_dir``
+by default, or a Tiled server given by URI. :func:`read_run` returns a run as a DataFrame
+with the export columns (``time_s``, ``voltage_V``, ``current_A``, ``specific_current_mA_g``,
+``capacity_mAh_g``, ``step``, ``step_type``, ``temperature_C``, ``substep``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = [
+    "time_s",
+    "voltage_V",
+    "current_A",
+    "specific_current_mA_g",
+    "capacity_mAh_g",
+    "step",
+    "step_type",
+    "temperature_C",
+    "substep",
+]
+POINT_STREAM = "primary"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("RELAXLAB_DATA", Path.home() / ".local" / "share" / "relaxlab"))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot store {type(obj).__name__}")
+
+
+class Journal:
+    """Append-only JSON-lines journal, one file per run, fsynced per document."""
+
+    def __init__(self, data_dir: Path, fsync: bool = True) -> None:
+        self.directory = Path(data_dir) / "journal"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self._file: Any = None
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        if name == "start":
+            self.close()
+            self._file = open(self.directory / f"{doc['uid']}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        if self._file is None:
+            return
+        self._file.write(json.dumps([name, doc], default=_jsonable, allow_nan=True) + "\n")
+        self._file.flush()
+        if self.fsync:
+            os.fsync(self._file.fileno())
+        if name == "stop":
+            self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def path(self, uid: str) -> Path:
+        return self.directory / f"{uid}.jsonl"
+
+
+def journal_documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Documents of a journal, skipping a torn last line left by a crash."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                name, doc = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            yield name, doc
+
+
+def list_journal_runs(data_dir: Path) -> list[dict[str, Any]]:
+    """One summary per journalled run, newest first."""
+    runs = []
+    for path in (Path(data_dir) / "journal").glob("*.jsonl"):
+        start: dict[str, Any] | None = None
+        stop: dict[str, Any] | None = None
+        points = 0
+        for name, doc in journal_documents(path):
+            if name == "start":
+                start = doc
+            elif name == "stop":
+                stop = doc
+            elif name == "event_page":
+                points += len(doc["seq_num"])
+            elif name == "event":
+                points += 1
+        if start is None:
+            continue
+        runs.append(
+            {
+                "uid": start["uid"],
+                "time": start["time"],
+                "plan_name": start.get("plan_name"),
+                "sample": start.get("sample"),
+                "cell": start.get("cell"),
+                "points": points,
+                "exit_status": stop["exit_status"] if stop else "interrupted",
+            }
+        )
+    return sorted(runs, key=lambda r: r["time"], reverse=True)
+
+
+def frame_from_documents(docs: Iterator[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(start document, points DataFrame) from a run's documents."""
+    start: dict[str, Any] = {}
+    streams: dict[str, str] = {}
+    chunks: list[pd.DataFrame] = []
+    for name, doc in docs:
+        if name == "start":
+            start = doc
+        elif name == "descriptor":
+            streams[doc["uid"]] = doc.get("name", "")
+        elif name == "event_page" and streams.get(doc["descriptor"]) == POINT_STREAM:
+            chunk = pd.DataFrame(doc["data"])
+            chunk["timestamp"] = doc["timestamps"][next(iter(doc["data"]))]
+            chunks.append(chunk)
+    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+    return start, to_export_frame(start, frame)
+
+
+def to_export_frame(start: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
+    """Normalise raw stream columns to the export columns."""
+    if frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in COLUMNS})
+    origin = start.get("clock_start_s", float(frame["timestamp"].iloc[0]))
+    out = pd.DataFrame({"time_s": frame["timestamp"].to_numpy(dtype=float) - origin})
+    for col in ("voltage_V", "current_A", "specific_current_mA_g", "capacity_mAh_g"):
+        out[col] = frame[col].to_numpy(dtype=float)
+    out["step"] = frame["step"].to_numpy(dtype=int)
+    types = start.get("step_types", [])
+    out["step_type"] = [types[s] if 0 <= s < len(types) else "" for s in out["step"]]
+    out["temperature_C"] = frame["temperature_C"].to_numpy(dtype=float)
+    out["substep"] = frame["substep"].to_numpy(dtype=int) if "substep" in frame else 0
+    return out
+
+
+def read_journal(data_dir: Path, uid: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    path = Path(data_dir) / "journal" / f"{uid}.jsonl"
+    if not path.exists():
+        matches = list((Path(data_dir) / "journal").glob(f"{uid}*.jsonl"))
+        if len(matches) != 1:
+            raise KeyError(f"no run {uid!r} in {data_dir}")
+        path = matches[0]
+    return frame_from_documents(journal_documents(path))
+
+
+class TiledStore:
+    """A Tiled catalog and the bluesky TiledWriter that fills it.
+
+    ``uri=None`` opens (creating if needed) an embedded SQLite catalog under ``data_dir``;
+    otherwise ``uri`` is a Tiled server (``http://host:port``; api key from ``TILED_API_KEY``).
+    """
+
+    def __init__(self, data_dir: Path, uri: str | None = None, batch_size: int = 1000) -> None:
+        from bluesky.callbacks.tiled_writer import TiledWriter
+        from tiled.client import Context, from_context, from_uri
+
+        self.data_dir = Path(data_dir)
+        if uri is None:
+            from tiled.catalog import from_uri as catalog_from_uri
+            from tiled.server.app import build_app
+
+            root = self.data_dir / "tiled"
+            (root / "data").mkdir(parents=True, exist_ok=True)
+            adapter = catalog_from_uri(
+                f"sqlite:///{root / 'catalog.db'}",
+                writable_storage=[
+                    f"file://{(root / 'data').resolve()}",
+                    f"sqlite:///{(root / 'tables.sqlite').resolve()}",
+                ],
+                init_if_not_exists=True,
+            )
+            self.context = Context.from_app(build_app(adapter))
+            self.client = from_context(self.context)
+        else:
+            self.context = None
+            self.client = from_uri(uri)
+        self.writer = TiledWriter(self.client, batch_size=batch_size)
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        self.writer(name, doc)
+
+    def read_run(self, uid: str) -> tuple[dict[str, Any], pd.DataFrame]:
+        run = self.client[uid]
+        start = dict(run.metadata["start"])
+        if POINT_STREAM not in run:
+            return start, to_export_frame(start, pd.DataFrame())
+        dataset = run[POINT_STREAM].read()
+        frame = dataset.to_dataframe().reset_index()
+        ts_col = "time" if "time" in frame else frame.columns[0]
+        frame["timestamp"] = frame[ts_col]
+        # The stream's time coordinate is the document time; use the points' own timestamps
+        # when Tiled kept them.
+        return start, to_export_frame(start, frame)
+
+    def close(self) -> None:
+        if self.context is not None:
+            self.context.close()

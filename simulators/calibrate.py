@@ -1,0 +1,332 @@
+"""Calibration targets T1-T9 (science.md section 3) computed from simulated measurements.
+
+Every number here comes from virtual experiments on :class:`~simulators.cell.Cell` (voltage
+curves, charge counted by the instrument, rest voltages, lattice readings), never from model
+internals.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simulators.cell import Cell, Sample
+from simulators.material import Material, load_material
+
+MASS_G = 0.007
+C10_MA_G = 20.0
+I_C10_A = C10_MA_G * MASS_G * 1e-3
+LONG_S = 1e7
+
+
+@dataclass
+class TargetResult:
+    """Outcome of one calibration target."""
+
+    id: str
+    description: str
+    simulated: str | float
+    target: str
+    tolerance: str
+    passed: bool
+
+
+def _charge(cell: Cell, v_upper: float = 4.8, capacity: float | None = None) -> float:
+    adv = cell.constant_current(I_C10_A, LONG_S, v_upper_V=v_upper, capacity_limit_mAh_g=capacity)
+    return adv.charge_mAh_g
+
+
+def _plateaus(cell: Cell, v_end: float = 1.85) -> tuple[float, float]:
+    """Discharge at C/10; capacities (mAh/g) between start-2.5 V and 2.5 V-``v_end``."""
+    ni = -cell.constant_current(-I_C10_A, LONG_S, v_lower_V=2.5).charge_mAh_g
+    o = -cell.constant_current(-I_C10_A, LONG_S, v_lower_V=v_end).charge_mAh_g
+    return ni, o
+
+
+def _charged_powder(m: Material, v_upper: float = 4.8, capacity: float | None = None) -> Sample:
+    cell = Cell(Sample(m), MASS_G)
+    _charge(cell, v_upper, capacity)
+    return cell.sample
+
+
+def _titrate(portion: Sample, rest_s: float = 900.0) -> tuple[float, float, float]:
+    """Fresh cell from a relaxed portion: 15 min OCV, then Ni and O plateau capacities."""
+    cell = Cell(portion, MASS_G)
+    ocv = cell.rest(rest_s).voltage_V
+    ni, o = _plateaus(cell)
+    return ocv, ni, o
+
+
+def _median_v(q: np.ndarray, v: np.ndarray, lo: float, hi: float) -> float:
+    sel = (v >= lo) & (v <= hi)
+    if sel.sum() < 3:
+        return float("nan")
+    qs, vs = q[sel], v[sel]
+    return float(np.interp(0.5 * (qs[0] + qs[-1]), qs, vs))
+
+
+def _t1(m: Material) -> list[TargetResult]:
+    cell = Cell(Sample(m), MASS_G)
+    _, ch = cell.constant_current_sampled(I_C10_A, 10.0, LONG_S, v_upper_V=4.8)
+    _, dis = cell.constant_current_sampled(-I_C10_A, 10.0, LONG_S, v_lower_V=2.0)
+    qc, vc = ch.charge_mAh_g, ch.voltage_V
+    qd, vd = -dis.charge_mAh_g, dis.voltage_V
+    slope = np.gradient(vc, qc)
+    slope_ni = float(np.median(slope[(vc > 3.7) & (vc < 4.3)]))
+    plat = float(_median_v(qc, vc, 4.40, 4.70))
+    slope_pl = float(np.median(slope[(vc > 4.45) & (vc < 4.65)]))
+    ni_mid = _median_v(qd, vd, 2.5, 4.5)
+    o_mid = _median_v(qd, vd, 2.0, 2.5)
+    shape = slope_ni > 5 * abs(slope_pl)
+    ok = shape and abs(plat - 4.5) <= 0.15 and abs(ni_mid - 3.8) <= 0.15 and abs(o_mid - 2.2) <= 0.15
+    sim = (
+        f"charge {qc[-1]:.0f} mAh/g, slope Ni {1e3 * slope_ni:.1f} vs plateau "
+        f"{1e3 * slope_pl:.2f} mV/(mAh/g), plateau {plat:.2f} V; discharge Ni {ni_mid:.2f} V, "
+        f"O {o_mid:.2f} V"
+    )
+    return [
+        TargetResult(
+            "T1",
+            "C/10 cycle 2.0-4.8 V: sloping Ni then ~4.5 V plateau; discharge plateaus",
+            sim,
+            "4.5 / 3.8 / 2.2 V",
+            "+-0.15 V; Ni slope > 5x plateau slope",
+            bool(ok),
+        )
+    ]
+
+
+def _t2(m: Material) -> TargetResult:
+    ref = Cell(_charged_powder(m), MASS_G)
+    ni0, o0 = _plateaus(ref)
+    powder = _charged_powder(m)
+    powder.relax(72 * 3600.0, 140.0)
+    _, ni1, o1 = _titrate(powder)
+    d_o = o1 - o0
+    ok = abs(d_o - 42.0) <= 5.0 and ni1 < 0.1 * ni0
+    return TargetResult(
+        "T2",
+        "4.8 V charge, full relaxation (72 h, 140 C), discharge vs in-cycling",
+        f"O plateau {d_o:+.1f} mAh/g; Ni plateau {ni1:.1f} of {ni0:.1f} mAh/g",
+        "O +42 mAh/g; Ni < 10 % of in-cycling",
+        "+-5 mAh/g",
+        bool(ok),
+    )
+
+
+def _t3_t4(m: Material) -> list[TargetResult]:
+    powder = _charged_powder(m)
+    p0, p90, p4, p24 = powder.split(4)
+    _, ref_ni, _ = _titrate(p0)
+    caps = {}
+    for name, por, dur in (("90s", p90, 90.0), ("4h", p4, 4 * 3600.0), ("24h", p24, 86400.0)):
+        por.relax(dur, 140.0)
+        caps[name] = _titrate(por)[1]
+    early = ref_ni - caps["90s"]
+    late = caps["4h"] - caps["24h"]
+    ratio = early / late if late > 0 else float("inf")
+    t3 = TargetResult(
+        "T3",
+        "140 C: capacity moved 0->90 s vs 4 h->24 h",
+        f"{early:.1f} vs {late:.1f} mAh/g (ratio {ratio:.2f})",
+        "ratio 1",
+        "+-30 %",
+        bool(abs(ratio - 1.0) <= 0.3),
+    )
+    conv = []
+    temps = (25.0, 50.0, 80.0, 110.0, 140.0)
+    for t, por in zip(temps, powder.split(len(temps)), strict=True):
+        por.relax(86400.0, t)
+        conv.append(1.0 - _titrate(por)[1] / ref_ni)
+    mono = all(b > a for a, b in zip(conv, conv[1:], strict=False))
+    t4 = TargetResult(
+        "T4",
+        "24 h relaxation at 25..140 C: conversion of the Ni plateau",
+        ", ".join(f"{t:.0f} C {100 * c:.0f} %" for t, c in zip(temps, conv, strict=True)),
+        "monotonic; < 20 % at 25 C; > 85 % at 140 C",
+        "as stated",
+        bool(mono and conv[0] < 0.2 and conv[-1] > 0.85),
+    )
+    return [t3, t4]
+
+
+def _t5(m: Material) -> TargetResult:
+    ref = Cell(_charged_powder(m, 4.5), MASS_G)
+    ni_ref, _ = _plateaus(ref)
+    powder = _charged_powder(m, 4.5)
+    durations = (0.0, 90.0, 600.0, 3600.0, 4 * 3600.0, 86400.0)
+    f, ocv = [], []
+    for dur, por in zip(durations, powder.split(len(durations)), strict=True):
+        por.relax(dur, 120.0)
+        por.relax(0.0, 25.0)
+        v, ni, _ = _titrate(por)
+        f.append(ni / ni_ref)
+        ocv.append(v)
+    fa, va = np.asarray(f), np.asarray(ocv)
+    slope, icpt = np.polyfit(fa, va, 1)
+    pred = slope * fa + icpt
+    r2 = 1.0 - float(np.sum((va - pred) ** 2)) / float(np.sum((va - va.mean()) ** 2))
+    return TargetResult(
+        "T5",
+        "15 min OCV of relaxed 4.5 V samples vs Ni fraction: least-squares intercept",
+        f"intercept {icpt:.3f} V, slope {slope:.3f} V, R2 {r2:.4f}",
+        "3.74 V; R2 > 0.98",
+        "+-0.02 V",
+        bool(abs(icpt - 3.74) <= 0.02 and r2 > 0.98),
+    )
+
+
+def _t6(m: Material) -> TargetResult:
+    cell = Cell(Sample(m), MASS_G)
+    a, q, v = [cell.sample.lattice_A()], [0.0], [cell.voltage_V()]
+    while True:
+        adv = cell.constant_current(I_C10_A, 600.0, v_upper_V=4.8)
+        q.append(q[-1] + adv.charge_mAh_g)
+        a.append(cell.sample.lattice_A())
+        v.append(adv.voltage_V)
+        if adv.reason != "time":
+            break
+    qa, aa, va = np.asarray(q), np.asarray(a), np.asarray(v)
+    a_end = float(aa[-1])
+    ni = va < 4.3
+    p_ni = np.polyfit(qa[ni], aa[ni], 1)
+    r2 = 1 - np.sum((aa[ni] - np.polyval(p_ni, qa[ni])) ** 2) / np.sum((aa[ni] - aa[ni].mean()) ** 2)
+    pl = (va > 4.45) & (va < 4.6)
+    p_o = np.polyfit(qa[pl], aa[pl], 1)
+    aged = {}
+    for days, por in zip((14, 60), cell.sample.split(2), strict=True):
+        por.relax(days * 86400.0, 25.0)
+        aged[days] = por.lattice_A()
+    ok = (
+        abs(a_end - 4.111) <= 0.003
+        and abs(aged[14] - 4.141) <= 0.012
+        and abs(aged[60] - 4.162) <= 0.012
+        and r2 > 0.99
+        and abs(p_o[0]) < 0.2 * abs(p_ni[0])
+    )
+    return TargetResult(
+        "T6",
+        "lattice: end of 4.8 V charge; 14 d / 60 d at RT; linear in Ni region, flat in O",
+        f"{a_end:.4f} A; {aged[14]:.4f} A; {aged[60]:.4f} A; Ni R2 {r2:.4f}, "
+        f"O/Ni slope ratio {abs(p_o[0] / p_ni[0]):.3f}",
+        "4.111 / 4.141 / 4.162 A",
+        "+-0.003 A in situ, +-0.012 A aged",
+        bool(ok),
+    )
+
+
+def _gitt_gap(m: Material, rest_s: float, temperature_C: float) -> float:
+    cell = Cell(Sample(m), MASS_G, temperature_C=temperature_C)
+    qc: list[float] = []
+    vc: list[float] = []
+    qd: list[float] = []
+    vd: list[float] = []
+    q = 0.0
+    for sign, qs, vs, lim in ((1, qc, vc, 4.8), (-1, qd, vd, 2.0)):
+        for _ in range(200):
+            kw = {"v_upper_V": lim} if sign > 0 else {"v_lower_V": lim}
+            adv = cell.constant_current(sign * I_C10_A, 1800.0, **kw)
+            q += adv.charge_mAh_g
+            r = cell.rest(rest_s)
+            qs.append(q)
+            vs.append(r.voltage_V)
+            if adv.reason != "time":
+                break
+    qc_a, vc_a = np.asarray(qc), np.asarray(vc)
+    qd_a, vd_a = np.asarray(qd)[::-1], np.asarray(vd)[::-1]
+    lo, hi = max(qc_a.min(), qd_a.min()), min(qc_a.max(), qd_a.max())
+    grid = np.linspace(lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo), 50)
+    gap = np.interp(grid, qc_a, vc_a) - np.interp(grid, qd_a, vd_a)
+    return float(gap.min())
+
+
+def _t7(m: Material) -> TargetResult:
+    runs = ((8 * 3600.0, 25.0), (200 * 3600.0, 25.0), (8 * 3600.0, 55.0))
+    gaps = [_gitt_gap(m, r, t) for r, t in runs]
+    return TargetResult(
+        "T7",
+        "GITT 0.5 h C/10 pulses: min mid-range gap charge vs discharge end-of-rest voltage",
+        f"8 h RT {gaps[0]:.2f} V; 200 h RT {gaps[1]:.2f} V; 8 h 55 C {gaps[2]:.2f} V",
+        "gap never closes",
+        "> 0.3 V",
+        bool(min(gaps) > 0.3),
+    )
+
+
+def _t8(m: Material) -> TargetResult:
+    conv = {}
+    for label, kw in (("4.8 V", {"v_upper": 4.8}), ("200 mAh/g", {"capacity": 200.0})):
+        powder = _charged_powder(m, **kw)
+        p0, p1 = powder.split(2)
+        ni0 = _titrate(p0)[1]
+        p1.relax(3600.0, 140.0)
+        conv[label] = 1.0 - _titrate(p1)[1] / ni0
+    return TargetResult(
+        "T8",
+        "1 h at 140 C: fraction of Ni plateau converted after 4.8 V vs after 200 mAh/g",
+        f"4.8 V {100 * conv['4.8 V']:.0f} %; 200 mAh/g {100 * conv['200 mAh/g']:.0f} %",
+        "faster after 4.8 V",
+        "as stated",
+        bool(conv["4.8 V"] > conv["200 mAh/g"]),
+    )
+
+
+def _t9(m: Material) -> TargetResult:
+    ref = Cell(_charged_powder(m), MASS_G)
+    ni_first, _ = _plateaus(ref, 2.0)
+    powder = _charged_powder(m)
+    powder.relax(72 * 3600.0, 140.0)
+    cell = Cell(powder, MASS_G)
+    ni_relaxed, _ = _plateaus(cell, 2.0)
+    _charge(cell)
+    ni_second, _ = _plateaus(cell, 2.0)
+    frac = ni_second / ni_first
+    return TargetResult(
+        "T9",
+        "full relaxation, discharge, 2nd charge to 4.8 V: Ni plateau on 2nd discharge",
+        f"{ni_second:.1f} mAh/g (relaxed {ni_relaxed:.1f}, in-cycling {ni_first:.1f})",
+        "intermediate re-created",
+        ">= 80 % of in-cycling Ni plateau",
+        bool(frac >= 0.8 and ni_relaxed < 0.2 * ni_first),
+    )
+
+
+def run_calibration(material_path: Path | None = None) -> list[TargetResult]:
+    """Run all calibration experiments.
+
+    Parameters
+    ----------
+    material_path : Path, optional
+        Material TOML file; ``None`` uses the shipped x = 0.4 set.
+
+    Returns
+    -------
+    list of TargetResult
+        T1..T9 in order.
+    """
+    m = load_material(material_path)
+    out = _t1(m)
+    out.append(_t2(m))
+    out += _t3_t4(m)
+    out += [_t5(m), _t6(m), _t7(m), _t8(m), _t9(m)]
+    return out
+
+
+def results_to_json(results: list[TargetResult]) -> str:
+    """Serialise results to a JSON string (list of objects)."""
+    return json.dumps([asdict(r) for r in results], indent=2)
+
+
+def format_table(results: list[TargetResult]) -> str:
+    """Plain-text table, one line per target, with PASS/FAIL."""
+    lines = [f"{'id':<4} {'ok':<5} {'simulated':<80} target (tolerance)"]
+    for r in results:
+        sim = f"{r.simulated:.4g}" if isinstance(r.simulated, float) else r.simulated
+        ok = "PASS" if r.passed else "FAIL"
+        lines.append(f"{r.id:<4} {ok:<5} {sim:<80} {r.target} ({r.tolerance})")
+    n = sum(r.passed for r in results)
+    lines.append(f"{n}/{len(results)} targets passed")
+    return "\n".join(lines)

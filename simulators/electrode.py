@@ -1,0 +1,182 @@
+"""Parallel redox processes on charge/discharge branches.
+
+Each process ``i`` has a monotone table ``Q_i(E)``: on charge the capacity it holds once the electrode
+potential has reached ``E``; on discharge the capacity it still holds at ``E``. Passing a charge ``dq``
+moves the electrode potential to the ``E`` where ``sum_i max(0, Q_i(E) - x_i) = dq`` (charge) or
+``sum_i max(0, x_i - Q_i(E)) = dq`` (discharge): the process at the lowest (charge) or highest
+(discharge) potential is driven first and processes at equal potential share the current. Tables
+are piecewise linear on one shared grid, so the solution is exact and found by walking segments.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import numpy as np
+
+_EMPTY = 1e-9
+_TAIL_V_PER_MAH_G = 0.5  # beyond the table ends the potential moves steeply (cut-offs always reached)
+
+
+class BranchSet:
+    """A set of processes on one direction (charge or discharge) with a shared potential grid.
+
+    Parameters
+    ----------
+    tables : list of (list of float, list of float)
+        ``(E_V, Q_mAh_g)`` per process, both strictly increasing.
+    """
+
+    def __init__(self, tables: list[tuple[list[float], list[float]]]) -> None:
+        grid = sorted({float(e) for ev, _ in tables for e in ev})
+        self.grid: list[float] = grid
+        self.grid_np = np.asarray(grid)
+        self.q: list[list[float]] = []
+        self.q_np: list[np.ndarray] = []
+        for ev, qv in tables:
+            qg = np.interp(self.grid_np, np.asarray(ev, float), np.asarray(qv, float))
+            # outside the table range keep a small slope so every Q_i is strictly increasing
+            lo, hi = ev[0], ev[-1]
+            below = self.grid_np < lo
+            qg[below] = qv[0] - 1e-6 * (lo - self.grid_np[below])
+            above = self.grid_np > hi
+            slope_hi = (qv[-1] - qv[-2]) / (ev[-1] - ev[-2])
+            qg[above] = qv[-1] + slope_hi * (self.grid_np[above] - hi)
+            self.q.append([float(v) for v in qg])
+            self.q_np.append(qg)
+        self.n = len(tables)
+
+    def q_at(self, i: int, e: float) -> float:
+        """Capacity of process ``i`` on this branch at potential ``e``."""
+        g, q = self.grid, self.q[i]
+        if e <= g[0]:
+            return q[0] + (e - g[0]) / _TAIL_V_PER_MAH_G
+        if e >= g[-1]:
+            return q[-1] + (e - g[-1]) / _TAIL_V_PER_MAH_G
+        j = bisect_right(g, e) - 1
+        return q[j] + (q[j + 1] - q[j]) * (e - g[j]) / (g[j + 1] - g[j])
+
+    def e_of(self, i: int, x: float) -> float:
+        """Potential at which process ``i`` holds capacity ``x`` (inverse of :meth:`q_at`)."""
+        g, q = self.grid, self.q[i]
+        if x <= q[0]:
+            return g[0] + (x - q[0]) * _TAIL_V_PER_MAH_G
+        if x >= q[-1]:
+            return g[-1] + (x - q[-1]) * _TAIL_V_PER_MAH_G
+        j = bisect_right(q, x) - 1
+        return g[j] + (g[j + 1] - g[j]) * (x - q[j]) / (q[j + 1] - q[j])
+
+
+def _sum_active(bs: BranchSet, x: list[float], starts: list[float], e: float, up: bool) -> float:
+    s = 0.0
+    for i in range(bs.n):
+        if up and e > starts[i]:
+            s += bs.q_at(i, e) - x[i]
+        elif not up and e < starts[i]:
+            s += x[i] - bs.q_at(i, e)
+    return s
+
+
+def solve(
+    bs: BranchSet, x: list[float], dq: float, up: bool, active: tuple[int, ...] | None = None
+) -> tuple[float, list[float]]:
+    """Pass a charge ``dq >= 0`` through the processes.
+
+    Parameters
+    ----------
+    bs : BranchSet
+        Branches for the present direction.
+    x : list of float
+        Capacity held by each process now (mAh/g).
+    dq : float
+        Charge passed (mAh/g, >= 0).
+    up : bool
+        True for charge (potential rises), False for discharge.
+    active : tuple of int, optional
+        Processes that may take current (default all).
+
+    Returns
+    -------
+    (float, list of float)
+        Electrode potential after passing ``dq`` and the new capacities.
+    """
+    idx = tuple(range(bs.n)) if active is None else active
+    inf = float("inf")
+    starts = [inf if up else -inf] * bs.n
+    for i in idx:
+        if up or x[i] > _EMPTY:  # an empty process cannot be reduced
+            starts[i] = bs.e_of(i, x[i])
+    e0 = min(starts) if up else max(starts)
+    if not up and e0 == -inf:  # everything empty: follow the steep tail of the first process
+        starts[idx[0]] = bs.e_of(idx[0], x[idx[0]])
+        e0 = starts[idx[0]]
+    if dq <= 0.0:
+        return e0, list(x)
+    g = bs.grid
+    # breakpoints beyond e0 in walking direction: grid points and the other processes' starts
+    if up:
+        j = bisect_right(g, e0)
+        pts = sorted([p for p in g[j:]] + [s for s in starts if e0 < s < inf])
+    else:
+        j = bisect_right(g, e0)
+        pts = sorted([p for p in g[:j] if p < e0] + [s for s in starts if -inf < s < e0])
+        pts.reverse()
+    e_prev, s_prev = e0, 0.0
+    e = None
+    for p in pts:
+        s_p = _sum_active(bs, x, starts, p, up)
+        if s_p >= dq:
+            e = e_prev + (p - e_prev) * (dq - s_prev) / (s_p - s_prev)
+            break
+        e_prev, s_prev = p, s_p
+    if e is None:  # beyond the grid: every active process follows its steep tail
+        n_act = sum(1 for i in idx if (up and starts[i] < inf) or (not up and starts[i] > -inf))
+        step = (dq - s_prev) * _TAIL_V_PER_MAH_G / max(n_act, 1)
+        e = e_prev + step if up else e_prev - step
+    new = list(x)
+    for i in idx:
+        qi = bs.q_at(i, e)
+        new[i] = max(x[i], qi) if up else max(0.0, min(x[i], qi))
+    return e, new
+
+
+def solve_many(
+    bs: BranchSet, x: list[float], dq: np.ndarray, up: bool, active: tuple[int, ...]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Vectorised :func:`solve` for many charges from the same starting state.
+
+    Valid for charges inside the table grid; entries beyond it fall back to :func:`solve`.
+    """
+    starts = {i: bs.e_of(i, x[i]) for i in active if up or x[i] > _EMPTY}
+    if not starts:
+        starts = {active[0]: bs.e_of(active[0], x[active[0]])}
+    pts = np.unique(np.concatenate([bs.grid_np, np.asarray(list(starts.values()))]))
+    s = np.zeros_like(pts)
+    qs = {}
+    for i in starts:
+        qi = np.interp(pts, bs.grid_np, bs.q_np[i])
+        qs[i] = qi
+        if up:
+            s += np.where(pts > starts[i], qi - x[i], 0.0)
+        else:
+            s += np.where(pts < starts[i], x[i] - qi, 0.0)
+    e0 = min(starts.values()) if up else max(starts.values())
+    if up:
+        keep = pts >= e0
+        sp, ep = s[keep], pts[keep]
+    else:
+        keep = pts <= e0
+        sp, ep = s[keep][::-1], pts[keep][::-1]
+    e = np.interp(dq, sp, ep)
+    over = dq > sp[-1]
+    if np.any(over):
+        for k in np.nonzero(over)[0]:
+            e[k] = solve(bs, x, float(dq[k]), up, active)[0]
+    new = []
+    for i in range(bs.n):
+        if i in starts:
+            qi = np.interp(e, bs.grid_np, bs.q_np[i])
+            new.append(np.maximum(x[i], qi) if up else np.maximum(0.0, np.minimum(x[i], qi)))
+        else:
+            new.append(np.full_like(e, x[i]))
+    return e, new

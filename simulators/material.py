@@ -1,0 +1,265 @@
+"""Material parameter files for the cell model.
+
+Every number of the physics lives in a TOML file in ``simulators/materials/``; users may point at
+their own file. :func:`load_material` validates it and raises a single :class:`MaterialError` whose
+message names each offending field and its allowed range.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+MATERIALS_DIR = Path(__file__).parent / "materials"
+DEFAULT_MATERIAL = MATERIALS_DIR / "x04.toml"
+
+
+class MaterialError(ValueError):
+    """A material file could not be read or holds an invalid value."""
+
+
+def _rng(lo: float, hi: float, description: str = "") -> Any:
+    return Field(ge=lo, le=hi, description=description)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Meta(_Strict):
+    """Identity of the material."""
+
+    name: str
+    x: Annotated[float, _rng(0.0, 1.0, "Li2TiO3 fraction")]
+    formula: str
+    molar_mass_g_mol: Annotated[float, _rng(10.0, 500.0)]
+
+
+class Lmct(_Strict):
+    """LMCT conversion of the Ni intermediate (science.md section 2)."""
+
+    k413_per_s: Annotated[float, _rng(1e-9, 10.0, "rate constant at 413.15 K")]
+    Ea_kJ_mol: Annotated[float, _rng(10.0, 200.0, "activation energy")]
+    beta: Annotated[float, _rng(0.0, 30.0, "self-slowing exponent")]
+    phi: Annotated[float, _rng(0.0, 1.0, "irreversible fraction of converted charge")]
+    H_ref_mAh_g: Annotated[float, _rng(1.0, 400.0, "Ni intermediate after a 4.8 V charge")]
+    o_max_mAh_g: Annotated[float, _rng(1.0, 2000.0, "oxygen reservoir: h_O + q_irr + q_act")]
+
+
+class Ocv(_Strict):
+    """Rest (open-circuit) potential E_eq + s f_Ni + M psi and the O-couple hysteresis state."""
+
+    E_eq_V: Annotated[float, _rng(2.0, 5.0)]
+    s_V: Annotated[float, _rng(0.0, 2.0)]
+    M_V: Annotated[float, _rng(0.0, 2.0)]
+    h_ni_norm_mAh_g: Annotated[float, _rng(1.0, 400.0, "in-cycling Ni after a 4.5 V charge")]
+    psi_charge_mAh_g: Annotated[float, _rng(0.1, 500.0, "O charge per e-fold of psi")]
+    psi_pristine: Annotated[float, _rng(-1.0, 1.0)]
+
+
+class Kinetics(_Strict):
+    """Ohmic and RC overpotentials; specific resistances are per mA/g of current."""
+
+    r_ohm_V_per_mA_g: Annotated[float, _rng(0.0, 0.1)]
+    r_rc_V_per_mA_g: Annotated[float, _rng(0.0, 0.1)]
+    a_fast: Annotated[float, _rng(0.0, 1.0, "share of the branch gap relaxing with tau_fast")]
+    tau_fast_s: Annotated[float, _rng(0.1, 1e5)]
+    tau_slow_s: Annotated[float, _rng(1.0, 1e7)]
+    tau_on_s: Annotated[float, _rng(0.1, 1e4, "lag of the overpotential under current")]
+    Ea_polarisation_kJ_mol: Annotated[float, _rng(0.0, 200.0)]
+
+
+def _check_table(name: str, v: list[float], q: list[float]) -> None:
+    if len(v) != len(q):
+        raise ValueError(f"{name}: V and mAh_g lists differ in length ({len(v)} vs {len(q)})")
+    if len(v) < 2:
+        raise ValueError(f"{name}: needs at least two points")
+    for a, b in zip(v, v[1:], strict=False):
+        if not b > a:
+            raise ValueError(f"{name}_V must be strictly increasing")
+    for a, b in zip(q, q[1:], strict=False):
+        if not b > a:
+            raise ValueError(f"{name}_mAh_g must be strictly increasing")
+    if q[0] != 0.0:
+        raise ValueError(f"{name}_mAh_g must start at 0")
+
+
+_V = Annotated[float, _rng(0.0, 10.0)]
+_Q = Annotated[float, _rng(0.0, 2000.0)]
+
+
+class ChargeBranches(_Strict):
+    """Capacity filled vs electrode potential while charging (each process)."""
+
+    ni_V: list[_V]
+    ni_mAh_g: list[_Q]
+    o_V: list[_V]
+    o_mAh_g: list[_Q]
+    act_V: list[_V]
+    act_mAh_g: list[_Q]
+
+    @model_validator(mode="after")
+    def _tables(self) -> ChargeBranches:
+        for n in ("ni", "o", "act"):
+            _check_table(f"branches.charge.{n}", getattr(self, n + "_V"), getattr(self, n + "_mAh_g"))
+        return self
+
+
+class DischargeBranches(_Strict):
+    """Capacity still oxidised vs electrode potential while discharging (each process)."""
+
+    ni_V: list[_V]
+    ni_mAh_g: list[_Q]
+    o_V: list[_V]
+    o_mAh_g: list[_Q]
+
+    @model_validator(mode="after")
+    def _tables(self) -> DischargeBranches:
+        for n in ("ni", "o"):
+            _check_table(f"branches.discharge.{n}", getattr(self, n + "_V"), getattr(self, n + "_mAh_g"))
+        return self
+
+
+class Branches(_Strict):
+    """Charge and discharge branches."""
+
+    charge: ChargeBranches
+    discharge: DischargeBranches
+
+
+class Lattice(_Strict):
+    """Cubic lattice parameter model."""
+
+    a0_A: Annotated[float, _rng(3.0, 6.0)]
+    dA_per_ni_mAh_g: Annotated[float, _rng(-0.01, 0.01)]
+    dA_per_converted_mAh_g: Annotated[float, _rng(-0.01, 0.01)]
+
+
+class Noise(_Strict):
+    """Measurement noise used when a noise seed is given."""
+
+    voltage_rms_V: Annotated[float, _rng(0.0, 0.1)]
+    current_rel_of_range: Annotated[float, _rng(0.0, 0.1)]
+
+
+class Material(_Strict):
+    """A validated material parameter set (see ``simulators/materials/x04.toml``)."""
+
+    meta: Meta
+    lmct: Lmct
+    ocv: Ocv
+    kinetics: Kinetics
+    branches: Branches
+    lattice: Lattice
+    noise: Noise
+    source: str = ""
+
+
+def _bounds(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[float | None, float | None]:
+    """Return (ge, le) of the field at ``loc`` (list indices skipped)."""
+    cls: Any = model
+    info = None
+    for part in loc:
+        if isinstance(part, int) or cls is None:
+            continue
+        fields = getattr(cls, "model_fields", None)
+        if not fields or part not in fields:
+            return None, None
+        info = fields[part]
+        ann = info.annotation
+        cls = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    if info is None:
+        return None, None
+    meta = list(info.metadata)
+    args = getattr(info.annotation, "__args__", ())
+    for a in args:  # list[Annotated[float, Field]] element constraints
+        meta += list(getattr(a, "__metadata__", ()))
+        for m in getattr(a, "__metadata__", ()):
+            meta += list(getattr(m, "metadata", []))
+    lo: Any = None
+    hi: Any = None
+    for m in meta:
+        if isinstance(m, annotated_types.Ge):
+            lo = m.ge
+        if isinstance(m, annotated_types.Le):
+            hi = m.le
+    return lo, hi
+
+
+def _describe(err: Any, where: str) -> str:
+    loc = tuple(err["loc"])
+    field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+    etype = err["type"]
+    if etype == "missing":
+        return f"material file {where}: field {field} is missing"
+    if etype == "extra_forbidden":
+        return f"material file {where}: field {field} is not a known parameter"
+    if etype in ("greater_than_equal", "less_than_equal"):
+        lo, hi = _bounds(Material, loc)
+        return (
+            f"material file {where}: field {field} = {err['input']!r} is out of range "
+            f"(must be {lo:g}..{hi:g})"
+        )
+    if etype == "value_error":
+        msg = str(err.get("ctx", {}).get("error", err["msg"]))
+        return f"material file {where}: field {msg}"
+    return f"material file {where}: field {field} = {err.get('input')!r}: {err['msg']}"
+
+
+def material_from_dict(data: dict[str, Any], where: str = "<dict>") -> Material:
+    """Validate a parsed material mapping.
+
+    Parameters
+    ----------
+    data : dict
+        Parsed TOML content.
+    where : str
+        Name used in error messages.
+
+    Returns
+    -------
+    Material
+
+    Raises
+    ------
+    MaterialError
+        One error; its message has one line per offending field.
+    """
+    try:
+        return Material.model_validate({**data, "source": where})
+    except ValidationError as exc:
+        lines = [_describe(e, where) for e in exc.errors()]
+        raise MaterialError("\n".join(lines)) from None
+
+
+def load_material(path: str | Path | None = None) -> Material:
+    """Load and validate a material TOML file.
+
+    Parameters
+    ----------
+    path : str or Path or None
+        File to read; ``None`` loads the shipped x = 0.4 set (``materials/x04.toml``).
+
+    Returns
+    -------
+    Material
+
+    Raises
+    ------
+    MaterialError
+        If the file is missing, is not valid TOML, or a field is missing/unknown/out of range.
+    """
+    p = DEFAULT_MATERIAL if path is None else Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MaterialError(f"material file {p}: cannot be read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise MaterialError(f"material file {p}: is not valid TOML ({exc})") from None
+    return material_from_dict(data, str(p))

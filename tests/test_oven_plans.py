@@ -1,0 +1,104 @@
+"""heated_relaxation through a RunEngine whose time is a SimClock."""
+
+from __future__ import annotations
+
+import pytest
+from bluesky import RunEngine
+from bluesky.utils import FailedStatus
+
+from drivers.clock import SimClock
+from drivers.eurotherm import EurothermDriver, Oven, OverTemperatureError
+from protocols.heating import heated_relaxation
+from simulators.eurotherm import SimulatedEurotherm
+
+
+def simulated_run_engine(clock: SimClock) -> RunEngine:
+    """RunEngine whose sleeps and status waits advance the SimClock (test harness)."""
+    RE = RunEngine({}, call_returns_result=True)
+
+    async def sim_sleep(msg):
+        clock.advance_by(msg.args[0])
+
+    RE.register_command("sleep", sim_sleep)
+    waiting: dict[str, object] = {"statuses": None}
+
+    def step() -> None:
+        statuses = waiting["statuses"]
+        if not statuses or all(st.done for st in statuses):
+            return
+        if not clock.advance_to_next():
+            raise RuntimeError("RunEngine waits on statuses but nothing is scheduled")
+        RE.loop.call_soon(step)
+
+    def hook(statuses) -> None:
+        waiting["statuses"] = statuses
+        if statuses:
+            RE.loop.call_soon(step)
+
+    RE.waiting_hook = hook
+    return RE
+
+
+@pytest.fixture
+def lab():
+    clock = SimClock()
+    sim = SimulatedEurotherm(clock)
+    oven = Oven(EurothermDriver.in_process(sim), clock, poll_interval_s=10.0)
+    RE = simulated_run_engine(clock)
+    docs: list[tuple[str, dict]] = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    return RE, oven, sim, clock, docs
+
+
+def test_one_run_with_metadata_logged_hold_and_cooling(lab):
+    RE, oven, sim, clock, docs = lab
+    RE(heated_relaxation(oven, 120.0, hold_s=3600.0, cool_to_C=30.0, log_interval_s=600.0))
+    names = [n for n, _ in docs]
+    assert names.count("start") == 1 and names.count("stop") == 1
+    start = docs[0][1]
+    assert start["temperature_C"] == 120.0 and start["hold_s"] == 3600.0
+    assert start["plan_name"] == "heated_relaxation"
+    events = [d for n, d in docs if n == "event"]
+    assert len(events) == 1 + 6 + 1  # settled, every 600 s of the hold, after cooling
+    temps = [e["data"]["oven_temperature"] for e in events]
+    assert all(abs(T - 120.0) <= 1.0 for T in temps[:7])
+    assert temps[-1] <= 31.0
+    # reading timestamps come from the SimClock (event "time" is the RunEngine's business)
+    hold_times = [e["timestamps"]["oven_temperature"] for e in events[:7]]
+    assert hold_times[-1] - hold_times[0] == pytest.approx(3600.0)
+    assert docs[-1][1]["exit_status"] == "success"
+    # safe state at the end
+    assert sim.oven.settings.manual and sim.oven.output_pct == 0.0
+
+
+def test_hold_not_a_multiple_of_the_log_interval_ends_on_time(lab):
+    RE, oven, _, _, docs = lab
+    RE(heated_relaxation(oven, 60.0, hold_s=150.0, log_interval_s=60.0))
+    events = [d for n, d in docs if n == "event"]
+    stamps = [e["timestamps"]["oven_temperature"] for e in events[:4]]
+    assert [round(t - stamps[0], 6) for t in stamps] == [0, 60, 120, 150]
+
+
+def test_over_temperature_aborts_the_run_and_leaves_the_oven_safe(lab):
+    RE, oven, sim, clock, docs = lab
+    oven.over_temperature_C.put(150.0)
+
+    def fault():
+        sim.oven.air_C = sim.oven.heater_C = 200.0
+
+    plan = heated_relaxation(oven, 100.0, hold_s=7200.0, log_interval_s=60.0)
+    # the fault strikes one hour into the run
+    clock.call_later(3600.0, fault)
+    with pytest.raises((FailedStatus, OverTemperatureError)):
+        RE(plan)
+    assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "fail"
+    assert sim.oven.settings.manual and sim.oven.output_pct == 0.0
+    assert oven.tripped is not None
+
+
+def test_invalid_arguments_raise_before_the_run(lab):
+    _, oven, _, _, _ = lab
+    with pytest.raises(ValueError, match="hold_s"):
+        heated_relaxation(oven, 100.0, hold_s=-1.0)
+    with pytest.raises(ValueError, match="log_interval_s"):
+        heated_relaxation(oven, 100.0, hold_s=10.0, log_interval_s=0.0)
