@@ -158,3 +158,24 @@ class SimClock:
         while self.advance_to_next(limit_s=target):
             pass
         self.set_time(target)
+
+
+class ScaledClock(WallClock):
+    """Free-running simulated time: ``speed`` simulated seconds per wall second.
+
+    For simulators served in their own process (demos, crash/resume tests), so a killed
+    orchestrator meets instruments that went on without it.
+    """
+
+    def __init__(self, speed: float = 1.0, start_s: float = SIM_EPOCH_S) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        self.speed = speed
+        self._start = start_s
+        self._wall0 = time.time()
+
+    def now(self) -> float:
+        return self._start + (time.time() - self._wall0) * self.speed
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> TimerHandle:
+        return super().call_later(delay_s / self.speed, callback)

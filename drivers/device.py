@@ -8,7 +8,9 @@ it goes:
 ``kickoff()``
     start it on the instrument (done when started);
 ``complete()``
-    a Status that finishes when the step ends at its cut-off (or fails with the reason);
+    a Status that finishes when the step has ended, for whatever reason: ``end_reason`` says
+    which cut-off, and ``fault`` holds the error when an instrument fault or a safety limit
+    ended it;
 ``trigger()``
     a Status that finishes when a page of points is ready (``page_size`` points, ``page_age_s``
     of clock time, or the end of the step);
@@ -18,7 +20,7 @@ it goes:
 ``stop()`` puts the cell at open circuit and is idempotent. The device never sleeps: it polls
 the driver on the shared :class:`~drivers.clock.Clock`. Safety limits (``voltage_max_V``,
 ``voltage_min_V``) are checked on every point; crossing one aborts the step, puts the
-instrument in its safe state and fails the step's Status with a message saying so.
+instrument in its safe state and records a :class:`SafetyLimitError` saying so in ``fault``.
 """
 
 from __future__ import annotations
@@ -121,6 +123,8 @@ class PotentiostatChannel(Device):
         self._complete_status: Status | None = None
         self._page_status: Status | None = None
         self.end_reason: str | None = None
+        #: The exception that ended the last step early (instrument fault or safety limit).
+        self.fault: Exception | None = None
         self.on_point: Callable[[Point], None] | None = None
 
     # --- flyer interface -------------------------------------------------------------
@@ -133,6 +137,7 @@ class PotentiostatChannel(Device):
             self._step_index += 1
             self.step.put(self._step_index)
             self.end_reason = None
+            self.fault = None
         return _done()
 
     def kickoff(self) -> Status:
@@ -285,11 +290,12 @@ class PotentiostatChannel(Device):
                 self._run.abort()
         with contextlib.suppress(Exception):
             self.driver.safe_state()
-        # The page finishes normally so the plan collects the points measured before the
-        # fault; the step's own Status carries the error.
+        # Both statuses finish normally so the plan collects the points measured before the
+        # fault; the plan then raises ``fault`` itself (see protocols.stubs.run_step), so the
+        # run's stop document carries this message rather than a status repr.
+        self.fault = exc
         self._finish(self._page_status)
-        if self._complete_status is not None and not self._complete_status.done:
-            self._fail_status(self._complete_status, exc)
+        self._finish(self._complete_status)
 
     def _page_ready(self) -> bool:
         if self.end_reason is not None:

@@ -172,7 +172,8 @@ class SerialTransport(_LineHelpers):
             self.port.write(data)
             self.port.flush()
         except (serial.SerialException, OSError) as exc:
-            raise InstrumentError(self.name, f"write failed: {exc}") from exc
+            command = data.decode("ascii", errors="replace").strip()
+            raise InstrumentError(self.name, f"cannot reach the instrument: {exc}", command) from exc
 
     def read_until(self, terminator: bytes, command: str | None = None) -> bytes:
         import serial
@@ -193,8 +194,16 @@ class SerialTransport(_LineHelpers):
         return bytes(data)
 
     def read_available(self) -> bytes:
-        waiting = self.port.in_waiting
-        return bytes(self.port.read(waiting)) if waiting else b""
+        # Over socket:// pyserial reports in_waiting as 0 or 1, so read with a zero timeout:
+        # that returns everything that has arrived, without waiting for more.
+        if self.port.in_waiting == 0:
+            return b""
+        timeout = self.port.timeout
+        self.port.timeout = 0
+        try:
+            return bytes(self.port.read(1 << 20))
+        finally:
+            self.port.timeout = timeout
 
     def close(self) -> None:
         self.port.close()
@@ -231,7 +240,8 @@ class VisaTransport(_LineHelpers):
         try:
             self.inst.write_raw(data)
         except (pyvisa.Error, OSError) as exc:
-            raise InstrumentError(self.name, f"write failed: {exc}") from exc
+            command = data.decode("ascii", errors="replace").strip()
+            raise InstrumentError(self.name, f"cannot reach the instrument: {exc}", command) from exc
 
     def read_until(self, terminator: bytes, command: str | None = None) -> bytes:
         import pyvisa

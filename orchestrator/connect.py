@@ -41,6 +41,8 @@ class ConnectedLab:
                 driver.close()
             except InstrumentError:
                 pass
+        if self.simulation is not None:
+            self.simulation.close()
 
 
 def connect_lab(lab: Lab, clock: Clock, cells: list[str] | None = None, noise: bool = False) -> ConnectedLab:
@@ -51,7 +53,8 @@ def connect_lab(lab: Lab, clock: Clock, cells: list[str] | None = None, noise: b
     """
     chosen = [lab.cell(name) for name in cells] if cells else list(lab.cells)
     connected = ConnectedLab(lab, clock)
-    if any(lab.instruments[c.instrument].resource == "sim" for c in chosen):
+    in_process = clock.simulated or any(lab.instruments[c.instrument].resource == "sim" for c in chosen)
+    if in_process and any(lab.instruments[c.instrument].simulated for c in chosen):
         from orchestrator.simlab import SimulatedLab
 
         connected.simulation = SimulatedLab(lab, clock, noise=noise)
@@ -67,6 +70,10 @@ def _driver(connected: ConnectedLab, name: str) -> Any:
     if config.resource == "sim":
         transport = connected.simulation.transport(name)
     else:
+        if config.simulated and connected.simulation is not None:
+            # Simulated time: serve the simulator here, on the resource's loopback port, and
+            # reach it through the real transport, exactly as hardware.
+            connected.simulation.serve(name)
         transport = open_transport(name, config)
     if config.driver == "keithley2450":
         driver = Keithley2450Potentiostat(

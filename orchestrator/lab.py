@@ -84,6 +84,11 @@ class InstrumentConfig(_Strict):
     def _sim_resource(self) -> InstrumentConfig:
         if self.resource == "sim" and not self.simulated:
             raise ValueError("resource 'sim' needs simulated = true")
+        if self.simulated and self.resource != "sim" and "127.0.0.1" not in self.resource:
+            raise ValueError(
+                f"a simulated instrument is reached in-process (resource = 'sim') or on 127.0.0.1, "
+                f"not at {self.resource!r}"
+            )
         return self
 
 

@@ -1,11 +1,16 @@
 """The simulated lab: every simulated instrument of a lab file, on the cell physics.
 
-Only :mod:`orchestrator.connect` (in-process, ``resource = "sim"``) and ``relaxlab sim serve``
-(over TCP) reach this module: drivers and plans never see a simulator, only bytes.
+Only the orchestrator reaches this module (in simulated mode, and for ``relaxlab sim
+serve``): drivers and plans never see a simulator, only the bytes it speaks. Instruments with
+``resource = "sim"`` are reached in-process; instruments with a TCP resource on 127.0.0.1 are
+served on that port by :class:`simulators.server.InstrumentServer`, and the driver connects
+to them through pyvisa-py or pyserial exactly as to hardware.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 from typing import Any
 
 from drivers.transport import InProcessTransport
@@ -13,6 +18,19 @@ from orchestrator.lab import Lab
 from simulators.cell import Cell, Sample
 from simulators.keithley2450 import SimulatedKeithley2450
 from simulators.material import load_material
+from simulators.server import InstrumentServer
+
+_PORT = re.compile(
+    r"(?:TCPIP\d*::127\.0\.0\.1::(\d+)::SOCKET)|(?:(?:socket|ASRLsocket)://127\.0\.0\.1:(\d+))", re.I
+)
+
+
+def tcp_port(resource: str) -> int | None:
+    """The loopback port of a TCP resource string, or None for other resources."""
+    match = _PORT.search(resource)
+    if not match:
+        return None
+    return int(match.group(1) or match.group(2))
 
 
 def _material(name: str) -> Any:
@@ -24,8 +42,11 @@ class SimulatedLab:
 
     def __init__(self, lab: Lab, clock: Any, noise: bool = False) -> None:
         self.clock = clock
+        self.lab = lab
+        self.lock = threading.RLock()
         self.instruments: dict[str, Any] = {}
         self.cells: dict[str, Cell] = {}
+        self.servers: dict[str, InstrumentServer] = {}
         for index, (name, config) in enumerate(sorted(lab.instruments.items())):
             if not config.simulated:
                 continue
@@ -46,3 +67,25 @@ class SimulatedLab:
 
     def transport(self, name: str) -> InProcessTransport:
         return InProcessTransport(self.instruments[name], name=f"{name} (simulated)")
+
+    def serve(self, name: str, port: int | None = None) -> InstrumentServer:
+        """Serve one instrument on 127.0.0.1 (its resource's port, else ``port``, else free)."""
+        if name in self.servers:
+            return self.servers[name]
+        config = self.lab.instruments[name]
+        chosen = tcp_port(config.resource) or port or 0
+        server = InstrumentServer(self.instruments[name], chosen, self.lock, name=name).start()
+        self.servers[name] = server
+        return server
+
+    def serve_all(self, base_port: int = 0) -> dict[str, int]:
+        ports = {}
+        for offset, name in enumerate(sorted(self.instruments)):
+            port = base_port + offset if base_port else None
+            ports[name] = self.serve(name, port).port
+        return ports
+
+    def close(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+        self.servers.clear()

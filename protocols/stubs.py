@@ -47,8 +47,13 @@ def run_step(channel: PotentiostatChannel, technique: Technique | Loop, stream: 
     Yields
     ------
     msg : Msg
-        'prepare', 'kickoff', 'complete', then 'trigger'/'wait'/'collect' per page, and a final
-        'wait' that raises if the step failed.
+        'prepare', 'kickoff', 'complete', then 'trigger'/'wait'/'collect' per page and a final
+        'wait'.
+
+    Raises
+    ------
+    Exception
+        The channel's ``fault`` (instrument error, safety limit) once its points are collected.
 
     Returns
     -------
@@ -65,6 +70,8 @@ def run_step(channel: PotentiostatChannel, technique: Technique | Loop, stream: 
         if done.done:
             break
     yield from bps.wait(group=group)
+    if channel.fault is not None:
+        raise channel.fault
     return channel.end_reason
 
 

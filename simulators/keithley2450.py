@@ -19,8 +19,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from simulators.scpi import DATA_OUT_OF_RANGE, ILLEGAL_PARAMETER, ScpiError, ScpiParser
-from simulators.scpi import parse_bool, parse_number
+from simulators.scpi import (
+    DATA_OUT_OF_RANGE,
+    ILLEGAL_PARAMETER,
+    ScpiError,
+    ScpiParser,
+    parse_bool,
+    parse_number,
+)
 
 IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,04567890,1.7.12b"
 CURRENT_RANGES_A = (10e-9, 100e-9, 1e-6, 10e-6, 100e-6, 1e-3, 10e-3, 100e-3, 1.0)
@@ -213,8 +219,15 @@ class SimulatedKeithley2450:
 
     def _cmd_off_mode(self, args: list[str]) -> None:
         word = args[0].upper() if args else ""
-        modes = {"HIMP": "HIMP", "HIMPEDANCE": "HIMP", "NORM": "NORM", "NORMAL": "NORM",
-                 "ZERO": "ZERO", "GUAR": "GUAR", "GUARD": "GUAR"}
+        modes = {
+            "HIMP": "HIMP",
+            "HIMPEDANCE": "HIMP",
+            "NORM": "NORM",
+            "NORMAL": "NORM",
+            "ZERO": "ZERO",
+            "GUAR": "GUAR",
+            "GUARD": "GUAR",
+        }
         if word not in modes:
             raise ScpiError(*ILLEGAL_PARAMETER)
         self.off_mode = modes[word]

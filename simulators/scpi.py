@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
-
 class ScpiError(Exception):
     """An SCPI error for the error queue: ``code`` and ``message`` as the standard defines."""
 

@@ -1,0 +1,359 @@
+"""The ``relaxlab`` command. Every command takes ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="relaxlab: automated relaxation experiments on Li-rich cathodes.", no_args_is_help=True
+)
+sim_app = typer.Typer(help="The simulated lab.", no_args_is_help=True)
+data_app = typer.Typer(help="Stored runs.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+app.add_typer(data_app, name="data")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Where runs are stored (default $RELAXLAB_DATA or ~/.local/share/relaxlab)."
+    ),
+]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _print(data: Any, as_json: bool, human: str) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str) if as_json else human)
+
+
+def _session(lab: Any, data_dir: Path | None, tiled: bool, progress: bool, **kw: Any) -> Any:
+    from orchestrator.runner import Session
+
+    return Session(lab, data_dir=data_dir, tiled=tiled, progress=progress, **kw)
+
+
+@app.command()
+def demo(
+    as_json: JsonOpt = False,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the PNG.")] = Path("relaxlab-out"),
+    data_dir: DataDirOpt = None,
+    tiled: Annotated[bool, typer.Option(help="Also store the run in the Tiled catalog.")] = True,
+    rest_h: Annotated[float, typer.Option("--rest-h", help="Open-circuit rest, hours.")] = 24.0,
+) -> None:
+    """Run the paper's relaxation protocol on the simulated lab and summarise it.
+
+    7 mg of Li1.17Ti0.58Ni0.25O2: 20 mA/g to 4.8 V, 24 h at open circuit, 20 mA/g to 1.85 V.
+    """
+    from orchestrator.lab import load_lab
+    from orchestrator.summary import relaxation_summary, voltage_capacity_png
+    from protocols.plans import relaxation_protocol
+
+    lab = load_lab("simulated")
+    wall0 = time.perf_counter()
+    session = _session(lab, data_dir, tiled, progress=not as_json and sys.stderr.isatty())
+    try:
+        cell = lab.cells[0]
+        (uid,) = session.run(
+            relaxation_protocol(
+                session.channel(),
+                rest_s=rest_h * 3600.0,
+                md={"sample": cell.sample, "cell": cell.name, "material": cell.material},
+            )
+        )
+        start, frame = session.read(uid)
+    finally:
+        session.close()
+    summary = {"run": uid, **relaxation_summary(frame)}
+    summary["wall_s"] = round(time.perf_counter() - wall0, 2)
+    summary["data_dir"] = str(session.data_dir)
+    png = voltage_capacity_png(start, frame, out / f"demo-{uid[:8]}.png")
+    summary["plot"] = str(png) if png else None
+    human = "\n".join(
+        [
+            f"run {uid}  ({summary['points']} points, {summary['duration_h']:.1f} h simulated "
+            f"in {summary['wall_s']:.1f} s)",
+            f"charge capacity     {summary['charge_capacity_mAh_g']:7.1f} mAh/g "
+            f"(to {summary['charge_end_voltage_V']:.2f} V)",
+            f"rest end voltage    {summary['rest_end_voltage_V']:7.3f} V after {summary['rest_duration_h']:.1f} h",
+            f"discharge capacity  {summary['discharge_capacity_mAh_g']:7.1f} mAh/g",
+            f"  Ni plateau (4.5-2.5 V)   {summary['ni_plateau_mAh_g']:6.1f} mAh/g",
+            f"  O plateau (2.5-1.85 V)   {summary['o_plateau_mAh_g']:6.1f} mAh/g",
+            f"plot                {summary['plot']}",
+            f"export              relaxlab data export {uid[:8]} --format csv",
+        ]
+    )
+    _print(summary, as_json, human)
+
+
+@app.command()
+def run(
+    protocol: Annotated[str, typer.Argument(help="Protocol file (YAML) or a built-in example name.")],
+    lab_file: Annotated[str, typer.Option("--lab", help="Lab file, or 'simulated' for the built-in lab.")],
+    cell: Annotated[
+        str | None, typer.Option("--cell", help="Cell of the lab file (default: the first).")
+    ] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    tiled: Annotated[bool, typer.Option(help="Also store the run in the Tiled catalog.")] = True,
+) -> None:
+    """Run a protocol on one cell of a lab (real instruments or the simulated lab)."""
+    from drivers.transport import InstrumentError
+    from orchestrator.lab import LabFileError, load_lab
+    from orchestrator.summary import relaxation_summary
+    from protocols.plans import run_protocol
+    from protocols.schema import ProtocolError, load_protocol
+
+    try:
+        lab = load_lab(lab_file)
+        proto = load_protocol(protocol)
+        config = lab.cell(cell)
+    except (LabFileError, ProtocolError) as exc:
+        _fail(str(exc))
+    from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
+
+    techniques = [
+        st
+        for st in proto.steps
+        if isinstance(st, ConstantCurrent | ConstantVoltage | Rest | Sweep | GITT | Loop)
+    ]
+    others = sorted({st.kind for st in proto.steps} - {t.kind for t in techniques})
+    if others:
+        _fail(
+            f"protocol {proto.name!r} has {', '.join(others)} steps; `relaxlab run` drives one potentiostat "
+            "channel and runs cc, cv, rest, gitt, sweep and loop steps only (ovens, XRD and operator steps "
+            "are not wired into `run` yet)"
+        )
+    try:
+        session = _session(
+            lab, data_dir, tiled, progress=not as_json and sys.stderr.isatty(), cells=[config.name]
+        )
+    except InstrumentError as exc:
+        _fail(f"cannot reach an instrument: {exc}")
+    try:
+        md = {
+            "sample": config.sample,
+            "cell": config.name,
+            "material": config.material,
+            "protocol": proto.name,
+        }
+        (uid,) = session.run(run_protocol(session.channel(config.name), techniques, md))
+        _, frame = session.read(uid)
+    finally:
+        session.close()
+    summary = {"run": uid, "protocol": proto.name, **relaxation_summary(frame)}
+    _print(summary, as_json, "\n".join(f"{k:26s} {v}" for k, v in summary.items()))
+
+
+@app.command()
+def validate(
+    files: Annotated[
+        list[Path], typer.Argument(help="Protocol (YAML), campaign (YAML) or lab (TOML/YAML) files.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check files before anything touches an instrument; report every error with its location."""
+    import yaml
+
+    from orchestrator.campaign_file import validate_campaign_file
+    from orchestrator.lab import LabFileError, load_lab
+    from protocols.schema import validate_protocol_file
+
+    report: dict[str, list[str]] = {}
+    for path in files:
+        kind = "lab" if path.suffix == ".toml" else "protocol"
+        if kind == "protocol" and path.exists():
+            try:
+                head = yaml.safe_load(path.read_text())
+            except yaml.YAMLError:
+                head = None
+            if isinstance(head, dict) and ("instruments" in head or "cells" in head):
+                kind = "lab"
+            elif isinstance(head, dict) and "steps" not in head and ("matrix" in head or "samples" in head):
+                kind = "campaign"
+        if kind == "lab":
+            try:
+                load_lab(path)
+                issues: list[str] = []
+            except LabFileError as exc:
+                issues = [str(exc)]
+        elif kind == "campaign":
+            issues = [str(i) for i in validate_campaign_file(path)]
+        else:
+            issues = [str(i) for i in validate_protocol_file(path)]
+        report[str(path)] = issues
+    lines = [f"{f}: ok" if not issues else "\n".join(issues) for f, issues in report.items()]
+    _print(report, as_json, "\n".join(lines))
+    if any(report.values()):
+        raise typer.Exit(1)
+
+
+campaign_app = typer.Typer(
+    help="Relaxation campaigns: many cells, conditions and replicates.", no_args_is_help=True
+)
+app.add_typer(campaign_app, name="campaign")
+
+
+@campaign_app.command("plan")
+def campaign_plan(
+    campaign_file: Annotated[
+        str, typer.Argument(help="Campaign file, or a built-in name (e.g. temperature-24h).")
+    ],
+    channels: Annotated[int, typer.Option(help="Potentiostat channels available.")] = 16,
+    ovens: Annotated[int, typer.Option(help="Ovens available.")] = 1,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the Gantt chart.")] = Path("relaxlab-out"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a campaign's schedule (table and Gantt PNG) and its ETA before anything starts."""
+    from orchestrator.campaign_file import CampaignError, load_campaign
+    from orchestrator.schedule import plan_campaign
+
+    try:
+        campaign = load_campaign(campaign_file)
+    except CampaignError as exc:
+        _fail(str(exc))
+    if channels < 1 or ovens < 1:
+        _fail("--channels and --ovens must be at least 1")
+    schedule = plan_campaign(campaign, channels=channels, ovens=ovens)
+    png = schedule.gantt_png(out / f"{campaign.name}-gantt.png")
+    frame = schedule.frame
+    data = {
+        "campaign": campaign.name,
+        "cells": len(campaign.cells),
+        "channels": channels,
+        "ovens": ovens,
+        "eta_h": schedule.makespan_s / 3600.0,
+        "gantt": str(png),
+        "tasks": frame.to_dict(orient="records"),
+    }
+    human = (
+        frame.assign(start_h=frame["start_s"] / 3600, end_h=frame["end_s"] / 3600)
+        .drop(columns=["start_s", "end_s"])
+        .to_string(index=False, float_format=lambda v: f"{v:.1f}")
+        + f"\n\n{len(campaign.cells)} cells on {channels} channels and {ovens} oven(s): "
+        f"ETA {schedule.makespan_s / 3600:.1f} h\nGantt chart: {png}"
+    )
+    _print(data, as_json, human)
+
+
+@data_app.command("list")
+def data_list(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+    """List stored runs, newest first."""
+    from orchestrator.storage import default_data_dir, list_journal_runs
+
+    runs = list_journal_runs(data_dir or default_data_dir())
+    lines = [f"{'run':10s} {'when':19s} {'plan':20s} {'cell':10s} {'points':>8s} status"]
+    for r in runs:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"]))
+        lines.append(
+            f"{r['uid'][:8]:10s} {when:19s} {str(r['plan_name']):20s} {str(r['cell']):10s} "
+            f"{r['points']:8d} {r['exit_status']}"
+        )
+    _print(runs, as_json, "\n".join(lines))
+
+
+@data_app.command("export")
+def data_export(
+    run_id: Annotated[str, typer.Argument(help="Run uid (or a unique prefix).")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    out: Annotated[Path | None, typer.Option("--out", help="Output file (default: <uid>.<format>).")] = None,
+    source: Annotated[str, typer.Option(help="Read from the 'journal' or the 'tiled' catalog.")] = "journal",
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a run's points: time_s, voltage_V, current_A, specific_current_mA_g, capacity_mAh_g, ..."""
+    from orchestrator.storage import TiledStore, default_data_dir, read_journal
+
+    if fmt not in ("csv", "parquet"):
+        _fail(f"--format must be csv or parquet, not {fmt!r}")
+    root = data_dir or default_data_dir()
+    try:
+        if source == "tiled":
+            store = TiledStore(root)
+            start, frame = store.read_run(run_id)
+            store.close()
+        else:
+            start, frame = read_journal(root, run_id)
+    except KeyError as exc:
+        _fail(str(exc.args[0]) if exc.args else f"no run {run_id!r}")
+    path = out or Path(f"{start['uid']}.{fmt}")
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    _print(
+        {"run": start["uid"], "file": str(path), "points": len(frame)},
+        as_json,
+        f"wrote {len(frame)} points to {path}",
+    )
+
+
+@sim_app.command("calibrate")
+def sim_calibrate(
+    material: Annotated[
+        Path | None, typer.Option("--material", help="Material TOML (default: x = 0.4).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run calibration targets T1-T9 on the cell model and report each one."""
+    from simulators.calibrate import format_table, results_to_json, run_calibration
+    from simulators.material import MaterialError
+
+    try:
+        results = run_calibration(material)
+    except MaterialError as exc:
+        _fail(str(exc))
+    typer.echo(results_to_json(results) if as_json else format_table(results))
+    if not all(r.passed for r in results):
+        raise typer.Exit(1)
+
+
+@sim_app.command("serve")
+def sim_serve(
+    lab_file: Annotated[
+        str, typer.Argument(help="Lab file whose simulated instruments to serve.")
+    ] = "simulated",
+    speed: Annotated[float, typer.Option(help="Simulated seconds per wall second.")] = 1.0,
+    base_port: Annotated[int, typer.Option(help="First port for instruments without a TCP resource.")] = 5025,
+    duration_s: Annotated[float | None, typer.Option(help="Stop after this many wall seconds.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Serve the lab's simulated instruments over TCP on 127.0.0.1 only (free-running clock)."""
+    from drivers.clock import ScaledClock
+    from orchestrator.lab import LabFileError, load_lab
+    from orchestrator.simlab import SimulatedLab
+
+    try:
+        lab = load_lab(lab_file)
+    except LabFileError as exc:
+        _fail(str(exc))
+    simulation = SimulatedLab(lab, ScaledClock(speed))
+    ports = simulation.serve_all(base_port)
+    info = {name: f"TCPIP0::127.0.0.1::{port}::SOCKET" for name, port in ports.items()}
+    _print({"instruments": info, "speed": speed}, as_json, "\n".join(f"{n}: {r}" for n, r in info.items()))
+    sys.stdout.flush()
+    try:
+        wall0 = time.monotonic()
+        while duration_s is None or time.monotonic() - wall0 < duration_s:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulation.close()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Serve simulated instruments over TCP on 127.0.0.1 (and nowhere else).
+
+Each instrument gets its own port. Bytes from the host go to the instrument's ``receive``;
+whatever the instrument produces (replies, and data streamed by a running script) is sent
+back, checked every ``push_interval_s`` of wall time even when the host is silent. One lock
+per server serialises access to the simulation, so several connections and the clock owner
+never touch a model at the same time.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+from typing import Any, Protocol
+
+LOOPBACK = "127.0.0.1"
+
+
+class Endpoint(Protocol):
+    def receive(self, data: bytes) -> None: ...
+
+    def take_output(self) -> bytes: ...
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        conn: socket.socket = self.request
+        conn.settimeout(self.server.push_interval_s)
+        endpoint, lock = self.server.endpoint, self.server.lock
+        while not self.server.closing.is_set():
+            try:
+                data = conn.recv(65536)
+            except TimeoutError:
+                data = None
+            except OSError:
+                return
+            if data == b"":
+                return  # host closed the connection
+            with lock:
+                if data:
+                    endpoint.receive(data)
+                out = endpoint.take_output()
+            if out:
+                try:
+                    conn.sendall(out)
+                except OSError:
+                    return
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, port: int, endpoint: Endpoint, lock: Any, push_interval_s: float) -> None:
+        self.endpoint = endpoint
+        self.lock = lock
+        self.push_interval_s = push_interval_s
+        self.closing = threading.Event()
+        super().__init__((LOOPBACK, port), _Handler)
+
+
+class InstrumentServer:
+    """A simulated instrument listening on ``127.0.0.1:port`` (port 0 picks a free one)."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        port: int = 0,
+        lock: Any = None,
+        push_interval_s: float = 0.01,
+        name: str = "instrument",
+    ) -> None:
+        self.name = name
+        self._server = _Server(port, endpoint, lock or threading.RLock(), push_interval_s)
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def start(self) -> InstrumentServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.closing.set()
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,146 @@
+"""Plans as message sequences (no hardware), and safe state on every way out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from bluesky import plan_stubs as bps
+from ophyd.status import Status
+
+from drivers.clock import SimClock
+from drivers.device import PotentiostatChannel
+from drivers.techniques import ConstantCurrent, Cutoffs, Rest
+from protocols.plans import relaxation_protocol, run_protocol
+
+
+class _NoDriver:
+    name = "none"
+    poll_interval_s = 1.0
+
+
+def _messages(plan) -> list[str]:
+    done = Status()
+    done.set_finished()
+    commands, reply = [], None
+    while True:
+        try:
+            msg = plan.send(reply)
+        except StopIteration:
+            return commands
+        commands.append(msg.command)
+        reply = done if msg.command == "complete" else None
+
+
+def test_relaxation_protocol_messages() -> None:
+    channel = PotentiostatChannel(name="ch", driver=_NoDriver(), clock=SimClock(), active_mass_g=0.007)
+    step = ["prepare", "wait", "kickoff", "wait", "complete", "trigger", "wait", "collect", "wait"]
+    assert _messages(relaxation_protocol(channel)) == (
+        ["open_run", "declare_stream"] + step * 3 + ["close_run", "stop"]
+    )
+
+
+def test_open_circuit_even_when_the_plan_fails() -> None:
+    channel = PotentiostatChannel(name="ch", driver=_NoDriver(), clock=SimClock(), active_mass_g=0.007)
+    plan = run_protocol(channel, [Rest(60)])
+    assert next(plan).command == "open_run"
+    msg = plan.throw(RuntimeError("power cut"))
+    # finalize: the channel is stopped (open circuit) before the error propagates
+    assert msg.command == "stop" and msg.obj is channel
+
+
+def _sim_session(tmp_path, **cell):
+    from orchestrator.lab import parse_lab
+    from orchestrator.runner import Session
+
+    lab = parse_lab(
+        {
+            "instruments": {"smu1": {"driver": "keithley2450", "resource": "sim", "simulated": True}},
+            "cells": [{"name": "c1", "instrument": "smu1", "active_mass": "7 mg", **cell}],
+        }
+    )
+    return Session(lab, data_dir=tmp_path, tiled=False)
+
+
+def test_voltage_safety_limit_stops_the_step_and_opens_the_circuit(tmp_path) -> None:
+    from drivers.device import SafetyLimitError
+
+    session = _sim_session(tmp_path, voltage_max="4.0 V")
+    instrument = session.connected.simulation.instruments["smu1"]
+    docs: list = []
+    session.subscribe(lambda n, d: docs.append((n, d)))
+    charge = ConstantCurrent(20, Cutoffs(voltage_V=4.8))
+    try:
+        with pytest.raises(SafetyLimitError, match="outside the safety limits 1-4 V"):
+            session.run(run_protocol(session.channel(), [charge]))
+        assert instrument.output_on is False
+        stop = docs[-1][1]
+        assert stop["exit_status"] == "fail"
+        assert "outside the safety limits" in stop["reason"]
+        # The points measured before the trip are in the run.
+        _, frame = session.read(docs[0][1]["uid"])
+        assert len(frame) > 10 and frame["voltage_V"].iloc[-1] > 4.0  # the tripping point too
+    finally:
+        session.close()
+
+
+def test_output_off_after_an_error_inside_the_plan(tmp_path) -> None:
+    from bluesky import preprocessors as bpp
+
+    from protocols.plans import open_circuit_decorator
+
+    session = _sim_session(tmp_path)
+    instrument = session.connected.simulation.instruments["smu1"]
+    channel = session.channel()
+
+    @open_circuit_decorator([channel])
+    @bpp.run_decorator()
+    def failing():
+        yield from bps.prepare(channel, ConstantCurrent(20, Cutoffs(duration_s=600)), wait=True)
+        yield from bps.kickoff(channel, wait=True)
+        assert instrument.output_on
+        raise RuntimeError("operator abort")
+
+    try:
+        with pytest.raises(RuntimeError, match="operator abort"):
+            session.run(failing())
+        assert instrument.output_on is False
+        channel.stop()  # idempotent
+        assert instrument.output_on is False
+    finally:
+        session.close()
+
+
+def test_points_handed_to_the_run_survive_a_crash(tmp_path) -> None:
+    """The process dies right after the 3rd page; the journal already holds those pages."""
+    script = textwrap.dedent(
+        f"""
+        import os
+        from orchestrator.lab import load_lab
+        from orchestrator.runner import Session
+        from protocols.plans import relaxation_protocol
+        session = Session(load_lab("simulated"), data_dir={str(tmp_path)!r}, tiled=False)
+        pages = []
+        def crash(name, doc):
+            if name == "event_page":
+                pages.append(len(doc["seq_num"]))
+                if len(pages) == 3:
+                    print(sum(pages), flush=True)
+                    os._exit(9)
+        session.subscribe(crash)
+        session.run(relaxation_protocol(session.channel()))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    handed_out = int(proc.stdout.strip())
+    from orchestrator.storage import list_journal_runs, read_journal
+
+    (run,) = list_journal_runs(tmp_path)
+    assert run["exit_status"] == "interrupted"
+    _, frame = read_journal(tmp_path, run["uid"])
+    assert len(frame) == handed_out > 0
+    assert json.loads(json.dumps(run))  # summaries stay plain data
