@@ -79,7 +79,15 @@ def storage_ingest(points: int = 200_000, page: int = 1000) -> tuple[float, floa
 
     from orchestrator.storage import Journal, TiledStore
 
-    keys = ["voltage_V", "current_A", "specific_current_mA_g", "capacity_mAh_g", "temperature_C", "step", "substep"]
+    keys = [
+        "voltage_V",
+        "current_A",
+        "specific_current_mA_g",
+        "capacity_mAh_g",
+        "temperature_C",
+        "step",
+        "substep",
+    ]
     results = []
     for with_tiled in (False, True):
         with tempfile.TemporaryDirectory() as tmp:
@@ -143,20 +151,28 @@ def main() -> None:
 
     wall, points, sim_s = paper_protocol(tcp=False)
     per_point = wall / points
-    print(f"paper protocol, in-process : {wall:6.2f} s wall for {sim_s / 3600:.1f} h simulated "
-          f"({sim_s / wall:,.0f}x real time; target <= 2 s, ratio to target {wall / 2:.2f})")
+    print(
+        f"paper protocol, in-process : {wall:6.2f} s wall for {sim_s / 3600:.1f} h simulated "
+        f"({sim_s / wall:,.0f}x real time; target <= 2 s, ratio to target {wall / 2:.2f})"
+    )
     wall_tcp, _, _ = paper_protocol(tcp=True)
     print(f"paper protocol, pyvisa TCP : {wall_tcp:6.2f} s wall (target <= 5 s, ratio {wall_tcp / 5:.2f})")
     bare = bare_count_per_event()
-    print(f"per point (whole protocol) : {per_point * 1e6:6.0f} us; bare bluesky count per event "
-          f"{bare * 1e6:.0f} us; ratio {per_point / bare:.2f} (target <= 1.2)")
+    print(
+        f"per point (whole protocol) : {per_point * 1e6:6.0f} us; bare bluesky count per event "
+        f"{bare * 1e6:.0f} us; ratio {per_point / bare:.2f} (target <= 1.2)"
+    )
     journal, tiled = storage_ingest()
-    print(f"storage ingest             : journal {journal:,.0f} points/s; journal + Tiled "
-          f"{tiled:,.0f} points/s (target >= 100,000)")
+    print(
+        f"storage ingest             : journal {journal:,.0f} points/s; journal + Tiled "
+        f"{tiled:,.0f} points/s (target >= 100,000)"
+    )
     n = 720_000 if args.long else 72_000
     growth, wall_rest = long_rest_memory(n)
-    print(f"rest of {n:,} points       : RSS growth {growth:.1f} MB in {wall_rest:.1f} s wall "
-          f"(target <= 50 MB over 720,000{'' if args.long else '; run with --long for the full size'})")
+    print(
+        f"rest of {n:,} points       : RSS growth {growth:.1f} MB in {wall_rest:.1f} s wall "
+        f"(target <= 50 MB over 720,000{'' if args.long else '; run with --long for the full size'})"
+    )
 
 
 if __name__ == "__main__":

@@ -289,6 +289,13 @@ class _Builder:
         self.add("breakloop")
         self.end("endif")
 
+    def prime(self, record_interval_s: float, sample_s: float) -> None:
+        """Before a loop: make its first sample send a package, so every step's data start
+        where the step starts (plateau splits and curves need the first voltage)."""
+        n = max(1, int(round(record_interval_s / sample_s)))
+        self.store_const("nd", n, "ja", integer=True)
+        self.add("copy_var nd c")
+
     def every_n(self, record_interval_s: float, sample_s: float) -> None:
         """Count samples; send a package every record interval."""
         n = max(1, int(round(record_interval_s / sample_s)))
@@ -333,6 +340,7 @@ class _Builder:
         self.add(f"set_range db {format_literal(rng)}")
         self.add(f"set_autoranging db {format_literal(rng)} {format_literal(rng)}")
         self.add("set_i 0", "cell_on")
+        self.prime(step.record_interval_s, dt)
         self.add(f"meas_loop_cp e i {format_literal(current_A)} {format_literal(dt)} "
                  f"{format_literal(run)}")  # fmt: skip
         self.indent(1)
@@ -363,6 +371,7 @@ class _Builder:
         self.add(f"set_range ba {top}", f"set_autoranging ba "
                  f"{format_literal(self.limits.current_ranges_A[0])} {top}")  # fmt: skip
         self.add(f"set_e {format_literal(step.voltage_V)}", "cell_on")
+        self.prime(step.record_interval_s, dt)
         self.add(f"meas_loop_ca e i {format_literal(step.voltage_V)} {format_literal(dt)} "
                  f"{format_literal(run)}")  # fmt: skip
         self.indent(1)

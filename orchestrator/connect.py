@@ -12,6 +12,7 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.device import PotentiostatChannel
+from drivers.emstat4 import EmStat4Driver
 from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
 from drivers.transport import InstrumentError, SerialTransport, VisaTransport
 from orchestrator.lab import CellConfig, InstrumentConfig, Lab
@@ -23,7 +24,9 @@ def open_transport(name: str, config: InstrumentConfig) -> Any:
     """A transport for a real (or TCP-served simulated) instrument's resource string."""
     resource = config.resource
     if _SERIAL_URL.search(resource):
-        return SerialTransport(resource, timeout_s=config.timeout, name=f"{name} ({resource})")
+        return SerialTransport(
+            resource, baudrate=config.baudrate, timeout_s=config.timeout, name=f"{name} ({resource})"
+        )
     return VisaTransport(resource, timeout_s=config.timeout, name=f"{name} ({resource})")
 
 
@@ -83,6 +86,16 @@ def _driver(connected: ConnectedLab, name: str) -> Any:
             compliance_V=config.compliance,
         )
         driver.initialise()
+    elif config.driver == "emstat4":
+        driver = EmStat4Driver(
+            transport,
+            connected.clock,
+            name=name,
+            poll_interval_s=config.poll_interval,
+            model=config.model,
+            sample_interval_s=config.sample_interval,
+        )
+        driver.firmware_version()  # reachable, and speaking MethodSCRIPT
     else:  # pragma: no cover - the lab schema admits only known drivers
         raise ValueError(f"unknown driver {config.driver!r}")
     connected.drivers[name] = driver

@@ -35,7 +35,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from orchestrator.units import QuantityError, parse_quantity
 
-DRIVERS = ("keithley2450",)
+DRIVERS = ("keithley2450", "emstat4")
 
 
 class LabFileError(ValueError):
@@ -71,7 +71,7 @@ class LabInfo(_Strict):
 
 
 class InstrumentConfig(_Strict):
-    driver: Literal["keithley2450"]
+    driver: Literal["keithley2450", "emstat4"]
     resource: str = Field(
         description="'sim', a VISA resource string or a pyserial URL", examples=["GPIB0::18::INSTR"]
     )
@@ -79,6 +79,9 @@ class InstrumentConfig(_Strict):
     poll_interval: Seconds = 1.0
     timeout: Seconds = 5.0
     compliance: Volts = 5.0
+    baudrate: int = Field(default=921600, gt=0, description="serial ports only (EmStat4: 921600)")
+    model: Literal["HR", "LR"] = "HR"
+    sample_interval: Seconds = 1.0
 
     @model_validator(mode="after")
     def _sim_resource(self) -> InstrumentConfig:

@@ -16,6 +16,7 @@ from typing import Any
 from drivers.transport import InProcessTransport
 from orchestrator.lab import Lab
 from simulators.cell import Cell, Sample
+from simulators.emstat4 import SimulatedEmStat4
 from simulators.keithley2450 import SimulatedKeithley2450
 from simulators.material import load_material
 from simulators.server import InstrumentServer
@@ -51,19 +52,23 @@ class SimulatedLab:
             if not config.simulated:
                 continue
             cells = [c for c in lab.cells if c.instrument == name]
+            if len(cells) > 1:
+                raise ValueError(f"instrument {name!r}: a simulated {config.driver} has one channel")
+            cfg = cells[0] if cells else None
+            material = _material(cfg.material if cfg else "x04")
+            cell = Cell(
+                Sample(material),
+                active_mass_g=cfg.active_mass if cfg else 0.007,
+                temperature_C=cfg.temperature if cfg else 25.0,
+                noise_seed=(lab.lab.seed * 1000 + index) if noise else None,
+            )
+            self.cells[name] = cell
             if config.driver == "keithley2450":
-                if len(cells) > 1:
-                    raise ValueError(f"instrument {name!r}: a Keithley 2450 has one channel")
-                cfg = cells[0] if cells else None
-                material = _material(cfg.material if cfg else "x04")
-                cell = Cell(
-                    Sample(material),
-                    active_mass_g=cfg.active_mass if cfg else 0.007,
-                    temperature_C=cfg.temperature if cfg else 25.0,
-                    noise_seed=(lab.lab.seed * 1000 + index) if noise else None,
-                )
-                self.cells[name] = cell
                 self.instruments[name] = SimulatedKeithley2450(cell, clock, serial=f"SIM{index:05d}")
+            else:
+                self.instruments[name] = SimulatedEmStat4(
+                    cell, clock, serial=f"ES4{config.model}SIM{index:04d}", model=config.model
+                )
 
     def transport(self, name: str) -> InProcessTransport:
         return InProcessTransport(self.instruments[name], name=f"{name} (simulated)")
@@ -76,6 +81,8 @@ class SimulatedLab:
         chosen = tcp_port(config.resource) or port or 0
         server = InstrumentServer(self.instruments[name], chosen, self.lock, name=name).start()
         self.servers[name] = server
+        if hasattr(self.clock, "add_listener"):  # simulated time shared with the host
+            self.clock.add_listener(server.push_now)
         return server
 
     def serve_all(self, base_port: int = 0) -> dict[str, int]:

@@ -26,6 +26,12 @@ class Endpoint(Protocol):
 class _Handler(socketserver.BaseRequestHandler):
     server: _Server
 
+    def setup(self) -> None:
+        self.server.connections.add(self.request)
+
+    def finish(self) -> None:
+        self.server.connections.discard(self.request)
+
     def handle(self) -> None:
         conn: socket.socket = self.request
         conn.settimeout(self.server.push_interval_s)
@@ -39,15 +45,15 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
             if data == b"":
                 return  # host closed the connection
-            with lock:
-                if data:
-                    endpoint.receive(data)
-                out = endpoint.take_output()
-            if out:
-                try:
-                    conn.sendall(out)
-                except OSError:
-                    return
+            try:
+                with lock:  # send under the lock too, so pushes never reorder output
+                    if data:
+                        endpoint.receive(data)
+                    out = endpoint.take_output()
+                    if out:
+                        conn.sendall(out)
+            except OSError:
+                return
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -59,6 +65,7 @@ class _Server(socketserver.ThreadingTCPServer):
         self.lock = lock
         self.push_interval_s = push_interval_s
         self.closing = threading.Event()
+        self.connections: set[socket.socket] = set()
         super().__init__((LOOPBACK, port), _Handler)
 
 
@@ -79,6 +86,23 @@ class InstrumentServer:
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
+
+    def push_now(self, _now: float | None = None) -> None:
+        """Send whatever the instrument has produced by now to every connected host.
+
+        A shared simulated clock calls this each time it moves, so output produced at a
+        simulated instant is on the wire before anything else happens at that instant: the
+        host sees the same bytes at the same simulated time as in-process.
+        """
+        server = self._server
+        with server.lock:
+            out = server.endpoint.take_output()
+            if out:
+                for conn in list(server.connections):
+                    try:
+                        conn.sendall(out)
+                    except OSError:
+                        server.connections.discard(conn)
 
     def start(self) -> InstrumentServer:
         self._thread.start()

@@ -31,12 +31,30 @@ def test_demo_reports_plateaus_and_export_recomputes_them(tmp_path) -> None:
 
     out = tmp_path / "run.csv"
     exported = runner.invoke(
-        app, ["data", "export", summary["run"][:8], "--format", "csv", "--out", str(out), "--data-dir", str(tmp_path / "d")]
+        app,
+        [
+            "data",
+            "export",
+            summary["run"][:8],
+            "--format",
+            "csv",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
     )
     assert exported.exit_code == 0, exported.output
     frame = pd.read_csv(out)
     assert list(frame.columns[:8]) == [
-        "time_s", "voltage_V", "current_A", "specific_current_mA_g", "capacity_mAh_g", "step", "step_type", "temperature_C",
+        "time_s",
+        "voltage_V",
+        "current_A",
+        "specific_current_mA_g",
+        "capacity_mAh_g",
+        "step",
+        "step_type",
+        "temperature_C",
     ]
     again = relaxation_summary(frame)
     for key in ("charge_capacity_mAh_g", "discharge_capacity_mAh_g", "ni_plateau_mAh_g", "o_plateau_mAh_g"):

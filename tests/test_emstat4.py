@@ -70,8 +70,9 @@ def test_cc_charge_stops_on_instrument_at_voltage_cutoff(rig: Rig) -> None:
     assert run.end_reason == "voltage"
     assert points[-1].voltage_V >= 4.2
     assert points[-2].voltage_V < 4.2
-    # instrument time stamps: every record interval (10 s) after the start, last at the cut-off
-    assert [p.time_s - start for p in points[:3]] == pytest.approx([10, 20, 30])
+    # instrument time stamps: the first sample (1 s), then every record interval (10 s) after
+    # it, the last at the cut-off
+    assert [p.time_s - start for p in points[:3]] == pytest.approx([1, 11, 21])
     # the instrument's own capacity integral equals I * t at constant current
     last = points[-1]
     assert last.capacity_mAh_g == pytest.approx(100 * (last.time_s - start) / 3600, rel=1e-6)
@@ -89,7 +90,7 @@ def test_discharge_time_cutoff(rig: Rig) -> None:
     run = rig.driver.start_step(ConstantCurrent(-50, Cutoffs(duration_s=600)), MASS_G, 0)
     points = rig.run(run)
     assert run.end_reason == "time"
-    assert len(points) == 60
+    assert len(points) == 61  # the first sample, then one per 10 s record interval
     assert points[-1].capacity_mAh_g == pytest.approx(-50 * 600 / 3600, rel=1e-6)
     assert all(p.current_A < 0 for p in points)
 

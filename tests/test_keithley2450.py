@@ -36,8 +36,11 @@ class ScriptedTransport:
 @pytest.mark.parametrize(
     ("action", "table", "expected"),
     [
-        (lambda k: k.identity, [("*IDN?", "KEITHLEY INSTRUMENTS,MODEL 2450,04096218,1.7.12b")],
-         "KEITHLEY INSTRUMENTS,MODEL 2450,04096218,1.7.12b"),
+        (
+            lambda k: k.identity,
+            [("*IDN?", "KEITHLEY INSTRUMENTS,MODEL 2450,04096218,1.7.12b")],
+            "KEITHLEY INSTRUMENTS,MODEL 2450,04096218,1.7.12b",
+        ),
         (lambda k: setattr(k, "source_function", "current"), [(":SOUR:FUNC CURR", None)], None),
         (lambda k: setattr(k, "source_current_A", 1.4e-4), [(":SOUR:CURR 1.400000e-04", None)], None),
         (lambda k: setattr(k, "source_current_A", -1.4e-4), [(":SOUR:CURR -1.400000e-04", None)], None),
@@ -51,10 +54,16 @@ class ScriptedTransport:
         (lambda k: setattr(k, "output_off_mode", "high_impedance"), [(":OUTP:CURR:SMOD HIMP", None)], None),
         (lambda k: k.voltage_V, [(":MEAS:VOLT?", "4.123456789E+00")], 4.123456789),
         (lambda k: k.read(), [(':READ? "defbuffer1", READ, SOUR', "3.9E+00,1.4E-04")], (3.9, 1.4e-4)),
-        (lambda k: k.next_error(), [(":SYST:ERR?", '-222,"Parameter data out of range"')],
-         (-222, "Parameter data out of range")),
-        (lambda k: k.errors(), [(":SYST:ERR?", '-113,"Undefined header"'), (":SYST:ERR?", '0,"No error"')],
-         [(-113, "Undefined header")]),
+        (
+            lambda k: k.next_error(),
+            [(":SYST:ERR?", '-222,"Parameter data out of range"')],
+            (-222, "Parameter data out of range"),
+        ),
+        (
+            lambda k: k.errors(),
+            [(":SYST:ERR?", '-113,"Undefined header"'), (":SYST:ERR?", '0,"No error"')],
+            [(-113, "Undefined header")],
+        ),
     ],
 )
 def test_driver_protocol_table(action, table, expected) -> None:
@@ -66,9 +75,15 @@ def test_driver_protocol_table(action, table, expected) -> None:
 
 @pytest.mark.parametrize(
     ("control", "value"),
-    [("source_current_A", 1.2), ("source_current_A", -2.0), ("voltage_limit_V", 0.001),
-     ("voltage_limit_V", 250), ("voltage_nplc", 20), ("output_off_mode", "open"),
-     ("source_function", "resistance")],
+    [
+        ("source_current_A", 1.2),
+        ("source_current_A", -2.0),
+        ("voltage_limit_V", 0.001),
+        ("voltage_limit_V", 250),
+        ("voltage_nplc", 20),
+        ("output_off_mode", "open"),
+        ("source_function", "resistance"),
+    ],
 )
 def test_out_of_range_values_raise_before_anything_is_sent(control, value) -> None:
     transport = ScriptedTransport([])
@@ -79,7 +94,7 @@ def test_out_of_range_values_raise_before_anything_is_sent(control, value) -> No
 def test_garbled_reply_names_instrument_and_command() -> None:
     transport = ScriptedTransport([(":MEAS:VOLT?", "volts!")])
     with pytest.raises(InstrumentError, match=r"k: garbled reply 'volts!'.*MEAS:VOLT\?"):
-        Keithley2450(transport, "k").voltage_V
+        _ = Keithley2450(transport, "k").voltage_V
 
 
 # --- the simulated 2450 parses the same bytes ---------------------------------------------

@@ -51,11 +51,27 @@ cells:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('active_mass = "7 mg"', 'active_mass = "7 V"', r"cells\.0\.active_mass: '7 V' is not a quantity in g"),
-        ('active_mass = "7 mg"', "active_mass = -3", r"cells\.0\.active_mass: Input should be greater than 0"),
+        (
+            'active_mass = "7 mg"',
+            'active_mass = "7 V"',
+            r"cells\.0\.active_mass: '7 V' is not a quantity in g",
+        ),
+        (
+            'active_mass = "7 mg"',
+            "active_mass = -3",
+            r"cells\.0\.active_mass: Input should be greater than 0",
+        ),
         ('instrument = "smu1"', 'instrument = "smu9"', r"no instrument named 'smu9' \(defined: smu1\)"),
-        ('driver = "keithley2450"', 'driver = "keithley2400"', r"instruments\.smu1\.driver: Input should be 'keithley2450'"),
-        ('voltage_max = "4.9 V"', 'voltage_max = "0.5 V"', r"voltage_min \(1.0 V\) must be below voltage_max \(0.5 V\)"),
+        (
+            'driver = "keithley2450"',
+            'driver = "keithley2400"',
+            r"instruments\.smu1\.driver: Input should be 'keithley2450'",
+        ),
+        (
+            'voltage_max = "4.9 V"',
+            'voltage_max = "0.5 V"',
+            r"voltage_min \(1.0 V\) must be below voltage_max \(0.5 V\)",
+        ),
         ('name = "A1"', 'name = "A1"\ncolour = "red"', r"cells\.0\.colour: Extra inputs are not permitted"),
     ],
 )
@@ -72,7 +88,10 @@ def test_unreadable_toml_is_reported(tmp_path) -> None:
 
 
 def test_simulated_instrument_must_be_local(tmp_path) -> None:
-    text = GOOD.replace('resource = "TCPIP0::192.168.1.20::inst0::INSTR"', 'resource = "TCPIP0::10.0.0.5::5025::SOCKET"\nsimulated = true')
+    text = GOOD.replace(
+        'resource = "TCPIP0::192.168.1.20::inst0::INSTR"',
+        'resource = "TCPIP0::10.0.0.5::5025::SOCKET"\nsimulated = true',
+    )
     with pytest.raises(LabFileError, match="in-process .* or on 127.0.0.1"):
         load_lab(write(tmp_path, text))
 
@@ -88,5 +107,7 @@ def test_unreachable_instrument_fails_before_any_step(tmp_path) -> None:
     from orchestrator.runner import Session
 
     text = GOOD.replace("TCPIP0::192.168.1.20::inst0::INSTR", "TCPIP0::127.0.0.1::1::SOCKET")
-    with pytest.raises(InstrumentError, match=r"smu1 \(TCPIP0::127.0.0.1::1::SOCKET\): cannot reach the instrument"):
+    with pytest.raises(
+        InstrumentError, match=r"smu1 \(TCPIP0::127.0.0.1::1::SOCKET\): cannot reach the instrument"
+    ):
         Session(load_lab(write(tmp_path, text)), data_dir=tmp_path / "data", tiled=False)

@@ -29,7 +29,11 @@ def test_paper_protocol_over_pyvisa_tcp_matches_in_process(paper_run, tmp_path) 
     lab = parse_lab(
         {
             "instruments": {
-                "smu1": {"driver": "keithley2450", "resource": f"TCPIP0::127.0.0.1::{port}::SOCKET", "simulated": True}
+                "smu1": {
+                    "driver": "keithley2450",
+                    "resource": f"TCPIP0::127.0.0.1::{port}::SOCKET",
+                    "simulated": True,
+                }
             },
             "cells": [{"name": "cell-1", "instrument": "smu1", "active_mass": "7 mg", "sample": "s1"}],
         }
@@ -54,8 +58,21 @@ def test_sim_serve_command_answers_scpi_over_tcp() -> None:
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "sim", "serve", "simulated", "--base-port", str(port),
-         "--speed", "1000", "--duration-s", "60", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "sim",
+            "serve",
+            "simulated",
+            "--base-port",
+            str(port),
+            "--speed",
+            "1000",
+            "--duration-s",
+            "60",
+            "--json",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
