@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from drivers.techniques import Technique
+from drivers.techniques import Loop, Technique
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class PotentiostatDriver(Protocol):
     #: How often the host should poll a running step, seconds of clock time.
     poll_interval_s: float
 
-    def start_step(self, step: Technique, active_mass_g: float, step_index: int) -> StepRun: ...
+    def start_step(self, step: Technique | Loop, active_mass_g: float, step_index: int) -> StepRun: ...
 
     def safe_state(self) -> None:
         """Output off / cell off. Idempotent; never raises for an already safe instrument."""

@@ -90,7 +90,7 @@ class Keithley2450(ScpiInstrument):
         validator=strict_range(1e-9, MAX_CURRENT_A),
         parse=float,
     )
-    sense_function = Control(
+    sense_function: Control[str] = Control(
         None,
         ':SENS:FUNC "{}"',
         "Measure 'voltage' or 'current'.",
@@ -577,16 +577,15 @@ class Keithley2450Potentiostat:
 
     def _start_gitt(self, step: GITT, ctx: _Ctx) -> HostStepRun:
         current = self._current_A(step.current_mA_g, ctx.mass_g)
-        state = {"n": 0, "stop": False, "pulse": None}
+        segments: list[_Segment] = []
 
         def next_segment() -> _Segment | None:
-            n = state["n"]
-            previous = state["pulse"]
+            n = len(segments)
+            previous = segments[-1] if segments else None
             if isinstance(previous, _CC) and previous.end_reason == "voltage":
                 return None  # the pulse met the cut-off voltage: GITT is over
             if n >= 2 * step.max_pulses:
                 return None
-            state["n"] = n + 1
             if n % 2 == 0:
                 seg: _Segment = _CC(
                     ctx,
@@ -598,7 +597,7 @@ class Keithley2450Potentiostat:
                 )
             else:
                 seg = _Rest(ctx, n, step.record_interval_s, duration_s=step.rest_s)
-            state["pulse"] = seg
+            segments.append(seg)
             return seg
 
         return HostStepRun(ctx, next_segment)

@@ -15,7 +15,7 @@ instrument and the command that was being answered.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 class InstrumentError(RuntimeError):
@@ -61,6 +61,10 @@ class Transport(Protocol):
     def read_available(self) -> bytes:
         """Whatever has arrived, possibly nothing; never blocks for long."""
         ...
+
+    def write_line(self, line: str, termination: str = "\n") -> None: ...
+
+    def read_line(self, termination: str = "\n", command: str | None = None) -> str: ...
 
     def close(self) -> None: ...
 
@@ -224,6 +228,7 @@ class VisaTransport(_LineHelpers):
 
         self.name = name or resource
         self.resource_name = resource
+        self.inst: Any = None
         try:
             self.rm = pyvisa.ResourceManager(backend)
             self.inst = self.rm.open_resource(resource)

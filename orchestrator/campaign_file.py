@@ -37,33 +37,24 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from drivers.quantities import QuantityError, parse_quantity
-from protocols.schema import Protocol, ProtocolError, resolve_protocol_path, validate_protocol_file
+from protocols.schema import (
+    Protocol,
+    ProtocolError,
+    ProtocolIssue,
+    resolve_protocol_path,
+    validate_protocol_file,
+)
 from protocols.schema import load_protocol as _load_protocol
 
 CAMPAIGNS_DIR = Path(__file__).parent / "campaigns"
 
 
-@dataclass(frozen=True)
-class CampaignIssue:
+class CampaignIssue(ProtocolIssue):
     """One problem in a campaign file, with its location and a valid example."""
 
-    file: str
-    location: str
-    message: str
-    example: str = ""
 
-    def __str__(self) -> str:
-        where = f"{self.file}: {self.location}: " if self.location else f"{self.file}: "
-        tail = f" (example: {self.example})" if self.example else ""
-        return f"{where}{self.message}{tail}"
-
-
-class CampaignError(ValueError):
+class CampaignError(ProtocolError):
     """A campaign file is invalid; ``issues`` holds every problem found."""
-
-    def __init__(self, issues: Sequence[CampaignIssue]) -> None:
-        self.issues = list(issues)
-        super().__init__("\n".join(str(i) for i in self.issues))
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ def _driver(connected: ConnectedLab, name: str) -> Any:
             # reach it through the real transport, exactly as hardware.
             connected.simulation.serve(name)
         transport = open_transport(name, config)
+    driver: Any
     if config.driver == "keithley2450":
         driver = Keithley2450Potentiostat(
             Keithley2450(transport, name),

@@ -65,7 +65,7 @@ class ProgressReporter(DocumentRouter):
         self._wall0 = 0.0
         self._steps: list[float] = []
 
-    def start(self, doc: dict[str, Any]) -> None:
+    def start(self, doc: dict[str, Any]) -> None:  # type: ignore[override]
         self._t0 = float(doc.get("clock_start_s", self.clock.now()))
         self._wall0 = time.perf_counter()
         self._steps = [estimate_step_s(s) for s in doc.get("steps", [])]
@@ -85,7 +85,7 @@ class ProgressReporter(DocumentRouter):
         label = doc.get("cell") or doc.get("plan_name", "run")
         self._task = self._progress.add_task(str(label), total=total, status="")
 
-    def event_page(self, doc: dict[str, Any]) -> None:
+    def event_page(self, doc: dict[str, Any]) -> None:  # type: ignore[override]
         if self._progress is None:
             return
         step = int(doc["data"]["step"][-1])
@@ -102,7 +102,7 @@ class ProgressReporter(DocumentRouter):
             status=f"step {step + 1}/{len(self._steps)}  sim {t_sim / 3600:7.2f} h  wall {wall:6.1f} s",
         )
 
-    def stop(self, doc: dict[str, Any]) -> None:
+    def stop(self, doc: dict[str, Any]) -> None:  # type: ignore[override]
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -153,7 +153,8 @@ class Session:
 
     def run(self, plan: Generator[Any, Any, Any], **md: Any) -> tuple[str, ...]:
         """Run a plan; returns the uids of the runs it opened."""
-        return self.RE(plan, clock_start_s=self.clock.now(), lab=self.lab.lab.name, **md)
+        uids: Any = self.RE(plan, clock_start_s=self.clock.now(), lab=self.lab.lab.name, **md)
+        return tuple(uids)
 
     def read(self, uid: str, source: str = "journal") -> Any:
         if source == "tiled":

@@ -64,7 +64,7 @@ class SimulatedTime(DuringTask):
 
     def install(self, RE: RunEngine) -> None:
         """Hook into a RunEngine (which must have been created with this during_task)."""
-        RE.waiting_hook = self.waiting_hook
+        RE.waiting_hook = self.waiting_hook  # type: ignore[assignment]
         RE.register_command("sleep", self._sleep)
 
     # --- the blocking thread --------------------------------------------------------------

@@ -184,7 +184,7 @@ def _page_writer(client: Any, batch_points: int) -> Any:
             self._pages: dict[str, list[Any]] = {}
             self._page_rows: dict[str, int] = {}
 
-        def event_page(self, doc: dict[str, Any]) -> None:
+        def event_page(self, doc: Any) -> None:  # type: ignore[override]
             desc_node = self._desc_nodes[doc["descriptor"]]
             name = desc_node.item["id"]
             columns = {"seq_num": doc["seq_num"], "time": doc["time"], **doc["data"]}
@@ -212,7 +212,7 @@ def _page_writer(client: Any, batch_points: int) -> Any:
                 table = pyarrow.concat_tables([t for _, t in pages])
                 self._internal_tables[name].append_partition(0, table)
 
-        def stop(self, doc: dict[str, Any]) -> None:
+        def stop(self, doc: Any) -> None:
             for name in list(self._pages):
                 self._flush(name)
             super().stop(doc)

@@ -57,6 +57,7 @@ class SimulatedKeithley2450:
         self._inbuf = bytearray()
         self._out = bytearray()
         self.errors: list[tuple[int, str]] = []
+        self._tripped = False
         self._reset_state()
         self._parser = ScpiParser(self._push_error)
         p = self._parser

@@ -111,7 +111,9 @@ class ScpiParser:
 
 
 def _split_commands(line: str) -> list[str]:
-    out, current, quoted = [], [], False
+    out: list[str] = []
+    current: list[str] = []
+    quoted = False
     for ch in line:
         if ch == '"':
             quoted = not quoted
