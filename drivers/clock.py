@@ -48,18 +48,47 @@ class Clock(Protocol):
 
 
 class WallClock:
-    """Real time. Callbacks run on daemon timer threads."""
+    """Real time. Callbacks run, in due order, on one scheduler thread per clock.
+
+    One thread with a queue rather than a timer thread per callback: a lab with hundreds of
+    channels polls hundreds of times a second.
+    """
 
     simulated = False
+
+    def __init__(self) -> None:
+        self._queue: list[_Timer] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
 
     def now(self) -> float:
         return time.time()
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> TimerHandle:
-        timer = threading.Timer(max(0.0, delay_s), callback)
-        timer.daemon = True
-        timer.start()
+        timer = _Timer(time.time() + max(0.0, delay_s), next(self._seq), callback)  # wall time
+        with self._cond:
+            heapq.heappush(self._queue, timer)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="relaxlab-clock", daemon=True)
+                self._thread.start()
+            self._cond.notify()
         return timer
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue or self._queue[0].when > time.time():
+                    timeout = None if not self._queue else max(0.0, self._queue[0].when - time.time())
+                    self._cond.wait(timeout)
+                timer = heapq.heappop(self._queue)
+            if not timer.cancelled:
+                try:
+                    timer.callback()
+                except Exception:  # a failing callback must not stop the clock
+                    import logging
+
+                    logging.getLogger(__name__).exception("clock callback failed")
 
     def sleep(self, duration_s: float) -> None:
         """Block the calling thread (orchestrator use only, never in a plan)."""
@@ -170,6 +199,7 @@ class ScaledClock(WallClock):
     def __init__(self, speed: float = 1.0, start_s: float = SIM_EPOCH_S) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
+        super().__init__()
         self.speed = speed
         self._start = start_s
         self._wall0 = time.time()
@@ -178,4 +208,5 @@ class ScaledClock(WallClock):
         return self._start + (time.time() - self._wall0) * self.speed
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> TimerHandle:
-        return super().call_later(delay_s / self.speed, callback)
+        # The scheduler thread waits in wall seconds; keep its queue in wall time.
+        return WallClock.call_later(self, delay_s / self.speed, callback)

@@ -218,9 +218,11 @@ class PotentiostatChannel(Device):
                 self._collect_remaining(run)
         self.driver.safe_state()
         with self._lock:
+            # Finish (not fail) the step's statuses: whoever stopped us knows why, and a failed
+            # status would make the RunEngine report "step stopped" instead of the real cause.
             for status in (self._complete_status, self._page_status):
                 if status is not None and not status.done:
-                    status.set_exception(RuntimeError(f"{self.name}: step stopped"))
+                    status.set_finished()
         super().stop(success=success)
 
     # --- polling ---------------------------------------------------------------------

@@ -245,6 +245,116 @@ def campaign_plan(
     _print(data, as_json, human)
 
 
+@campaign_app.command("run")
+def campaign_run(
+    campaign_file: Annotated[
+        str, typer.Argument(help="Campaign file, or a built-in name (e.g. temperature-24h).")
+    ],
+    channels: Annotated[int, typer.Option(help="Simulated potentiostat channels.")] = 16,
+    ovens: Annotated[int, typer.Option(help="Simulated ovens.")] = 1,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip finished jobs of an interrupted run.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated measurement noise.")] = 1,
+    data_dir: DataDirOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the summary CSV.")] = Path("relaxlab-out"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a campaign on the simulated lab: every cell concurrently, ovens shared, progress per cell."""
+    from orchestrator.campaign_file import CampaignError, load_campaign
+    from orchestrator.campaign_run import run_campaign
+    from orchestrator.storage import default_data_dir
+
+    try:
+        campaign = load_campaign(campaign_file)
+    except CampaignError as exc:
+        _fail(str(exc))
+    result = run_campaign(
+        campaign, data_dir or default_data_dir(), channels=channels, ovens=ovens,
+        progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed,
+    )  # fmt: skip
+    table = result.table()
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / f"{campaign.name}-cells.csv"
+    table.to_csv(csv, index=False)
+    data = {"campaign": campaign.name, "cells": len(table), "failed": result.failed,
+            "simulated_h": result.simulated_h, "wall_s": result.wall_s, "table": str(csv),
+            "rows": table.to_dict(orient="records")}  # fmt: skip
+    columns = [c for c in table.columns if c not in ("run", "portion")]
+    human = table[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}")
+    human += (
+        f"\n\n{len(table)} cells, {result.simulated_h:.1f} h simulated in {result.wall_s:.1f} s; table: {csv}"
+    )
+    if result.failed:
+        human += "\nFAILED:\n" + "\n".join(f"  {k}: {v}" for k, v in result.failed.items())
+    _print(data, as_json, human)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    targets: Annotated[list[str], typer.Argument(help="Run uids (or prefixes) and/or campaign names.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for index.html and the PNGs.")] = Path(
+        "relaxlab-report"
+    ),
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Figures and one HTML page for stored runs or whole campaigns (cycling, plateaus, dQ/dV, OCV...)."""
+    from analysis.campaign import campaign_table
+    from analysis.report import build_report
+    from orchestrator.storage import default_data_dir, read_journal
+
+    root = data_dir or default_data_dir()
+    runs: list[tuple[dict[str, Any], Any]] = []
+    campaign = False
+    for target in targets:
+        state = root / "campaigns" / target / "state.json"
+        if state.exists():
+            campaign = True
+            jobs = json.loads(state.read_text())["jobs"]
+            for info in jobs.values():
+                if info.get("status") == "done" and info.get("uid"):
+                    start, frame = read_journal(root, info["uid"])
+                    if start.get("job") == "cell":
+                        runs.append((_flat_conditions(start), frame))
+            continue
+        try:
+            start, frame = read_journal(root, target)
+        except KeyError:
+            _fail(f"{target!r} is neither a stored run nor a campaign in {root}")
+        runs.append((_flat_conditions(start), frame))
+    if not runs:
+        _fail("nothing to report: no finished runs found")
+    table = campaign_table(runs) if campaign else None
+    page = build_report(out, runs, campaign_table=table)
+    pngs = sorted(str(p) for p in Path(out).glob("*.png"))
+    _print(
+        {"report": str(page), "figures": pngs, "runs": len(runs)},
+        as_json,
+        f"report: {page} ({len(pngs)} figures)",
+    )
+
+
+def _flat_conditions(start: dict[str, Any]) -> dict[str, Any]:
+    """Run metadata with its campaign condition as plain numbers (temperature_C, duration_s)."""
+    from drivers.quantities import QuantityError, parse_quantity
+
+    keep = ("cell", "sample", "replicate", "active_mass_g")  # the rest would read as conditions
+    md = {k: start[k] for k in keep if k in start}
+    for key, value in (start.get("condition") or {}).items():
+        for unit, name in (("degC", "temperature_C"), ("s", "duration_s")):
+            try:
+                md[name] = parse_quantity(value, unit)
+                break
+            except QuantityError:
+                continue
+        else:
+            md[key] = value
+    return md
+
+
 @data_app.command("list")
 def data_list(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     """List stored runs, newest first."""

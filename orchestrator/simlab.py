@@ -9,6 +9,7 @@ to them through pyvisa-py or pyserial exactly as to hardware.
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from typing import Any
@@ -96,3 +97,153 @@ class SimulatedLab:
         for server in self.servers.values():
             server.stop()
         self.servers.clear()
+
+
+class SimulatedCampaignLab:
+    """A simulated lab for campaigns: potentiostat channels, ovens, and an operator.
+
+    The operator is simulated too: it answers every request after the step's duration and
+    carries out the physical action the request names, through the physics model - a powder
+    portion goes into an oven (and relaxes with the temperature it sees there), comes out, and
+    is built into a fresh cell on a channel. Between actions a portion sits on the bench and
+    relaxes at room temperature.
+    """
+
+    def __init__(
+        self,
+        clock: Any,
+        channels: int,
+        ovens: int,
+        material: str = "x04",
+        room_temperature_C: float = 25.0,
+        noise_seed: int | None = None,
+    ) -> None:
+        from drivers.device import PotentiostatChannel
+        from drivers.eurotherm import EurothermDriver, Oven
+        from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
+        from simulators.eurotherm import SimulatedEurotherm
+        from simulators.oven import OvenModel
+
+        self.clock = clock
+        self.material = _material(material)
+        self.room_C = room_temperature_C
+        self.noise_seed = noise_seed
+        self._cells_built = 0
+        self.instruments: list[SimulatedKeithley2450] = []
+        self.channels: list[Any] = []
+        for i in range(channels):
+            sim = SimulatedKeithley2450(Cell(Sample(self.material), 0.005), clock, serial=f"SIM{i:05d}")
+            driver = Keithley2450Potentiostat(
+                Keithley2450(InProcessTransport(sim, name=f"ch{i + 1:02d} (simulated)"), f"ch{i + 1:02d}"),
+                clock,
+            )
+            driver.initialise()
+            self.instruments.append(sim)
+            self.channels.append(
+                PotentiostatChannel(
+                    name=f"ch{i + 1:02d}",
+                    driver=driver,
+                    clock=clock,
+                    active_mass_g=0.005,
+                    voltage_max_V=4.95,
+                    voltage_min_V=1.0,
+                )  # fmt: skip
+            )
+        self.oven_models: dict[str, Any] = {}
+        self.ovens: list[Any] = []
+        for i in range(ovens):
+            model = OvenModel(clock)
+            name = f"oven{i + 1}"
+            sim = SimulatedEurotherm(clock, model)
+            self.oven_models[name] = model
+            self.ovens.append(
+                Oven(EurothermDriver.in_process(sim, name=name), clock, name=name, poll_interval_s=10.0)
+            )
+        self.portions: dict[str, Sample] = {}
+        self._bench_since: dict[str, float] = {}
+        self._in_oven: dict[str, str] = {}
+
+    # --- physics of the powders ---------------------------------------------------------
+    def charge_powder(self, portions: list[str], charged_to: str, current_mA_g: float = 20.0) -> None:
+        """Charge the powder (as a large cell at 20 mA/g), then split it into portions."""
+        from orchestrator.units import parse_quantity
+
+        powder = Sample(self.material)
+        cell = Cell(powder, active_mass_g=0.1)
+        current_A = current_mA_g * 0.1 / 1000.0
+        text = str(charged_to)
+        if "mAh" in text:
+            cell.constant_current(current_A, 30 * 86400.0, v_upper_V=4.8,
+                                  capacity_limit_mAh_g=parse_quantity(text, "mAh/g"))  # fmt: skip
+        else:
+            cell.constant_current(current_A, 30 * 86400.0, v_upper_V=parse_quantity(text, "V"))
+        for name in portions:
+            self.portions[name] = powder.copy()
+            self._bench_since[name] = self.clock.now()
+
+    def pristine_powder(self, portions: list[str]) -> None:
+        """As-synthesised powder: nothing charged, nothing to relax."""
+        for name in portions:
+            self.portions[name] = Sample(self.material)
+            self._bench_since[name] = self.clock.now()
+
+    def restore_portion(self, name: str, state: dict[str, Any], since_s: float) -> None:
+        self.portions[name] = Sample.from_dict(self.material, state)
+        self._bench_since[name] = since_s
+
+    def portion_state(self, name: str) -> dict[str, Any]:
+        """A portion's state now (bench relaxation included), as plain data."""
+        if name in self._in_oven:
+            self.oven_models[self._in_oven[name]].flush()
+            return self.portions[name].to_dict()
+        return self._off_bench(name).to_dict()
+
+    def _off_bench(self, name: str) -> Sample:
+        sample = self.portions[name]
+        if name not in self._in_oven:
+            elapsed = self.clock.now() - self._bench_since[name]
+            if elapsed > 0:
+                sample.relax(elapsed, self.room_C)
+            self._bench_since[name] = self.clock.now()
+        return sample
+
+    # --- the simulated operator -------------------------------------------------------------
+    def respond(self, request: Any, done: Any, failed: Any) -> None:
+        def act() -> None:
+            ctx = request.context
+            try:
+                action = ctx.get("action")
+                values: dict[str, float] = {}
+                portion = ctx.get("portion")
+                if action == "load_portion":
+                    sample = self._off_bench(portion)
+                    self.oven_models[ctx["oven"].name].add_sample(sample)
+                    self._in_oven[portion] = ctx["oven"].name
+                elif action == "unload_portion":
+                    model = self.oven_models[self._in_oven.pop(portion)]
+                    model.remove_sample(self.portions[portion])
+                    self._bench_since[portion] = self.clock.now()
+                elif action == "build_cell":
+                    channel = ctx["channel"]
+                    mass_g = float(ctx["mass_g"])
+                    seed = None if self.noise_seed is None else self.noise_seed * 100_003 + self._cells_built
+                    self._cells_built += 1
+                    fresh = Cell(
+                        self._off_bench(ctx["portion"]).copy(), active_mass_g=mass_g, noise_seed=seed
+                    )
+                    index = self.channels.index(channel)
+                    self.instruments[index].cell = fresh
+                    # The operator weighs the electrode; its active share (7:2 with carbon) is
+                    # known to about 1 %, the main source of scatter between replicate cells.
+                    recorded = mass_g
+                    if seed is not None:
+                        recorded *= 1.0 + random.Random(seed).gauss(0.0, 0.01)
+                    values["active_mass"] = round(recorded * 1000.0, 3)
+                for name, _unit in request.record:
+                    if name not in values:
+                        values[name] = float(ctx.get(name, 0.0))
+                done(values)
+            except Exception as exc:  # an operator who cannot do it says so
+                failed(str(exc))
+
+        self.clock.call_later(request.duration_s, act)

@@ -30,6 +30,7 @@ COLUMNS = [
     "step_type",
     "temperature_C",
     "substep",
+    "timestamp_s",
 ]
 POINT_STREAM = "primary"
 
@@ -146,11 +147,13 @@ def to_export_frame(start: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"time_s": frame["timestamp"].to_numpy(dtype=float) - origin})
     for col in ("voltage_V", "current_A", "specific_current_mA_g", "capacity_mAh_g"):
         out[col] = frame[col].to_numpy(dtype=float)
-    out["step"] = frame["step"].to_numpy(dtype=int)
+    # A channel numbers the steps it ran; within a run they are numbered from 0 in order.
+    out["step"] = pd.factorize(frame["step"].to_numpy(dtype=int))[0]
     types = start.get("step_types", [])
     out["step_type"] = [types[s] if 0 <= s < len(types) else "" for s in out["step"]]
     out["temperature_C"] = frame["temperature_C"].to_numpy(dtype=float)
     out["substep"] = frame["substep"].to_numpy(dtype=int) if "substep" in frame else 0
+    out["timestamp_s"] = frame["timestamp"].to_numpy(dtype=float)  # absolute, to join other data
     return out
 
 

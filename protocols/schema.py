@@ -84,7 +84,8 @@ EXAMPLES_DIR = Path(__file__).parent / "examples"
 class Heat:
     """Heat in an oven: ramp to ``temperature_C``, hold ``hold_s``, cool to ``cool_to_C``.
 
-    ``ramp_C_min`` ``None`` means as fast as the oven goes.
+    ``ramp_C_min`` ``None`` means as fast as the oven goes; the temperature is logged every
+    ``log_interval_s`` (5 min by default) during the hold.
     """
 
     temperature_C: float
@@ -92,7 +93,7 @@ class Heat:
     ramp_C_min: float | None = None
     cool_to_C: float = 25.0
     atmosphere: str = "Ar"
-    log_interval_s: float = 60.0
+    log_interval_s: float = 300.0
     kind: Literal["heat"] = field(default="heat", init=False)
 
 
@@ -385,7 +386,7 @@ class HeatStep(_StepModel):
     ramp: RampRate | None = None
     cool_to: Temperature = 25.0
     atmosphere: Literal["Ar", "N2", "vacuum", "air"] = "Ar"
-    log_interval: Duration = 60.0
+    log_interval: Duration = 300.0
 
     def build(self, defaults: Defaults) -> Step:
         return Heat(self.temperature, self.hold, self.ramp, self.cool_to, self.atmosphere, self.log_interval)
@@ -489,7 +490,7 @@ FIELD_EXAMPLES: dict[str, str] = {
     "ramp": "ramp: 5 degC/min",
     "cool_to": "cool_to: 25 degC",
     "atmosphere": "atmosphere: Ar",
-    "log_interval": "log_interval: 60 s",
+    "log_interval": "log_interval: 5 min",
     "every": "every: 10 min",
     "scans": "scans: 1",
     "scan_time": "scan_time: 10 min",

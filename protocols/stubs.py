@@ -47,8 +47,8 @@ def run_step(channel: PotentiostatChannel, technique: Technique | Loop, stream: 
     Yields
     ------
     msg : Msg
-        'prepare', 'kickoff', 'complete', then 'trigger'/'wait'/'collect' per page and a final
-        'wait'.
+        'prepare', 'kickoff', 'wait', 'complete', then 'trigger'/'wait'/'collect' per page and
+        a final 'wait'.
 
     Raises
     ------
@@ -60,16 +60,22 @@ def run_step(channel: PotentiostatChannel, technique: Technique | Loop, stream: 
     str
         Why the step ended ("voltage", "capacity", "time", ...).
     """
-    yield from bps.prepare(channel, technique, wait=True)
-    yield from bps.kickoff(channel, wait=True)
+    # Plain messages rather than plan_stubs calls: this loop runs once per page for weeks, and
+    # every plan_stubs call records a traceback (bluesky's Plan wrapper).
+    started = short_uid("start")
+    yield Msg("prepare", channel, technique, group=started)
+    yield Msg("kickoff", channel, group=started)
+    yield Msg("wait", None, group=started)
     group = short_uid("step")
-    done = yield from bps.complete(channel, group=group, wait=False)
+    done = yield Msg("complete", channel, group=group)
     while True:
-        yield from bps.trigger(channel, wait=True)
-        yield from bps.collect(channel, name=stream)
+        page = short_uid("page")
+        yield Msg("trigger", channel, group=page)
+        yield Msg("wait", None, group=page)
+        yield Msg("collect", channel, stream=False, return_payload=False, name=stream)
         if done.done:
             break
-    yield from bps.wait(group=group)
+    yield Msg("wait", None, group=group)
     if channel.fault is not None:
         raise channel.fault
     return channel.end_reason

@@ -56,6 +56,11 @@ def test_demo_reports_plateaus_and_export_recomputes_them(tmp_path) -> None:
         "step_type",
         "temperature_C",
     ]
+    report = runner.invoke(
+        app, ["report", summary["run"][:8], "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path / "d")]
+    )
+    assert report.exit_code == 0, report.output
+    assert (tmp_path / "r" / "index.html").exists() and (tmp_path / "r" / "cycling.png").exists()
     again = relaxation_summary(frame)
     for key in ("charge_capacity_mAh_g", "discharge_capacity_mAh_g", "ni_plateau_mAh_g", "o_plateau_mAh_g"):
         assert again[key] == pytest.approx(summary[key], rel=1e-9)

@@ -37,7 +37,7 @@ def _messages(plan) -> list[str]:
 
 def test_relaxation_protocol_messages() -> None:
     channel = PotentiostatChannel(name="ch", driver=_NoDriver(), clock=SimClock(), active_mass_g=0.007)
-    step = ["prepare", "wait", "kickoff", "wait", "complete", "trigger", "wait", "collect", "wait"]
+    step = ["prepare", "kickoff", "wait", "complete", "trigger", "wait", "collect", "wait"]
     assert _messages(relaxation_protocol(channel)) == (
         ["open_run", "declare_stream"] + step * 3 + ["close_run", "stop"]
     )

@@ -1,0 +1,223 @@
+"""Run a campaign: every cell and powder portion as a job, all at once, on one RunEngine.
+
+Each cell's work is its own bluesky run (run key = cell id) with the campaign, sample genealogy
+(batch, powder, portion), condition and replicate in its start document; each heated portion is
+a run with its oven log. Progress is shown per cell. A cell that faults is stopped safely and
+marked failed with its reason; the others carry on; the summary says what failed and why.
+
+A campaign's state (finished jobs, their run uids and, in simulation, the powder states) is
+written to ``<data>/campaigns/<name>/state.json`` after every job; ``resume=True`` skips the
+jobs that finished and reruns the ones that did not (a new run, linked to the interrupted one
+by ``resumes`` in its metadata).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from bluesky import RunEngine
+from event_model import RunRouter
+
+from drivers.clock import SimClock
+from drivers.operator import Operator, Timer
+from orchestrator.campaign_file import Campaign
+from orchestrator.schedule import split_phases
+from orchestrator.simtime import SimulatedTime
+from orchestrator.storage import Journal, read_journal
+from protocols.campaign import Gate, Pool, cell_job, portion_job
+from protocols.jobs import run_jobs
+
+
+@dataclass
+class CampaignResult:
+    campaign: str
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+    portions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    wall_s: float = 0.0
+    simulated_h: float = 0.0
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([{"cell": k, **v} for k, v in self.cells.items()])
+
+
+class CampaignProgress:
+    """One line per cell: where it is and its simulated time (rich live table when enabled)."""
+
+    def __init__(self, clock: Any, cells: list[str], enabled: bool) -> None:
+        self.clock = clock
+        self.enabled = enabled
+        self.state = {cell: "waiting" for cell in cells}
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._run_cell: dict[str, str] = {}
+        self._t0 = clock.now()
+        if enabled:
+            from rich.progress import Progress, TextColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description:>18s}"), TextColumn("{task.fields[status]}")
+            )
+            for cell in cells:
+                self._tasks[cell] = self._progress.add_task(cell, status="waiting")
+            self._progress.start()
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        if name == "start" and doc.get("job") == "cell":
+            self._run_cell[doc["uid"]] = doc["cell"]
+            self._set(doc["cell"], f"running on {doc.get('channel')}")
+        elif name == "event_page":
+            pass
+        elif name == "stop" and doc["run_start"] in self._run_cell:
+            cell = self._run_cell[doc["run_start"]]
+            self._set(cell, "done" if doc["exit_status"] == "success" else f"FAILED: {doc.get('reason', '')}")
+
+    def _set(self, cell: str, status: str) -> None:
+        self.state[cell] = status
+        if self._progress is not None:
+            sim_h = (self.clock.now() - self._t0) / 3600.0
+            self._progress.update(self._tasks[cell], status=f"{status}  (t = {sim_h:.1f} h)")
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def run_campaign(
+    campaign: Campaign,
+    data_dir: Path,
+    channels: int = 16,
+    ovens: int = 1,
+    progress: bool = False,
+    resume: bool = False,
+    noise: bool = True,
+    seed: int = 1,
+    on_job_done: Any = None,
+) -> CampaignResult:
+    """Run a campaign on the simulated lab (simulated time).
+
+    With ``noise`` each fresh cell measures with its own seeded noise, so replicates differ as
+    real replicates do (deterministically for a given ``seed``).
+    """
+    from orchestrator.simlab import SimulatedCampaignLab
+
+    wall0 = time.perf_counter()
+    clock = SimClock()
+    lab = SimulatedCampaignLab(
+        clock,
+        channels=channels,
+        ovens=ovens,
+        material=campaign.batch.material,
+        noise_seed=seed if noise else None,
+    )
+    state_dir = Path(data_dir) / "campaigns" / campaign.name
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_path = state_dir / "state.json"
+    state: dict[str, Any] = {"campaign": campaign.name, "jobs": {}, "portions": {}}
+    if resume and state_path.exists():
+        state = json.loads(state_path.read_text())
+
+    portion_names = [p.id for p in campaign.portions] or ["powder"]
+    if resume and state["portions"]:
+        for name, saved in state["portions"].items():
+            lab.restore_portion(name, saved["state"], clock.now())
+    if not all(name in lab.portions for name in portion_names):
+        if campaign.powder is not None:
+            lab.charge_powder(portion_names, campaign.powder.charged_to)
+        else:  # cells are built from the pristine batch and charged in the cell
+            lab.pristine_powder(portion_names)
+
+    simtime = SimulatedTime(clock)
+    RE = RunEngine({}, during_task=simtime)
+    simtime.install(RE)
+    RE.subscribe(RunRouter([lambda name, doc: ([Journal(Path(data_dir))], [])]))
+    tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress)
+    RE.subscribe(tracker)
+    uids: dict[str, str] = {}
+    RE.subscribe(lambda name, doc: uids.__setitem__(doc["job_key"], doc["uid"]) if name == "start" else None)
+
+    operator = Operator(clock, lab.respond)
+    timer = Timer(clock)
+    channel_pool = Pool("channels", lab.channels)
+    oven_pool = Pool("ovens", lab.ovens)
+    base_md = {"campaign": campaign.name, "batch": campaign.batch.id, "material": campaign.batch.material,
+               "powder": campaign.powder.id if campaign.powder else None}  # fmt: skip
+
+    jobs: dict[str, Any] = {}
+    gates: dict[str, Gate] = {}
+    portions_by_id = {p.id: p for p in campaign.portions}
+    for cell in campaign.cells:
+        portion_phase, cell_phase = split_phases(cell.protocol.steps)
+        portion = cell.portion or "powder"
+        if portion not in gates:
+            gates[portion] = Gate()
+            done_before = state["jobs"].get(portion, {}).get("status") == "done"
+            if portion_phase and not done_before:
+                p = portions_by_id.get(portion)
+                md = {**base_md, "portion": portion, "condition": dict(cell.condition), "job_key": portion,
+                      "resumes": state["jobs"].get(portion, {}).get("uid")}  # fmt: skip
+                jobs[portion] = portion_job(
+                    portion, portion_phase, oven_pool, operator, timer, gates[portion], md,
+                    {"portion_mass": (p.mass_g * 1000.0) if p else 0.0},
+                )  # fmt: skip
+            else:
+                gates[portion].open()
+        if state["jobs"].get(cell.id, {}).get("status") == "done":
+            continue
+        md = {**base_md, "cell": cell.id, "sample": portion, "portion": portion, "replicate": cell.replicate,
+              "condition": dict(cell.condition), **{f"condition_{k}": v for k, v in cell.condition.items()},
+              "protocol": cell.protocol.name, "job_key": cell.id,
+              "resumes": state["jobs"].get(cell.id, {}).get("uid")}  # fmt: skip
+        jobs[cell.id] = cell_job(
+            cell.id, cell_phase, channel_pool, operator, gates[portion], md,
+            {"portion": portion, "mass_g": cell.mass_g},
+        )  # fmt: skip
+
+    def job_done(key: str, value: Any) -> None:
+        """Persist that a job ended (and, in simulation, every powder's state) atomically."""
+        failed = isinstance(value, BaseException)
+        state["jobs"][key] = {"status": "failed" if failed else "done", "uid": uids.get(key),
+                              "reason": str(value) if failed else None}  # fmt: skip
+        for name in lab.portions:
+            state["portions"][name] = {"state": lab.portion_state(name)}
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1, default=str))
+        tmp.replace(state_path)
+        if on_job_done is not None:
+            on_job_done(key, value)
+
+    try:
+        RE(run_jobs(jobs, job_done))
+    finally:
+        tracker.close()
+
+    out = CampaignResult(campaign.name)
+    for key, info in state["jobs"].items():
+        if info["status"] == "failed":
+            out.failed[key] = info["reason"]
+    from orchestrator.summary import relaxation_summary
+
+    for cell in campaign.cells:
+        info = state["jobs"].get(cell.id)
+        row: dict[str, Any] = {**dict(cell.condition), "replicate": cell.replicate, "portion": cell.portion,
+                               "status": info["status"] if info else "not run", "run": info.get("uid") if info else None}  # fmt: skip
+        if info and info["status"] == "done" and info.get("uid"):
+            start, frame = read_journal(Path(data_dir), info["uid"])
+            summary = relaxation_summary(frame)
+            row.update(
+                {
+                    k: summary.get(k)
+                    for k in ("discharge_capacity_mAh_g", "ni_plateau_mAh_g", "o_plateau_mAh_g")
+                }
+            )
+            rests = frame[frame["step_type"] == "rest"]
+            row["ocv_V"] = float(rests["voltage_V"].iloc[-1]) if len(rests) else None
+        out.cells[cell.id] = row
+    out.wall_s = time.perf_counter() - wall0
+    out.simulated_h = (clock.now() - SimClock().now()) / 3600.0
+    return out

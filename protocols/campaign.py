@@ -1,0 +1,269 @@
+"""Campaign plans: each cell and each heated powder portion is a job (see :mod:`protocols.jobs`).
+
+A *portion job* runs the steps that act on a powder portion (operator steps, then heating in an
+oven shared by every cell of that condition) as one run with the oven's temperature log. A *cell
+job* waits for its portion, takes a potentiostat channel, and runs the cell's steps (building
+the fresh cell, its rest and discharge) as its own run, linked to its campaign, sample and
+portion by metadata. Channels and ovens are :class:`Pool` s: a job waits for a free one without
+holding anything else up. A failing cell is put at open circuit, its run closed as failed, and
+the other cells carry on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any
+
+from bluesky import plan_stubs as bps
+from bluesky.utils import Msg, short_uid
+from ophyd.status import Status
+
+from drivers.device import PotentiostatChannel
+from drivers.operator import Operator, OperatorRequest, Timer
+from drivers.techniques import GITT as Gitt
+from drivers.techniques import ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
+from protocols.jobs import await_status, finish, start, wait_for
+from protocols.schema import Heat, Manual, Step, Xrd
+from protocols.stubs import STREAM, declare_points_stream
+
+MsgGen = Generator[Msg, Any, Any]
+TECHNIQUES = (ConstantCurrent, ConstantVoltage, Rest, Sweep, Gitt, Loop)
+
+
+class Pool:
+    """Interchangeable resources (channels, ovens) handed out first come, first served."""
+
+    def __init__(self, name: str, items: Sequence[Any]) -> None:
+        self.name = name
+        self.free = list(items)
+        self._waiters: list[Status] = []
+
+    def acquire(self) -> MsgGen:
+        """Wait (this job only) for a free item and take it.
+
+        Yields
+        ------
+        msg : Msg
+            relaxlab_wait_for messages while none is free.
+        """
+        while not self.free:
+            status = Status()
+            self._waiters.append(status)
+            yield from wait_for([status])
+        return self.free.pop(0)
+
+    def release(self, item: Any) -> None:
+        self.free.append(item)
+        waiters, self._waiters = self._waiters, []
+        for status in waiters:
+            status.set_finished()
+
+
+class Gate:
+    """Something jobs wait for (a portion ready for its cells)."""
+
+    def __init__(self) -> None:
+        self.status = Status()
+        self.error: BaseException | None = None
+
+    def open(self, error: BaseException | None = None) -> None:
+        self.error = error
+        if not self.status.done:
+            self.status.set_finished()
+
+
+def job_step(channel: PotentiostatChannel, technique: Any) -> MsgGen:
+    """One technique on a channel, streaming pages, parking only this job while it runs.
+
+    Yields
+    ------
+    msg : Msg
+        prepare/kickoff, then per page 'trigger', relaxlab_wait_for, 'wait' and 'collect'.
+    """
+    started = short_uid("start")
+    yield Msg("prepare", channel, technique, group=started)
+    yield Msg("kickoff", channel, group=started)
+    yield Msg("wait", None, group=started)
+    done, done_group = yield from start("complete", channel)
+    while True:
+        page, page_group = yield from start("trigger", channel)
+        yield from wait_for([page, done])
+        if not page.done:  # the step ended: its last page finishes at the same instant
+            yield from wait_for([page])
+        yield from finish(page_group)
+        yield Msg("collect", channel, stream=False, return_payload=False, name=STREAM)
+        if done.done:
+            break
+    yield from finish(done_group)
+    if channel.fault is not None:
+        raise channel.fault
+    return channel.end_reason
+
+
+def ask_operator(operator: Operator, job: str, step: Manual, **context: Any) -> MsgGen:
+    """An operator step for one job; returns what the operator recorded.
+
+    Yields
+    ------
+    msg : Msg
+        'set' on the operator, relaxlab_wait_for, 'wait'.
+    """
+    request = OperatorRequest(job, step.instruction, step.record, step.duration_s, context)
+    yield from await_status("set", operator, request)
+    return operator.entered.get(job, {})
+
+
+def portion_job(
+    portion: str,
+    steps: Sequence[Step],
+    ovens: Pool,
+    operator: Operator,
+    timer: Timer,
+    gate: Gate,
+    md: dict[str, Any],
+    operator_context: dict[str, Any] | None = None,
+) -> MsgGen:
+    """The powder-portion phase (operator steps, heating) as one run; opens ``gate`` at the end.
+
+    Yields
+    ------
+    msg : Msg
+        The run's messages: open_run, operator and oven steps with the temperature log
+        ('create'/'read'/'save' in the "oven" stream), close_run.
+    """
+    heats = [s for s in steps if isinstance(s, Heat) and s.hold_s > 0]
+    oven = (yield from ovens.acquire()) if heats else None
+    recorded: dict[str, Any] = {}
+    try:
+        yield from bps.open_run({**md, "job": "portion", "oven": getattr(oven, "name", None)})
+        for step in steps:
+            if isinstance(step, Manual):
+                where = {"action": "load_portion", "oven": oven} if oven is not None else {}
+                extra = {**(operator_context or {}), **where}
+                recorded.update((yield from ask_operator(operator, portion, step, portion=portion, **extra)))
+            elif isinstance(step, Heat):
+                if step.hold_s <= 0:
+                    continue  # "0 s" is the unheated control: nothing to do
+                assert oven is not None
+                yield from heat(oven, timer, step)
+                out = Manual(f"Take portion {portion} out of {oven.name}")
+                yield from ask_operator(
+                    operator, portion, out, portion=portion, action="unload_portion", oven=oven
+                )
+            else:
+                raise ValueError(f"portion {portion}: a {step.kind} step cannot run on a powder portion")
+        yield from bps.close_run()
+    except Exception as exc:
+        if oven is not None:
+            oven.stop()
+        yield from bps.close_run(exit_status="fail", reason=str(exc))
+        gate.open(exc)
+        raise
+    finally:
+        if oven is not None:
+            ovens.release(oven)
+    gate.open()
+    return recorded
+
+
+def heat(oven: Any, timer: Timer, step: Heat) -> MsgGen:
+    """Ramp to temperature, hold with a temperature log, cool: parks only this job.
+
+    Yields
+    ------
+    msg : Msg
+        'set' (oven, timer), relaxlab_wait_for, 'wait', and the log's 'trigger'/'create'/'read'/'save'.
+    """
+    if step.ramp_C_min is not None:
+        yield from await_status("set", oven.ramp_rate, step.ramp_C_min)
+    yield from await_status("set", oven, step.temperature_C)
+    yield from log_reading(oven)
+    remaining = step.hold_s
+    while remaining > 1e-9:
+        chunk = min(step.log_interval_s, remaining)
+        yield from await_status("set", timer, chunk)
+        remaining -= chunk
+        yield from log_reading(oven)
+    yield from await_status("set", oven, step.cool_to_C)
+    yield from log_reading(oven)
+
+
+def log_reading(device: Any, stream: str = "oven") -> MsgGen:
+    """One reading of ``device`` into ``stream`` (trigger_and_read as plain messages: it runs
+    every minute of every heating).
+
+    Yields
+    ------
+    msg : Msg
+        'trigger', 'wait', 'create', 'read', 'save'.
+    """
+    group = short_uid("log")
+    yield Msg("trigger", device, group=group)
+    yield Msg("wait", None, group=group)
+    yield Msg("create", None, name=stream)
+    yield Msg("read", device)
+    yield Msg("save")
+
+
+def cell_job(
+    cell: str,
+    steps: Sequence[Step],
+    channels: Pool,
+    operator: Operator,
+    gate: Gate | None,
+    md: dict[str, Any],
+    operator_context: dict[str, Any] | None = None,
+) -> MsgGen:
+    """One cell's run: wait for its portion, take a channel, build the cell, run its steps.
+
+    Yields
+    ------
+    msg : Msg
+        relaxlab_wait_for while its portion or a channel is not ready, then open_run, the steps
+        (operator steps and techniques, streaming pages), close_run.
+
+    Returns
+    -------
+    dict
+        Step end reasons and what the operator recorded.
+    """
+    if gate is not None:
+        yield from wait_for([gate.status])
+        if gate.error is not None:
+            raise RuntimeError(f"{cell}: its powder portion failed: {gate.error}")
+    channel = yield from channels.acquire()
+    result: dict[str, Any] = {"channel": channel.name, "end_reasons": [], "recorded": {}}
+    try:
+        step_types = [s.kind for s in steps if isinstance(s, TECHNIQUES)]
+        yield from bps.open_run({**md, "channel": channel.name, "step_types": step_types, "job": "cell"})
+        declared = False
+        first_technique = next((i for i, st in enumerate(steps) if isinstance(st, TECHNIQUES)), len(steps))
+        if not any(isinstance(st, Manual) for st in steps[:first_technique]):
+            # Someone has to put the cell on the channel even if the protocol does not say so.
+            mount = Manual(f"Mount cell {cell} on {channel.name}", (("active_mass", "mg"),))
+            steps = [mount, *steps]
+        for step in steps:
+            if isinstance(step, Manual):
+                entered = yield from ask_operator(
+                    operator, cell, step, action="build_cell", channel=channel, **(operator_context or {})
+                )
+                result["recorded"].update(entered)
+                if "active_mass" in entered:  # mg, as weighed by the operator
+                    channel.active_mass_g.put(entered["active_mass"] / 1000.0)
+            elif isinstance(step, TECHNIQUES):
+                if not declared:  # after the operator steps, so the descriptor has the weighed mass
+                    yield from declare_points_stream(channel)
+                    declared = True
+                result["end_reasons"].append((yield from job_step(channel, step)))
+            elif isinstance(step, Xrd):
+                raise NotImplementedError(f"{cell}: XRD steps are not run by campaigns yet")
+            else:
+                raise ValueError(f"{cell}: a {step.kind} step needs a powder portion, not a cell")
+        yield from bps.close_run()
+    except Exception as exc:
+        channel.stop()
+        yield from bps.close_run(exit_status="fail", reason=str(exc))
+        raise
+    finally:
+        channels.release(channel)
+    return result

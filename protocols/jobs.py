@@ -1,0 +1,156 @@
+"""Many cells at once in one plan: cooperative jobs.
+
+One RunEngine runs one plan at a time, and a plan that ``wait``-s for one cell's step would
+stall every other cell. Here each cell (or powder portion) is a *job*: a generator of bluesky
+messages that never blocks the RunEngine itself. Where a job needs to wait, it yields
+``wait_for(statuses)``; :func:`run_jobs` parks it and lets the others go on, and waits (one
+RunEngine 'wait') only when every job is parked, until any parked status finishes. Each job's
+messages carry its run key, so each cell is its own bluesky run.
+
+A job that raises does not stop the others: its exception is returned in the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Mapping
+from typing import Any
+
+from bluesky.utils import Msg, short_uid
+from ophyd.status import Status
+
+MsgGen = Generator[Msg, Any, Any]
+WAIT_FOR = "relaxlab_wait_for"
+
+
+def wait_for(statuses: Iterable[Any]) -> MsgGen:
+    """Park this job until any of ``statuses`` is done (a no-op when one already is).
+
+    Yields
+    ------
+    msg : Msg
+        A relaxlab_wait_for message, handled by :func:`run_jobs` (never sent to the RunEngine).
+    """
+    yield Msg(WAIT_FOR, None, tuple(statuses))
+
+
+def start(command: str, obj: Any, *args: Any, **kwargs: Any) -> MsgGen:
+    """Send a status-returning message (set, trigger, kickoff, complete) without waiting.
+
+    Yields
+    ------
+    msg : Msg
+        The message, in a fresh group.
+
+    Returns
+    -------
+    (status, group)
+        Wait on the status with :func:`wait_for`, then :func:`finish` the group.
+    """
+    group = short_uid(command)
+    status = yield Msg(command, obj, *args, group=group, **kwargs)
+    return status, group
+
+
+def finish(group: str) -> MsgGen:
+    """Wait for a group whose status is done (immediate; raises if it failed).
+
+    Yields
+    ------
+    msg : Msg
+        A 'wait' message.
+    """
+    yield Msg("wait", None, group=group)
+
+
+def await_status(command: str, obj: Any, *args: Any, **kwargs: Any) -> MsgGen:
+    """:func:`start`, park until done, :func:`finish`: a blocking step that blocks only this job.
+
+    Yields
+    ------
+    msg : Msg
+        The message, a relaxlab_wait_for and a 'wait'.
+    """
+    status, group = yield from start(command, obj, *args, **kwargs)
+    yield from wait_for([status])
+    yield from finish(group)
+    return status
+
+
+class _AnyOf:
+    """A 'device' whose trigger finishes when any of some statuses does."""
+
+    parent = None
+
+    def __init__(self, statuses: Iterable[Any]) -> None:
+        self.name = "any_of"
+        self._statuses = list(statuses)
+
+    def trigger(self) -> Status:
+        combined = Status(obj=self)
+
+        def check(_status: Any = None) -> None:
+            if not combined.done:
+                combined.set_finished()
+
+        for status in self._statuses:
+            status.add_callback(check)
+        return combined
+
+
+def run_jobs(jobs: Mapping[str, MsgGen], on_done: Callable[[str, Any], None] | None = None) -> MsgGen:
+    """Run jobs concurrently; returns ``{key: return value or the exception it raised}``.
+
+    ``on_done(key, result)`` is called as each job ends (e.g. to persist progress).
+
+    Yields
+    ------
+    msg : Msg
+        The jobs' messages (each tagged with its job key as run key) and, when every job is
+        parked, a 'trigger' + 'wait' on an any-of status.
+    """
+    runnable: dict[str, tuple[MsgGen, Any, BaseException | None]] = {
+        key: (gen, None, None) for key, gen in jobs.items()
+    }
+    parked: dict[str, tuple[MsgGen, tuple[Any, ...]]] = {}
+    results: dict[str, Any] = {}
+    while runnable or parked:
+        for key in list(runnable):
+            gen, reply, error = runnable.pop(key)
+            while True:
+                try:
+                    msg = gen.throw(error) if error is not None else gen.send(reply)
+                except StopIteration as stop:
+                    results[key] = stop.value
+                    if on_done is not None:
+                        on_done(key, stop.value)
+                    break
+                except Exception as exc:  # the job failed; the others go on
+                    results[key] = exc
+                    if on_done is not None:
+                        on_done(key, exc)
+                    break
+                reply, error = None, None
+                if msg.command == WAIT_FOR:
+                    statuses = msg.args[0]
+                    if not statuses or any(s.done for s in statuses):
+                        continue
+                    parked[key] = (gen, statuses)
+                    break
+                if msg.run is None:
+                    msg = msg._replace(run=key)
+                try:
+                    reply = yield msg
+                except Exception as exc:
+                    error = exc
+        if not parked:
+            continue
+        waiting = [s for _, statuses in parked.values() for s in statuses]
+        if not any(s.done for s in waiting):
+            group = short_uid("any")
+            yield Msg("trigger", _AnyOf(waiting), group=group)
+            yield Msg("wait", None, group=group)
+        for key, (gen, statuses) in list(parked.items()):
+            if any(s.done for s in statuses):
+                del parked[key]
+                runnable[key] = (gen, None, None)
+    return results

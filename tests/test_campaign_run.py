@@ -1,0 +1,142 @@
+"""Campaigns on the simulated lab: the paper's 24 h temperature series, concurrency, failures,
+and resume after the orchestrator dies."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from orchestrator.campaign_file import load_campaign
+from orchestrator.campaign_run import run_campaign
+from orchestrator.storage import list_journal_runs, read_journal
+
+
+@pytest.fixture(scope="module")
+def temperature_series(tmp_path_factory):
+    data = tmp_path_factory.mktemp("campaign")
+    result = run_campaign(load_campaign("temperature-24h"), data, channels=16, ovens=1)
+    return data, result
+
+
+def test_temperature_series_moves_capacity_from_ni_to_o_plateau(temperature_series) -> None:
+    _, result = temperature_series
+    assert not result.failed
+    table = result.table()
+    assert len(table) == 15 and set(table["status"]) == {"done"}
+    table["T"] = table["temperature"].str.replace(" degC", "").astype(float)
+    means = table.groupby("T")[["ni_plateau_mAh_g", "o_plateau_mAh_g"]].mean()
+    stds = table.groupby("T")["ni_plateau_mAh_g"].std()
+    temperatures = sorted(means.index)
+    assert temperatures == [25.0, 50.0, 80.0, 110.0, 140.0]
+    ni = means.loc[temperatures, "ni_plateau_mAh_g"].to_numpy()
+    o = means.loc[temperatures, "o_plateau_mAh_g"].to_numpy()
+    assert np.all(np.diff(ni) < 0) and np.all(np.diff(o) > 0)  # hotter: more LMCT conversion
+    assert ni[-1] < 0.2 * ni[0]  # 140 C for 24 h converts > 85 % (science.md T4)
+    assert (stds > 0).all()  # replicates are separate cells, not copies
+
+
+def test_each_cell_is_its_own_run_linked_to_campaign_and_sample(temperature_series) -> None:
+    data, result = temperature_series
+    runs = {r["uid"]: r for r in list_journal_runs(data)}
+    cell_runs = [r for r in runs.values() if r["cell"]]
+    assert len(cell_runs) == 15
+    start, frame = read_journal(data, result.cells["T24h-140C-24h-r2"]["run"])
+    assert start["campaign"] == "temperature-24h" and start["replicate"] == 2
+    assert start["portion"].endswith("140C-24h") and start["powder"] == "LTNO-x04-B1-c4.8V"
+    assert start["condition"]["temperature"] == "140 degC"
+    assert list(frame.groupby("step")["step_type"].first()) == ["rest", "cc"]
+    # The operator's weighed mass is what the run used.
+    assert start["job"] == "cell"
+
+
+def test_cells_ran_concurrently_on_separate_channels(temperature_series) -> None:
+    data, result = temperature_series
+    spans = []
+    for row in result.cells.values():
+        _, frame = read_journal(data, row["run"])
+        spans.append((frame["timestamp_s"].iloc[0], frame["timestamp_s"].iloc[-1]))
+    # Overlap: at some moment several cells were measuring at once ...
+    most = max(sum(a <= t <= b for a, b in spans) for t, _ in spans)
+    assert most >= 3
+    # ... while the single oven heated the five portions one after another (the first cells
+    # start after the first 24 h heating, the last after the fifth).
+    assert max(b for _, b in spans) - min(a for a, _ in spans) > 4 * 24 * 3600
+    cell_starts = [json.loads((data / "journal" / f"{row['run']}.jsonl").read_text().splitlines()[0])[1]
+                   for row in result.cells.values()]  # fmt: skip
+    assert len({d["channel"] for d in cell_starts}) >= 3
+
+
+def test_a_faulting_cell_fails_alone(tmp_path, monkeypatch) -> None:
+    import orchestrator.simlab as simlab
+
+    original = simlab.SimulatedCampaignLab.__init__
+
+    def with_a_low_limit(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.channels[0].voltage_min_V.put(3.0)  # channel 1 trips early in every discharge
+
+    monkeypatch.setattr(simlab.SimulatedCampaignLab, "__init__", with_a_low_limit)
+    campaign = load_campaign("temperature-24h")
+    result = run_campaign(campaign, tmp_path, channels=16, ovens=1)
+    failed = [cell for cell, row in result.cells.items() if row["status"] == "failed"]
+    assert len(failed) == 1
+    assert "outside the safety limits" in result.failed[failed[0]]
+    assert sum(row["status"] == "done" for row in result.cells.values()) == 14
+
+
+def test_resume_after_the_orchestrator_is_killed(tmp_path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import os
+        from orchestrator.campaign_file import load_campaign
+        from orchestrator.campaign_run import run_campaign
+        done = []
+        def die_after_four(key, value):
+            done.append(key)
+            if len(done) == 4:
+                os._exit(9)  # no clean-up of any kind, like SIGKILL
+        run_campaign(load_campaign("temperature-24h"), {str(tmp_path)!r}, channels=4, ovens=1,
+                     on_job_done=die_after_four)
+        """
+    )
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert killed.returncode == 9, killed.stderr
+    state = json.loads((tmp_path / "campaigns" / "temperature-24h" / "state.json").read_text())
+    finished_before = {k for k, v in state["jobs"].items() if v["status"] == "done"}
+    assert len(finished_before) == 4
+    runs_before = {r["uid"] for r in list_journal_runs(tmp_path)}
+
+    result = run_campaign(load_campaign("temperature-24h"), tmp_path, channels=4, ovens=1, resume=True)
+    assert not result.failed and all(row["status"] == "done" for row in result.cells.values())
+    # Finished jobs were not repeated: their runs are the ones from before the kill.
+    for key in finished_before & set(result.cells):
+        assert result.cells[key]["run"] in runs_before
+    # Nothing duplicated: exactly one successful run per cell in the journal.
+    successes = [r for r in list_journal_runs(tmp_path) if r["cell"] and r["exit_status"] == "success"]
+    assert sorted(r["cell"] for r in successes) == sorted(result.cells)
+    table = result.table()
+    table["T"] = table["temperature"].str.replace(" degC", "").astype(float)
+    ni = table.groupby("T")["ni_plateau_mAh_g"].mean().to_numpy()
+    assert np.all(np.diff(ni) < 0)
+
+
+def test_campaign_report_draws_the_papers_histogram(temperature_series, tmp_path) -> None:
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    data, _ = temperature_series
+    result = CliRunner().invoke(
+        app, ["report", "temperature-24h", "--data-dir", str(data), "--out", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "index.html").exists() and (tmp_path / "discharge_conditions.png").exists()
+    summary = pd.read_csv(tmp_path / "campaign_summary.csv")
+    assert len(summary) == 5 and (summary["n"] == 3).all()
+    assert summary["ni_plateau_mAh_g_mean"].is_monotonic_decreasing
