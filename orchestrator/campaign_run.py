@@ -98,6 +98,7 @@ def run_campaign(
     noise: bool = True,
     seed: int = 1,
     on_job_done: Any = None,
+    on_step_done: Any = None,
 ) -> CampaignResult:
     """Run a campaign on the simulated lab (simulated time).
 
@@ -107,7 +108,12 @@ def run_campaign(
     from orchestrator.simlab import SimulatedCampaignLab
 
     wall0 = time.perf_counter()
-    clock = SimClock()
+    state_dir = Path(data_dir) / "campaigns" / campaign.name
+    state_path = state_dir / "state.json"
+    saved = json.loads(state_path.read_text()) if resume and state_path.exists() else None
+    # A resumed campaign continues on the simulated time line where the last save left it.
+    clock = SimClock(saved["clock_s"]) if saved and "clock_s" in saved else SimClock()
+    t_start = clock.now()
     lab = SimulatedCampaignLab(
         clock,
         channels=channels,
@@ -115,12 +121,9 @@ def run_campaign(
         material=campaign.batch.material,
         noise_seed=seed if noise else None,
     )
-    state_dir = Path(data_dir) / "campaigns" / campaign.name
     state_dir.mkdir(parents=True, exist_ok=True)
-    state_path = state_dir / "state.json"
-    state: dict[str, Any] = {"campaign": campaign.name, "jobs": {}, "portions": {}}
-    if resume and state_path.exists():
-        state = json.loads(state_path.read_text())
+    state: dict[str, Any] = saved or {"campaign": campaign.name, "jobs": {}, "portions": {}, "cells": {}}
+    state.setdefault("cells", {})
 
     portion_names = [p.id for p in campaign.portions] or ["powder"]
     if resume and state["portions"]:
@@ -148,6 +151,20 @@ def run_campaign(
     base_md = {"campaign": campaign.name, "batch": campaign.batch.id, "material": campaign.batch.material,
                "powder": campaign.powder.id if campaign.powder else None}  # fmt: skip
 
+    def write_state() -> None:
+        state["clock_s"] = clock.now()
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1, default=str))
+        tmp.replace(state_path)
+
+    def step_done(cell_id: str, steps_done: int, channel: Any) -> None:
+        """Persist a cell's progress after each step (and its physics, in simulation)."""
+        state["cells"][cell_id] = {"steps_done": steps_done, "run": uids.get(cell_id), "cell_state": lab.cell_state(channel),
+                                   "active_mass_mg": float(channel.active_mass_g.get()) * 1000.0}  # fmt: skip
+        write_state()
+        if on_step_done is not None:
+            on_step_done(cell_id, steps_done)
+
     jobs: dict[str, Any] = {}
     gates: dict[str, Gate] = {}
     portions_by_id = {p.id: p for p in campaign.portions}
@@ -169,13 +186,19 @@ def run_campaign(
                 gates[portion].open()
         if state["jobs"].get(cell.id, {}).get("status") == "done":
             continue
+        progress_before = state["cells"].get(cell.id, {})
+        done_steps = int(progress_before.get("steps_done", 0))
         md = {**base_md, "cell": cell.id, "sample": portion, "portion": portion, "replicate": cell.replicate,
               "condition": dict(cell.condition), **{f"condition_{k}": v for k, v in cell.condition.items()},
               "protocol": cell.protocol.name, "job_key": cell.id,
-              "resumes": state["jobs"].get(cell.id, {}).get("uid")}  # fmt: skip
+              "resumes": state["jobs"].get(cell.id, {}).get("uid") or progress_before.get("run")}  # fmt: skip
+        context = {"portion": portion, "mass_g": cell.mass_g}
+        if done_steps:
+            context.update(
+                cell_state=progress_before["cell_state"], active_mass=progress_before["active_mass_mg"]
+            )
         jobs[cell.id] = cell_job(
-            cell.id, cell_phase, channel_pool, operator, gates[portion], md,
-            {"portion": portion, "mass_g": cell.mass_g},
+            cell.id, cell_phase, channel_pool, operator, gates[portion], md, context, done_steps, step_done,
         )  # fmt: skip
 
     def job_done(key: str, value: Any) -> None:
@@ -185,9 +208,7 @@ def run_campaign(
                               "reason": str(value) if failed else None}  # fmt: skip
         for name in lab.portions:
             state["portions"][name] = {"state": lab.portion_state(name)}
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1, default=str))
-        tmp.replace(state_path)
+        write_state()
         if on_job_done is not None:
             on_job_done(key, value)
 
@@ -219,5 +240,5 @@ def run_campaign(
             row["ocv_V"] = float(rests["voltage_V"].iloc[-1]) if len(rests) else None
         out.cells[cell.id] = row
     out.wall_s = time.perf_counter() - wall0
-    out.simulated_h = (clock.now() - SimClock().now()) / 3600.0
+    out.simulated_h = (clock.now() - t_start) / 3600.0
     return out

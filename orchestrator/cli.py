@@ -302,12 +302,15 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """Figures and one HTML page for stored runs or whole campaigns (cycling, plateaus, dQ/dV, OCV...)."""
+    import pandas as pd
+
     from analysis.campaign import campaign_table
     from analysis.report import build_report
     from orchestrator.storage import default_data_dir, read_journal
 
     root = data_dir or default_data_dir()
     runs: list[tuple[dict[str, Any], Any]] = []
+    timeline: list[dict[str, Any]] = []  # what actually ran, for the Gantt chart
     campaign = False
     for target in targets:
         state = root / "campaigns" / target / "state.json"
@@ -319,6 +322,7 @@ def report(
                     start, frame = read_journal(root, info["uid"])
                     if start.get("job") == "cell":
                         runs.append((_flat_conditions(start), frame))
+                        timeline += _timeline(start, frame)
             continue
         try:
             start, frame = read_journal(root, target)
@@ -328,13 +332,23 @@ def report(
     if not runs:
         _fail("nothing to report: no finished runs found")
     table = campaign_table(runs) if campaign else None
-    page = build_report(out, runs, campaign_table=table)
+    schedule = pd.DataFrame(timeline) if timeline else None
+    page = build_report(out, runs, campaign_table=table, schedule=schedule)
     pngs = sorted(str(p) for p in Path(out).glob("*.png"))
     _print(
         {"report": str(page), "figures": pngs, "runs": len(runs)},
         as_json,
         f"report: {page} ({len(pngs)} figures)",
     )
+
+
+def _timeline(start: dict[str, Any], frame: Any) -> list[dict[str, Any]]:
+    """One Gantt bar per step a cell actually ran (absolute clock times)."""
+    bars = []
+    for _, step in frame.groupby("step", sort=True):
+        bars.append({"cell": start.get("cell"), "start_s": float(step["timestamp_s"].iloc[0]),
+                     "end_s": float(step["timestamp_s"].iloc[-1]), "label": str(step["step_type"].iloc[0])})  # fmt: skip
+    return bars
 
 
 def _flat_conditions(start: dict[str, Any]) -> dict[str, Any]:

@@ -191,6 +191,13 @@ class SimulatedCampaignLab:
         self.portions[name] = Sample.from_dict(self.material, state)
         self._bench_since[name] = since_s
 
+    def cell_state(self, channel: Any) -> dict[str, Any]:
+        """The physics state of the cell on ``channel`` now (caught up to the clock)."""
+        instrument = self.instruments[self.channels.index(channel)]
+        instrument.receive(b"*OPC?\n")  # any command brings the simulation up to now
+        instrument.take_output()
+        return instrument.cell.to_dict()
+
     def portion_state(self, name: str) -> dict[str, Any]:
         """A portion's state now (bench relaxation included), as plain data."""
         if name in self._in_oven:
@@ -223,6 +230,11 @@ class SimulatedCampaignLab:
                     model = self.oven_models[self._in_oven.pop(portion)]
                     model.remove_sample(self.portions[portion])
                     self._bench_since[portion] = self.clock.now()
+                elif action == "restore_cell":
+                    # the cell an interrupted run left on the bench, exactly as it was
+                    cell = Cell.from_dict(self.material, ctx["cell_state"])
+                    self.instruments[self.channels.index(ctx["channel"])].cell = cell
+                    values["active_mass"] = float(ctx["active_mass"])
                 elif action == "build_cell":
                     channel = ctx["channel"]
                     mass_g = float(ctx["mass_g"])

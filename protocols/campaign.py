@@ -11,7 +11,7 @@ the other cells carry on.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from bluesky import plan_stubs as bps
@@ -213,8 +213,14 @@ def cell_job(
     gate: Gate | None,
     md: dict[str, Any],
     operator_context: dict[str, Any] | None = None,
+    done_steps: int = 0,
+    on_step: Callable[[str, int, PotentiostatChannel], None] | None = None,
 ) -> MsgGen:
     """One cell's run: wait for its portion, take a channel, build the cell, run its steps.
+
+    ``done_steps`` steps already finished in an earlier, interrupted run: the operator re-mounts
+    the cell and the run goes on with the next step (a new run, linked by its metadata).
+    ``on_step(cell, steps_done, channel)`` is called after each step, to persist progress.
 
     Yields
     ------
@@ -234,18 +240,25 @@ def cell_job(
     channel = yield from channels.acquire()
     result: dict[str, Any] = {"channel": channel.name, "end_reasons": [], "recorded": {}}
     try:
-        step_types = [s.kind for s in steps if isinstance(s, TECHNIQUES)]
-        yield from bps.open_run({**md, "channel": channel.name, "step_types": step_types, "job": "cell"})
-        declared = False
+        steps = list(steps)
         first_technique = next((i for i, st in enumerate(steps) if isinstance(st, TECHNIQUES)), len(steps))
         if not any(isinstance(st, Manual) for st in steps[:first_technique]):
             # Someone has to put the cell on the channel even if the protocol does not say so.
-            mount = Manual(f"Mount cell {cell} on {channel.name}", (("active_mass", "mg"),))
-            steps = [mount, *steps]
-        for step in steps:
+            steps.insert(0, Manual(f"Mount cell {cell} on {channel.name}", (("active_mass", "mg"),)))
+        todo = list(enumerate(steps))[done_steps:]
+        if done_steps:
+            remount = Manual(f"Re-mount cell {cell} on {channel.name} (resuming after step {done_steps})",
+                             (("active_mass", "mg"),))  # fmt: skip
+            todo.insert(0, (-1, remount))
+        step_types = [st.kind for _, st in todo if isinstance(st, TECHNIQUES)]
+        yield from bps.open_run({**md, "channel": channel.name, "step_types": step_types, "job": "cell",
+                                 "resumed_after_step": done_steps})  # fmt: skip
+        declared = False
+        for index, step in todo:
             if isinstance(step, Manual):
+                action = "restore_cell" if index < 0 else "build_cell"
                 entered = yield from ask_operator(
-                    operator, cell, step, action="build_cell", channel=channel, **(operator_context or {})
+                    operator, cell, step, action=action, channel=channel, **(operator_context or {})
                 )
                 result["recorded"].update(entered)
                 if "active_mass" in entered:  # mg, as weighed by the operator
@@ -259,6 +272,8 @@ def cell_job(
                 raise NotImplementedError(f"{cell}: XRD steps are not run by campaigns yet")
             else:
                 raise ValueError(f"{cell}: a {step.kind} step needs a powder portion, not a cell")
+            if on_step is not None and index >= 0:
+                on_step(cell, index + 1, channel)
         yield from bps.close_run()
     except Exception as exc:
         channel.stop()

@@ -95,20 +95,21 @@ def test_resume_after_the_orchestrator_is_killed(tmp_path) -> None:
         import os
         from orchestrator.campaign_file import load_campaign
         from orchestrator.campaign_run import run_campaign
-        done = []
-        def die_after_four(key, value):
-            done.append(key)
-            if len(done) == 4:
+        steps = []
+        def die_mid_campaign(cell, steps_done):
+            steps.append(cell)
+            if len(steps) == 6:  # the three 25 C cells are mounted and rested, not discharged
                 os._exit(9)  # no clean-up of any kind, like SIGKILL
         run_campaign(load_campaign("temperature-24h"), {str(tmp_path)!r}, channels=4, ovens=1,
-                     on_job_done=die_after_four)
+                     on_step_done=die_mid_campaign)
         """
     )
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert killed.returncode == 9, killed.stderr
     state = json.loads((tmp_path / "campaigns" / "temperature-24h" / "state.json").read_text())
     finished_before = {k for k, v in state["jobs"].items() if v["status"] == "done"}
-    assert len(finished_before) == 4
+    assert finished_before == {"LTNO-x04-B1-c4.8V-25C-24h"}  # the first heated portion
+    assert sorted(info["steps_done"] for info in state["cells"].values()) == [2, 2, 2]
     runs_before = {r["uid"] for r in list_journal_runs(tmp_path)}
 
     result = run_campaign(load_campaign("temperature-24h"), tmp_path, channels=4, ovens=1, resume=True)
@@ -116,9 +117,22 @@ def test_resume_after_the_orchestrator_is_killed(tmp_path) -> None:
     # Finished jobs were not repeated: their runs are the ones from before the kill.
     for key in finished_before & set(result.cells):
         assert result.cells[key]["run"] in runs_before
-    # Nothing duplicated: exactly one successful run per cell in the journal.
-    successes = [r for r in list_journal_runs(tmp_path) if r["cell"] and r["exit_status"] == "success"]
+    # Cells interrupted mid-way went on after their last finished step (their rest was not
+    # repeated): the resumed run starts with the discharge.
+    partial = {
+        cell: info["steps_done"] for cell, info in state["cells"].items() if cell not in finished_before
+    }
+    for cell, steps_done in partial.items():
+        start, frame = read_journal(tmp_path, result.cells[cell]["run"])
+        assert start["resumed_after_step"] == steps_done
+        assert start["resumes"] == state["cells"][cell]["run"]  # linked to the interrupted run
+        assert steps_done == 2  # mounted and rested: only the discharge is left
+        assert list(frame.groupby("step")["step_type"].first()) == ["cc"]
+    # Nothing duplicated: one successful run per cell; the interrupted ones stay "interrupted".
+    all_runs = [r for r in list_journal_runs(tmp_path) if r["cell"]]
+    successes = [r for r in all_runs if r["exit_status"] == "success"]
     assert sorted(r["cell"] for r in successes) == sorted(result.cells)
+    assert sorted(r["cell"] for r in all_runs if r["exit_status"] == "interrupted") == sorted(partial)
     table = result.table()
     table["T"] = table["temperature"].str.replace(" degC", "").astype(float)
     ni = table.groupby("T")["ni_plateau_mAh_g"].mean().to_numpy()
@@ -136,7 +150,8 @@ def test_campaign_report_draws_the_papers_histogram(temperature_series, tmp_path
         app, ["report", "temperature-24h", "--data-dir", str(data), "--out", str(tmp_path), "--json"]
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "index.html").exists() and (tmp_path / "discharge_conditions.png").exists()
+    for png in ("discharge_conditions.png", "gantt.png", "cycling.png", "dqdv.png"):
+        assert (tmp_path / png).exists(), png
     summary = pd.read_csv(tmp_path / "campaign_summary.csv")
     assert len(summary) == 5 and (summary["n"] == 3).all()
     assert summary["ni_plateau_mAh_g_mean"].is_monotonic_decreasing
