@@ -154,10 +154,12 @@ class SimulatedCampaignLab:
         for i in range(ovens):
             model = OvenModel(clock)
             name = f"oven{i + 1}"
-            sim = SimulatedEurotherm(clock, model)
+            controller = SimulatedEurotherm(clock, model)
             self.oven_models[name] = model
             self.ovens.append(
-                Oven(EurothermDriver.in_process(sim, name=name), clock, name=name, poll_interval_s=10.0)
+                Oven(
+                    EurothermDriver.in_process(controller, name=name), clock, name=name, poll_interval_s=10.0
+                )
             )
         self.portions: dict[str, Sample] = {}
         self._bench_since: dict[str, float] = {}

@@ -144,7 +144,7 @@ class SimulatedEmStat4:
         interp = self._interp
         self._out.append("Z")
         in_meas = interp.in_meas
-        self._gen.close()
+        self._gen.close()  # type: ignore[attr-defined]
         self._gen = None
         if in_meas:
             self._out.append("*")

@@ -17,6 +17,7 @@ This module imports nothing from ``drivers``: it parses the bytes itself.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Generator, Iterator
@@ -226,16 +227,16 @@ def parse(lines: list[str]) -> Program:
                     raise ScriptError(0x420B, number, c)
             for a, c in zip(args[n_out:], cols[n_out:], strict=False):
                 _check_value(a, declared, number, c)
-            node = MeasLoop(kind, args, [], number, nscans)
-            stack[-1][2].append(node)
-            stack.append(("meas", node, node.body))
+            meas = MeasLoop(kind, args, [], number, nscans)
+            stack[-1][2].append(meas)
+            stack.append(("meas", meas, meas.body))
             in_meas += 1
             continue
         if name == "loop":
             cond = _parse_cond(args, declared, cols, number)
-            node = Loop(cond, [], number)
-            stack[-1][2].append(node)
-            stack.append(("loop", node, node.body))
+            loop = Loop(cond, [], number)
+            stack[-1][2].append(loop)
+            stack.append(("loop", loop, loop.body))
             continue
         if name == "endloop":
             if stack[-1][0] not in ("loop", "meas"):
@@ -246,18 +247,18 @@ def parse(lines: list[str]) -> Program:
             continue
         if name == "if":
             cond = _parse_cond(args, declared, cols, number)
-            node = If([(cond, [])], number)
-            stack[-1][2].append(node)
-            stack.append(("if", node, node.branches[0][1]))
+            branch = If([(cond, [])], number)
+            stack[-1][2].append(branch)
+            stack.append(("if", branch, branch.branches[0][1]))
             continue
         if name in ("elseif", "else"):
             if stack[-1][0] != "if":
                 raise ScriptError(0x400C, number, col)
             _, node, _ = stack.pop()
-            cond = _parse_cond(args, declared, cols, number) if name == "elseif" else None
+            branch_cond = _parse_cond(args, declared, cols, number) if name == "elseif" else None
             if node.branches[-1][0] is None:
                 raise ScriptError(0x400C, number, col)
-            node.branches.append((cond, []))
+            node.branches.append((branch_cond, []))
             stack.append(("if", node, node.branches[-1][1]))
             continue
         if name == "endif":
@@ -514,7 +515,7 @@ class Interpreter:
                 for k in range(0 if first else 1, n + 1):
                     e = a + (b - a) * k / n
                     t += dt
-                    yield t, (lambda e=e: self.hw.apply_voltage(e))
+                    yield t, functools.partial(self.hw.apply_voltage, e)
                 first = False
 
     # -- simple commands
