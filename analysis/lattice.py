@@ -147,6 +147,234 @@ def _fwhm_estimate(x: np.ndarray, s: np.ndarray, i_max: int) -> float:
     return float(x[hi] - x[lo])
 
 
+@dataclass(frozen=True)
+class _Window:
+    """One reflection's fit window, starting values and bounds (see :func:`fit_peak`)."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    xc: float
+    p0: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    max_shift_deg: float
+    fwhm_hi: float
+    hkl: HKL
+    expected_deg: float
+
+
+def _failed_peak(hkl: HKL, expected_deg: float, reason: str) -> PeakFit:
+    nan = float("nan")
+    return PeakFit(hkl, expected_deg, nan, nan, nan, nan, nan, nan, False, reason)
+
+
+def _window(
+    x: np.ndarray,
+    intensity: np.ndarray,
+    center_guess_deg: float,
+    half_window_deg: float,
+    fwhm_guess_deg: float,
+    max_shift_deg: float,
+    hkl: HKL,
+    expected_deg: float,
+) -> _Window | PeakFit:
+    """Cut the window and set up the doublet fit; a failed :class:`PeakFit` if it is too small."""
+    sel = (x >= center_guess_deg - half_window_deg) & (x <= center_guess_deg + half_window_deg)
+    xs, ys = x[sel], intensity[sel]
+    if xs.size < 8:
+        return _failed_peak(hkl, expected_deg, "fewer than 8 points in the fit window")
+    xc = center_guess_deg
+    edge = max(2, xs.size // 10)
+    bg0 = float(min(np.median(ys[:edge]), np.median(ys[-edge:])))
+    height0 = max(float(ys.max()) - bg0, 1.0)
+    step = float(np.median(np.diff(xs)))
+    fwhm_lo, fwhm_hi = max(step, 0.005), max(4.0 * half_window_deg / 3.0, 2.0 * step)
+    fwhm0 = min(max(fwhm_guess_deg, fwhm_lo * 1.01), fwhm_hi * 0.99)
+    p0 = np.array([xc, fwhm0, 0.5, height0, bg0, 0.0])
+    lower = np.array([xc - max_shift_deg, fwhm_lo, 0.0, 0.0, -np.inf, -np.inf])
+    upper = np.array([xc + max_shift_deg, fwhm_hi, 1.0, np.inf, np.inf, np.inf])
+    return _Window(xs, ys, xc, p0, lower, upper, max_shift_deg, fwhm_hi, hkl, expected_deg)
+
+
+_LN2 = float(np.log(2.0))
+
+
+class _DoubletBatch:
+    """Residuals and analytic Jacobians of several doublet windows at once (padded rows).
+
+    Parameters per window: K-alpha1 centre, FWHM, eta, K-alpha1 height, background at the
+    window centre and background slope. Padding points carry zero weight.
+    """
+
+    def __init__(self, windows: Sequence[_Window], ka1_A: float, ka2_A: float | None, ratio: float):
+        n = max(w.xs.size for w in windows)
+        self.x = np.empty((len(windows), n))
+        self.y = np.zeros((len(windows), n))
+        self.weights = np.zeros((len(windows), n))
+        for i, w in enumerate(windows):
+            m = w.xs.size
+            self.x[i, :m], self.x[i, m:] = w.xs, w.xs[-1]
+            self.y[i, :m] = w.ys
+            self.weights[i, :m] = 1.0 / np.sqrt(np.maximum(w.ys, 1.0))
+        self.dx = self.x - np.array([w.xc for w in windows])[:, None]
+        self.ratio = ratio
+        self.k = ka2_A / ka1_A if ka2_A is not None and ratio else 0.0
+        self.n_points = np.array([w.xs.size for w in windows])
+
+    def _components(self, center: np.ndarray, fwhm: np.ndarray, eta: np.ndarray):
+        """Pseudo-Voigt shape and its derivatives by centre, width and eta."""
+        inv_half = (2.0 / fwhm)[:, None]
+        u = (self.x - center[:, None]) * inv_half
+        u2 = u * u
+        lor = 1.0 / (1.0 + u2)
+        gau = np.exp(-_LN2 * u2)
+        e = eta[:, None]
+        shape = gau + e * (lor - gau)
+        d_du = -2.0 * u * (e * lor * lor + (1.0 - e) * _LN2 * gau)
+        return shape, -d_du * inv_half, -d_du * u / fwhm[:, None], lor - gau
+
+    def _ka2(self, center: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """K-alpha2 positions and their derivatives by the K-alpha1 positions."""
+        th1 = np.radians(center / 2.0)
+        s2 = np.minimum(np.sin(th1) * self.k, 1.0)
+        th2 = np.arcsin(s2)
+        return np.degrees(2.0 * th2), self.k * np.cos(th1) / np.maximum(np.cos(th2), 1e-9)
+
+    def evaluate(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted residuals (windows x points) and Jacobian (windows x points x 6)."""
+        f, dc, dw, de = self._components(p[:, 0], p[:, 1], p[:, 2])
+        if self.k:
+            c2, dc2_dc1 = self._ka2(p[:, 0])
+            f2, dc2, dw2, de2 = self._components(c2, p[:, 1], p[:, 2])
+            f = f + self.ratio * f2
+            dc = dc + (self.ratio * dc2_dc1)[:, None] * dc2
+            dw = dw + self.ratio * dw2
+            de = de + self.ratio * de2
+        h = p[:, 3:4]
+        w = self.weights
+        r = (h * f + p[:, 4:5] + p[:, 5:6] * self.dx - self.y) * w
+        jac = np.stack((h * dc * w, h * dw * w, h * de * w, f * w, w, self.dx * w), axis=-1)
+        return r, jac
+
+
+def _solve_batch(a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Solve ``a @ x = g`` for a stack of small systems (least-norm where singular)."""
+    try:
+        return np.linalg.solve(a, g[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return np.stack([np.linalg.lstsq(ai, gi, rcond=None)[0] for ai, gi in zip(a, g, strict=True)])
+
+
+def _levenberg_marquardt(
+    model: _DoubletBatch,
+    p0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    max_iter: int = 200,
+    ftol: float = 1e-10,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bounded Levenberg-Marquardt on every window at once.
+
+    Parameters at a bound whose gradient points outward are held fixed for that step; trial
+    points are clipped into the bounds. A window stops when an accepted step lowers its cost
+    by less than ``ftol`` (relative) or its damping grows past any useful value.
+
+    Returns the parameters, the costs (half sum of squared residuals), the Jacobians at the
+    solution and a flag per window saying it converged within ``max_iter`` evaluations.
+    """
+    p = np.clip(p0, lower, upper)
+    r, jac = model.evaluate(p)
+    cost = 0.5 * np.einsum("pn,pn->p", r, r)
+    n_win, n_par = p.shape
+    lam = np.full(n_win, 1e-3)
+    running = np.ones(n_win, dtype=bool)
+    converged = np.zeros(n_win, dtype=bool)
+    eye = np.eye(n_par, dtype=bool)
+    for _ in range(max_iter):
+        g = np.einsum("pnk,pn->pk", jac, r)
+        a = np.einsum("pnk,pnl->pkl", jac, jac)
+        diag = a[:, eye]
+        frozen = ((p <= lower) & (g > 0)) | ((p >= upper) & (g < 0))
+        scale = np.maximum(diag, 1e-12 * diag.max(axis=1, keepdims=True) + 1e-300)
+        a[:, eye] = diag + lam[:, None] * scale
+        free = ~frozen
+        a *= free[:, :, None] & free[:, None, :]
+        a[:, eye] = np.where(frozen, 1.0, a[:, eye])
+        step = -_solve_batch(a, np.where(frozen, 0.0, g))
+        trial = np.clip(p + step, lower, upper)
+        trial = np.where(running[:, None], trial, p)
+        r_new, jac_new = model.evaluate(trial)
+        cost_new = 0.5 * np.einsum("pn,pn->p", r_new, r_new)
+        better = running & np.isfinite(cost_new) & (cost_new <= cost)
+        small = better & (cost - cost_new <= ftol * cost)
+        p = np.where(better[:, None], trial, p)
+        r = np.where(better[:, None], r_new, r)
+        jac = np.where(better[:, None, None], jac_new, jac)
+        cost = np.where(better, cost_new, cost)
+        lam = np.where(better, np.maximum(lam * 0.2, 1e-12), lam * 8.0)
+        stuck = running & (lam > 1e12)
+        converged |= small | stuck
+        running &= ~(small | stuck)
+        if not running.any():
+            break
+    return p, cost, jac, converged
+
+
+def _fit_windows(
+    windows: Sequence[_Window], ka1_A: float, ka2_A: float | None, ka2_ratio: float | None
+) -> list[PeakFit]:
+    """Fit every window's doublet (jointly vectorised, independent parameters) and judge it."""
+    if not windows:
+        return []
+    ratio = float(ka2_ratio) if ka2_A is not None and ka2_ratio else 0.0
+    model = _DoubletBatch(windows, ka1_A, ka2_A, ratio)
+    p0 = np.array([w.p0 for w in windows])
+    lower = np.array([w.lower for w in windows])
+    upper = np.array([w.upper for w in windows])
+    params, cost, jac, converged = _levenberg_marquardt(model, p0, lower, upper)
+    out = []
+    for i, w in enumerate(windows):
+        p = params[i]
+        if not np.all(np.isfinite(p)):
+            out.append(_failed_peak(w.hkl, w.expected_deg, "fit failed: non-finite parameters"))
+            continue
+        dof = max(w.xs.size - p.size, 1)
+        chi2_red = float(2.0 * cost[i] / dof)
+        try:
+            cov = np.linalg.inv(jac[i].T @ jac[i]) * max(chi2_red, 1.0)
+            err = float(np.sqrt(cov[0, 0]))
+        except np.linalg.LinAlgError:
+            err = float("nan")
+        background = float(p[4] + p[5] * (p[0] - w.xc))
+        noise = np.sqrt(max(background + p[3], 1.0))
+        reason = ""
+        if not converged[i]:
+            reason = "fit did not converge (too many iterations)"
+        elif p[3] < 5.0 * noise:
+            reason = f"not significant (height {p[3]:.1f} < 5 x noise {noise:.1f})"
+        elif abs(p[0] - w.xc) > 0.98 * w.max_shift_deg:
+            reason = "position ran into the search bound"
+        elif p[1] >= 0.98 * w.fwhm_hi:
+            reason = "width ran into its upper bound (no distinct peak)"
+        elif not np.isfinite(err) or err <= 0:
+            reason = "position uncertainty undefined"
+        out.append(
+            PeakFit(
+                w.hkl,
+                w.expected_deg,
+                float(p[0]),
+                err,
+                float(p[1]),
+                float(p[2]),
+                float(p[3]),
+                background,
+                not reason,
+                reason,
+            )
+        )
+    return out
+
+
 def fit_peak(
     two_theta_deg: np.ndarray,
     intensity: np.ndarray,
@@ -163,114 +391,17 @@ def fit_peak(
 ) -> PeakFit:
     """Fit one doublet on a linear background within ``center_guess_deg +- half_window_deg``.
 
-    Returns a :class:`PeakFit`; ``ok`` is False when the window holds too few points, the fit
-    fails, the peak is not significant (height below 5 standard deviations of the counting
-    noise), or its position or width ran into a bound.
+    The fit is a Poisson-weighted, bounded Levenberg-Marquardt least-squares fit with
+    analytic derivatives. Returns a :class:`PeakFit`; ``ok`` is False when the window holds
+    too few points, the fit fails, the peak is not significant (height below 5 standard
+    deviations of the counting noise), or its position or width ran into a bound.
     """
-    x = two_theta_deg
-    sel = (x >= center_guess_deg - half_window_deg) & (x <= center_guess_deg + half_window_deg)
-    xs, ys = x[sel], intensity[sel]
-
-    def failed(reason: str) -> PeakFit:
-        nan = float("nan")
-        return PeakFit(hkl, expected_deg, nan, nan, nan, nan, nan, nan, False, reason)
-
-    if xs.size < 8:
-        return failed("fewer than 8 points in the fit window")
-    xc = center_guess_deg
-    weights = 1.0 / np.sqrt(np.maximum(ys, 1.0))
-    edge = max(2, xs.size // 10)
-    bg0 = float(min(np.median(ys[:edge]), np.median(ys[-edge:])))
-    height0 = max(float(ys.max()) - bg0, 1.0)
-    step = float(np.median(np.diff(xs)))
-    fwhm_lo, fwhm_hi = max(step, 0.005), max(4.0 * half_window_deg / 3.0, 2.0 * step)
-    p0 = np.array([xc, np.clip(fwhm_guess_deg, fwhm_lo * 1.01, fwhm_hi * 0.99), 0.5, height0, bg0, 0.0])
-    lower = [xc - max_shift_deg, fwhm_lo, 0.0, 0.0, -np.inf, -np.inf]
-    upper = [xc + max_shift_deg, fwhm_hi, 1.0, np.inf, np.inf, np.inf]
-
-    ratio = float(ka2_ratio) if ka2_A is not None and ka2_ratio else 0.0
-    dx = xs - xc
-    ln2 = np.log(2.0)
-
-    def components(p: np.ndarray, center: float):
-        """Pseudo-Voigt value and its derivatives by center, width and eta."""
-        u = (xs - center) * (2.0 / p[1])
-        lor = 1.0 / (1.0 + u * u)
-        gau = np.exp(-ln2 * u * u)
-        shape = p[2] * lor + (1.0 - p[2]) * gau
-        d_du = -2.0 * u * (p[2] * lor * lor + (1.0 - p[2]) * ln2 * gau)
-        return shape, d_du * (-2.0 / p[1]), d_du * (-u / p[1]), lor - gau
-
-    def ka2(center: float) -> tuple[float, float]:
-        """K-alpha2 position and its derivative by the K-alpha1 position."""
-        th1 = np.radians(center / 2.0)
-        s2 = min(np.sin(th1) * ka2_A / ka1_A, 1.0)  # type: ignore[operator]
-        th2 = np.arcsin(s2)
-        return float(np.degrees(2.0 * th2)), float(
-            (ka2_A / ka1_A) * np.cos(th1) / max(np.cos(th2), 1e-9)  # type: ignore[operator]
-        )
-
-    def residuals(p: np.ndarray) -> np.ndarray:
-        shape = components(p, p[0])[0]
-        if ratio:
-            shape = shape + ratio * components(p, ka2(p[0])[0])[0]
-        return (p[3] * shape + p[4] + p[5] * dx - ys) * weights
-
-    def jacobian(p: np.ndarray) -> np.ndarray:
-        f1, dc1, dw1, de1 = components(p, p[0])
-        jac = np.empty((xs.size, 6))
-        if ratio:
-            c2, dc2_dc1 = ka2(p[0])
-            f2, dc2, dw2, de2 = components(p, c2)
-            f1 = f1 + ratio * f2
-            dc1 = dc1 + ratio * dc2 * dc2_dc1
-            dw1 = dw1 + ratio * dw2
-            de1 = de1 + ratio * de2
-        jac[:, 0] = p[3] * dc1
-        jac[:, 1] = p[3] * dw1
-        jac[:, 2] = p[3] * de1
-        jac[:, 3] = f1
-        jac[:, 4] = 1.0
-        jac[:, 5] = dx
-        return jac * weights[:, None]
-
-    try:
-        res = least_squares(residuals, p0, jac=jacobian, bounds=(lower, upper), x_scale="jac", max_nfev=200)
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        return failed(f"fit failed: {exc}")
-    p = res.x
-    dof = max(xs.size - p.size, 1)
-    chi2_red = float(2.0 * res.cost / dof)
-    try:
-        cov = np.linalg.inv(res.jac.T @ res.jac) * max(chi2_red, 1.0)
-        err = float(np.sqrt(cov[0, 0]))
-    except np.linalg.LinAlgError:
-        err = float("nan")
-    background = float(p[4] + p[5] * (p[0] - xc))
-    noise = np.sqrt(max(background + p[3], 1.0))
-    reason = ""
-    if not res.success:
-        reason = f"fit did not converge ({res.message})"
-    elif p[3] < 5.0 * noise:
-        reason = f"not significant (height {p[3]:.1f} < 5 x noise {noise:.1f})"
-    elif abs(p[0] - xc) > 0.98 * max_shift_deg:
-        reason = "position ran into the search bound"
-    elif p[1] >= 0.98 * fwhm_hi:
-        reason = "width ran into its upper bound (no distinct peak)"
-    elif not np.isfinite(err) or err <= 0:
-        reason = "position uncertainty undefined"
-    return PeakFit(
-        hkl,
-        expected_deg,
-        float(p[0]),
-        err,
-        float(p[1]),
-        float(p[2]),
-        float(p[3]),
-        background,
-        not reason,
-        reason,
-    )
+    x = np.asarray(two_theta_deg, dtype=float)
+    y = np.asarray(intensity, dtype=float)
+    win = _window(x, y, center_guess_deg, half_window_deg, fwhm_guess_deg, max_shift_deg, hkl, expected_deg)
+    if isinstance(win, PeakFit):
+        return win
+    return _fit_windows([win], ka1_A, ka2_A, ka2_ratio)[0]
 
 
 def _coarse_a(
@@ -353,7 +484,7 @@ def fit_cubic_lattice(
     expected = {h: bragg_two_theta_deg(d_spacing_A(a_guess_A, h), ka1_A) for h in hkl}
     coarse = {h: bragg_two_theta_deg(d_spacing_A(a0, h), ka1_A) for h in hkl}
     positions = sorted(v for v in coarse.values() if np.isfinite(v))
-    peaks: list[PeakFit] = []
+    slots: list[_Window | PeakFit] = []
     for h in hkl:
         key = h
         c = coarse[key]
@@ -371,21 +502,13 @@ def fit_cubic_lattice(
         split = float(ka2_two_theta_deg(x[i_max], ka1_A, ka2_A) - x[i_max]) if ka2_A else 0.0
         half = float(np.clip(3.0 * fwhm + split, 0.4, 2.0))
         half = min(half, max(room, 0.3))
-        peaks.append(
-            fit_peak(
-                x,
-                y,
-                float(x[i_max]),
-                half,
-                fwhm_guess_deg=min(fwhm, half),
-                max_shift_deg=min(0.2, half / 2.0),
-                ka1_A=ka1_A,
-                ka2_A=ka2_A,
-                ka2_ratio=ka2_ratio,
-                hkl=key,
-                expected_deg=float(expected[key]),
+        slots.append(
+            _window(
+                x, y, float(x[i_max]), half, min(fwhm, half), min(0.2, half / 2.0), key, float(expected[key])
             )
         )
+    fitted = iter(_fit_windows([s for s in slots if isinstance(s, _Window)], ka1_A, ka2_A, ka2_ratio))
+    peaks = [s if isinstance(s, PeakFit) else next(fitted) for s in slots]
     good = [p for p in peaks if p.ok]
     need = min_peaks + (1 if fit_zero_shift else 0)
     if len(good) < need:
