@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,6 +41,7 @@ from protocols.schema import (
     Protocol,
     ProtocolError,
     ProtocolIssue,
+    _loc,
     resolve_protocol_path,
     validate_protocol_file,
 )
@@ -204,16 +205,6 @@ EXAMPLES = {
     "conditions": "conditions: [{temperature: 140 degC, time: 1 h}]",
     "cell_prefix": "cell_prefix: T24h",
 }
-
-
-def _loc(parts: Sequence[str | int]) -> str:
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
 
 
 def _model_issues(exc: ValidationError, file: str) -> list[CampaignIssue]:

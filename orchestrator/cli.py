@@ -203,6 +203,15 @@ campaign_app = typer.Typer(
 app.add_typer(campaign_app, name="campaign")
 
 
+def _load_campaign(name_or_path: str) -> Any:
+    from orchestrator.campaign_file import CampaignError, load_campaign
+
+    try:
+        return load_campaign(name_or_path)
+    except CampaignError as exc:
+        _fail(str(exc))
+
+
 @campaign_app.command("plan")
 def campaign_plan(
     campaign_file: Annotated[
@@ -214,13 +223,9 @@ def campaign_plan(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a campaign's schedule (table and Gantt PNG) and its ETA before anything starts."""
-    from orchestrator.campaign_file import CampaignError, load_campaign
     from orchestrator.schedule import plan_campaign
 
-    try:
-        campaign = load_campaign(campaign_file)
-    except CampaignError as exc:
-        _fail(str(exc))
+    campaign = _load_campaign(campaign_file)
     if channels < 1 or ovens < 1:
         _fail("--channels and --ovens must be at least 1")
     schedule = plan_campaign(campaign, channels=channels, ovens=ovens)
@@ -261,14 +266,10 @@ def campaign_run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a campaign on the simulated lab: every cell concurrently, ovens shared, progress per cell."""
-    from orchestrator.campaign_file import CampaignError, load_campaign
     from orchestrator.campaign_run import run_campaign
     from orchestrator.storage import default_data_dir
 
-    try:
-        campaign = load_campaign(campaign_file)
-    except CampaignError as exc:
-        _fail(str(exc))
+    campaign = _load_campaign(campaign_file)
     result = run_campaign(
         campaign, data_dir or default_data_dir(), channels=channels, ovens=ovens,
         progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed,
