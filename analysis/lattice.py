@@ -8,8 +8,10 @@ Steps of :func:`fit_cubic_lattice`:
    peak (Be window, impurity) does not capture one of them.
 2. Each reflection is fitted in a small window by a pseudo-Voigt K-alpha1 + K-alpha2 doublet
    (shared width and mixing; K-alpha2 position from the wavelength ratio, intensity ratio
-   fixed) on a linear background, weighted by Poisson statistics
-   (:func:`scipy.optimize.least_squares`).
+   fixed) on a linear background, weighted by Poisson statistics. All windows of a pattern
+   are fitted at once by a vectorised, bounded Levenberg-Marquardt with analytic
+   derivatives (independent parameters per window, stacked arrays), which is several times
+   faster than one :func:`scipy.optimize.least_squares` call per reflection.
 3. Weighted least squares of the K-alpha1 positions against Bragg's law in ``a`` (and an
    optional zero shift), giving ``a`` and its standard error.
 
@@ -24,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, minimum_filter1d, uniform_filter1d
-from scipy.optimize import least_squares
 
 from analysis.patterns import CU_KA1_A, CU_KA2_A, CU_KA2_RATIO, Pattern
 
@@ -271,13 +272,18 @@ def _levenberg_marquardt(
     lower: np.ndarray,
     upper: np.ndarray,
     max_iter: int = 200,
-    ftol: float = 1e-10,
+    tol: float = 1e-4,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Bounded Levenberg-Marquardt on every window at once.
 
     Parameters at a bound whose gradient points outward are held fixed for that step; trial
-    points are clipped into the bounds. A window stops when an accepted step lowers its cost
-    by less than ``ftol`` (relative) or its damping grows past any useful value.
+    points are clipped into the bounds; the damping follows Nielsen's gain-ratio rule. A
+    window has converged when the Gauss-Newton decrement (the cost reduction the local
+    linear model still promises) is below ``tol`` times the residual variance per point
+    (``2 cost / dof``): the parameters are then within about ``sqrt(2 tol)`` of their
+    standard errors of the minimum (0.014 sigma by default), far below the statistical
+    uncertainty, and weakly determined peaks (which make Gauss-Newton zig-zag along the
+    width-shape valley) stop creeping. It has also converged when no step lowers its cost.
 
     Returns the parameters, the costs (half sum of squared residuals), the Jacobians at the
     solution and a flag per window saying it converged within ``max_iter`` evaluations.
@@ -286,35 +292,51 @@ def _levenberg_marquardt(
     r, jac = model.evaluate(p)
     cost = 0.5 * np.einsum("pn,pn->p", r, r)
     n_win, n_par = p.shape
+    dof = np.maximum(model.n_points - n_par, 1)
     lam = np.full(n_win, 1e-3)
+    nu = np.full(n_win, 2.0)
     running = np.ones(n_win, dtype=bool)
     converged = np.zeros(n_win, dtype=bool)
-    eye = np.eye(n_par, dtype=bool)
+    diag_idx = np.arange(n_par)
     for _ in range(max_iter):
-        g = np.einsum("pnk,pn->pk", jac, r)
-        a = np.einsum("pnk,pnl->pkl", jac, jac)
-        diag = a[:, eye]
-        frozen = ((p <= lower) & (g > 0)) | ((p >= upper) & (g < 0))
+        jac_t = jac.transpose(0, 2, 1)
+        grad = (jac_t @ r[:, :, None])[:, :, 0]
+        a0 = jac_t @ jac
+        diag = a0[:, diag_idx, diag_idx]
+        frozen = ((p <= lower) & (grad > 0)) | ((p >= upper) & (grad < 0))
         scale = np.maximum(diag, 1e-12 * diag.max(axis=1, keepdims=True) + 1e-300)
-        a[:, eye] = diag + lam[:, None] * scale
         free = ~frozen
-        a *= free[:, :, None] & free[:, None, :]
-        a[:, eye] = np.where(frozen, 1.0, a[:, eye])
-        step = -_solve_batch(a, np.where(frozen, 0.0, g))
-        trial = np.clip(p + step, lower, upper)
-        trial = np.where(running[:, None], trial, p)
+        a = a0 * (free[:, :, None] & free[:, None, :])
+        g = np.where(frozen, 0.0, grad)
+        # the damped (Levenberg-Marquardt) and undamped (Gauss-Newton) systems, solved together
+        undamped = a.copy()
+        undamped[:, diag_idx, diag_idx] = np.where(frozen, 1.0, scale)
+        a[:, diag_idx, diag_idx] = np.where(frozen, 1.0, diag + lam[:, None] * scale)
+        steps = _solve_batch(np.concatenate((a, undamped)), np.concatenate((g, g)))
+        decrement = 0.5 * np.einsum("pk,pk->p", g, steps[n_win:])
+        small = running & (decrement <= tol * 2.0 * cost / dof)
+        converged |= small
+        running &= ~small
+        if not running.any():
+            break
+        trial = np.where(running[:, None], np.clip(p - steps[:n_win], lower, upper), p)
+        delta = trial - p
+        predicted = -np.einsum("pk,pk->p", grad, delta) - 0.5 * np.einsum("pk,pkl,pl->p", delta, a0, delta)
         r_new, jac_new = model.evaluate(trial)
         cost_new = 0.5 * np.einsum("pn,pn->p", r_new, r_new)
         better = running & np.isfinite(cost_new) & (cost_new <= cost)
-        small = better & (cost - cost_new <= ftol * cost)
+        gain = (cost - cost_new) / np.where(predicted > 0, predicted, np.inf)
         p = np.where(better[:, None], trial, p)
         r = np.where(better[:, None], r_new, r)
         jac = np.where(better[:, None, None], jac_new, jac)
         cost = np.where(better, cost_new, cost)
-        lam = np.where(better, np.maximum(lam * 0.2, 1e-12), lam * 8.0)
+        # Nielsen's damping update: shrink after good steps, grow after poor or failed ones
+        shrink = np.maximum(1.0 / 3.0, 1.0 - (2.0 * np.clip(gain, 0.0, 1.0) - 1.0) ** 3)
+        lam = np.where(better, np.maximum(lam * shrink, 1e-12), np.where(running, lam * nu, lam))
+        nu = np.where(better, 2.0, np.where(running, nu * 2.0, nu))
         stuck = running & (lam > 1e12)
-        converged |= small | stuck
-        running &= ~(small | stuck)
+        converged |= stuck
+        running &= ~stuck
         if not running.any():
             break
     return p, cost, jac, converged
@@ -530,20 +552,44 @@ def _refine(
         shift = params[1] if fit_zero_shift else 0.0
         return np.degrees(2.0 * np.arcsin(s)) + shift
 
-    def residuals(params: np.ndarray) -> np.ndarray:
-        return (obs - calc(params)) / sig
+    def jacobian(params: np.ndarray) -> np.ndarray:
+        """Derivatives of the weighted residuals by a (and the zero shift)."""
+        s = np.clip(ka1_A * q / (2.0 * params[0]), -1.0, 1.0 - 1e-12)
+        d_a = np.degrees(2.0 * s / (params[0] * np.sqrt(1.0 - s * s)))  # -d(2theta)/da
+        cols = [d_a / sig] + ([-1.0 / sig] if fit_zero_shift else [])
+        return np.column_stack(cols)
 
-    p0 = np.array([a0, 0.0]) if fit_zero_shift else np.array([a0])
-    res = least_squares(residuals, p0, x_scale="jac")
-    dof = obs.size - p0.size
-    chi2_red = float(2.0 * res.cost / dof) if dof > 0 else 1.0
-    cov = np.linalg.pinv(res.jac.T @ res.jac) * max(chi2_red, 1.0)
+    # Gauss-Newton with step halving: one or two parameters, a nearly linear problem
+    x = np.array([a0, 0.0]) if fit_zero_shift else np.array([a0])
+    r = (obs - calc(x)) / sig
+    cost = 0.5 * float(r @ r)
+    jac = jacobian(x)
+    for _ in range(50):
+        step = np.linalg.lstsq(jac, -r, rcond=None)[0]
+        t = 1.0
+        while t > 1e-6:
+            trial = x + t * step
+            r_trial = (obs - calc(trial)) / sig
+            cost_trial = 0.5 * float(r_trial @ r_trial)
+            if cost_trial <= cost:
+                break
+            t *= 0.5
+        else:
+            break
+        x, r, jac = trial, r_trial, jacobian(trial)
+        done = cost - cost_trial <= 1e-15 * max(cost, 1.0) or np.all(np.abs(t * step) <= 1e-12)
+        cost = cost_trial
+        if done:
+            break
+    dof = obs.size - x.size
+    chi2_red = float(2.0 * cost / dof) if dof > 0 else 1.0
+    cov = np.linalg.pinv(jac.T @ jac) * max(chi2_red, 1.0)
     errs = np.sqrt(np.diag(cov))
-    rms = float(np.sqrt(np.mean((obs - calc(res.x)) ** 2)))
+    rms = float(np.sqrt(np.mean((obs - calc(x)) ** 2)))
     return LatticeFit(
-        a_A=float(res.x[0]),
+        a_A=float(x[0]),
         a_err_A=float(errs[0]),
-        zero_shift_deg=float(res.x[1]) if fit_zero_shift else 0.0,
+        zero_shift_deg=float(x[1]) if fit_zero_shift else 0.0,
         zero_shift_err_deg=float(errs[1]) if fit_zero_shift else 0.0,
         peaks=tuple(peaks),
         wavelength_A=ka1_A,

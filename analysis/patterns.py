@@ -128,6 +128,24 @@ def _finish(path: Path, two_theta: np.ndarray, intensity: np.ndarray, **kwargs: 
 _COMMENT_CHARS = ("#", "!", ";", "'", "//")
 
 
+def _fast_columns(lines: list[str]) -> np.ndarray | None:
+    """2theta and intensity of a clean block of numeric lines, or None when it is not clean.
+
+    Clean: every non-blank line holds the same number (>= 2) of whitespace-separated
+    numbers, with no commas or comment lines. Anything else returns None, and the caller's
+    line-by-line parser handles it (and names the offending line).
+    """
+    if any("," in line for line in lines):
+        return None
+    try:
+        table = np.loadtxt(lines, comments=None, ndmin=2)
+    except ValueError:
+        return None
+    if table.shape[1] < 2 or table.shape[0] == 0:
+        return None
+    return table[:, :2]
+
+
 def read_xy(path: str | Path, wavelength: Wavelength | None = None) -> Pattern:
     """Read a two- or three-column text pattern (2theta, intensity[, error]).
 
@@ -153,7 +171,15 @@ def read_xy(path: str | Path, wavelength: Wavelength | None = None) -> Pattern:
     metadata: dict[str, Any] = {}
     rows: list[tuple[float, float]] = []
     data_started = False
-    for number, raw_line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    data = None
+    tried_fast = False
+    for number, raw_line in enumerate(lines, start=1):
+        if data_started and not tried_fast:
+            tried_fast = True
+            data = _fast_columns(lines[number - 2 :])  # from the first data line on
+            if data is not None:
+                break  # the whole data block parsed in one go
         line = raw_line.strip()
         if not line:
             continue
@@ -179,9 +205,10 @@ def read_xy(path: str | Path, wavelength: Wavelength | None = None) -> Pattern:
             )
         data_started = True
         rows.append((values[0], values[1]))
-    if not rows:
-        raise DataFileError(path, "contains no data lines (2theta intensity)")
-    data = np.asarray(rows, dtype=float)
+    if data is None:
+        if not rows:
+            raise DataFileError(path, "contains no data lines (2theta intensity)")
+        data = np.asarray(rows, dtype=float)
     start_s = end_s = None
     try:
         if "start_time" in metadata:

@@ -151,6 +151,7 @@ class ExportFolderWatcher:
         self.a_guess_A = float(a_guess_A)
         self._seen: dict[str, _Seen] = {}
         self._handed_out: set[str] = set()
+        self._not_patterns: set[str] = set()  # names with other suffixes (never read)
         self.consumed: dict[str, dict[str, Any]] = {}
         self._load_state()
         if ignore_existing and not self.state_path.exists():
@@ -182,13 +183,25 @@ class ExportFolderWatcher:
 
     # ----------------------------------------------------------------------------- polling
     def _candidates(self) -> list[Path]:
+        """Pattern files in the folder not yet consumed or handed out (oldest listing order).
+
+        The folder is listed once per poll (``os.scandir``); names already consumed, handed
+        out or known not to be patterns are skipped by a set lookup, so a poll of a folder
+        holding a day of scans costs microseconds per file and builds a ``Path`` only for the
+        files still to be read.
+        """
         out = []
+        done, handed_out, skip = self.consumed, self._handed_out, self._not_patterns
         with os.scandir(self.export_dir) as entries:
             for entry in entries:
                 name = entry.name
-                if name.startswith((".", "~")) or name.lower().endswith((".tmp", ".part")):
+                if name in done or name in handed_out or name in skip:
                     continue
-                if os.path.splitext(name)[1].lower() in self.suffixes and entry.is_file():
+                if name.startswith((".", "~")) or name.lower().endswith((".tmp", ".part")):
+                    continue  # a writer's partial file: look again next poll
+                if os.path.splitext(name)[1].lower() not in self.suffixes:
+                    skip.add(name)
+                elif entry.is_file():
                     out.append(Path(entry.path))
         return out
 
