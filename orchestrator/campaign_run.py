@@ -26,6 +26,7 @@ from event_model import RunRouter
 from drivers.clock import SimClock
 from drivers.operator import Operator, Timer
 from orchestrator.campaign_file import Campaign
+from orchestrator.lab import Lab
 from orchestrator.schedule import split_phases
 from orchestrator.simtime import SimulatedTime
 from orchestrator.storage import Journal, read_journal
@@ -99,12 +100,22 @@ def run_campaign(
     seed: int = 1,
     on_job_done: Any = None,
     on_step_done: Any = None,
+    lab: Lab | None = None,
+    responder: Any = None,
 ) -> CampaignResult:
-    """Run a campaign on the simulated lab (simulated time).
+    """Run a campaign on the simulated lab (simulated time), or on the channels of a lab file.
 
-    With ``noise`` each fresh cell measures with its own seeded noise, so replicates differ as
-    real replicates do (deterministically for a given ``seed``).
+    Without ``lab``: ``channels`` simulated Keithley 2450s, ``ovens`` simulated Eurotherm ovens,
+    a simulated operator. With ``noise`` each fresh cell measures with its own seeded noise, so
+    replicates differ as real replicates do (deterministically for a given ``seed``).
+
+    With ``lab``: every cell of the lab file is a channel the campaign's cells are mounted on, in
+    real time (simulated time when all its instruments are simulated); ``responder`` answers the
+    operator steps (default: a person at the console). Lab files have no ovens yet, so campaigns
+    with heating need the simulated lab.
     """
+    if lab is not None:
+        return _run_on_lab(campaign, Path(data_dir), lab, responder, progress, on_job_done)
     from orchestrator.simlab import SimulatedCampaignLab
 
     wall0 = time.perf_counter()
@@ -114,7 +125,7 @@ def run_campaign(
     # A resumed campaign continues on the simulated time line where the last save left it.
     clock = SimClock(saved["clock_s"]) if saved and "clock_s" in saved else SimClock()
     t_start = clock.now()
-    lab = SimulatedCampaignLab(
+    sim = SimulatedCampaignLab(
         clock,
         channels=channels,
         ovens=ovens,
@@ -128,12 +139,12 @@ def run_campaign(
     portion_names = [p.id for p in campaign.portions] or ["powder"]
     if resume and state["portions"]:
         for name, saved in state["portions"].items():
-            lab.restore_portion(name, saved["state"], clock.now())
-    if not all(name in lab.portions for name in portion_names):
+            sim.restore_portion(name, saved["state"], clock.now())
+    if not all(name in sim.portions for name in portion_names):
         if campaign.powder is not None:
-            lab.charge_powder(portion_names, campaign.powder.charged_to)
+            sim.charge_powder(portion_names, campaign.powder.charged_to)
         else:  # cells are built from the pristine batch and charged in the cell
-            lab.pristine_powder(portion_names)
+            sim.pristine_powder(portion_names)
 
     simtime = SimulatedTime(clock)
     RE = RunEngine({}, during_task=simtime)
@@ -144,10 +155,10 @@ def run_campaign(
     uids: dict[str, str] = {}
     RE.subscribe(lambda name, doc: uids.__setitem__(doc["job_key"], doc["uid"]) if name == "start" else None)
 
-    operator = Operator(clock, lab.respond)
+    operator = Operator(clock, sim.respond)
     timer = Timer(clock)
-    channel_pool = Pool("channels", lab.channels)
-    oven_pool = Pool("ovens", lab.ovens)
+    channel_pool = Pool("channels", sim.channels)
+    oven_pool = Pool("ovens", sim.ovens)
     base_md = {"campaign": campaign.name, "batch": campaign.batch.id, "material": campaign.batch.material,
                "powder": campaign.powder.id if campaign.powder else None}  # fmt: skip
 
@@ -159,7 +170,7 @@ def run_campaign(
 
     def step_done(cell_id: str, steps_done: int, channel: Any) -> None:
         """Persist a cell's progress after each step (and its physics, in simulation)."""
-        state["cells"][cell_id] = {"steps_done": steps_done, "run": uids.get(cell_id), "cell_state": lab.cell_state(channel),
+        state["cells"][cell_id] = {"steps_done": steps_done, "run": uids.get(cell_id), "cell_state": sim.cell_state(channel),
                                    "active_mass_mg": float(channel.active_mass_g.get()) * 1000.0}  # fmt: skip
         write_state()
         if on_step_done is not None:
@@ -206,8 +217,8 @@ def run_campaign(
         failed = isinstance(value, BaseException)
         state["jobs"][key] = {"status": "failed" if failed else "done", "uid": uids.get(key),
                               "reason": str(value) if failed else None}  # fmt: skip
-        for name in lab.portions:
-            state["portions"][name] = {"state": lab.portion_state(name)}
+        for name in sim.portions:
+            state["portions"][name] = {"state": sim.portion_state(name)}
         write_state()
         if on_job_done is not None:
             on_job_done(key, value)
@@ -238,6 +249,82 @@ def run_campaign(
             )
             rests = frame[frame["step_type"] == "rest"]
             row["ocv_V"] = float(rests["voltage_V"].iloc[-1]) if len(rests) else None
+        out.cells[cell.id] = row
+    out.wall_s = time.perf_counter() - wall0
+    out.simulated_h = (clock.now() - t_start) / 3600.0
+    return out
+
+
+def _run_on_lab(
+    campaign: Campaign, data_dir: Path, lab: Lab, responder: Any, progress: bool, on_job_done: Any
+) -> CampaignResult:
+    """A campaign on a lab file's channels: connected and checked before any cell starts."""
+    from drivers.clock import Clock, WallClock
+    from orchestrator.connect import connect_lab
+    from orchestrator.operator_console import ConsoleOperator
+
+    heating = sorted({c.id for c in campaign.cells if split_phases(c.protocol.steps)[0]})
+    if heating:
+        raise ValueError(
+            f"campaign {campaign.name!r} heats powder portions (e.g. {heating[0]}), but lab files have "
+            "no ovens yet: run it on the simulated lab (without a lab file)"
+        )
+    wall0 = time.perf_counter()
+    clock: Clock = SimClock() if lab.simulated else WallClock()
+    t_start = clock.now()
+    connected = connect_lab(lab, clock)  # every instrument identified before anything moves
+    try:
+        if isinstance(clock, SimClock):
+            simtime = SimulatedTime(clock)
+            RE = RunEngine({}, during_task=simtime)
+            simtime.install(RE)
+        else:
+            RE = RunEngine({})
+        RE.subscribe(RunRouter([lambda name, doc: ([Journal(data_dir)], [])]))
+        tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress)
+        RE.subscribe(tracker)
+        uids: dict[str, str] = {}
+        RE.subscribe(
+            lambda name, doc: uids.__setitem__(doc["job_key"], doc["uid"]) if name == "start" else None
+        )
+        operator = Operator(clock, responder or ConsoleOperator())
+        pool = Pool("channels", list(connected.channels.values()))
+        jobs = {}
+        for cell in campaign.cells:
+            md = {"campaign": campaign.name, "batch": campaign.batch.id, "material": campaign.batch.material,
+                  "cell": cell.id, "sample": cell.portion or campaign.batch.id, "replicate": cell.replicate,
+                  "condition": dict(cell.condition), "protocol": cell.protocol.name, "job_key": cell.id,
+                  "lab": lab.lab.name}  # fmt: skip
+            jobs[cell.id] = cell_job(cell.id, cell.protocol.steps, pool, operator, None, md)
+        results: dict[str, Any] = {}
+
+        def job_done(key: str, value: Any) -> None:
+            results[key] = value
+            if on_job_done is not None:
+                on_job_done(key, value)
+
+        try:
+            RE(run_jobs(jobs, job_done))
+        finally:
+            tracker.close()
+    finally:
+        connected.close()
+    from orchestrator.summary import relaxation_summary
+
+    out = CampaignResult(campaign.name)
+    for cell in campaign.cells:
+        value = results.get(cell.id)
+        row: dict[str, Any] = {**dict(cell.condition), "replicate": cell.replicate, "run": uids.get(cell.id)}
+        if isinstance(value, BaseException) or value is None:
+            row["status"] = "failed" if value is not None else "not run"
+            out.failed[cell.id] = str(value)
+        else:
+            row["status"] = "done"
+            row["channel"] = value["channel"]
+            _, frame = read_journal(data_dir, uids[cell.id])
+            summary = relaxation_summary(frame)
+            row.update({k: summary.get(k) for k in ("charge_capacity_mAh_g", "discharge_capacity_mAh_g",
+                                                    "ni_plateau_mAh_g", "o_plateau_mAh_g")})  # fmt: skip
         out.cells[cell.id] = row
     out.wall_s = time.perf_counter() - wall0
     out.simulated_h = (clock.now() - t_start) / 3600.0

@@ -261,19 +261,31 @@ def campaign_run(
         bool, typer.Option("--resume", help="Skip finished jobs of an interrupted run.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the simulated measurement noise.")] = 1,
+    lab_file: Annotated[
+        str | None, typer.Option("--lab", help="Run on this lab file's channels (operator prompts here).")
+    ] = None,
     data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the summary CSV.")] = Path("relaxlab-out"),
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a campaign on the simulated lab: every cell concurrently, ovens shared, progress per cell."""
+    """Run a campaign: every cell concurrently, ovens shared, progress per cell.
+
+    Without --lab on the simulated lab (simulated operator); with --lab on that lab's channels,
+    asking you at this console for each operator step."""
+    from drivers.transport import InstrumentError
     from orchestrator.campaign_run import run_campaign
+    from orchestrator.lab import LabFileError, load_lab
     from orchestrator.storage import default_data_dir
 
     campaign = _load_campaign(campaign_file)
-    result = run_campaign(
-        campaign, data_dir or default_data_dir(), channels=channels, ovens=ovens,
-        progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed,
-    )  # fmt: skip
+    try:
+        lab = load_lab(lab_file) if lab_file else None
+        result = run_campaign(
+            campaign, data_dir or default_data_dir(), channels=channels, ovens=ovens,
+            progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed, lab=lab,
+        )  # fmt: skip
+    except (LabFileError, InstrumentError, ValueError) as exc:
+        _fail(str(exc))
     table = result.table()
     out.mkdir(parents=True, exist_ok=True)
     csv = out / f"{campaign.name}-cells.csv"

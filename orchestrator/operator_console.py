@@ -1,0 +1,54 @@
+"""The operator at a console: instructions printed, values typed in.
+
+Each request is answered on its own thread, so a cell waiting for the operator holds up no
+other cell; prompts are serialised (one person, one keyboard). ``ask`` defaults to
+:func:`input`; tests and other front ends pass their own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from drivers.operator import OperatorRequest
+from drivers.quantities import QuantityError, parse_quantity
+
+
+class ConsoleOperator:
+    """A :data:`drivers.operator.Responder` that asks a person."""
+
+    def __init__(self, ask: Callable[[str], str] = input, say: Callable[[str], None] = print) -> None:
+        self.ask = ask
+        self.say = say
+        self._lock = threading.Lock()
+
+    def __call__(
+        self,
+        request: OperatorRequest,
+        done: Callable[[dict[str, float]], None],
+        failed: Callable[[str], None],
+    ) -> None:
+        threading.Thread(target=self._converse, args=(request, done, failed), daemon=True).start()
+
+    def _converse(self, request: OperatorRequest, done: Any, failed: Any) -> None:
+        with self._lock:
+            try:
+                self.say(f"\n[{request.job}] {request.instruction}")
+                values: dict[str, float] = {}
+                for name, unit in request.record:
+                    while True:
+                        text = self.ask(f"  {name} ({unit}): ").strip()
+                        try:
+                            values[name] = parse_quantity(
+                                text if any(c.isalpha() for c in text) else f"{text} {unit}", unit
+                            )
+                            break
+                        except QuantityError as exc:
+                            self.say(f"  {exc}; please enter a number in {unit}")
+                if not request.record:
+                    self.ask("  press Enter when done ")
+            except (EOFError, KeyboardInterrupt):
+                failed("the operator did not answer")
+                return
+        done(values)
