@@ -128,7 +128,9 @@ class PotentiostatChannel(Device):
         self.end_reason: str | None = None
         #: The exception that ended the last step early (instrument fault or safety limit).
         self.fault: Exception | None = None
-        self.on_point: Callable[[Point], None] | None = None
+        #: Called with (channel, step index, points) the moment points are read, before they
+        #: wait in memory for their page: the orchestrator's spool makes them durable at once.
+        self.spool: Callable[[PotentiostatChannel, int, list[Point]], None] | None = None
 
     # --- flyer interface -------------------------------------------------------------
     def prepare(self, technique: Technique | Loop) -> Status:
@@ -263,14 +265,13 @@ class PotentiostatChannel(Device):
     def _accept(self, points: list[Point]) -> None:
         if not points:
             return
+        if self.spool is not None:
+            self.spool(self, self._step_index, points)
         self._buffer.extend(points)
         last = points[-1]
         self.voltage.put(last.voltage_V)
         self.current.put(last.current_A)
         self.specific_capacity.put(last.capacity_mAh_g)
-        if self.on_point is not None:
-            for p in points:
-                self.on_point(p)
 
     def _check_limits(self, points: list[Point]) -> None:
         vmax, vmin = float(self.voltage_max_V.get()), float(self.voltage_min_V.get())

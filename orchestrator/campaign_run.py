@@ -29,7 +29,7 @@ from orchestrator.campaign_file import Campaign
 from orchestrator.lab import Lab
 from orchestrator.schedule import split_phases
 from orchestrator.simtime import SimulatedTime
-from orchestrator.storage import Journal, read_journal
+from orchestrator.storage import Journal, Spool, read_journal, recover_interrupted_runs
 from protocols.campaign import Gate, Pool, cell_job, portion_job
 from protocols.jobs import run_jobs
 
@@ -146,10 +146,15 @@ def run_campaign(
         else:  # cells are built from the pristine batch and charged in the cell
             sim.pristine_powder(portion_names)
 
+    if resume:
+        recover_interrupted_runs(Path(data_dir))  # close what the last session left open
     simtime = SimulatedTime(clock)
     RE = RunEngine({}, during_task=simtime)
     simtime.install(RE)
     RE.subscribe(RunRouter([lambda name, doc: ([Journal(Path(data_dir))], [])]))
+    spool = Spool(Path(data_dir), fsync=False)
+    for channel in sim.channels:
+        channel.spool = spool
     tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress)
     RE.subscribe(tracker)
     uids: dict[str, str] = {}
@@ -160,6 +165,7 @@ def run_campaign(
     channel_pool = Pool("channels", sim.channels)
     oven_pool = Pool("ovens", sim.ovens)
     base_md = {"campaign": campaign.name, "batch": campaign.batch.id, "material": campaign.batch.material,
+               "spool": spool.session,
                "powder": campaign.powder.id if campaign.powder else None}  # fmt: skip
 
     def write_state() -> None:
@@ -281,6 +287,9 @@ def _run_on_lab(
         else:
             RE = RunEngine({})
         RE.subscribe(RunRouter([lambda name, doc: ([Journal(data_dir)], [])]))
+        spool = Spool(data_dir, fsync=not clock.simulated)
+        for channel in connected.channels.values():
+            channel.spool = spool
         tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress)
         RE.subscribe(tracker)
         uids: dict[str, str] = {}
@@ -294,7 +303,7 @@ def _run_on_lab(
             md = {"campaign": campaign.name, "batch": campaign.batch.id, "material": campaign.batch.material,
                   "cell": cell.id, "sample": cell.portion or campaign.batch.id, "replicate": cell.replicate,
                   "condition": dict(cell.condition), "protocol": cell.protocol.name, "job_key": cell.id,
-                  "lab": lab.lab.name}  # fmt: skip
+                  "lab": lab.lab.name, "spool": spool.session}  # fmt: skip
             jobs[cell.id] = cell_job(cell.id, cell.protocol.steps, pool, operator, None, md)
         results: dict[str, Any] = {}
 

@@ -398,6 +398,16 @@ def data_list(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     _print(runs, as_json, "\n".join(lines))
 
 
+@data_app.command("recover")
+def data_recover(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Close runs a crash left open: append the points the spool holds beyond their last page."""
+    from orchestrator.storage import default_data_dir, recover_interrupted_runs
+
+    recovered = recover_interrupted_runs(data_dir or default_data_dir())
+    lines = [f"{uid[:8]}: {n} points recovered, run closed" for uid, n in recovered.items()]
+    _print(recovered, as_json, "\n".join(lines) or "no interrupted runs")
+
+
 @data_app.command("export")
 def data_export(
     run_id: Annotated[str, typer.Argument(help="Run uid (or a unique prefix).")],

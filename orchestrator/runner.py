@@ -18,7 +18,7 @@ from drivers.clock import Clock, SimClock, WallClock
 from orchestrator.connect import ConnectedLab, connect_lab
 from orchestrator.lab import Lab
 from orchestrator.simtime import SimulatedTime
-from orchestrator.storage import Journal, TiledStore, default_data_dir, read_journal
+from orchestrator.storage import Journal, Spool, TiledStore, default_data_dir, read_journal
 
 #: Rough specific capacity used only to estimate how long a voltage-limited step lasts.
 _ETA_CAPACITY_mAh_g = 280.0
@@ -146,6 +146,10 @@ class Session:
         self.progress = ProgressReporter(self.clock, enabled=progress)
         self.RE.subscribe(self.progress)
         self.connected: ConnectedLab = connect_lab(lab, self.clock, cells, noise=noise)
+        # Points are spooled the moment they are read (fsynced on the wall clock).
+        self.spool = Spool(self.data_dir, fsync=not self.clock.simulated)
+        for channel in self.connected.channels.values():
+            channel.spool = self.spool
 
     def channel(self, cell: str | None = None) -> Any:
         name = self.lab.cell(cell).name
@@ -153,7 +157,9 @@ class Session:
 
     def run(self, plan: Generator[Any, Any, Any], **md: Any) -> tuple[str, ...]:
         """Run a plan; returns the uids of the runs it opened."""
-        uids: Any = self.RE(plan, clock_start_s=self.clock.now(), lab=self.lab.lab.name, **md)
+        uids: Any = self.RE(
+            plan, clock_start_s=self.clock.now(), lab=self.lab.lab.name, spool=self.spool.session, **md
+        )
         return tuple(uids)
 
     def read(self, uid: str, source: str = "journal") -> Any:
@@ -168,6 +174,7 @@ class Session:
 
     def close(self) -> None:
         self.journal.close()
+        self.spool.close()
         self.connected.close()
         if self.tiled is not None:
             self.tiled.close()

@@ -115,7 +115,8 @@ def test_output_off_after_an_error_inside_the_plan(tmp_path) -> None:
 
 
 def test_points_handed_to_the_run_survive_a_crash(tmp_path) -> None:
-    """The process dies right after the 3rd page; the journal already holds those pages."""
+    """The process dies between two pages: the journal holds the pages already handed to the run,
+    the spool every point read since, and recovery puts them together with nothing lost or doubled."""
     script = textwrap.dedent(
         f"""
         import os
@@ -124,23 +125,44 @@ def test_points_handed_to_the_run_survive_a_crash(tmp_path) -> None:
         from protocols.plans import relaxation_protocol
         session = Session(load_lab("simulated"), data_dir={str(tmp_path)!r}, tiled=False)
         pages = []
-        def crash(name, doc):
+        def count(name, doc):
             if name == "event_page":
                 pages.append(len(doc["seq_num"]))
-                if len(pages) == 3:
-                    print(sum(pages), flush=True)
-                    os._exit(9)
-        session.subscribe(crash)
+        session.subscribe(count)
+        spool = session.spool
+        read = []
+        def spool_then_die(channel, step, points):
+            spool(channel, step, points)
+            read.extend(points)
+            if len(pages) == 3 and len(read) > sum(pages) + 25:  # mid-way to the 4th page
+                print(sum(pages), flush=True)
+                os._exit(9)
+        session.channel().spool = spool_then_die
         session.run(relaxation_protocol(session.channel()))
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 9, proc.stderr
     handed_out = int(proc.stdout.strip())
-    from orchestrator.storage import list_journal_runs, read_journal
+    from orchestrator.storage import list_journal_runs, read_journal, recover_interrupted_runs
 
     (run,) = list_journal_runs(tmp_path)
     assert run["exit_status"] == "interrupted"
     _, frame = read_journal(tmp_path, run["uid"])
     assert len(frame) == handed_out > 0
     assert json.loads(json.dumps(run))  # summaries stay plain data
+
+    # Points read after the last page waited in memory; the spool had them on disk at once.
+    (spool_file,) = (tmp_path / "spool").glob("*/cell_1.jsonl")
+    spooled = len(spool_file.read_text().splitlines())
+    assert spooled > handed_out
+    recovered = recover_interrupted_runs(tmp_path)
+    assert recovered == {run["uid"]: spooled - handed_out}
+    start, frame = read_journal(tmp_path, run["uid"])
+    assert len(frame) == spooled  # nothing lost ...
+    assert (
+        frame["time_s"].is_monotonic_increasing and not frame["time_s"].duplicated().any()
+    )  # ... or doubled
+    (closed,) = list_journal_runs(tmp_path)
+    assert closed["exit_status"] == "abort"
+    assert recover_interrupted_runs(tmp_path) == {}  # idempotent
