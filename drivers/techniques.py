@@ -202,3 +202,23 @@ class Loop:
         ex = "Loop(steps=(ConstantCurrent(...), Rest(...)), count=10)"
         _check(len(self.steps) > 0, "a loop needs at least one step", ex)
         _check(self.count >= 1, f"count must be >= 1, got {self.count}", ex)
+
+
+def technique_from_dict(data: dict[str, object]) -> Technique | Loop:
+    """Rebuild a technique from its plain-data form (``dataclasses.asdict``, as stored in a run's
+    start document)."""
+    fields = {k: v for k, v in data.items() if k != "kind"}
+    kind = data.get("kind")
+    if kind == "cc":
+        cutoffs = Cutoffs(**fields.pop("cutoffs"))  # type: ignore[arg-type]
+        return ConstantCurrent(cutoffs=cutoffs, **fields)  # type: ignore[arg-type]
+    if kind == "cv":
+        cutoffs = Cutoffs(**fields.pop("cutoffs"))  # type: ignore[arg-type]
+        return ConstantVoltage(cutoffs=cutoffs, **fields)  # type: ignore[arg-type]
+    if kind == "loop":
+        steps = tuple(technique_from_dict(s) for s in fields.pop("steps"))  # type: ignore[attr-defined]
+        return Loop(steps=steps, **fields)  # type: ignore[arg-type]
+    classes: dict[object, type] = {"rest": Rest, "sweep": Sweep, "gitt": GITT}
+    if kind not in classes:
+        raise TechniqueError(f"unknown technique kind {kind!r}. A valid example: {{'kind': 'rest', ...}}")
+    return classes[kind](**fields)  # type: ignore[no-any-return]

@@ -15,41 +15,12 @@ from bluesky import RunEngine
 from event_model import DocumentRouter
 
 from drivers.clock import Clock, SimClock, WallClock
+from drivers.techniques import technique_from_dict
 from orchestrator.connect import ConnectedLab, connect_lab
 from orchestrator.lab import Lab
+from orchestrator.schedule import estimate_step_s
 from orchestrator.simtime import SimulatedTime
 from orchestrator.storage import Journal, Spool, TiledStore, default_data_dir, read_journal
-
-#: Rough specific capacity used only to estimate how long a voltage-limited step lasts.
-_ETA_CAPACITY_mAh_g = 280.0
-
-
-def estimate_step_s(step: dict[str, Any]) -> float:
-    """A rough duration of a step (from its metadata), for the ETA."""
-    kind = step.get("kind")
-    if kind == "rest":
-        return float(step["duration_s"])
-    if kind == "cc":
-        c = step["cutoffs"]
-        estimates = []
-        rate = abs(step["current_mA_g"])
-        if c.get("duration_s"):
-            estimates.append(c["duration_s"])
-        if c.get("capacity_mAh_g"):
-            estimates.append(c["capacity_mAh_g"] / rate * 3600.0)
-        if c.get("voltage_V") is not None:
-            estimates.append(_ETA_CAPACITY_mAh_g / rate * 3600.0)
-        return min(estimates) if estimates else 0.0
-    if kind == "gitt":
-        return 10 * (step["pulse_s"] + step["rest_s"])
-    if kind == "loop":
-        return step["count"] * sum(estimate_step_s(s) for s in step["steps"])
-    if kind == "cv":
-        return float(step["cutoffs"].get("duration_s") or 3600.0)
-    if kind == "sweep":
-        span = abs(step["vertex1_V"] - step["vertex2_V"]) * 2 * step["cycles"]
-        return span / (step["scan_rate_mV_s"] / 1000.0)
-    return 0.0
 
 
 class ProgressReporter(DocumentRouter):
@@ -68,7 +39,7 @@ class ProgressReporter(DocumentRouter):
     def start(self, doc: dict[str, Any]) -> None:  # type: ignore[override]
         self._t0 = float(doc.get("clock_start_s", self.clock.now()))
         self._wall0 = time.perf_counter()
-        self._steps = [estimate_step_s(s) for s in doc.get("steps", [])]
+        self._steps = [estimate_step_s(technique_from_dict(s)) for s in doc.get("steps", [])]
         if not self.enabled:
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
