@@ -31,6 +31,22 @@ class Point:
     substep: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class StepProgress:
+    """How far a step got before the host went away: what a driver needs to re-attach to it.
+
+    ``step_index`` is the channel's step number the step was started with, ``started_at_s`` the
+    clock time it started, ``points_seen`` how many of its points are stored, ``last`` the last
+    of them and ``substep_started_s`` when its substep (a GITT pulse, a loop's step) began.
+    """
+
+    step_index: int
+    started_at_s: float
+    points_seen: int
+    last: Point | None = None
+    substep_started_s: float | None = None
+
+
 class StepRun(Protocol):
     """A step under way on an instrument."""
 
@@ -58,6 +74,13 @@ class PotentiostatDriver(Protocol):
 
     def safe_state(self) -> None:
         """Output off / cell off. Idempotent; never raises for an already safe instrument."""
+        ...
+
+    def reattach(self, step: Technique | Loop, active_mass_g: float, progress: StepProgress) -> StepRun:
+        """Pick up a step the instrument went on running while no host was polling it.
+
+        Raises :class:`~drivers.transport.InstrumentError` when the instrument is not running it.
+        """
         ...
 
     def measure_voltage_V(self) -> float: ...

@@ -196,13 +196,19 @@ class ScaledClock(WallClock):
     orchestrator meets instruments that went on without it.
     """
 
-    def __init__(self, speed: float = 1.0, start_s: float = SIM_EPOCH_S) -> None:
+    def __init__(
+        self, speed: float = 1.0, start_s: float = SIM_EPOCH_S, wall0_s: float | None = None
+    ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         super().__init__()
         self.speed = speed
+        self.start_s = start_s
+        #: The wall time (POSIX seconds) at which this clock read ``start_s``: two processes
+        #: given the same three numbers share one simulated time line.
+        self.wall0_s = time.time() if wall0_s is None else wall0_s
         self._start = start_s
-        self._wall0 = time.time()
+        self._wall0 = self.wall0_s
 
     def now(self) -> float:
         return self._start + (time.time() - self._wall0) * self.speed

@@ -4,7 +4,8 @@ A step is run flyer-style, so that a 200-hour rest streams its points into the b
 it goes:
 
 ``prepare(step)``
-    choose the technique (a :mod:`drivers.techniques` value object);
+    choose the technique (a :mod:`drivers.techniques` value object); ``prepare(step,
+    resume=progress)`` re-attaches to a step the instrument kept running while no host was there;
 ``kickoff()``
     start it on the instrument (done when started);
 ``complete()``
@@ -35,7 +36,7 @@ from ophyd import Component as Cpt
 from ophyd import Device, Kind, Signal
 from ophyd.status import Status
 
-from drivers.base import Point, PotentiostatDriver, StepRun
+from drivers.base import Point, PotentiostatDriver, StepProgress, StepRun
 from drivers.clock import Clock
 from drivers.techniques import Loop, Technique
 
@@ -118,7 +119,10 @@ class PotentiostatChannel(Device):
         self.page_age_s = page_age_s if page_age_s is not None else (3600.0 if clock.simulated else 60.0)
         self._lock = threading.RLock()
         self._technique: Technique | Loop | None = None
+        self._resume: StepProgress | None = None
         self._step_index = -1
+        #: Clock time the present (or last) step started, and its number on this channel.
+        self.step_started_s = math.nan
         self._run: StepRun | None = None
         self._timer: Any = None
         self._buffer: list[Point] = []
@@ -132,14 +136,30 @@ class PotentiostatChannel(Device):
         #: wait in memory for their page: the orchestrator's spool makes them durable at once.
         self.spool: Callable[[PotentiostatChannel, int, list[Point]], None] | None = None
 
+    @property
+    def points_missing(self) -> int:
+        """Points of the present step the instrument numbered but no host ever stored (lost in
+        transit when a host died; counted when a later host re-attached)."""
+        return int(getattr(self._run, "missing_points", 0))
+
+    @property
+    def step_index(self) -> int:
+        """This channel's number for the present (or last) step."""
+        return self._step_index
+
     # --- flyer interface -------------------------------------------------------------
-    def prepare(self, technique: Technique | Loop) -> Status:
-        """Choose the next step; it starts at ``kickoff``."""
+    def prepare(self, technique: Technique | Loop, resume: StepProgress | None = None) -> Status:
+        """Choose the next step; it starts at ``kickoff``.
+
+        With ``resume`` (how far it got, from the stored points), ``kickoff`` re-attaches to
+        the step still running on the instrument instead of starting it.
+        """
         with self._lock:
             if self._run is not None and self.end_reason is None:
                 raise RuntimeError(f"{self.name}: a step is still running")
             self._technique = technique
-            self._step_index += 1
+            self._resume = resume
+            self._step_index = resume.step_index if resume is not None else self._step_index + 1
             self.step.put(self._step_index)
             self.end_reason = None
             self.fault = None
@@ -152,7 +172,14 @@ class PotentiostatChannel(Device):
         with self._lock:
             self._complete_status = Status(obj=self)
             self._page_started = self.clock.now()
-            self._run = self.driver.start_step(self._technique, mass, self._step_index)
+            if self._resume is not None:
+                self.step_started_s = self._resume.started_at_s
+                self._run = self.driver.reattach(self._technique, mass, self._resume)
+            else:
+                self.step_started_s = self.clock.now()
+                self._run = self.driver.start_step(self._technique, mass, self._step_index)
+                # a driver that stamps points from the instrument's start time knows it best
+                self.step_started_s = float(getattr(self._run, "started_at_s", self.step_started_s))
             self._schedule(self._next_delay())
         return _done()
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 
-from drivers.base import Point
+from drivers.base import Point, StepProgress
 from drivers.clock import Clock
 from drivers.methodscript import (
     CUT_PREFIX,
@@ -378,25 +378,48 @@ class EmStat4Driver:
         run.identified = True
         return run
 
-    def reattach(
-        self,
-        step: Step,
-        active_mass_g: float,
-        step_index: int,
-        started_at_s: float,
-        points_already_seen: int,
-    ) -> EmStat4StepRun:
+    def reattach(self, step: Step, active_mass_g: float, progress: StepProgress) -> EmStat4StepRun:
         """Pick up a script that kept running while the host was away.
 
         The returned run reads the output the instrument buffered meanwhile. Packages whose
-        sequence number is ``<= points_already_seen`` are skipped; a gap is counted in
-        ``missing_points``. An identifier line for another script raises InstrumentError.
+        sequence number is ``<= progress.points_seen`` are skipped; a gap (packages the old
+        host received but never stored) is counted in ``missing_points``. InstrumentError if
+        the instrument runs no script and has no buffered output of one, or (on the first
+        poll) an identifier line shows it runs another script.
         """
-        compiled = self.compile(step, active_mass_g, step_index)
+        compiled = self.compile(step, active_mass_g, progress.step_index)
+        if not self.script_running() and not any(line == "" for line in self._queued):
+            raise InstrumentError(
+                self.name,
+                f"no script is running and none left output: step {progress.step_index} "
+                "is no longer on the instrument",
+            )
         return EmStat4StepRun(
             self,
             compiled,
-            started_at_s,
-            points_already_seen=points_already_seen,
+            progress.started_at_s,
+            points_already_seen=progress.points_seen,
             count_scans=isinstance(step, Sweep),
         )
+
+    def script_running(self) -> bool:
+        """Whether a script is running, keeping its buffered output for the next poll.
+
+        Sends ``i``: a running script answers ``i!0006`` (a script is running), an idle
+        instrument its serial number.
+        """
+        kept = self._read_lines()
+        self.transport.write(b"i\n")
+        while True:
+            line = self._next_line("i")
+            if line.startswith("i"):
+                break
+            kept.append(line)
+        kept += self._read_lines()
+        self._queued = kept + self._queued
+        error = parse_error(line)
+        if error is None:
+            return False
+        if error.code == 0x0006:
+            return True
+        raise InstrumentError(self.name, error.describe(), "i")

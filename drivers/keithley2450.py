@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from drivers.base import Point
+from drivers.base import Point, StepProgress
 from drivers.clock import Clock
 from drivers.scpi import (
     Control,
@@ -213,6 +213,36 @@ class _Segment:
     def configure(self) -> None:
         raise NotImplementedError
 
+    def source_setting(self) -> tuple[str, float]:
+        """What the instrument sources during this segment: (function, level)."""
+        raise NotImplementedError
+
+    def resume(self, t0: float, last: Point | None) -> None:
+        """Carry on a segment the instrument kept sourcing while no host polled it.
+
+        The charge passed meanwhile is integrated with the current read now (exact at constant
+        current and at rest; an estimate while holding a voltage). InstrumentError if the
+        instrument is not sourcing what this segment set.
+        """
+        inst = self.ctx.inst
+        function, level = self.source_setting()
+        actual = inst.source_function
+        actual_level = inst.source_current_A if actual == "current" else inst.source_voltage_V
+        if actual != function or not math.isclose(actual_level, level, rel_tol=1e-4, abs_tol=1e-9):
+            raise InstrumentError(
+                inst.name,
+                f"the instrument sources {actual} at {actual_level:g}, but the step being resumed "
+                f"sets {function} at {level:g}: not re-attaching",
+            )
+        self.t0 = t0
+        if last is not None:
+            self.t_last = self.t_record = last.time_s
+            self.q, self.v, self.i = last.capacity_mAh_g, last.voltage_V, last.current_A
+        else:
+            self.t_last = t0
+        self.measure()
+        self.record(force=True)
+
     def measure(self) -> None:
         now = self.ctx.clock.now()
         measured, source = self.ctx.inst.read()
@@ -261,6 +291,9 @@ class _CC(_Segment):
         inst.voltage_limit_V = limit
         inst.source_current_A = self.current_A
         inst.output_enabled = True
+
+    def source_setting(self) -> tuple[str, float]:
+        return "current", self.current_A
 
     def _voltage_due_s(self) -> float:
         """Predictive polling: far from the voltage cut-off, poll less often.
@@ -321,6 +354,9 @@ class _Rest(_Segment):
         inst.source_current_A = 0.0
         inst.output_enabled = True
 
+    def source_setting(self) -> tuple[str, float]:
+        return "current", 0.0
+
     def check(self) -> str | None:
         now = self.ctx.clock.now()
         if self.dvdt_V_s is not None and now - self.t_record >= self.record_s - 1e-9:
@@ -353,6 +389,9 @@ class _CV(_Segment):
         inst.current_limit_A = self.current_limit_A
         inst.source_voltage_V = self.voltage_V
         inst.output_enabled = True
+
+    def source_setting(self) -> tuple[str, float]:
+        return "voltage", self.voltage_V
 
     def apply_reading(self, measured: float, source: float) -> None:
         self.v, self.i = source, measured
@@ -405,6 +444,10 @@ class _Sweep(_Segment):
     def apply_reading(self, measured: float, source: float) -> None:
         self.v, self.i = source, measured
 
+    def source_setting(self) -> tuple[str, float]:
+        # The host steps the voltage: the instrument holds the last level the old host set.
+        return "voltage", float(self.ctx.inst.source_voltage_V)
+
     def check(self) -> str | None:
         target, done = self._profile(self.ctx.clock.now() - self.t0)
         if done:
@@ -416,16 +459,32 @@ class _Sweep(_Segment):
 class HostStepRun:
     """A technique run by polling from the host; segments follow one another."""
 
-    def __init__(self, ctx: _Ctx, segments: Callable[[], _Segment | None]) -> None:
+    def __init__(
+        self,
+        ctx: _Ctx,
+        segments: Callable[[], _Segment | None],
+        resume: StepProgress | None = None,
+    ) -> None:
         self._ctx = ctx
         self._next_segment = segments
         self._points: list[Point] = []
         ctx.emit = self._points.append
         self.end_reason: str | None = None
+        if resume is None:
+            self._segment = self._next_segment()
+            if self._segment is None:
+                raise ValueError("a step needs at least one segment")
+            self._segment.start()
+            return
+        last = resume.last
+        for _ in range(last.substep if last is not None else 0):  # segments already over
+            if self._next_segment() is None:
+                raise ValueError(f"the step has no substep {last.substep if last else 0}")
         self._segment = self._next_segment()
         if self._segment is None:
             raise ValueError("a step needs at least one segment")
-        self._segment.start()
+        t0 = resume.substep_started_s if resume.substep_started_s is not None else resume.started_at_s
+        self._segment.resume(t0, last)
 
     def next_poll_delay_s(self) -> float:
         return self._segment.next_due_s() if self._segment else self._ctx.poll_s
@@ -473,16 +532,22 @@ class Keithley2450Potentiostat:
         self.predictive_polling = predictive_polling
         self._initialised = False
 
-    def initialise(self) -> str:
-        """Identify the instrument and put it in a known, safe configuration."""
+    def initialise(self, reset: bool = True) -> str:
+        """Identify the instrument and put it in a known, safe configuration.
+
+        ``reset=False`` (an orchestrator coming back to a step that may still be running)
+        identifies it and makes sure output-off opens the relay, touching nothing else.
+        """
         idn = self.instrument.identity
         if "2450" not in idn:
             raise InstrumentError(self.name, f"expected a Keithley 2450, got {idn!r}", "*IDN?")
         inst = self.instrument
-        inst.reset()
+        if reset:
+            inst.reset()
         inst.output_off_mode = "high_impedance"
-        inst.sense_function = "voltage"
-        inst.voltage_nplc = 1.0
+        if reset:
+            inst.sense_function = "voltage"
+            inst.voltage_nplc = 1.0
         inst.check_errors("initialisation")
         self._initialised = True
         return idn
@@ -564,18 +629,39 @@ class Keithley2450Potentiostat:
     def start_step(self, step: Technique | Loop, active_mass_g: float, step_index: int) -> HostStepRun:
         if active_mass_g <= 0:
             raise ValueError(f"active_mass_g must be > 0, got {active_mass_g}")
-        ctx = self._ctx(active_mass_g)
+        return self._run(step, self._ctx(active_mass_g))
+
+    def _run(self, step: Technique | Loop, ctx: _Ctx, resume: StepProgress | None = None) -> HostStepRun:
         if isinstance(step, GITT):
-            return self._start_gitt(step, ctx)
+            return self._start_gitt(step, ctx, resume)
         factories = iter(enumerate(self._segments(step, ctx)))
 
         def next_segment() -> _Segment | None:
             item = next(factories, None)
             return None if item is None else item[1](item[0])
 
-        return HostStepRun(ctx, next_segment)
+        return HostStepRun(ctx, next_segment, resume)
 
-    def _start_gitt(self, step: GITT, ctx: _Ctx) -> HostStepRun:
+    def reattach(self, step: Technique | Loop, active_mass_g: float, progress: StepProgress) -> HostStepRun:
+        """Carry on a step the instrument went on sourcing while no host polled it.
+
+        The 2450 runs no program here: it kept the source where the step set it (a charge
+        clamped at its cut-off by ``VLIM``) and measured nothing for the host meanwhile, so the
+        step's record has a gap from the last stored point to now; a cut-off that fell in the
+        gap ends the step at the first poll. InstrumentError if the output is off or the source
+        is not what the step set.
+        """
+        if not self._initialised:
+            self.initialise(reset=False)
+        if not self.instrument.output_enabled:
+            raise InstrumentError(
+                self.name,
+                f"the output is off: step {progress.step_index} is no longer running on the instrument",
+                ":OUTP?",
+            )
+        return self._run(step, self._ctx(active_mass_g), progress)
+
+    def _start_gitt(self, step: GITT, ctx: _Ctx, resume: StepProgress | None = None) -> HostStepRun:
         current = self._current_A(step.current_mA_g, ctx.mass_g)
         segments: list[_Segment] = []
 
@@ -600,7 +686,7 @@ class Keithley2450Potentiostat:
             segments.append(seg)
             return seg
 
-        return HostStepRun(ctx, next_segment)
+        return HostStepRun(ctx, next_segment, resume)
 
     def safe_state(self) -> None:
         self.instrument.output_enabled = False

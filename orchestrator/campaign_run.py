@@ -23,7 +23,7 @@ import pandas as pd
 from bluesky import RunEngine
 from event_model import RunRouter
 
-from drivers.clock import SimClock
+from drivers.clock import Clock, SimClock
 from drivers.operator import Operator, Timer
 from orchestrator.campaign_file import Campaign
 from orchestrator.lab import Lab
@@ -102,6 +102,7 @@ def run_campaign(
     on_step_done: Any = None,
     lab: Lab | None = None,
     responder: Any = None,
+    clock: Clock | None = None,
 ) -> CampaignResult:
     """Run a campaign on the simulated lab (simulated time), or on the channels of a lab file.
 
@@ -111,11 +112,17 @@ def run_campaign(
 
     With ``lab``: every cell of the lab file is a channel the campaign's cells are mounted on, in
     real time (simulated time when all its instruments are simulated); ``responder`` answers the
-    operator steps (default: a person at the console). Lab files have no ovens yet, so campaigns
-    with heating need the simulated lab.
+    operator steps (default: a person at the console); ``resume`` re-attaches the steps still
+    running on the instruments (see :mod:`orchestrator.campaign_lab`); ``clock`` is the clock to
+    run on (default: simulated time for a lab of simulated instruments, else the wall clock; a
+    :class:`~drivers.clock.ScaledClock` meets a ``relaxlab sim serve`` process). Lab files have
+    no ovens yet, so campaigns with heating need the simulated lab.
     """
     if lab is not None:
-        return _run_on_lab(campaign, Path(data_dir), lab, responder, progress, on_job_done)
+        from orchestrator.campaign_lab import run_on_lab
+
+        return run_on_lab(campaign, Path(data_dir), lab, responder, progress, on_job_done, resume, clock,
+                          on_step_done)  # fmt: skip
     from orchestrator.simlab import SimulatedCampaignLab
 
     wall0 = time.perf_counter()
@@ -255,85 +262,6 @@ def run_campaign(
             )
             rests = frame[frame["step_type"] == "rest"]
             row["ocv_V"] = float(rests["voltage_V"].iloc[-1]) if len(rests) else None
-        out.cells[cell.id] = row
-    out.wall_s = time.perf_counter() - wall0
-    out.simulated_h = (clock.now() - t_start) / 3600.0
-    return out
-
-
-def _run_on_lab(
-    campaign: Campaign, data_dir: Path, lab: Lab, responder: Any, progress: bool, on_job_done: Any
-) -> CampaignResult:
-    """A campaign on a lab file's channels: connected and checked before any cell starts."""
-    from drivers.clock import Clock, WallClock
-    from orchestrator.connect import connect_lab
-    from orchestrator.operator_console import ConsoleOperator
-
-    heating = sorted({c.id for c in campaign.cells if split_phases(c.protocol.steps)[0]})
-    if heating:
-        raise ValueError(
-            f"campaign {campaign.name!r} heats powder portions (e.g. {heating[0]}), but lab files have "
-            "no ovens yet: run it on the simulated lab (without a lab file)"
-        )
-    wall0 = time.perf_counter()
-    clock: Clock = SimClock() if lab.simulated else WallClock()
-    t_start = clock.now()
-    connected = connect_lab(lab, clock)  # every instrument identified before anything moves
-    try:
-        if isinstance(clock, SimClock):
-            simtime = SimulatedTime(clock)
-            RE = RunEngine({}, during_task=simtime)
-            simtime.install(RE)
-        else:
-            RE = RunEngine({})
-        RE.subscribe(RunRouter([lambda name, doc: ([Journal(data_dir)], [])]))
-        spool = Spool(data_dir, fsync=not clock.simulated)
-        for channel in connected.channels.values():
-            channel.spool = spool
-        tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress)
-        RE.subscribe(tracker)
-        uids: dict[str, str] = {}
-        RE.subscribe(
-            lambda name, doc: uids.__setitem__(doc["job_key"], doc["uid"]) if name == "start" else None
-        )
-        operator = Operator(clock, responder or ConsoleOperator())
-        pool = Pool("channels", list(connected.channels.values()))
-        jobs = {}
-        for cell in campaign.cells:
-            md = {"campaign": campaign.name, "batch": campaign.batch.id, "material": campaign.batch.material,
-                  "cell": cell.id, "sample": cell.portion or campaign.batch.id, "replicate": cell.replicate,
-                  "condition": dict(cell.condition), "protocol": cell.protocol.name, "job_key": cell.id,
-                  "lab": lab.lab.name, "spool": spool.session}  # fmt: skip
-            jobs[cell.id] = cell_job(cell.id, cell.protocol.steps, pool, operator, None, md)
-        results: dict[str, Any] = {}
-
-        def job_done(key: str, value: Any) -> None:
-            results[key] = value
-            if on_job_done is not None:
-                on_job_done(key, value)
-
-        try:
-            RE(run_jobs(jobs, job_done))
-        finally:
-            tracker.close()
-    finally:
-        connected.close()
-    from orchestrator.summary import relaxation_summary
-
-    out = CampaignResult(campaign.name)
-    for cell in campaign.cells:
-        value = results.get(cell.id)
-        row: dict[str, Any] = {**dict(cell.condition), "replicate": cell.replicate, "run": uids.get(cell.id)}
-        if isinstance(value, BaseException) or value is None:
-            row["status"] = "failed" if value is not None else "not run"
-            out.failed[cell.id] = str(value)
-        else:
-            row["status"] = "done"
-            row["channel"] = value["channel"]
-            _, frame = read_journal(data_dir, uids[cell.id])
-            summary = relaxation_summary(frame)
-            row.update({k: summary.get(k) for k in ("charge_capacity_mAh_g", "discharge_capacity_mAh_g",
-                                                    "ni_plateau_mAh_g", "o_plateau_mAh_g")})  # fmt: skip
         out.cells[cell.id] = row
     out.wall_s = time.perf_counter() - wall0
     out.simulated_h = (clock.now() - t_start) / 3600.0

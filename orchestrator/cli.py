@@ -229,6 +229,7 @@ def campaign_plan(
     if channels < 1 or ovens < 1:
         _fail("--channels and --ovens must be at least 1")
     schedule = plan_campaign(campaign, channels=channels, ovens=ovens)
+    out.mkdir(parents=True, exist_ok=True)
     png = schedule.gantt_png(out / f"{campaign.name}-gantt.png")
     frame = schedule.frame
     data = {
@@ -264,6 +265,10 @@ def campaign_run(
     lab_file: Annotated[
         str | None, typer.Option("--lab", help="Run on this lab file's channels (operator prompts here).")
     ] = None,
+    sim_clock: Annotated[
+        Path | None,
+        typer.Option("--sim-clock", help="Clock file of a `relaxlab sim serve` process serving the lab."),
+    ] = None,
     data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the summary CSV.")] = Path("relaxlab-out"),
     as_json: JsonOpt = False,
@@ -271,18 +276,23 @@ def campaign_run(
     """Run a campaign: every cell concurrently, ovens shared, progress per cell.
 
     Without --lab on the simulated lab (simulated operator); with --lab on that lab's channels,
-    asking you at this console for each operator step."""
+    asking you at this console for each operator step. With --resume after a crash, finished
+    steps are skipped and steps still running on the lab's instruments are re-attached."""
     from drivers.transport import InstrumentError
     from orchestrator.campaign_run import run_campaign
     from orchestrator.lab import LabFileError, load_lab
+    from orchestrator.simtime import read_clock_file
     from orchestrator.storage import default_data_dir
 
     campaign = _load_campaign(campaign_file)
     try:
         lab = load_lab(lab_file) if lab_file else None
+        if sim_clock is not None and lab is None:
+            raise ValueError("--sim-clock needs --lab: the lab file whose instruments `sim serve` serves")
+        clock = read_clock_file(sim_clock) if sim_clock is not None else None
         result = run_campaign(
             campaign, data_dir or default_data_dir(), channels=channels, ovens=ovens,
-            progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed, lab=lab,
+            progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed, lab=lab, clock=clock,
         )  # fmt: skip
     except (LabFileError, InstrumentError, ValueError) as exc:
         _fail(str(exc))
@@ -472,21 +482,35 @@ def sim_serve(
     speed: Annotated[float, typer.Option(help="Simulated seconds per wall second.")] = 1.0,
     base_port: Annotated[int, typer.Option(help="First port for instruments without a TCP resource.")] = 5025,
     duration_s: Annotated[float | None, typer.Option(help="Stop after this many wall seconds.")] = None,
+    clock_file: Annotated[
+        Path, typer.Option(help="Where to publish the clock, for `campaign run --sim-clock`.")
+    ] = Path("relaxlab-sim-clock.json"),
     as_json: JsonOpt = False,
 ) -> None:
-    """Serve the lab's simulated instruments over TCP on 127.0.0.1 only (free-running clock)."""
+    """Serve the lab's simulated instruments over TCP on 127.0.0.1 only (free-running clock).
+
+    The instruments go on running whether or not an orchestrator is connected; an orchestrator
+    started with ``--sim-clock CLOCK_FILE`` shares this process's simulated time."""
     from drivers.clock import ScaledClock
     from orchestrator.lab import LabFileError, load_lab
     from orchestrator.simlab import SimulatedLab
+    from orchestrator.simtime import write_clock_file
 
     try:
         lab = load_lab(lab_file)
     except LabFileError as exc:
         _fail(str(exc))
-    simulation = SimulatedLab(lab, ScaledClock(speed))
-    ports = simulation.serve_all(base_port)
+    clock = ScaledClock(speed)
+    simulation = SimulatedLab(lab, clock)
+    try:
+        ports = simulation.serve_all(base_port)
+    except OSError as exc:
+        simulation.close()
+        _fail(f"cannot serve the simulated instruments on 127.0.0.1: {exc} (is another `sim serve` running?)")
+    write_clock_file(clock, clock_file)
     info = {name: f"TCPIP0::127.0.0.1::{port}::SOCKET" for name, port in ports.items()}
-    _print({"instruments": info, "speed": speed}, as_json, "\n".join(f"{n}: {r}" for n, r in info.items()))
+    _print({"instruments": info, "speed": speed, "clock_file": str(clock_file)}, as_json,
+           "\n".join(f"{n}: {r}" for n, r in info.items()) + f"\nclock: {clock_file}")  # fmt: skip
     sys.stdout.flush()
     try:
         wall0 = time.monotonic()

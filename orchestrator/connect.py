@@ -37,6 +37,8 @@ class ConnectedLab:
     drivers: dict[str, Any] = field(default_factory=dict)
     channels: dict[str, PotentiostatChannel] = field(default_factory=dict)
     simulation: Any = None
+    #: Reset instruments on connecting; False leaves steps the instruments run undisturbed.
+    reset: bool = True
 
     def close(self) -> None:
         for driver in self.drivers.values():
@@ -48,14 +50,18 @@ class ConnectedLab:
             self.simulation.close()
 
 
-def connect_lab(lab: Lab, clock: Clock, cells: list[str] | None = None, noise: bool = False) -> ConnectedLab:
+def connect_lab(
+    lab: Lab, clock: Clock, cells: list[str] | None = None, noise: bool = False, reset: bool = True
+) -> ConnectedLab:
     """Open every instrument the chosen cells need, identify it, and build their devices.
 
-    Raises :class:`~drivers.transport.InstrumentError` naming the instrument and its resource
-    when one cannot be reached; no step has started by then.
+    ``reset=False`` (resuming after the orchestrator went away) identifies the instruments
+    without resetting them or discarding what they buffered, so running steps can be
+    re-attached. Raises :class:`~drivers.transport.InstrumentError` naming the instrument and
+    its resource when one cannot be reached; no step has started by then.
     """
     chosen = [lab.cell(name) for name in cells] if cells else list(lab.cells)
-    connected = ConnectedLab(lab, clock)
+    connected = ConnectedLab(lab, clock, reset=reset)
     in_process = clock.simulated or any(lab.instruments[c.instrument].resource == "sim" for c in chosen)
     if in_process and any(lab.instruments[c.instrument].simulated for c in chosen):
         from orchestrator.simlab import SimulatedLab
@@ -86,7 +92,7 @@ def _driver(connected: ConnectedLab, name: str) -> Any:
             poll_interval_s=config.poll_interval,
             compliance_V=config.compliance,
         )
-        driver.initialise()
+        driver.initialise(reset=connected.reset)
     elif config.driver == "emstat4":
         driver = EmStat4Driver(
             transport,
@@ -96,7 +102,10 @@ def _driver(connected: ConnectedLab, name: str) -> Any:
             model=config.model,
             sample_interval_s=config.sample_interval,
         )
-        driver.firmware_version()  # reachable, and speaking MethodSCRIPT
+        if connected.reset:
+            driver.firmware_version()  # reachable, and speaking MethodSCRIPT
+        else:
+            driver.script_running()  # reachable; a running script's output is kept
     else:  # pragma: no cover - the lab schema admits only known drivers
         raise ValueError(f"unknown driver {config.driver!r}")
     connected.drivers[name] = driver

@@ -1,12 +1,13 @@
 """The operator at a console: instructions printed, values typed in.
 
 Each request is answered on its own thread, so a cell waiting for the operator holds up no
-other cell; prompts are serialised (one person, one keyboard). ``ask`` defaults to
-:func:`input`; tests and other front ends pass their own.
+other cell; prompts are serialised (one person, one keyboard). ``ask`` reads a line of
+standard input; tests and other front ends pass their own.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -15,10 +16,28 @@ from drivers.operator import OperatorRequest
 from drivers.quantities import QuantityError, parse_quantity
 
 
-class ConsoleOperator:
-    """A :data:`drivers.operator.Responder` that asks a person."""
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
-    def __init__(self, ask: Callable[[str], str] = input, say: Callable[[str], None] = print) -> None:
+
+def _ask(prompt: str) -> str:
+    """``input`` with its prompt on standard error (standard output may carry ``--json``)."""
+    _say_inline(prompt)
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
+def _say_inline(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+class ConsoleOperator:
+    """A :data:`drivers.operator.Responder` that asks a person (prompts on standard error)."""
+
+    def __init__(self, ask: Callable[[str], str] = _ask, say: Callable[[str], None] = _say) -> None:
         self.ask = ask
         self.say = say
         self._lock = threading.Lock()

@@ -16,15 +16,17 @@ simulated time beyond the poll that noticed the end of the step.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from bluesky.run_engine import RunEngine
 from bluesky.utils import DuringTask, Msg
 from ophyd.status import Status
 
-from drivers.clock import SimClock
+from drivers.clock import ScaledClock, SimClock
 
 
 class SimulatedTimeStall(RuntimeError):
@@ -105,3 +107,25 @@ class SimulatedTime(DuringTask):
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+# --- free-running simulated time shared between processes ----------------------------------
+
+
+def write_clock_file(clock: ScaledClock, path: Path) -> None:
+    """Publish a free-running clock (``relaxlab sim serve``) for orchestrators in other processes."""
+    data = {"speed": clock.speed, "start_s": clock.start_s, "wall0_s": clock.wall0_s}
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def read_clock_file(path: Path) -> ScaledClock:
+    """The free-running clock a ``relaxlab sim serve`` process published (ValueError if unusable)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return ScaledClock(float(data["speed"]), float(data["start_s"]), float(data["wall0_s"]))
+    except FileNotFoundError:
+        raise ValueError(f"no simulated-lab clock file {path}: is `relaxlab sim serve` running?") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"simulated-lab clock file {path} is not usable: {exc}") from None

@@ -125,6 +125,12 @@ def list_journal_runs(data_dir: Path) -> list[dict[str, Any]]:
 
 def frame_from_documents(docs: Iterator[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], pd.DataFrame]:
     """(start document, points DataFrame) from a run's documents."""
+    start, frame = raw_frame(docs)
+    return start, to_export_frame(start, frame)
+
+
+def raw_frame(docs: Iterator[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(start document, the points stream's columns as recorded, plus ``timestamp``)."""
     start: dict[str, Any] = {}
     streams: dict[str, str] = {}
     chunks: list[pd.DataFrame] = []
@@ -138,7 +144,7 @@ def frame_from_documents(docs: Iterator[tuple[str, dict[str, Any]]]) -> tuple[di
             chunk["timestamp"] = doc["timestamps"][next(iter(doc["data"]))]
             chunks.append(chunk)
     frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-    return start, to_export_frame(start, frame)
+    return start, frame
 
 
 def to_export_frame(start: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
@@ -159,14 +165,48 @@ def to_export_frame(start: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def read_journal(data_dir: Path, uid: str) -> tuple[dict[str, Any], pd.DataFrame]:
+def _journal_path(data_dir: Path, uid: str) -> Path:
     path = Path(data_dir) / "journal" / f"{uid}.jsonl"
     if not path.exists():
         matches = list((Path(data_dir) / "journal").glob(f"{uid}*.jsonl"))
         if len(matches) != 1:
             raise KeyError(f"no run {uid!r} in {data_dir}")
         path = matches[0]
-    return frame_from_documents(journal_documents(path))
+    return path
+
+
+def read_journal(data_dir: Path, uid: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    return frame_from_documents(journal_documents(_journal_path(data_dir, uid)))
+
+
+def read_runs(data_dir: Path, uids: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One cell's runs in order (a run and the runs that resumed it) as one export frame.
+
+    A step re-attached by a later run (``reattached_step`` in its start document) continues
+    the step of the run before it; every other step is a step of its own. Returns the last
+    run's start document, with ``step_types`` for the whole frame.
+    """
+    frames: list[pd.DataFrame] = []
+    types: list[str] = []
+    start: dict[str, Any] = {}
+    last_step: int | None = None  # the channel's number for the last step with points so far
+    for uid in uids:
+        start, frame = raw_frame(journal_documents(_journal_path(data_dir, uid)))
+        if frame.empty:
+            continue
+        raw = frame["step"].to_numpy(dtype=int)
+        codes = pd.factorize(raw)[0]
+        reached = list(start.get("step_types", []))[: int(codes.max()) + 1]  # steps the run got to
+        joined = last_step is not None and start.get("reattached_step") == last_step == raw[0]
+        offset = len(types) - 1 if joined else len(types)
+        types += reached[1:] if joined else reached
+        frames.append(frame.assign(step=codes + offset))
+        last_step = int(raw[-1])
+    if not frames:
+        return start, to_export_frame(start, pd.DataFrame())
+    combined = pd.concat(frames, ignore_index=True)
+    origin = frames[0]["timestamp"].iloc[0]
+    return start, to_export_frame({**start, "step_types": types, "clock_start_s": origin}, combined)
 
 
 def _page_writer(client: Any, batch_points: int) -> Any:

@@ -18,6 +18,7 @@ from bluesky import plan_stubs as bps
 from bluesky.utils import Msg, short_uid
 from ophyd.status import Status
 
+from drivers.base import StepProgress
 from drivers.device import PotentiostatChannel
 from drivers.operator import Operator, OperatorRequest, Timer
 from drivers.techniques import GITT as Gitt
@@ -72,8 +73,16 @@ class Gate:
             self.status.set_finished()
 
 
-def job_step(channel: PotentiostatChannel, technique: Any) -> MsgGen:
+def job_step(
+    channel: PotentiostatChannel,
+    technique: Any,
+    resume: StepProgress | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> MsgGen:
     """One technique on a channel, streaming pages, parking only this job while it runs.
+
+    With ``resume`` the step is re-attached on the instrument rather than started.
+    ``on_started()`` is called once it runs (to persist where it started).
 
     Yields
     ------
@@ -81,9 +90,14 @@ def job_step(channel: PotentiostatChannel, technique: Any) -> MsgGen:
         prepare/kickoff, then per page 'trigger', relaxlab_wait_for, 'wait' and 'collect'.
     """
     started = short_uid("start")
-    yield Msg("prepare", channel, technique, group=started)
+    if resume is None:
+        yield Msg("prepare", channel, technique, group=started)
+    else:
+        yield Msg("prepare", channel, technique, resume=resume, group=started)
     yield Msg("kickoff", channel, group=started)
     yield Msg("wait", None, group=started)
+    if on_started is not None:
+        on_started()
     done, done_group = yield from start("complete", channel)
     while True:
         page, page_group = yield from start("trigger", channel)
@@ -215,12 +229,17 @@ def cell_job(
     operator_context: dict[str, Any] | None = None,
     done_steps: int = 0,
     on_step: Callable[[str, int, PotentiostatChannel], None] | None = None,
+    reattach: tuple[PotentiostatChannel, StepProgress] | None = None,
+    on_step_started: Callable[[str, int, PotentiostatChannel], None] | None = None,
 ) -> MsgGen:
     """One cell's run: wait for its portion, take a channel, build the cell, run its steps.
 
     ``done_steps`` steps already finished in an earlier, interrupted run: the operator re-mounts
     the cell and the run goes on with the next step (a new run, linked by its metadata).
-    ``on_step(cell, steps_done, channel)`` is called after each step, to persist progress.
+    With ``reattach = (channel, progress)`` step ``done_steps`` is still running on that
+    channel (taken from the pool already): the run picks it up where the stored points end,
+    without the operator. ``on_step_started(cell, index, channel)`` and ``on_step(cell,
+    steps_done, channel)`` are called as each step starts and ends, to persist progress.
 
     Yields
     ------
@@ -237,7 +256,7 @@ def cell_job(
         yield from wait_for([gate.status])
         if gate.error is not None:
             raise RuntimeError(f"{cell}: its powder portion failed: {gate.error}")
-    channel = yield from channels.acquire()
+    channel = reattach[0] if reattach is not None else (yield from channels.acquire())
     result: dict[str, Any] = {"channel": channel.name, "end_reasons": [], "recorded": {}}
     try:
         steps = list(steps)
@@ -246,13 +265,14 @@ def cell_job(
             # Someone has to put the cell on the channel even if the protocol does not say so.
             steps.insert(0, Manual(f"Mount cell {cell} on {channel.name}", (("active_mass", "mg"),)))
         todo = list(enumerate(steps))[done_steps:]
-        if done_steps:
+        if done_steps and reattach is None:
             remount = Manual(f"Re-mount cell {cell} on {channel.name} (resuming after step {done_steps})",
                              (("active_mass", "mg"),))  # fmt: skip
             todo.insert(0, (-1, remount))
         step_types = [st.kind for _, st in todo if isinstance(st, TECHNIQUES)]
         yield from bps.open_run({**md, "channel": channel.name, "step_types": step_types, "job": "cell",
-                                 "resumed_after_step": done_steps})  # fmt: skip
+                                 "resumed_after_step": done_steps,
+                                 "reattached_step": reattach[1].step_index if reattach else None})  # fmt: skip
         declared = False
         for index, step in todo:
             if isinstance(step, Manual):
@@ -267,7 +287,15 @@ def cell_job(
                 if not declared:  # after the operator steps, so the descriptor has the weighed mass
                     yield from declare_points_stream(channel)
                     declared = True
-                result["end_reasons"].append((yield from job_step(channel, step)))
+                resume = reattach[1] if reattach is not None and index == done_steps else None
+
+                def started(i: int = index) -> None:
+                    if on_step_started is not None:
+                        on_step_started(cell, i, channel)
+
+                result["end_reasons"].append((yield from job_step(channel, step, resume, started)))
+                if channel.points_missing:
+                    result["points_missing"] = result.get("points_missing", 0) + channel.points_missing
             elif isinstance(step, Xrd):
                 raise NotImplementedError(f"{cell}: XRD steps are not run by campaigns yet")
             else:

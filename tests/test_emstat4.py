@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from drivers.base import Point
+from drivers.base import Point, StepProgress
 from drivers.clock import SimClock
 from drivers.emstat4 import EmStat4Driver, EmStat4StepRun
 from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Cutoffs, Loop, Rest, Sweep
@@ -221,7 +221,7 @@ def test_reattach_in_process_loses_and_duplicates_nothing(rig: Rig) -> None:
     # the host dies; the instrument keeps running and buffers; a new process reattaches
     rig.clock.set_time(rig.clock.now() + 12000)
     driver2 = EmStat4Driver(InProcessTransport(rig.sim), rig.clock)
-    run2 = driver2.reattach(step, MASS_G, 7, started, points_already_seen=len(before))
+    run2 = driver2.reattach(step, MASS_G, StepProgress(7, started, len(before)))
     rig.clock.set_time(rig.clock.now() + 40000)
     after, done = run2.poll()
     assert done and run2.end_reason == "time"
@@ -236,7 +236,7 @@ def test_reattach_skips_points_already_stored_and_counts_gaps(rig: Rig) -> None:
     seen, _ = run.poll()
     # pretend only 7 of the 10 points were stored before the crash: 3 are gone for good
     driver2 = EmStat4Driver(InProcessTransport(rig.sim), rig.clock)
-    run2 = driver2.reattach(step, MASS_G, 1, run.started_at_s, points_already_seen=7)
+    run2 = driver2.reattach(step, MASS_G, StepProgress(1, run.started_at_s, 7))
     rig.clock.set_time(rig.clock.now() + 3600)
     after, done = run2.poll()
     assert done and run2.missing_points == 3 and len(after) == 50
@@ -245,9 +245,31 @@ def test_reattach_skips_points_already_stored_and_counts_gaps(rig: Rig) -> None:
 
 def test_reattach_rejects_another_script(rig: Rig) -> None:
     rig.driver.transport.write(b'e\nsend_string "relaxlab:other:1:0"\n\n')
-    run = rig.driver.reattach(Rest(60), MASS_G, 1, rig.clock.now(), 0)
+    run = rig.driver.reattach(Rest(60), MASS_G, StepProgress(1, rig.clock.now(), 0))
     with pytest.raises(InstrumentError, match="another script"):
         run.poll()
+
+
+def test_reattach_to_an_idle_instrument_says_the_step_is_gone(rig: Rig) -> None:
+    step = Rest(600, record_interval_s=60)
+    run = rig.driver.start_step(step, MASS_G, 3)
+    rig.clock.set_time(rig.clock.now() + 700)
+    run.poll()  # the host read everything, to the end: nothing is left on the instrument
+    with pytest.raises(InstrumentError, match="no longer on the instrument"):
+        rig.driver.reattach(step, MASS_G, StepProgress(3, run.started_at_s, 10))
+
+
+def test_reattach_keeps_output_buffered_while_checking_the_script_runs(rig: Rig) -> None:
+    step = Rest(3600, record_interval_s=60)
+    reference = _reference_points(step, 3600)
+    run = rig.driver.start_step(step, MASS_G, 2)
+    rig.clock.set_time(rig.clock.now() + 600)
+    # the host died before reading anything after the identifier
+    driver2 = EmStat4Driver(InProcessTransport(rig.sim), rig.clock)
+    run2 = driver2.reattach(step, MASS_G, StepProgress(2, run.started_at_s, 0))
+    rig.clock.set_time(rig.clock.now() + 3600)
+    points, done = run2.poll()
+    assert done and run2.missing_points == 0 and points == reference
 
 
 # ----------------------------------------------------------------------------- over TCP
@@ -313,7 +335,7 @@ def test_over_tcp_with_disconnect_in_the_middle_of_a_rest() -> None:
         rig.clock.set_time(rig.clock.now() + 3000)
         t2 = SerialTransport(f"socket://127.0.0.1:{port}", timeout_s=5.0)
         driver2 = EmStat4Driver(t2, rig.clock)
-        run2 = driver2.reattach(step, MASS_G, 7, run.started_at_s, len(before))
+        run2 = driver2.reattach(step, MASS_G, StepProgress(7, run.started_at_s, len(before)))
         rig.clock.set_time(rig.clock.now() + 3000)
         after = list(_poll_until(run2, t2, lambda p, d: d))
         t2.close()

@@ -194,3 +194,81 @@ def test_potentiostat_refuses_a_current_beyond_the_channel(sim) -> None:
     driver = Keithley2450Potentiostat(Keithley2450(t, "smu"), clock, max_current_A=0.01)
     with pytest.raises(ValueError, match="max_current_A"):
         driver.start_step(ConstantCurrent(20, Cutoffs(voltage_V=4.8)), active_mass_g=1.0, step_index=0)
+
+
+# --- a new host re-attaches to a step the 2450 kept running -----------------------------------
+
+
+def _run_for(clock: SimClock, run, seconds: float) -> list:
+    points = []
+    end = clock.now() + seconds
+    while clock.now() < end and run.end_reason is None:
+        clock.set_time(min(end, clock.now() + run.next_poll_delay_s()))
+        points += run.poll()[0]
+    return points
+
+
+def _progress(points, step_index: int = 4):
+    from drivers.base import StepProgress
+
+    last = points[-1]
+    first_of_substep = next(p.time_s for p in points if p.substep == last.substep)
+    return StepProgress(step_index, points[0].time_s, len(points), last, first_of_substep)
+
+
+def test_reattach_continues_a_charge_with_the_charge_passed_while_away(sim) -> None:
+    from drivers.techniques import ConstantCurrent, Cutoffs
+
+    clock, _, t = sim
+    step = ConstantCurrent(20, Cutoffs(voltage_V=4.8), record_interval_s=60)
+    host1 = Keithley2450Potentiostat(Keithley2450(t, "smu"), clock, poll_interval_s=10)
+    host1.initialise()
+    before = _run_for(clock, host1.start_step(step, 0.007, 4), 3600)
+    clock.set_time(clock.now() + 1800)  # host 1 died; the 2450 kept sourcing 140 uA
+    host2 = Keithley2450Potentiostat(Keithley2450(t, "smu"), clock, poll_interval_s=10)
+    host2.initialise(reset=False)  # identifies it without *RST, which would switch the output off
+    run = host2.reattach(step, 0.007, _progress(before))
+    after = _run_for(clock, run, 20 * 3600)
+    assert run.end_reason == "voltage"
+    # 20 mA/g through the half hour nobody polled (and since the last stored point) is counted
+    away_s = after[0].time_s - before[-1].time_s
+    assert 1800.0 <= away_s < 1800.0 + 60.0
+    assert after[0].capacity_mAh_g - before[-1].capacity_mAh_g == pytest.approx(20.0 * away_s / 3600, rel=1e-6)
+    assert 250 < after[-1].capacity_mAh_g < 320 and after[-1].voltage_V >= 4.8 - 1e-6
+
+
+def test_reattach_moves_on_to_the_gitt_pulse_or_rest_the_instrument_is_in(sim) -> None:
+    from drivers.techniques import GITT
+
+    clock, _, t = sim
+    step = GITT(current_mA_g=20, pulse_s=600, rest_s=1800, cutoff_voltage_V=4.8, record_interval_s=60)
+    host1 = Keithley2450Potentiostat(Keithley2450(t, "smu"), clock)
+    host1.initialise()
+    before = _run_for(clock, host1.start_step(step, 0.007, 2), 2 * 2400 + 900)  # in the third rest
+    assert before[-1].substep == 5
+    host2 = Keithley2450Potentiostat(Keithley2450(t, "smu"), clock)
+    run = host2.reattach(step, 0.007, _progress(before, 2))
+    clock.set_time(clock.now() + 1600)  # past the rest's end (7200 s into the step)
+    points = run.poll()[0]
+    assert points[0].substep == 5 and points[0].current_A == 0.0
+    assert points[-1].substep == 6 and points[-1].current_A > 0  # the rest ended; the next pulse began
+
+
+@pytest.mark.parametrize(
+    ("meddle", "message"),
+    [
+        (lambda t: t.write_line(":OUTP OFF"), "output is off"),
+        (lambda t: t.write_line(":SOUR:CURR 1e-3"), "sources current at 0.001"),
+    ],
+)
+def test_reattach_refuses_an_instrument_doing_something_else(sim, meddle, message) -> None:
+    from drivers.techniques import ConstantCurrent, Cutoffs
+
+    clock, _, t = sim
+    step = ConstantCurrent(20, Cutoffs(voltage_V=4.8), record_interval_s=60)
+    host1 = Keithley2450Potentiostat(Keithley2450(t, "smu"), clock)
+    before = _run_for(clock, host1.start_step(step, 0.007, 1), 600)
+    meddle(t)  # someone used the instrument meanwhile
+    host2 = Keithley2450Potentiostat(Keithley2450(t, "smu"), clock)
+    with pytest.raises(InstrumentError, match=message):
+        host2.reattach(step, 0.007, _progress(before, 1))

@@ -1,0 +1,212 @@
+"""A campaign on a lab file's channels: real instruments, or simulated ones served over TCP.
+
+Every instrument is connected and identified before any cell starts. The campaign's state is
+written to ``<data>/campaigns/<name>/state.json`` as each step starts and ends: which step of
+which cell runs on which channel, since when, and in which runs its points are. After the
+orchestrator is killed, ``resume=True`` closes the interrupted runs (with every point the spool
+holds), reconnects without resetting anything, and re-attaches each step that was running: the
+instrument went on with it meanwhile (an EmStat4 runs the whole step as a script and buffered
+its output; a Keithley 2450 kept sourcing what the step set). Steps that had finished are not
+repeated; a cell between two steps is re-mounted by the operator and goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from bluesky import RunEngine
+from event_model import RunRouter
+
+from drivers.base import Point, StepProgress
+from drivers.clock import Clock, SimClock, WallClock
+from drivers.operator import Operator
+from orchestrator.campaign_file import Campaign
+from orchestrator.lab import Lab
+from orchestrator.schedule import split_phases
+from orchestrator.simtime import SimulatedTime
+from orchestrator.storage import (
+    Journal,
+    Spool,
+    journal_documents,
+    raw_frame,
+    read_runs,
+    recover_interrupted_runs,
+)
+from protocols.campaign import Pool, cell_job
+from protocols.jobs import run_jobs
+
+
+def stored_step_progress(
+    data_dir: Path, uids: list[str], step_index: int, started_at_s: float
+) -> StepProgress:
+    """How far step ``step_index`` got, from the points stored in runs ``uids``."""
+    frames = []
+    for uid in uids:
+        path = Path(data_dir) / "journal" / f"{uid}.jsonl"
+        if path.exists():
+            _, frame = raw_frame(journal_documents(path))
+            if not frame.empty:
+                frames.append(frame[frame["step"] == step_index])
+    rows = [r for f in frames for r in f.itertuples(index=False)]
+    rows.sort(key=lambda r: r.timestamp)
+    if not rows:
+        return StepProgress(step_index, started_at_s, 0)
+    last = rows[-1]
+    point = Point(float(last.timestamp), float(last.voltage_V), float(last.current_A),
+                  float(last.capacity_mAh_g), float(last.temperature_C), int(last.substep))  # fmt: skip
+    substep_start = min(float(r.timestamp) for r in rows if int(r.substep) == point.substep)
+    return StepProgress(step_index, started_at_s, len(rows), point, substep_start)
+
+
+def run_on_lab(
+    campaign: Campaign,
+    data_dir: Path,
+    lab: Lab,
+    responder: Any = None,
+    progress: bool = False,
+    on_job_done: Any = None,
+    resume: bool = False,
+    clock: Clock | None = None,
+    on_step_done: Any = None,
+) -> Any:
+    """Run ``campaign`` on the cells (channels) of ``lab``; see :func:`orchestrator.campaign_run.run_campaign`."""
+    from orchestrator.campaign_run import CampaignProgress, CampaignResult
+    from orchestrator.connect import connect_lab
+    from orchestrator.operator_console import ConsoleOperator
+    from orchestrator.summary import relaxation_summary
+
+    heating = sorted({c.id for c in campaign.cells if split_phases(c.protocol.steps)[0]})
+    if heating:
+        raise ValueError(
+            f"campaign {campaign.name!r} heats powder portions (e.g. {heating[0]}), but lab files have "
+            "no ovens yet: run it on the simulated lab (without a lab file)"
+        )
+    data_dir = Path(data_dir)
+    wall0 = time.perf_counter()
+    state_path = data_dir / "campaigns" / campaign.name / "state.json"
+    saved = json.loads(state_path.read_text()) if resume and state_path.exists() else None
+    state: dict[str, Any] = saved or {"campaign": campaign.name, "lab": lab.lab.name, "jobs": {}, "cells": {}}
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    if clock is None:
+        clock = SimClock() if lab.simulated else WallClock()
+    t_start = clock.now()
+    if resume:
+        recover_interrupted_runs(data_dir)  # close what the last session left open, points and all
+    connected = connect_lab(lab, clock, reset=not resume)  # identified before anything moves
+    lab_cell = {channel.name: name for name, channel in connected.channels.items()}
+
+    def write_state() -> None:
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1, default=str))
+        tmp.replace(state_path)
+
+    try:
+        if isinstance(clock, SimClock):
+            simtime = SimulatedTime(clock)
+            RE = RunEngine({}, during_task=simtime)
+            simtime.install(RE)
+        else:
+            RE = RunEngine({})
+        RE.subscribe(RunRouter([lambda name, doc: ([Journal(data_dir)], [])]))
+        spool = Spool(data_dir, fsync=not clock.simulated)
+        for channel in connected.channels.values():
+            channel.spool = spool
+        tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress)
+        RE.subscribe(tracker)
+        uids: dict[str, str] = {}
+
+        def run_started(name: str, doc: dict[str, Any]) -> None:
+            if name == "start":
+                uids[doc["job_key"]] = doc["uid"]
+                cell_state = state["cells"].setdefault(doc["job_key"], {"steps_done": 0})
+                cell_state.setdefault("runs", []).append(doc["uid"])
+                write_state()  # the run is durable in the campaign before its first step
+
+        RE.subscribe(run_started)
+
+        def step_started(cell_id: str, index: int, channel: Any) -> None:
+            cell_state = state["cells"][cell_id]
+            running = cell_state.get("running") or {}
+            runs = running.get("runs", []) if running.get("index") == index else []
+            cell_state["running"] = {"index": index, "step_index": channel.step_index,
+                                     "started_at_s": channel.step_started_s, "channel": lab_cell[channel.name],
+                                     "runs": [*runs, uids[cell_id]]}  # fmt: skip
+            cell_state["active_mass_mg"] = float(channel.active_mass_g.get()) * 1000.0
+            write_state()
+
+        def step_done(cell_id: str, steps_done: int, channel: Any) -> None:
+            cell_state = state["cells"][cell_id]
+            cell_state.update(steps_done=steps_done, running=None)
+            write_state()
+            if on_step_done is not None:
+                on_step_done(cell_id, steps_done)
+
+        operator = Operator(clock, responder or ConsoleOperator())
+        pool = Pool("channels", list(connected.channels.values()))
+        jobs = {}
+        for cell in campaign.cells:
+            if state["jobs"].get(cell.id, {}).get("status") == "done":
+                continue
+            before = state["cells"].get(cell.id, {})
+            done_steps = int(before.get("steps_done", 0))
+            reattach = None
+            running = before.get("running")
+            if running:
+                channel = connected.channels[running["channel"]]
+                pool.free.remove(channel)  # the cell is on it, its step still running
+                channel.active_mass_g.put(before["active_mass_mg"] / 1000.0)
+                found = stored_step_progress(
+                    data_dir, running["runs"], running["step_index"], running["started_at_s"]
+                )
+                reattach = (channel, found)
+                done_steps = running["index"]
+            runs_before = before.get("runs") or [None]
+            md = {"campaign": campaign.name, "batch": campaign.batch.id, "material": campaign.batch.material,
+                  "cell": cell.id, "sample": cell.portion or campaign.batch.id, "replicate": cell.replicate,
+                  "condition": dict(cell.condition), "protocol": cell.protocol.name, "job_key": cell.id,
+                  "lab": lab.lab.name, "spool": spool.session, "resumes": runs_before[-1]}  # fmt: skip
+            jobs[cell.id] = cell_job(cell.id, cell.protocol.steps, pool, operator, None, md,
+                                     done_steps=done_steps, on_step=step_done, reattach=reattach,
+                                     on_step_started=step_started)  # fmt: skip
+
+        def job_done(key: str, value: Any) -> None:
+            failed = isinstance(value, BaseException)
+            state["jobs"][key] = {"status": "failed" if failed else "done", "uid": uids.get(key),
+                                  "reason": str(value) if failed else None,
+                                  "channel": None if failed else lab_cell.get(value["channel"]),
+                                  "points_missing": 0 if failed else value.get("points_missing", 0)}  # fmt: skip
+            write_state()
+            if on_job_done is not None:
+                on_job_done(key, value)
+
+        try:
+            RE(run_jobs(jobs, job_done))
+        finally:
+            tracker.close()
+            spool.close()
+    finally:
+        connected.close()
+
+    out = CampaignResult(campaign.name)
+    for cell in campaign.cells:
+        info = state["jobs"].get(cell.id)
+        row: dict[str, Any] = {**dict(cell.condition), "replicate": cell.replicate,
+                               "run": info.get("uid") if info else None,
+                               "status": info["status"] if info else "not run"}  # fmt: skip
+        if info is None or info["status"] == "failed":
+            out.failed[cell.id] = info["reason"] if info else "not run"
+        else:
+            row["channel"] = info.get("channel")
+            # numbered by the instrument, never stored: in transit when the orchestrator died
+            row["points_lost"] = info.get("points_missing", 0)
+            _, frame = read_runs(data_dir, state["cells"][cell.id]["runs"])
+            summary = relaxation_summary(frame)
+            row.update({k: summary.get(k) for k in ("charge_capacity_mAh_g", "discharge_capacity_mAh_g",
+                                                    "ni_plateau_mAh_g", "o_plateau_mAh_g")})  # fmt: skip
+        out.cells[cell.id] = row
+    out.wall_s = time.perf_counter() - wall0
+    out.simulated_h = (clock.now() - t_start) / 3600.0
+    return out
