@@ -8,6 +8,10 @@ holds), reconnects without resetting anything, and re-attaches each step that wa
 instrument went on with it meanwhile (an EmStat4 runs the whole step as a script and buffered
 its output; a Keithley 2450 kept sourcing what the step set). Steps that had finished are not
 repeated; a cell between two steps is re-mounted by the operator and goes on with the next one.
+
+Heated powder portions share the lab's ovens (``driver = "eurotherm"``): a portion job runs its
+operator steps and its heating, and its cells wait for it. A portion interrupted mid-hold is
+resumed in the same oven for the time left (the controller held its set-point meanwhile).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from event_model import RunRouter
 
 from drivers.base import Point, StepProgress
 from drivers.clock import Clock, SimClock, WallClock
-from drivers.operator import Operator
+from drivers.operator import Operator, Timer
 from orchestrator.campaign_file import Campaign
 from orchestrator.lab import Lab
 from orchestrator.schedule import split_phases
@@ -35,7 +39,7 @@ from orchestrator.storage import (
     read_runs,
     recover_interrupted_runs,
 )
-from protocols.campaign import Pool, cell_job
+from protocols.campaign import Gate, Pool, cell_job, portion_job
 from protocols.jobs import run_jobs
 
 
@@ -79,10 +83,11 @@ def run_on_lab(
     from orchestrator.summary import relaxation_summary
 
     heating = sorted({c.id for c in campaign.cells if split_phases(c.protocol.steps)[0]})
-    if heating:
+    if heating and not lab.ovens:
         raise ValueError(
-            f"campaign {campaign.name!r} heats powder portions (e.g. {heating[0]}), but lab files have "
-            "no ovens yet: run it on the simulated lab (without a lab file)"
+            f"campaign {campaign.name!r} heats powder portions (e.g. for {heating[0]}), but lab file "
+            f'{lab.source} has no oven: add one (an instrument with driver = "eurotherm"), or run '
+            "the campaign on the simulated lab (without --lab)"
         )
     data_dir = Path(data_dir)
     wall0 = time.perf_counter()
@@ -95,7 +100,8 @@ def run_on_lab(
     t_start = clock.now()
     if resume:
         recover_interrupted_runs(data_dir)  # close what the last session left open, points and all
-    connected = connect_lab(lab, clock, reset=not resume)  # identified before anything moves
+    # every instrument identified before anything moves
+    connected = connect_lab(lab, clock, reset=not resume, ovens=bool(heating))
     lab_cell = {channel.name: name for name, channel in connected.channels.items()}
 
     def write_state() -> None:
@@ -121,8 +127,9 @@ def run_on_lab(
         def run_started(name: str, doc: dict[str, Any]) -> None:
             if name == "start":
                 uids[doc["job_key"]] = doc["uid"]
-                cell_state = state["cells"].setdefault(doc["job_key"], {"steps_done": 0})
-                cell_state.setdefault("runs", []).append(doc["uid"])
+                if doc.get("job") == "cell":
+                    cell_state = state["cells"].setdefault(doc["job_key"], {"steps_done": 0})
+                    cell_state.setdefault("runs", []).append(doc["uid"])
                 write_state()  # the run is durable in the campaign before its first step
 
         RE.subscribe(run_started)
@@ -146,8 +153,37 @@ def run_on_lab(
 
         operator = Operator(clock, responder or ConsoleOperator())
         pool = Pool("channels", list(connected.channels.values()))
-        jobs = {}
+        ovens = Pool("ovens", list(connected.ovens.values()))
+        timer = Timer(clock)
+        jobs: dict[str, Any] = {}
+        gates: dict[str, Gate] = {}
+        portions = state.setdefault("portions", {})
+        masses = {p.id: p.mass_g * 1000.0 for p in campaign.portions}
+
+        def portion_progress(portion: str, info: dict[str, Any]) -> None:
+            portions.setdefault(portion, {}).update(info)
+            write_state()
+
         for cell in campaign.cells:
+            portion_phase, cell_phase = split_phases(cell.protocol.steps)
+            portion = cell.portion or "powder"
+            if portion_phase and portion not in gates:
+                gates[portion] = Gate()
+                if state["jobs"].get(portion, {}).get("status") == "done":
+                    gates[portion].open()
+                else:
+                    before = portions.get(portion, {})
+                    hold = None
+                    if before.get("hold_started_s") is not None:  # the portion is in that oven
+                        oven = connected.ovens[before["oven"]]
+                        ovens.free.remove(oven)
+                        hold = (oven, float(before["hold_started_s"]))
+                    md = {"campaign": campaign.name, "batch": campaign.batch.id, "portion": portion,
+                          "condition": dict(cell.condition), "job_key": portion, "lab": lab.lab.name,
+                          "resumes": state["jobs"].get(portion, {}).get("uid")}  # fmt: skip
+                    jobs[portion] = portion_job(portion, portion_phase, ovens, operator, timer, gates[portion], md,
+                                                {"portion_mass": masses.get(portion, 0.0)},
+                                                int(before.get("steps_done", 0)), hold, portion_progress)  # fmt: skip
             if state["jobs"].get(cell.id, {}).get("status") == "done":
                 continue
             before = state["cells"].get(cell.id, {})
@@ -168,16 +204,17 @@ def run_on_lab(
                   "cell": cell.id, "sample": cell.portion or campaign.batch.id, "replicate": cell.replicate,
                   "condition": dict(cell.condition), "protocol": cell.protocol.name, "job_key": cell.id,
                   "lab": lab.lab.name, "spool": spool.session, "resumes": runs_before[-1]}  # fmt: skip
-            jobs[cell.id] = cell_job(cell.id, cell.protocol.steps, pool, operator, None, md,
+            jobs[cell.id] = cell_job(cell.id, cell_phase, pool, operator, gates.get(portion), md,
                                      done_steps=done_steps, on_step=step_done, reattach=reattach,
                                      on_step_started=step_started)  # fmt: skip
 
         def job_done(key: str, value: Any) -> None:
             failed = isinstance(value, BaseException)
+            done = value if isinstance(value, dict) else {}  # a cell's result, or what a portion recorded
             state["jobs"][key] = {"status": "failed" if failed else "done", "uid": uids.get(key),
                                   "reason": str(value) if failed else None,
-                                  "channel": None if failed else lab_cell.get(value["channel"]),
-                                  "points_missing": 0 if failed else value.get("points_missing", 0)}  # fmt: skip
+                                  "channel": lab_cell.get(done.get("channel", "")),
+                                  "points_missing": done.get("points_missing", 0)}  # fmt: skip
             write_state()
             if on_job_done is not None:
                 on_job_done(key, value)
@@ -191,6 +228,9 @@ def run_on_lab(
         connected.close()
 
     out = CampaignResult(campaign.name)
+    for key, info in state["jobs"].items():
+        if key not in {c.id for c in campaign.cells} and info["status"] == "failed":
+            out.failed[key] = info["reason"]  # a powder portion
     for cell in campaign.cells:
         info = state["jobs"].get(cell.id)
         row: dict[str, Any] = {**dict(cell.condition), "replicate": cell.replicate,

@@ -115,8 +115,8 @@ def run_campaign(
     operator steps (default: a person at the console); ``resume`` re-attaches the steps still
     running on the instruments (see :mod:`orchestrator.campaign_lab`); ``clock`` is the clock to
     run on (default: simulated time for a lab of simulated instruments, else the wall clock; a
-    :class:`~drivers.clock.ScaledClock` meets a ``relaxlab sim serve`` process). Lab files have
-    no ovens yet, so campaigns with heating need the simulated lab.
+    :class:`~drivers.clock.ScaledClock` meets a ``relaxlab sim serve`` process). Campaigns that
+    heat powder portions need an oven in the lab file.
     """
     if lab is not None:
         from orchestrator.campaign_lab import run_on_lab

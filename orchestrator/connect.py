@@ -13,6 +13,7 @@ from typing import Any
 from drivers.clock import Clock
 from drivers.device import PotentiostatChannel
 from drivers.emstat4 import EmStat4Driver
+from drivers.eurotherm import EurothermDriver, Oven
 from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
 from drivers.transport import InstrumentError, SerialTransport, VisaTransport
 from orchestrator.lab import CellConfig, InstrumentConfig, Lab
@@ -25,7 +26,7 @@ def open_transport(name: str, config: InstrumentConfig) -> Any:
     resource = config.resource
     if _SERIAL_URL.search(resource):
         return SerialTransport(
-            resource, baudrate=config.baudrate, timeout_s=config.timeout, name=f"{name} ({resource})"
+            resource, baudrate=config.serial_baudrate, timeout_s=config.timeout, name=f"{name} ({resource})"
         )
     return VisaTransport(resource, timeout_s=config.timeout, name=f"{name} ({resource})")
 
@@ -36,6 +37,7 @@ class ConnectedLab:
     clock: Clock
     drivers: dict[str, Any] = field(default_factory=dict)
     channels: dict[str, PotentiostatChannel] = field(default_factory=dict)
+    ovens: dict[str, Oven] = field(default_factory=dict)
     simulation: Any = None
     #: Reset instruments on connecting; False leaves steps the instruments run undisturbed.
     reset: bool = True
@@ -51,25 +53,58 @@ class ConnectedLab:
 
 
 def connect_lab(
-    lab: Lab, clock: Clock, cells: list[str] | None = None, noise: bool = False, reset: bool = True
+    lab: Lab,
+    clock: Clock,
+    cells: list[str] | None = None,
+    noise: bool = False,
+    reset: bool = True,
+    ovens: bool = False,
 ) -> ConnectedLab:
     """Open every instrument the chosen cells need, identify it, and build their devices.
 
     ``reset=False`` (resuming after the orchestrator went away) identifies the instruments
     without resetting them or discarding what they buffered, so running steps can be
-    re-attached. Raises :class:`~drivers.transport.InstrumentError` naming the instrument and
-    its resource when one cannot be reached; no step has started by then.
+    re-attached. ``ovens=True`` connects the lab's ovens too. Raises
+    :class:`~drivers.transport.InstrumentError` naming the instrument and its resource when one
+    cannot be reached; no step has started by then.
     """
     chosen = [lab.cell(name) for name in cells] if cells else list(lab.cells)
     connected = ConnectedLab(lab, clock, reset=reset)
-    in_process = clock.simulated or any(lab.instruments[c.instrument].resource == "sim" for c in chosen)
-    if in_process and any(lab.instruments[c.instrument].simulated for c in chosen):
+    used = [lab.instruments[c.instrument] for c in chosen] + [lab.instruments[o] for o in lab.ovens if ovens]
+    in_process = clock.simulated or any(config.resource == "sim" for config in used)
+    if in_process and any(config.simulated for config in used):
         from orchestrator.simlab import SimulatedLab
 
         connected.simulation = SimulatedLab(lab, clock, noise=noise)
-    for cell in chosen:
-        connected.channels[cell.name] = _channel(connected, cell)
+    try:
+        for cell in chosen:
+            connected.channels[cell.name] = _channel(connected, cell)
+        for name in lab.ovens if ovens else []:
+            connected.ovens[name] = _oven(connected, name)
+    except BaseException:
+        connected.close()
+        raise
     return connected
+
+
+def _oven(connected: ConnectedLab, name: str) -> Oven:
+    """A Eurotherm-controlled oven, reachable and answering before anything moves."""
+    config = connected.lab.instruments[name]
+    options = {"address": config.address, "series": config.series, "name": name}
+    if config.resource == "sim":
+        driver = EurothermDriver.in_process(connected.simulation.instruments[name], **options)
+    else:
+        if config.simulated and connected.simulation is not None:
+            connected.simulation.serve(name)
+        url = config.resource
+        driver = EurothermDriver.from_url(
+            url, baudrate=config.serial_baudrate, timeout_s=config.timeout, **options
+        )
+    connected.drivers[name] = driver
+    driver.read_process_value_C()  # reachable, and speaking Modbus at this address
+    poll_s = config.poll_interval if "poll_interval" in config.model_fields_set else 10.0
+    return Oven(driver, connected.clock, name=name, over_temperature_C=config.over_temperature,
+                poll_interval_s=poll_s)  # fmt: skip
 
 
 def _driver(connected: ConnectedLab, name: str) -> Any:

@@ -19,6 +19,16 @@ field and what is wrong. Example (TOML)::
     material = "x04"
     active_mass = "7 mg"
 
+An oven is an instrument with ``driver = "eurotherm"`` (a Eurotherm 2400/3200 on Modbus RTU;
+``resource`` is its serial port or a pyserial URL, ``address`` its slave address); campaigns
+that heat powder portions share the lab's ovens::
+
+    [instruments.oven1]
+    driver = "eurotherm"
+    resource = "/dev/ttyUSB0"
+    address = 1
+    over_temperature = "250 degC"
+
 An instrument with ``simulated = true`` is served by relaxlab's simulators: with
 ``resource = "sim"`` in this process, or with a TCP resource
 (``TCPIP0::127.0.0.1::5025::SOCKET``) by ``relaxlab sim serve``.
@@ -35,7 +45,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from orchestrator.units import QuantityError, parse_quantity
 
-DRIVERS = ("keithley2450", "emstat4")
+DRIVERS = ("keithley2450", "emstat4", "eurotherm")
+POTENTIOSTATS = ("keithley2450", "emstat4")
+#: Serial line speed when the lab file gives none.
+DEFAULT_BAUDRATE = {"keithley2450": 9600, "emstat4": 921600, "eurotherm": 19200}
 
 
 class LabFileError(ValueError):
@@ -71,7 +84,7 @@ class LabInfo(_Strict):
 
 
 class InstrumentConfig(_Strict):
-    driver: Literal["keithley2450", "emstat4"]
+    driver: Literal["keithley2450", "emstat4", "eurotherm"]
     resource: str = Field(
         description="'sim', a VISA resource string or a pyserial URL", examples=["GPIB0::18::INSTR"]
     )
@@ -79,9 +92,19 @@ class InstrumentConfig(_Strict):
     poll_interval: Seconds = 1.0
     timeout: Seconds = 5.0
     compliance: Volts = 5.0
-    baudrate: int = Field(default=921600, gt=0, description="serial ports only (EmStat4: 921600)")
+    baudrate: int | None = Field(
+        default=None, gt=0, description="serial ports only (default: EmStat4 921600, Eurotherm 19200)"
+    )
     model: Literal["HR", "LR"] = "HR"
     sample_interval: Seconds = 1.0
+    # ovens (driver = "eurotherm")
+    address: int = Field(default=1, ge=1, le=247, description="Modbus slave address")
+    series: Literal["2400", "3200"] = "2400"
+    over_temperature: Celsius = 250.0
+
+    @property
+    def serial_baudrate(self) -> int:
+        return self.baudrate or DEFAULT_BAUDRATE[self.driver]
 
     @model_validator(mode="after")
     def _sim_resource(self) -> InstrumentConfig:
@@ -134,6 +157,11 @@ class Lab(_Strict):
                     f"cells[{index}].instrument: no instrument named {cell.instrument!r} "
                     f"(defined: {', '.join(sorted(self.instruments)) or 'none'})"
                 )
+            if self.instruments[cell.instrument].driver not in POTENTIOSTATS:
+                raise ValueError(
+                    f"cells[{index}].instrument: {cell.instrument!r} is an oven "
+                    f"({self.instruments[cell.instrument].driver}), not a potentiostat"
+                )
             key = (cell.instrument, cell.channel)
             if key in used:
                 raise ValueError(
@@ -142,6 +170,11 @@ class Lab(_Strict):
                 )
             used[key] = cell.name
         return self
+
+    @property
+    def ovens(self) -> list[str]:
+        """Names of the lab's ovens (Eurotherm controllers), in file order."""
+        return [name for name, inst in self.instruments.items() if inst.driver == "eurotherm"]
 
     @property
     def simulated(self) -> bool:

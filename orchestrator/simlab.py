@@ -18,8 +18,10 @@ from drivers.transport import InProcessTransport
 from orchestrator.lab import Lab
 from simulators.cell import Cell, Sample
 from simulators.emstat4 import SimulatedEmStat4
+from simulators.eurotherm import SimulatedEurotherm
 from simulators.keithley2450 import SimulatedKeithley2450
 from simulators.material import load_material
+from simulators.oven import OvenModel
 from simulators.server import InstrumentServer
 
 _PORT = re.compile(
@@ -51,6 +53,11 @@ class SimulatedLab:
         self.servers: dict[str, InstrumentServer] = {}
         for index, (name, config) in enumerate(sorted(lab.instruments.items())):
             if not config.simulated:
+                continue
+            if config.driver == "eurotherm":
+                self.instruments[name] = SimulatedEurotherm(
+                    clock, OvenModel(clock), address=config.address, series=config.series
+                )
                 continue
             cells = [c for c in lab.cells if c.instrument == name]
             if len(cells) > 1:
@@ -121,8 +128,6 @@ class SimulatedCampaignLab:
         from drivers.device import PotentiostatChannel
         from drivers.eurotherm import EurothermDriver, Oven
         from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
-        from simulators.eurotherm import SimulatedEurotherm
-        from simulators.oven import OvenModel
 
         self.clock = clock
         self.material = _material(material)

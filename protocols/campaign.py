@@ -136,8 +136,17 @@ def portion_job(
     gate: Gate,
     md: dict[str, Any],
     operator_context: dict[str, Any] | None = None,
+    done_steps: int = 0,
+    hold: tuple[Any, float] | None = None,
+    on_progress: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> MsgGen:
     """The powder-portion phase (operator steps, heating) as one run; opens ``gate`` at the end.
+
+    Resuming: ``done_steps`` steps finished in an earlier run; ``hold = (oven, started_s)``
+    says the heating step ``done_steps`` was holding in that oven (taken from the pool already)
+    since ``started_s``: the controller kept its set-point meanwhile, so only the rest of the
+    hold is run. ``on_progress(portion, info)`` reports ``steps_done``, and ``oven`` and
+    ``hold_started_s`` once a hold starts, to be persisted.
 
     Yields
     ------
@@ -145,27 +154,41 @@ def portion_job(
         The run's messages: open_run, operator and oven steps with the temperature log
         ('create'/'read'/'save' in the "oven" stream), close_run.
     """
-    heats = [s for s in steps if isinstance(s, Heat) and s.hold_s > 0]
-    oven = (yield from ovens.acquire()) if heats else None
+    heats = [s for s in list(steps)[done_steps:] if isinstance(s, Heat) and s.hold_s > 0]
+    if hold is not None:
+        oven = hold[0]
+    else:
+        oven = (yield from ovens.acquire()) if heats else None
     recorded: dict[str, Any] = {}
+
+    def report(**info: Any) -> None:
+        if on_progress is not None:
+            on_progress(portion, info)
+
     try:
-        yield from bps.open_run({**md, "job": "portion", "oven": getattr(oven, "name", None)})
-        for step in steps:
+        yield from bps.open_run({**md, "job": "portion", "oven": getattr(oven, "name", None),
+                                 "resumed_after_step": done_steps})  # fmt: skip
+        for index, step in list(enumerate(steps))[done_steps:]:
             if isinstance(step, Manual):
                 where = {"action": "load_portion", "oven": oven} if oven is not None else {}
                 extra = {**(operator_context or {}), **where}
                 recorded.update((yield from ask_operator(operator, portion, step, portion=portion, **extra)))
             elif isinstance(step, Heat):
-                if step.hold_s <= 0:
-                    continue  # "0 s" is the unheated control: nothing to do
-                assert oven is not None
-                yield from heat(oven, timer, step)
-                out = Manual(f"Take portion {portion} out of {oven.name}")
-                yield from ask_operator(
-                    operator, portion, out, portion=portion, action="unload_portion", oven=oven
-                )
+                if step.hold_s > 0:  # "0 s" is the unheated control: nothing to do
+                    assert oven is not None
+                    since = hold[1] if hold is not None and index == done_steps else None
+
+                    def holding(t: float, i: int = index, name: str = oven.name) -> None:
+                        report(steps_done=i, oven=name, hold_started_s=t)
+
+                    yield from heat(oven, timer, step, since, holding)
+                    out = Manual(f"Take portion {portion} out of {oven.name}")
+                    yield from ask_operator(
+                        operator, portion, out, portion=portion, action="unload_portion", oven=oven
+                    )
             else:
                 raise ValueError(f"portion {portion}: a {step.kind} step cannot run on a powder portion")
+            report(steps_done=index + 1, oven=None, hold_started_s=None)
         yield from bps.close_run()
     except Exception as exc:
         if oven is not None:
@@ -180,19 +203,33 @@ def portion_job(
     return recorded
 
 
-def heat(oven: Any, timer: Timer, step: Heat) -> MsgGen:
+def heat(
+    oven: Any,
+    timer: Timer,
+    step: Heat,
+    hold_started_s: float | None = None,
+    on_hold: Callable[[float], None] | None = None,
+) -> MsgGen:
     """Ramp to temperature, hold with a temperature log, cool: parks only this job.
+
+    ``hold_started_s`` resumes a hold that started then (the oven is asked for the temperature
+    again, which it already holds, and only the remaining time is waited). ``on_hold(t)`` is
+    called when the hold starts.
 
     Yields
     ------
     msg : Msg
         'set' (oven, timer), relaxlab_wait_for, 'wait', and the log's 'trigger'/'create'/'read'/'save'.
     """
-    if step.ramp_C_min is not None:
+    if step.ramp_C_min is not None and hold_started_s is None:
         yield from await_status("set", oven.ramp_rate, step.ramp_C_min)
     yield from await_status("set", oven, step.temperature_C)
     yield from log_reading(oven)
-    remaining = step.hold_s
+    if hold_started_s is None:
+        hold_started_s = timer.clock.now()
+    if on_hold is not None:
+        on_hold(hold_started_s)
+    remaining = step.hold_s - (timer.clock.now() - hold_started_s)
     while remaining > 1e-9:
         chunk = min(step.log_interval_s, remaining)
         yield from await_status("set", timer, chunk)

@@ -9,9 +9,9 @@ import pytest
 
 from orchestrator.campaign_file import load_campaign
 from orchestrator.campaign_run import run_campaign
-from orchestrator.lab import parse_lab
+from orchestrator.lab import LabFileError, parse_lab
 from orchestrator.operator_console import ConsoleOperator
-from orchestrator.storage import read_journal
+from orchestrator.storage import journal_documents, list_journal_runs, read_journal
 
 
 def _port() -> int:
@@ -60,12 +60,77 @@ def test_charge_end_campaign_on_three_tcp_channels_with_a_console_operator(tmp_p
     assert charge["current_A"].iloc[0] == pytest.approx(20e-3 * 5.2e-3, rel=1e-6)
 
 
-def test_a_heating_campaign_is_refused_before_anything_moves(tmp_path) -> None:
+def test_a_heating_campaign_is_refused_when_the_lab_has_no_oven(tmp_path) -> None:
     lab = parse_lab(
         {
             "instruments": {"smu0": {"driver": "keithley2450", "resource": "sim", "simulated": True}},
             "cells": [{"name": "pos0", "instrument": "smu0", "active_mass": "5 mg"}],
         }
     )
-    with pytest.raises(ValueError, match="no ovens yet"):
+    with pytest.raises(ValueError, match='has no oven: add one .*driver = "eurotherm"'):
         run_campaign(load_campaign("temperature-24h"), tmp_path, lab=lab, responder=lambda *a: None)
+    assert not (tmp_path / "journal").exists()  # nothing ran
+
+
+def test_a_cell_on_an_oven_is_refused() -> None:
+    with pytest.raises(LabFileError, match=r"cells\[0\].instrument: 'oven1' is an oven"):
+        parse_lab(
+            {
+                "instruments": {"oven1": {"driver": "eurotherm", "resource": "sim", "simulated": True}},
+                "cells": [{"name": "pos0", "instrument": "oven1", "active_mass": "5 mg"}],
+            }
+        )
+
+
+def test_heating_campaign_on_a_lab_file_shares_its_oven_and_cells_wait_for_their_portion(tmp_path) -> None:
+    lab = parse_lab(
+        {
+            "instruments": {
+                "smu0": {"driver": "keithley2450", "resource": "sim", "simulated": True},
+                "smu1": {"driver": "keithley2450", "resource": "sim", "simulated": True},
+                "oven1": {"driver": "eurotherm", "resource": "sim", "simulated": True, "address": 3},
+            },
+            "cells": [{"name": f"pos{i}", "instrument": f"smu{i}", "active_mass": "5 mg"} for i in range(2)],
+        }
+    )
+    (tmp_path / "c.yaml").write_text(
+        "name: heat-on-lab\nprotocol: titration-portion\nreplicates: 1\n"
+        "samples:\n  batch: {id: B1, material: x04}\n  powder: {id: B1-c4.8V, charged_to: 4.8 V, mass: 20 mg}\n"
+        "  cell_mass: 5 mg\nmatrix:\n  temperature: [140 degC]\n  time: [10 min, 1 h]\n"
+    )
+    said: list[str] = []
+    result = run_campaign(
+        load_campaign(tmp_path / "c.yaml"), tmp_path, lab=lab,
+        responder=ConsoleOperator(ask=lambda prompt: "5", say=said.append),
+    )  # fmt: skip
+    assert not result.failed and len(result.cells) == 2
+    runs = {r["uid"]: r for r in list_journal_runs(tmp_path)}
+    portions = {}
+    for uid, _run in runs.items():
+        docs = list(journal_documents(tmp_path / "journal" / f"{uid}.jsonl"))
+        start = docs[0][1]
+        if start.get("job") == "portion":
+            oven_stream = next(d["uid"] for n, d in docs if n == "descriptor" and d["name"] == "oven")
+            log = [(d["timestamps"]["oven_temperature"], d["data"]["oven_temperature"]) for n, d in docs
+                   if n == "event" and d["descriptor"] == oven_stream]  # fmt: skip
+            stop = docs[-1][1]
+            portions[start["portion"]] = (start, stop, log)
+    assert len(portions) == 2
+    for name, (start, stop, log) in portions.items():
+        assert start["oven"] == "oven1" and stop["exit_status"] == "success"
+        assert max(t for _, t in log) == pytest.approx(140.0, abs=2.0)
+        hot = [when for when, t in log if t > 138.0]
+        hold_s = 600.0 if name.endswith("10min") else 3600.0
+        assert hot[-1] - hot[0] >= hold_s - 1.0
+    # one oven, two portions: the second heating began after the first had ended
+    (s1, e1, _), (s2, e2, _) = sorted(portions.values(), key=lambda p: p[0]["time"])
+    assert s2["time"] >= e1["time"]
+    for _cell, row in result.cells.items():
+        start, frame = read_journal(tmp_path, row["run"])
+        portion_stop = portions[start["sample"]][1]
+        assert start["time"] >= portion_stop["time"]  # the cell waited for its portion
+        assert list(frame.groupby("step")["step_type"].first()) == ["rest", "cc"]
+    # the operator was asked to load and to take out each portion, and to build each cell
+    assert sum("load it into the oven" in line for line in said) == 2
+    assert sum("out of oven1" in line for line in said) == 2
+    assert sum("Build a fresh cell" in line for line in said) == 2

@@ -233,7 +233,9 @@ def test_reattach_continues_a_charge_with_the_charge_passed_while_away(sim) -> N
     # 20 mA/g through the half hour nobody polled (and since the last stored point) is counted
     away_s = after[0].time_s - before[-1].time_s
     assert 1800.0 <= away_s < 1800.0 + 60.0
-    assert after[0].capacity_mAh_g - before[-1].capacity_mAh_g == pytest.approx(20.0 * away_s / 3600, rel=1e-6)
+    assert after[0].capacity_mAh_g - before[-1].capacity_mAh_g == pytest.approx(
+        20.0 * away_s / 3600, rel=1e-6
+    )
     assert 250 < after[-1].capacity_mAh_g < 320 and after[-1].voltage_V >= 4.8 - 1e-6
 
 

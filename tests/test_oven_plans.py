@@ -102,3 +102,43 @@ def test_invalid_arguments_raise_before_the_run(lab):
         heated_relaxation(oven, 100.0, hold_s=-1.0)
     with pytest.raises(ValueError, match="log_interval_s"):
         heated_relaxation(oven, 100.0, hold_s=10.0, log_interval_s=0.0)
+
+
+def test_a_resumed_portion_holds_only_for_the_time_left(lab) -> None:
+    """After a crash the controller kept 140 C; the resumed job waits out the rest of the hold."""
+    from bluesky import RunEngine
+
+    from drivers.operator import Operator, Timer
+    from orchestrator.simtime import SimulatedTime
+    from protocols.campaign import Gate, Pool, portion_job
+    from protocols.jobs import run_jobs
+    from protocols.schema import Heat
+
+    _, oven, sim, _, _ = lab
+    clock = oven._clock
+    oven.driver.heat_to(140.0)
+    clock.advance_by(3 * 3600.0)  # the old session ramped, settled, and held for a while
+    hold_started_s = clock.now() - 1800.0  # its hold began half an hour ago, then it died
+    simtime = SimulatedTime(clock)
+    RE = RunEngine({}, during_task=simtime)
+    simtime.install(RE)
+    docs: list[tuple[str, dict]] = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    reported: list[dict] = []
+    ovens = Pool("ovens", [])  # the oven is not in the pool: the portion is in it
+    operator = Operator(clock, lambda request, done, failed: clock.call_later(60.0, lambda: done({})))
+    step = Heat(140.0, 2 * 3600.0, log_interval_s=300.0)
+    job = portion_job("P1", [step], ovens, operator, Timer(clock), Gate(), {"job_key": "P1"}, None,
+                      0, (oven, hold_started_s), lambda portion, info: reported.append(info))  # fmt: skip
+    resumed_at = clock.now()
+    RE(run_jobs({"P1": job}, lambda key, value: None))
+    log = [
+        (d["timestamps"]["oven_temperature"], d["data"]["oven_temperature"]) for n, d in docs if n == "event"
+    ]
+    hot = [t for t, temperature in log if temperature > 138.0]
+    # the hold ends 2 h after it began (plus the minute the oven takes to settle again), not 2 h from now
+    assert hot[-1] - hold_started_s == pytest.approx(7200.0, abs=120.0)
+    assert hot[-1] - resumed_at < 1.6 * 3600.0
+    assert reported[0] == {"steps_done": 0, "oven": oven.name, "hold_started_s": hold_started_s}
+    assert reported[-1] == {"steps_done": 1, "oven": None, "hold_started_s": None}
+    assert ovens.free == [oven]  # released when the portion is done
