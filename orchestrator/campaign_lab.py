@@ -21,26 +21,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bluesky import RunEngine
-from event_model import RunRouter
-
 from drivers.base import Point, StepProgress
 from drivers.clock import Clock, SimClock, WallClock
 from drivers.operator import Operator, Timer
 from orchestrator.campaign_file import Campaign
 from orchestrator.lab import Lab
 from orchestrator.schedule import split_phases
-from orchestrator.simtime import SimulatedTime
 from orchestrator.storage import (
-    Journal,
-    Spool,
     journal_documents,
     raw_frame,
     read_runs,
     recover_interrupted_runs,
 )
 from protocols.campaign import Gate, Pool, cell_job, portion_job
-from protocols.jobs import run_jobs
 
 
 def stored_step_progress(
@@ -77,7 +70,7 @@ def run_on_lab(
     on_step_done: Any = None,
 ) -> Any:
     """Run ``campaign`` on the cells (channels) of ``lab``; see :func:`orchestrator.campaign_run.run_campaign`."""
-    from orchestrator.campaign_run import CampaignProgress, CampaignResult
+    from orchestrator.campaign_run import CampaignResult, CampaignSession
     from orchestrator.connect import connect_lab
     from orchestrator.operator_console import ConsoleOperator
     from orchestrator.summary import relaxation_summary
@@ -104,35 +97,20 @@ def run_on_lab(
     connected = connect_lab(lab, clock, reset=not resume, ovens=bool(heating))
     lab_cell = {channel.name: name for name, channel in connected.channels.items()}
 
-    def write_state() -> None:
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1, default=str))
-        tmp.replace(state_path)
-
     try:
-        if isinstance(clock, SimClock):
-            simtime = SimulatedTime(clock)
-            RE = RunEngine({}, during_task=simtime)
-            simtime.install(RE)
-        else:
-            RE = RunEngine({})
-        RE.subscribe(RunRouter([lambda name, doc: ([Journal(data_dir)], [])]))
-        spool = Spool(data_dir, fsync=not clock.simulated)
+        session = CampaignSession.open(clock, data_dir, campaign, state, progress)
+        spool, uids, write_state = session.spool, session.uids, session.write_state
         for channel in connected.channels.values():
             channel.spool = spool
-        tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress)
-        RE.subscribe(tracker)
-        uids: dict[str, str] = {}
 
         def run_started(name: str, doc: dict[str, Any]) -> None:
             if name == "start":
-                uids[doc["job_key"]] = doc["uid"]
                 if doc.get("job") == "cell":
                     cell_state = state["cells"].setdefault(doc["job_key"], {"steps_done": 0})
                     cell_state.setdefault("runs", []).append(doc["uid"])
                 write_state()  # the run is durable in the campaign before its first step
 
-        RE.subscribe(run_started)
+        session.RE.subscribe(run_started)
 
         def step_started(cell_id: str, index: int, channel: Any) -> None:
             cell_state = state["cells"][cell_id]
@@ -209,36 +187,26 @@ def run_on_lab(
                                      on_step_started=step_started)  # fmt: skip
 
         def job_done(key: str, value: Any) -> None:
-            failed = isinstance(value, BaseException)
             done = value if isinstance(value, dict) else {}  # a cell's result, or what a portion recorded
-            state["jobs"][key] = {"status": "failed" if failed else "done", "uid": uids.get(key),
-                                  "reason": str(value) if failed else None,
-                                  "channel": lab_cell.get(done.get("channel", "")),
-                                  "points_missing": done.get("points_missing", 0)}  # fmt: skip
+            session.job_ended(key, value, channel=lab_cell.get(done.get("channel", "")),
+                              points_missing=done.get("points_missing", 0))  # fmt: skip
             write_state()
             if on_job_done is not None:
                 on_job_done(key, value)
 
-        try:
-            RE(run_jobs(jobs, job_done))
-        finally:
-            tracker.close()
-            spool.close()
+        session.run(jobs, job_done)
     finally:
         connected.close()
 
-    out = CampaignResult(campaign.name)
-    for key, info in state["jobs"].items():
-        if key not in {c.id for c in campaign.cells} and info["status"] == "failed":
-            out.failed[key] = info["reason"]  # a powder portion
+    out = CampaignResult(campaign.name, failed=session.failures())
     for cell in campaign.cells:
         info = state["jobs"].get(cell.id)
         row: dict[str, Any] = {**dict(cell.condition), "replicate": cell.replicate,
                                "run": info.get("uid") if info else None,
                                "status": info["status"] if info else "not run"}  # fmt: skip
-        if info is None or info["status"] == "failed":
-            out.failed[cell.id] = info["reason"] if info else "not run"
-        else:
+        if info is None:
+            out.failed[cell.id] = "not run"
+        elif info["status"] == "done":
             row["channel"] = info.get("channel")
             # numbered by the instrument, never stored: in transit when the orchestrator died
             row["points_lost"] = info.get("points_missing", 0)

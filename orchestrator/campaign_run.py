@@ -89,6 +89,63 @@ class CampaignProgress:
             self._progress.stop()
 
 
+@dataclass
+class CampaignSession:
+    """What both campaign runners share: a RunEngine journalling every document, the spool,
+    per-cell progress, the run uid of each job, and the campaign state file."""
+
+    RE: RunEngine
+    spool: Spool
+    tracker: CampaignProgress
+    state_path: Path
+    state: dict[str, Any]
+    uids: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def open(
+        cls, clock: Clock, data_dir: Path, campaign: Campaign, state: dict[str, Any], progress: bool
+    ) -> CampaignSession:
+        if isinstance(clock, SimClock):
+            simtime = SimulatedTime(clock)
+            RE = RunEngine({}, during_task=simtime)
+            simtime.install(RE)
+        else:
+            RE = RunEngine({})
+        RE.subscribe(RunRouter([lambda name, doc: ([Journal(data_dir)], [])]))
+        tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress)
+        RE.subscribe(tracker)
+        state_path = data_dir / "campaigns" / campaign.name / "state.json"
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        session = cls(RE, Spool(data_dir, fsync=not clock.simulated), tracker, state_path, state)
+        RE.subscribe(session._started)
+        return session
+
+    def _started(self, name: str, doc: dict[str, Any]) -> None:
+        if name == "start":
+            self.uids[doc["job_key"]] = doc["uid"]
+
+    def write_state(self) -> None:
+        """Replace the state file atomically (a crash leaves the old or the new one, whole)."""
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=1, default=str))
+        tmp.replace(self.state_path)
+
+    def job_ended(self, key: str, value: Any, **extra: Any) -> None:
+        failed = isinstance(value, BaseException)
+        self.state["jobs"][key] = {"status": "failed" if failed else "done", "uid": self.uids.get(key),
+                                   "reason": str(value) if failed else None, **extra}  # fmt: skip
+
+    def run(self, jobs: dict[str, Any], on_done: Any) -> None:
+        try:
+            self.RE(run_jobs(jobs, on_done))
+        finally:
+            self.tracker.close()
+            self.spool.close()
+
+    def failures(self) -> dict[str, str]:
+        return {k: v["reason"] for k, v in self.state["jobs"].items() if v["status"] == "failed"}
+
+
 def run_campaign(
     campaign: Campaign,
     data_dir: Path,
@@ -155,17 +212,10 @@ def run_campaign(
 
     if resume:
         recover_interrupted_runs(Path(data_dir))  # close what the last session left open
-    simtime = SimulatedTime(clock)
-    RE = RunEngine({}, during_task=simtime)
-    simtime.install(RE)
-    RE.subscribe(RunRouter([lambda name, doc: ([Journal(Path(data_dir))], [])]))
-    spool = Spool(Path(data_dir), fsync=False)
+    session = CampaignSession.open(clock, Path(data_dir), campaign, state, progress)
+    spool, uids = session.spool, session.uids
     for channel in sim.channels:
         channel.spool = spool
-    tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress)
-    RE.subscribe(tracker)
-    uids: dict[str, str] = {}
-    RE.subscribe(lambda name, doc: uids.__setitem__(doc["job_key"], doc["uid"]) if name == "start" else None)
 
     operator = Operator(clock, sim.respond)
     timer = Timer(clock)
@@ -177,9 +227,7 @@ def run_campaign(
 
     def write_state() -> None:
         state["clock_s"] = clock.now()
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1, default=str))
-        tmp.replace(state_path)
+        session.write_state()
 
     def step_done(cell_id: str, steps_done: int, channel: Any) -> None:
         """Persist a cell's progress after each step (and its physics, in simulation)."""
@@ -227,24 +275,16 @@ def run_campaign(
 
     def job_done(key: str, value: Any) -> None:
         """Persist that a job ended (and, in simulation, every powder's state) atomically."""
-        failed = isinstance(value, BaseException)
-        state["jobs"][key] = {"status": "failed" if failed else "done", "uid": uids.get(key),
-                              "reason": str(value) if failed else None}  # fmt: skip
+        session.job_ended(key, value)
         for name in sim.portions:
             state["portions"][name] = {"state": sim.portion_state(name)}
         write_state()
         if on_job_done is not None:
             on_job_done(key, value)
 
-    try:
-        RE(run_jobs(jobs, job_done))
-    finally:
-        tracker.close()
+    session.run(jobs, job_done)
 
-    out = CampaignResult(campaign.name)
-    for key, info in state["jobs"].items():
-        if info["status"] == "failed":
-            out.failed[key] = info["reason"]
+    out = CampaignResult(campaign.name, failed=session.failures())
     from orchestrator.summary import relaxation_summary
 
     for cell in campaign.cells:

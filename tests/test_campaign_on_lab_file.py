@@ -93,8 +93,18 @@ def test_heating_campaign_on_a_lab_file_shares_its_oven_and_cells_wait_for_their
             "cells": [{"name": f"pos{i}", "instrument": f"smu{i}", "active_mass": "5 mg"} for i in range(2)],
         }
     )
+    # the titration portion, with the discharge also bounded in time: on a lab file the channels'
+    # (simulated) cells are whatever sits on them, not the heated powder
+    (tmp_path / "portion.yaml").write_text(
+        "name: portion\nparameters: {temperature: 140 degC, time: 1 h}\nsteps:\n"
+        "  - manual: {instruction: Weigh the portion into a boat and load it into the oven, record: {portion_mass: mg}}\n"
+        "  - heat: {temperature: $temperature, hold: $time, cool_to: 25 degC}\n"
+        "  - manual: {instruction: Build a fresh cell from the relaxed powder, record: {active_mass: mg}}\n"
+        "  - rest: {duration: 15 min, record_interval: 60 s}\n"
+        "  - discharge: {current: 20 mA/g, until: {voltage: 1.85 V, time: 1 h}, record_interval: 60 s}\n"
+    )
     (tmp_path / "c.yaml").write_text(
-        "name: heat-on-lab\nprotocol: titration-portion\nreplicates: 1\n"
+        "name: heat-on-lab\nprotocol: portion.yaml\nreplicates: 1\n"
         "samples:\n  batch: {id: B1, material: x04}\n  powder: {id: B1-c4.8V, charged_to: 4.8 V, mass: 20 mg}\n"
         "  cell_mass: 5 mg\nmatrix:\n  temperature: [140 degC]\n  time: [10 min, 1 h]\n"
     )
@@ -111,8 +121,9 @@ def test_heating_campaign_on_a_lab_file_shares_its_oven_and_cells_wait_for_their
         start = docs[0][1]
         if start.get("job") == "portion":
             oven_stream = next(d["uid"] for n, d in docs if n == "descriptor" and d["name"] == "oven")
-            log = [(d["timestamps"]["oven_temperature"], d["data"]["oven_temperature"]) for n, d in docs
-                   if n == "event" and d["descriptor"] == oven_stream]  # fmt: skip
+            pages = [d for n, d in docs if n == "event_page" and d["descriptor"] == oven_stream]
+            log = [pair for d in pages
+                   for pair in zip(d["timestamps"]["oven1_temperature"], d["data"]["oven1_temperature"], strict=True)]  # fmt: skip
             stop = docs[-1][1]
             portions[start["portion"]] = (start, stop, log)
     assert len(portions) == 2
@@ -134,3 +145,4 @@ def test_heating_campaign_on_a_lab_file_shares_its_oven_and_cells_wait_for_their
     assert sum("load it into the oven" in line for line in said) == 2
     assert sum("out of oven1" in line for line in said) == 2
     assert sum("Build a fresh cell" in line for line in said) == 2
+    assert not any("Mount cell" in line for line in said)  # building the cell was the mounting

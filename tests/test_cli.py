@@ -99,3 +99,25 @@ def test_relaxlab_is_installed_as_a_command() -> None:
     assert result.returncode == 0
     for command in ("demo", "run", "sim", "data"):
         assert command in result.stdout
+
+
+def test_campaign_plan_writes_its_gantt_into_a_new_folder(tmp_path) -> None:
+    out = tmp_path / "not" / "there" / "yet"
+    result = runner.invoke(app, ["campaign", "plan", "charge-end", "--channels", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "charge-end-gantt.png").stat().st_size > 1000
+    assert "ETA" in result.output
+
+
+def test_a_simulated_lab_clock_without_a_lab_file_is_one_clear_error(tmp_path) -> None:
+    result = runner.invoke(app, ["campaign", "run", "charge-end", "--sim-clock", str(tmp_path / "c.json")])
+    assert result.exit_code != 0
+    assert "--sim-clock needs --lab" in result.output
+
+
+def test_a_missing_simulated_lab_clock_file_says_to_start_sim_serve(tmp_path) -> None:
+    result = runner.invoke(
+        app, ["campaign", "run", "charge-end", "--lab", "simulated", "--sim-clock", str(tmp_path / "c.json")]
+    )
+    assert result.exit_code != 0
+    assert "is `relaxlab sim serve` running?" in result.output
