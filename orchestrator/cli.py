@@ -508,7 +508,16 @@ def sim_serve(
         simulation.close()
         _fail(f"cannot serve the simulated instruments on 127.0.0.1: {exc} (is another `sim serve` running?)")
     write_clock_file(clock, clock_file)
-    info = {name: f"TCPIP0::127.0.0.1::{port}::SOCKET" for name, port in ports.items()}
+
+    def resource(name: str, port: int) -> str:
+        config = lab.instruments[name]
+        if config.resource != "sim":
+            return config.resource
+        if config.driver == "keithley2450":  # VISA
+            return f"TCPIP0::127.0.0.1::{port}::SOCKET"
+        return f"socket://127.0.0.1:{port}"  # serial instruments: a pyserial URL
+
+    info = {name: resource(name, port) for name, port in ports.items()}
     _print({"instruments": info, "speed": speed, "clock_file": str(clock_file)}, as_json,
            "\n".join(f"{n}: {r}" for n, r in info.items()) + f"\nclock: {clock_file}")  # fmt: skip
     sys.stdout.flush()

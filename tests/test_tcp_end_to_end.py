@@ -52,7 +52,7 @@ def test_paper_protocol_over_pyvisa_tcp_matches_in_process(paper_run, tmp_path) 
 
 
 @pytest.mark.tcp
-def test_sim_serve_command_answers_scpi_over_tcp() -> None:
+def test_sim_serve_command_answers_scpi_over_tcp(tmp_path) -> None:
     """`relaxlab sim serve` in its own process, free-running clock, queried with pyvisa-py."""
     import pyvisa
 
@@ -71,6 +71,8 @@ def test_sim_serve_command_answers_scpi_over_tcp() -> None:
             "1000",
             "--duration-s",
             "60",
+            "--clock-file",
+            str(tmp_path / "clock.json"),
             "--json",
         ],
         stdout=subprocess.PIPE,
@@ -98,6 +100,12 @@ def test_sim_serve_command_answers_scpi_over_tcp() -> None:
         assert v1 > v0 + 0.01
         assert inst.query(":SYST:ERR?") == '0,"No error"'
         inst.close()
+        # another process can run on the server's simulated time line from its clock file
+        from orchestrator.simtime import read_clock_file
+
+        shared = read_clock_file(tmp_path / "clock.json")
+        assert shared.speed == 1000.0
+        assert shared.now() - shared.start_s > 1000.0  # more than a wall second has passed
         rm.close()
     finally:
         proc.terminate()
