@@ -98,7 +98,8 @@ def run_on_lab(
     lab_cell = {channel.name: name for name, channel in connected.channels.items()}
 
     try:
-        session = CampaignSession.open(clock, data_dir, campaign, state, progress)
+        resources = (len(connected.channels), len(connected.ovens))
+        session = CampaignSession.open(clock, data_dir, campaign, state, progress, resources)
         spool, uids, write_state = session.spool, session.uids, session.write_state
         for channel in connected.channels.values():
             channel.spool = spool

@@ -48,12 +48,18 @@ class CampaignResult:
 
 
 class CampaignProgress:
-    """One line per cell: where it is and its simulated time (rich live table when enabled)."""
+    """One line per cell: where it is, the campaign time, and when the schedule expects it to end
+    (rich live table when enabled), plus the campaign's ETA from the same schedule as
+    ``relaxlab campaign plan``."""
 
-    def __init__(self, clock: Any, cells: list[str], enabled: bool) -> None:
+    def __init__(
+        self, clock: Any, cells: list[str], enabled: bool, planned_end_s: dict[str, float] | None = None
+    ) -> None:
         self.clock = clock
         self.enabled = enabled
         self.state = {cell: "waiting" for cell in cells}
+        self.planned_end_s = planned_end_s or {}
+        self.makespan_s = max(self.planned_end_s.values(), default=0.0)
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
         self._run_cell: dict[str, str] = {}
@@ -64,16 +70,35 @@ class CampaignProgress:
             self._progress = Progress(
                 TextColumn("{task.description:>18s}"), TextColumn("{task.fields[status]}")
             )
+            self._tasks["campaign"] = self._progress.add_task("campaign", status=self.overall())
             for cell in cells:
-                self._tasks[cell] = self._progress.add_task(cell, status="waiting")
+                self._tasks[cell] = self._progress.add_task(cell, status=self.line(cell))
             self._progress.start()
+
+    def elapsed_h(self) -> float:
+        return (self.clock.now() - self._t0) / 3600.0
+
+    def overall(self) -> str:
+        """``t = 3.2 h of ~49.1 h planned (ETA in 45.9 h); 4/33 done``"""
+        done = sum(s == "done" for s in self.state.values())
+        text = f"t = {self.elapsed_h():.1f} h"
+        if self.makespan_s:
+            left_h = max(self.makespan_s / 3600.0 - self.elapsed_h(), 0.0)
+            text += f" of ~{self.makespan_s / 3600.0:.1f} h planned (ETA in {left_h:.1f} h)"
+        return f"{text}; {done}/{len(self.state)} cells done"
+
+    def line(self, cell: str) -> str:
+        end = self.planned_end_s.get(cell)
+        planned = f"; planned end {end / 3600.0:.1f} h" if end is not None else ""
+        return f"{self.state[cell]}  (t = {self.elapsed_h():.1f} h{planned})"
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
         if name == "start" and doc.get("job") == "cell":
             self._run_cell[doc["uid"]] = doc["cell"]
             self._set(doc["cell"], f"running on {doc.get('channel')}")
         elif name == "event_page":
-            pass
+            if self._progress is not None:
+                self._progress.update(self._tasks["campaign"], status=self.overall())
         elif name == "stop" and doc["run_start"] in self._run_cell:
             cell = self._run_cell[doc["run_start"]]
             self._set(cell, "done" if doc["exit_status"] == "success" else f"FAILED: {doc.get('reason', '')}")
@@ -81,8 +106,8 @@ class CampaignProgress:
     def _set(self, cell: str, status: str) -> None:
         self.state[cell] = status
         if self._progress is not None:
-            sim_h = (self.clock.now() - self._t0) / 3600.0
-            self._progress.update(self._tasks[cell], status=f"{status}  (t = {sim_h:.1f} h)")
+            self._progress.update(self._tasks[cell], status=self.line(cell))
+            self._progress.update(self._tasks["campaign"], status=self.overall())
 
     def close(self) -> None:
         if self._progress is not None:
@@ -103,8 +128,15 @@ class CampaignSession:
 
     @classmethod
     def open(
-        cls, clock: Clock, data_dir: Path, campaign: Campaign, state: dict[str, Any], progress: bool
+        cls,
+        clock: Clock,
+        data_dir: Path,
+        campaign: Campaign,
+        state: dict[str, Any],
+        progress: bool,
+        resources: tuple[int, int] = (16, 1),
     ) -> CampaignSession:
+        """``resources`` = (channels, ovens), for the schedule behind the progress ETA."""
         if isinstance(clock, SimClock):
             simtime = SimulatedTime(clock)
             RE = RunEngine({}, during_task=simtime)
@@ -112,7 +144,13 @@ class CampaignSession:
         else:
             RE = RunEngine({})
         RE.subscribe(RunRouter([lambda name, doc: ([Journal(data_dir)], [])]))
-        tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress)
+        planned: dict[str, float] = {}
+        if progress:
+            from orchestrator.schedule import plan_campaign
+
+            frame = plan_campaign(campaign, channels=resources[0], ovens=max(resources[1], 1)).frame
+            planned = {str(k): float(v) for k, v in frame.groupby("cell")["end_s"].max().items()}
+        tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress, planned)
         RE.subscribe(tracker)
         state_path = data_dir / "campaigns" / campaign.name / "state.json"
         state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +250,7 @@ def run_campaign(
 
     if resume:
         recover_interrupted_runs(Path(data_dir))  # close what the last session left open
-    session = CampaignSession.open(clock, Path(data_dir), campaign, state, progress)
+    session = CampaignSession.open(clock, Path(data_dir), campaign, state, progress, (channels, ovens))
     spool, uids = session.spool, session.uids
     for channel in sim.channels:
         channel.spool = spool

@@ -97,3 +97,26 @@ def test_gantt_png(tmp_path: Path) -> None:
     schedule = plan_campaign(load_campaign("time-140C"), channels=4)
     path = schedule.gantt_png(tmp_path / "gantt.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_campaign_progress_counts_down_to_the_planned_end() -> None:
+    from drivers.clock import SimClock
+    from orchestrator.campaign_file import load_campaign
+    from orchestrator.campaign_run import CampaignProgress
+    from orchestrator.schedule import plan_campaign
+
+    campaign = load_campaign("charge-end")
+    frame = plan_campaign(campaign, channels=3).frame
+    planned = {str(k): float(v) for k, v in frame.groupby("cell")["end_s"].max().items()}
+    clock = SimClock()
+    progress = CampaignProgress(clock, [c.id for c in campaign.cells], False, planned)
+    first = campaign.cells[0].id
+    assert "ETA in" in progress.overall() and "0/9 cells done" in progress.overall()
+    eta_0 = float(progress.overall().split("ETA in ")[1].split(" h")[0])
+    progress("start", {"job": "cell", "uid": "u1", "cell": first, "channel": "ch1"})
+    clock.set_time(clock.now() + 10 * 3600)
+    progress("stop", {"run_start": "u1", "exit_status": "success"})
+    eta_10 = float(progress.overall().split("ETA in ")[1].split(" h")[0])
+    assert eta_0 - eta_10 == pytest.approx(10.0, abs=0.11)
+    assert "1/9 cells done" in progress.overall()
+    assert progress.line(first).startswith("done") and "planned end" in progress.line(first)
