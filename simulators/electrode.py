@@ -107,7 +107,8 @@ def solve(
         if up or x[i] > _EMPTY:  # an empty process cannot be reduced
             starts[i] = bs.e_of(i, x[i])
     e0 = min(starts) if up else max(starts)
-    if not up and e0 == -inf:  # everything empty: follow the steep tail of the first process
+    over = not up and e0 == -inf
+    if over:  # everything empty: follow the steep tail of the first process
         starts[idx[0]] = bs.e_of(idx[0], x[idx[0]])
         e0 = starts[idx[0]]
     if dq <= 0.0:
@@ -137,6 +138,10 @@ def solve(
     for i in idx:
         qi = bs.q_at(i, e)
         new[i] = max(x[i], qi) if up else max(0.0, min(x[i], qi))
+    if over:
+        # Discharging an empty electrode: the first process goes below empty along its tail and
+        # remembers it, so the potential keeps falling however finely the time is sliced.
+        new[idx[0]] = min(x[idx[0]], bs.q_at(idx[0], e))
     return e, new
 
 

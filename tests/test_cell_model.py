@@ -151,3 +151,21 @@ def test_noise_off_by_default_and_deterministic_with_seed() -> None:
     assert 5e-5 < np.std(va) < 2e-4
     ia = [a.measured_current_A(1e-3) for _ in range(50)]
     assert np.std(ia) > 0 and abs(np.mean(ia) - a.current_A) < 1e-6
+
+
+@pytest.mark.parametrize("slice_s", [1.0, 10.0, 400.0])
+def test_discharging_a_pristine_cell_falls_however_finely_time_is_sliced(slice_s: float) -> None:
+    # A host polling every second slices a discharge into 1 s calls; the cathode has nothing to
+    # give back, so its potential must keep falling and meet the cut-off all the same.
+    cell = Cell(Sample(load_material(None)), active_mass_g=0.005)
+    cell.rest(900.0)
+    elapsed = 0.0
+    while elapsed < 400.0:
+        adv = cell.constant_current(-1e-4, slice_s)
+        elapsed += slice_s
+    assert adv.voltage_V < 1.0
+    fresh = Cell(Sample(load_material(None)), active_mass_g=0.005)
+    fresh.rest(900.0)
+    assert fresh.constant_current(-1e-4, 3600.0, v_lower_V=1.85).reason == "v_lower"
+    # and it charges normally afterwards
+    assert fresh.constant_current(1e-4, 30 * 3600.0, v_upper_V=4.8).charge_mAh_g > 250.0
