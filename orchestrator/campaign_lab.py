@@ -27,12 +27,7 @@ from drivers.operator import Operator, Timer
 from orchestrator.campaign_file import Campaign
 from orchestrator.lab import Lab
 from orchestrator.schedule import split_phases
-from orchestrator.storage import (
-    journal_documents,
-    raw_frame,
-    read_runs,
-    recover_interrupted_runs,
-)
+from orchestrator.storage import read_raw_run, read_runs, recover_interrupted_runs
 from protocols.campaign import Gate, Pool, cell_job, portion_job
 
 
@@ -42,11 +37,9 @@ def stored_step_progress(
     """How far step ``step_index`` got, from the points stored in runs ``uids``."""
     frames = []
     for uid in uids:
-        path = Path(data_dir) / "journal" / f"{uid}.jsonl"
-        if path.exists():
-            _, frame = raw_frame(journal_documents(path))
-            if not frame.empty:
-                frames.append(frame[frame["step"] == step_index])
+        _, frame = read_raw_run(data_dir, uid)
+        if not frame.empty:
+            frames.append(frame[frame["step"] == step_index])
     rows = [r for f in frames for r in f.itertuples(index=False)]
     rows.sort(key=lambda r: r.timestamp)
     if not rows:
@@ -84,10 +77,9 @@ def run_on_lab(
         )
     data_dir = Path(data_dir)
     wall0 = time.perf_counter()
-    state_path = data_dir / "campaigns" / campaign.name / "state.json"
+    state_path = CampaignSession.state_file(data_dir, campaign.name)
     saved = json.loads(state_path.read_text()) if resume and state_path.exists() else None
     state: dict[str, Any] = saved or {"campaign": campaign.name, "lab": lab.lab.name, "jobs": {}, "cells": {}}
-    state_path.parent.mkdir(parents=True, exist_ok=True)
     if clock is None:
         clock = SimClock() if lab.simulated else WallClock()
     t_start = clock.now()
@@ -154,9 +146,7 @@ def run_on_lab(
                     before = portions.get(portion, {})
                     hold = None
                     if before.get("hold_started_s") is not None:  # the portion is in that oven
-                        oven = connected.ovens[before["oven"]]
-                        ovens.free.remove(oven)
-                        hold = (oven, float(before["hold_started_s"]))
+                        hold = (ovens.take(connected.ovens[before["oven"]]), float(before["hold_started_s"]))
                     md = {"campaign": campaign.name, "batch": campaign.batch.id, "portion": portion,
                           "condition": dict(cell.condition), "job_key": portion, "lab": lab.lab.name,
                           "resumes": state["jobs"].get(portion, {}).get("uid")}  # fmt: skip
@@ -170,8 +160,7 @@ def run_on_lab(
             reattach = None
             running = before.get("running")
             if running:
-                channel = connected.channels[running["channel"]]
-                pool.free.remove(channel)  # the cell is on it, its step still running
+                channel = pool.take(connected.channels[running["channel"]])  # the cell is on it
                 channel.active_mass_g.put(before["active_mass_mg"] / 1000.0)
                 found = stored_step_progress(
                     data_dir, running["runs"], running["step_index"], running["started_at_s"]

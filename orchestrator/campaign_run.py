@@ -152,11 +152,16 @@ class CampaignSession:
             planned = {str(k): float(v) for k, v in frame.groupby("cell")["end_s"].max().items()}
         tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress, planned)
         RE.subscribe(tracker)
-        state_path = data_dir / "campaigns" / campaign.name / "state.json"
+        state_path = cls.state_file(data_dir, campaign.name)
         state_path.parent.mkdir(parents=True, exist_ok=True)
         session = cls(RE, Spool(data_dir, fsync=not clock.simulated), tracker, state_path, state)
         RE.subscribe(session._started)
         return session
+
+    @staticmethod
+    def state_file(data_dir: Path, campaign: str) -> Path:
+        """Where a campaign's state is kept: ``<data>/campaigns/<name>/state.json``."""
+        return Path(data_dir) / "campaigns" / campaign / "state.json"
 
     def _started(self, name: str, doc: dict[str, Any]) -> None:
         if name == "start":
@@ -221,8 +226,7 @@ def run_campaign(
     from orchestrator.simlab import SimulatedCampaignLab
 
     wall0 = time.perf_counter()
-    state_dir = Path(data_dir) / "campaigns" / campaign.name
-    state_path = state_dir / "state.json"
+    state_path = CampaignSession.state_file(data_dir, campaign.name)
     saved = json.loads(state_path.read_text()) if resume and state_path.exists() else None
     # A resumed campaign continues on the simulated time line where the last save left it.
     clock = SimClock(saved["clock_s"]) if saved and "clock_s" in saved else SimClock()
@@ -234,7 +238,6 @@ def run_campaign(
         material=campaign.batch.material,
         noise_seed=seed if noise else None,
     )
-    state_dir.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] = saved or {"campaign": campaign.name, "jobs": {}, "portions": {}, "cells": {}}
     state.setdefault("cells", {})
 

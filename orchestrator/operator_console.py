@@ -22,16 +22,12 @@ def _say(text: str) -> None:
 
 def _ask(prompt: str) -> str:
     """``input`` with its prompt on standard error (standard output may carry ``--json``)."""
-    _say_inline(prompt)
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
     line = sys.stdin.readline()
     if not line:
         raise EOFError
     return line.rstrip("\n")
-
-
-def _say_inline(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
 
 
 class ConsoleOperator:

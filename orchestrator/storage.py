@@ -179,6 +179,11 @@ def read_journal(data_dir: Path, uid: str) -> tuple[dict[str, Any], pd.DataFrame
     return frame_from_documents(journal_documents(_journal_path(data_dir, uid)))
 
 
+def read_raw_run(data_dir: Path, uid: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A run's start document and its points as recorded (the channel's step numbers kept)."""
+    return raw_frame(journal_documents(_journal_path(data_dir, uid)))
+
+
 def read_runs(data_dir: Path, uids: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
     """One cell's runs in order (a run and the runs that resumed it) as one export frame.
 
@@ -191,7 +196,7 @@ def read_runs(data_dir: Path, uids: list[str]) -> tuple[dict[str, Any], pd.DataF
     start: dict[str, Any] = {}
     last_step: int | None = None  # the channel's number for the last step with points so far
     for uid in uids:
-        start, frame = raw_frame(journal_documents(_journal_path(data_dir, uid)))
+        start, frame = read_raw_run(data_dir, uid)
         if frame.empty:
             continue
         raw = frame["step"].to_numpy(dtype=int)

@@ -53,6 +53,11 @@ class Pool:
             yield from wait_for([status])
         return self.free.pop(0)
 
+    def take(self, item: Any) -> Any:
+        """Hand out this item now, before any job asks (a job resuming on the item it had)."""
+        self.free.remove(item)
+        return item
+
     def release(self, item: Any) -> None:
         self.free.append(item)
         waiters, self._waiters = self._waiters, []
