@@ -10,7 +10,15 @@ Every reader returns a :class:`Pattern`. Supported formats:
   under a top-level folder) that lists ``RawData*.xml`` files; the measured ``<DataRoute>`` has
   ``<Datum>`` CSV rows whose column layout is given by its ``<DataViews>`` field definitions.
 * Malvern Panalytical ``.xrdml`` - XML with ``<counts>`` or ``<intensities>``, 2theta start/end
-  (or listed) positions and ``startTimeStamp``/``endTimeStamp``.
+  (or listed) positions and ``startTimeStamp``/``endTimeStamp``; every ``<scan>`` of a multi-scan
+  file (:func:`read_patterns`; :func:`read_pattern` returns the first and says how many there are).
+* Bruker binary ``.raw``: ``RAW1.01`` (DIFFRAC-plus, "v3") and ``RAW4.00`` (DIFFRAC.SUITE, "v4"),
+  every range; read from our own description of the layout (see :func:`read_bruker_raw`).
+
+Decimal commas (``10,05<TAB>1234,5``) are accepted in ``.xy`` files. The optics a file states
+(a K-alpha1 monochromator, the axial Soller slits, the scan geometry: coupled theta/2theta or a
+detector scan at fixed incidence) go into ``Pattern.metadata`` (``monochromator``,
+``axial_soller_deg``, ``geometry``, ``omega_deg``) for the lattice fit.
 
 Unreadable files raise :class:`analysis.errors.DataFileError` naming the file and the problem.
 No maintained, light PyPI reader covers these three formats, so the standard library
@@ -20,6 +28,7 @@ No maintained, light PyPI reader covers these three formats, so the standard lib
 from __future__ import annotations
 
 import re
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -38,7 +47,7 @@ CU_KA2_A = 1.54439
 CU_KA2_RATIO = 0.5
 
 #: File name suffixes (lower case) that :func:`read_pattern` understands.
-PATTERN_SUFFIXES = (".xy", ".xye", ".brml", ".xrdml")
+PATTERN_SUFFIXES = (".xy", ".xye", ".brml", ".xrdml", ".raw")
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,9 @@ class Wavelength:
     ka2_A: float | None = CU_KA2_A
     ka2_ratio: float | None = CU_KA2_RATIO
     anode: str | None = "Cu"
+    #: A K-alpha1 monochromator named by the file's optics (e.g. "Johansson"): the beam then
+    #: holds no K-alpha2, whatever K-alpha2 ratio the header repeats.
+    monochromator: str | None = None
 
 
 @dataclass
@@ -146,6 +158,25 @@ def _fast_columns(lines: list[str]) -> np.ndarray | None:
     return table[:, :2]
 
 
+_DECIMAL_COMMA = re.compile(r"^[-+]?\d+(,\d+)?([eE][-+]?\d+)?$")
+
+
+def _split_xy_line(line: str) -> list[str]:
+    """Fields of a data line: whitespace/semicolon separated, decimal commas allowed.
+
+    ``10,05 1234,5`` (or tab/semicolon separated) has decimal commas; ``10.05,1234.5`` or
+    ``10,1234`` (no other separator) is comma separated.
+    """
+    parts = re.split(r"[\s;]+", line.strip())
+    if len(parts) >= 2:
+        if any("," in p for p in parts):
+            if all(_DECIMAL_COMMA.match(p) for p in parts):
+                return [p.replace(",", ".") for p in parts]
+            return line.replace(",", " ").replace(";", " ").split()
+        return parts
+    return line.replace(",", " ").split()
+
+
 def read_xy(path: str | Path, wavelength: Wavelength | None = None) -> Pattern:
     """Read a two- or three-column text pattern (2theta, intensity[, error]).
 
@@ -191,7 +222,7 @@ def read_xy(path: str | Path, wavelength: Wavelength | None = None) -> Pattern:
             if sep and key.strip() and " " not in key.strip():
                 metadata[key.strip()] = value.strip()
             continue
-        fields = line.replace(",", " ").split() if "," in line and "\t" not in line else line.split()
+        fields = _split_xy_line(line)
         try:
             values = [float(v) for v in fields]
         except ValueError:
@@ -327,6 +358,7 @@ def read_brml(path: str | Path) -> Pattern:
                 start_s = stamp
             else:
                 end_s = stamp
+    metadata.update(_brml_optics(raw))
     ka1 = _value_attr(raw, "WaveLengthAlpha1")
     ka2 = _value_attr(raw, "WaveLengthAlpha2")
     ratio = _value_attr(raw, "WaveLengthRatio")
@@ -336,6 +368,7 @@ def read_brml(path: str | Path) -> Pattern:
         ka2_A=ka2 if ka2 else (None if ka1 else CU_KA2_A),
         ka2_ratio=ratio if ratio is not None else (None if ka1 else CU_KA2_RATIO),
         anode=anode.text if anode is not None and anode.text else ("Cu" if not ka1 else None),
+        monochromator=metadata.get("monochromator"),
     )
     return _finish(
         path,
@@ -346,6 +379,40 @@ def read_brml(path: str | Path) -> Pattern:
         wavelength=wl,
         metadata=metadata,
     )
+
+
+def _number(text: str) -> float | None:
+    m = re.search(r"[-+]?\d+(?:[.,]\d+)?", text)
+    return float(m.group(0).replace(",", ".")) if m else None
+
+
+def _brml_optics(raw: ET.Element) -> dict[str, Any]:
+    """Monochromator, axial Soller and scan geometry stated in a .brml raw-data file."""
+    out: dict[str, Any] = {}
+    for info in _findall(raw, "BeringInfo"):
+        cls = info.get("ClassPath", "")
+        if "/Monochromator/" in cls:
+            out["monochromator"] = cls.rsplit("/", 1)[-1]
+    for elem in raw.iter():
+        if _local(elem.tag) == "InfoData" and "Soller" in (
+            elem.get("{http://www.w3.org/2001/XMLSchema-instance}type") or ""
+        ):
+            name = elem.get("VisibleName") or ""
+            if "axial" in name.lower():
+                value = _number(name.split("[")[0].split("Soller")[-1])
+                if value:
+                    out["axial_soller_deg"] = value
+    scan = _find(raw, "ScanInformation")
+    if scan is not None and "detector" in (scan.get("ScanName") or "").lower():
+        out["geometry"] = "fixed_incidence"
+        for drive in _findall(raw, "InfoData"):
+            if drive.get("AxisId") == "Theta":
+                pos = _value_attr(drive, "Position")
+                if pos:
+                    out["omega_deg"] = pos
+    elif scan is not None:
+        out["geometry"] = "coupled"
+    return out
 
 
 def _brml_route(path: Path, raw: ET.Element) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -404,13 +471,21 @@ def _brml_route(path: Path, raw: ET.Element) -> tuple[np.ndarray, np.ndarray, di
 
 # -------------------------------------------------------------------------------- .xrdml
 def read_xrdml(path: str | Path) -> Pattern:
-    """Read a Panalytical ``.xrdml`` file (first scan).
+    """Read a Panalytical ``.xrdml`` file's first scan.
+
+    A file with several ``<scan>`` elements says so in ``metadata["warnings"]``; use
+    :func:`read_xrdml_scans` (or :func:`read_patterns`) for all of them.
 
     Raises
     ------
     DataFileError
         When the XML is malformed or truncated, or lacks counts or 2theta positions.
     """
+    return read_xrdml_scans(path)[0]
+
+
+def read_xrdml_scans(path: str | Path) -> list[Pattern]:
+    """Every scan of a Panalytical ``.xrdml`` file, in file order (see :func:`read_xrdml`)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -420,51 +495,18 @@ def read_xrdml(path: str | Path) -> Pattern:
     scans = _findall(root, "scan")
     if not scans:
         raise DataFileError(path, "has no <scan> element")
-    scan = scans[0]
-    points = _find(scan, "dataPoints")
-    if points is None:
-        raise DataFileError(path, "scan has no <dataPoints>")
-    values_elem = _find(points, "counts")
-    kind = "counts"
-    if values_elem is None:
-        values_elem = _find(points, "intensities")
-        kind = "intensities"
-    if values_elem is None or not (values_elem.text or "").strip():
-        raise DataFileError(path, "scan has no <counts> or <intensities>")
-    try:
-        intensity = np.array(values_elem.text.split(), dtype=float)  # type: ignore[union-attr]
-    except ValueError:
-        raise DataFileError(path, f"<{kind}> holds non-numeric values") from None
-    two_theta = None
-    for pos in _findall(points, "positions"):
-        if pos.get("axis") != "2Theta":
-            continue
-        listed = _find(pos, "listPositions")
-        start, end = _find(pos, "startPosition"), _find(pos, "endPosition")
-        try:
-            if listed is not None and listed.text:
-                two_theta = np.array(listed.text.split(), dtype=float)
-            elif start is not None and end is not None:
-                two_theta = np.linspace(float(start.text or ""), float(end.text or ""), intensity.size)
-        except ValueError:
-            raise DataFileError(path, "has non-numeric 2Theta positions") from None
-    if two_theta is None:
-        raise DataFileError(path, "scan has no 2Theta positions")
-    metadata: dict[str, Any] = {"format": "xrdml", "intensity_kind": kind, "n_scans": len(scans)}
-    counting = _find(points, "commonCountingTime")
-    if counting is not None and counting.text:
-        metadata["counting_time_s"] = float(counting.text)
+    common: dict[str, Any] = {"format": "xrdml", "n_scans": len(scans)}
     sample_id = _find(root, "id")
     if sample_id is not None and sample_id.text:
-        metadata["sample_name"] = sample_id.text
-    stamps: dict[str, float | None] = {"startTimeStamp": None, "endTimeStamp": None}
-    for tag in stamps:
-        elem = _find(scan, tag)
-        if elem is not None and elem.text:
-            try:
-                stamps[tag] = parse_timestamp_s(elem.text)
-            except ValueError:
-                raise DataFileError(path, f"has an unreadable {tag} {elem.text!r}") from None
+        common["sample_name"] = sample_id.text
+    for soller in _findall(root, "sollerSlit"):
+        rad = re.search(r"([\d.]+)\s*rad", soller.get("name", ""))
+        if rad:
+            common["axial_soller_deg"] = float(np.degrees(float(rad.group(1))))
+            break
+    mono = [m for m in _findall(root, "monochromator")]
+    if mono:
+        common["monochromator"] = mono[0].get("name") or "monochromator"
     used = _find(root, "usedWavelength")
     wl = Wavelength()
     if used is not None:
@@ -477,7 +519,67 @@ def read_xrdml(path: str | Path) -> Pattern:
             ka2_A=float(ka2.text) if ka2 is not None and ka2.text else None,
             ka2_ratio=float(ratio.text) if ratio is not None and ratio.text else None,
             anode=anode.text if anode is not None else None,
+            monochromator=common.get("monochromator"),
         )
+    out = [_xrdml_scan(path, scan, k, wl, common) for k, scan in enumerate(scans)]
+    if len(out) > 1:
+        out[0].metadata.setdefault("warnings", []).append(
+            f"the file holds {len(out)} scans; read_pattern() gives the first, read_patterns() all"
+        )
+    return out
+
+
+def _xrdml_scan(path: Path, scan: ET.Element, index: int, wl: Wavelength, common: dict[str, Any]) -> Pattern:
+    where = f"scan {index + 1}"
+    points = _find(scan, "dataPoints")
+    if points is None:
+        raise DataFileError(path, f"{where} has no <dataPoints>")
+    values_elem = _find(points, "counts")
+    kind = "counts"
+    if values_elem is None:
+        values_elem = _find(points, "intensities")
+        kind = "intensities"
+    if values_elem is None or not (values_elem.text or "").strip():
+        raise DataFileError(path, f"{where} has no <counts> or <intensities>")
+    try:
+        intensity = np.array(values_elem.text.split(), dtype=float)  # type: ignore[union-attr]
+    except ValueError:
+        raise DataFileError(path, f"{where}: <{kind}> holds non-numeric values") from None
+    two_theta = None
+    omega = None
+    for pos in _findall(points, "positions"):
+        axis = pos.get("axis")
+        listed = _find(pos, "listPositions")
+        start, end = _find(pos, "startPosition"), _find(pos, "endPosition")
+        fixed = _find(pos, "commonPosition")
+        try:
+            if axis == "2Theta":
+                if listed is not None and listed.text:
+                    two_theta = np.array(listed.text.split(), dtype=float)
+                elif start is not None and end is not None:
+                    two_theta = np.linspace(float(start.text or ""), float(end.text or ""), intensity.size)
+            elif axis == "Omega" and fixed is not None and fixed.text:
+                omega = float(fixed.text)
+        except ValueError:
+            raise DataFileError(path, f"{where} has non-numeric {axis} positions") from None
+    if two_theta is None:
+        raise DataFileError(path, f"{where} has no 2Theta positions")
+    metadata: dict[str, Any] = {**common, "intensity_kind": kind, "scan_index": index}
+    scan_axis = (scan.get("scanAxis") or "").lower()
+    metadata["geometry"] = "fixed_incidence" if scan_axis in ("2theta", "2theta-omega fixed") else "coupled"
+    if metadata["geometry"] == "fixed_incidence" and omega is not None:
+        metadata["omega_deg"] = omega
+    counting = _find(points, "commonCountingTime")
+    if counting is not None and counting.text:
+        metadata["counting_time_s"] = float(counting.text)
+    stamps: dict[str, float | None] = {"startTimeStamp": None, "endTimeStamp": None}
+    for tag in stamps:
+        elem = _find(scan, tag)
+        if elem is not None and elem.text:
+            try:
+                stamps[tag] = parse_timestamp_s(elem.text)
+            except ValueError:
+                raise DataFileError(path, f"{where} has an unreadable {tag} {elem.text!r}") from None
     return _finish(
         path,
         two_theta,
@@ -489,9 +591,141 @@ def read_xrdml(path: str | Path) -> Pattern:
     )
 
 
+# --------------------------------------------------------------------------------- .raw
+def read_bruker_raw(path: str | Path) -> list[Pattern]:
+    """Every range of a Bruker binary ``.raw`` file, version 3 (``RAW1.01``) or 4 (``RAW4.00``).
+
+    Layout (little-endian), as we read it from the files themselves:
+
+    ``RAW1.01``: a 712-byte file header (number of ranges at byte 12, anode at 608, K-alpha
+    average/1/2/beta at 616/624/632/640 and the K-alpha2/K-alpha1 ratio at 648, float64);
+    then per range a header whose length is its first uint32 (304): number of steps at +4,
+    start 2theta at +16 and step at +176 (float64), supplementary header length at +256; then
+    the counts as float32.
+
+    ``RAW4.00``: a 61-byte file header, then tagged records (uint32 type, uint32 total
+    length) until a range starts (type 0): its steps at +4, scan type (text) at +32, start
+    2theta and step at +72 and +80 (float64), K-alpha1 at +112, bytes per step at +136,
+    length of the range's own records at +140, data after the 160-byte range header and those
+    records: per step, the intensity as the first float32.
+
+    The date and time in the header have no time zone (and an ambiguous day/month order), so
+    no time stamps are taken from them.
+
+    Raises
+    ------
+    DataFileError
+        When the magic is unknown, a range runs past the end of the file, or the numbers make
+        no sense (no steps, non-positive step).
+    """
+    path = Path(path)
+    try:
+        b = path.read_bytes()
+    except OSError as exc:
+        raise DataFileError(path, f"cannot be read ({exc.strerror})") from None
+    magic = b[:8]
+    try:
+        if magic.startswith(b"RAW1.01"):
+            return _raw_v3(path, b)
+        if magic.startswith(b"RAW4.00"):
+            return _raw_v4(path, b)
+    except struct.error:
+        raise DataFileError(path, "truncated Bruker .raw file (a header runs past the end)") from None
+    if magic.startswith((b"RAW ", b"RAW2")):
+        raise DataFileError(
+            path, f"Bruker .raw version {magic[:4]!r} (DIFFRAC-AT v1/v2) is not supported; export .xy"
+        )
+    raise DataFileError(path, f"is not a Bruker .raw file (starts with {magic[:8]!r})")
+
+
+def _check_range(path: Path, k: int, steps: int, start: float, step: float, end_byte: int, size: int) -> None:
+    if steps <= 0 or not np.isfinite(start) or not (np.isfinite(step) and step > 0):
+        raise DataFileError(path, f"range {k + 1} has {steps} steps from {start} by {step}: not a scan")
+    if end_byte > size:
+        raise DataFileError(
+            path, f"truncated Bruker .raw file: range {k + 1} needs {end_byte} bytes, file has {size}"
+        )
+
+
+def _raw_v3(path: Path, b: bytes) -> list[Pattern]:
+    n_ranges = struct.unpack_from("<I", b, 12)[0]
+    anode = b[608:610].rstrip(b"\x00 ").decode("latin-1") or None
+    _avg, ka1, ka2, _beta, ratio = struct.unpack_from("<5d", b, 616)
+    wl = Wavelength(
+        ka1_A=ka1 if 0.1 < ka1 < 5 else CU_KA1_A,
+        ka2_A=ka2 if 0.1 < ka2 < 5 else None,
+        ka2_ratio=ratio if ratio > 0 else None,
+        anode=anode,
+    )
+    pos = 712
+    out = []
+    for k in range(n_ranges):
+        hdr_len, steps = struct.unpack_from("<II", b, pos)
+        start = struct.unpack_from("<d", b, pos + 16)[0]
+        step = struct.unpack_from("<d", b, pos + 176)[0]
+        supp = struct.unpack_from("<I", b, pos + 256)[0]
+        data = pos + hdr_len + supp
+        _check_range(path, k, steps, start, step, data + 4 * steps, len(b))
+        counts = np.frombuffer(b, dtype="<f4", count=steps, offset=data).astype(float)
+        meta = {"format": "bruker-raw-v3", "range_index": k, "n_ranges": n_ranges}
+        out.append(_finish(path, start + step * np.arange(steps), counts, wavelength=wl, metadata=meta))
+        pos = data + 4 * steps
+    if not out:
+        raise DataFileError(path, "Bruker .raw file with no ranges")
+    return out
+
+
+def _raw_v4(path: Path, b: bytes) -> list[Pattern]:
+    pos = 61
+    ka1 = CU_KA1_A
+    anode = None
+    while pos + 8 <= len(b):
+        rtype, rlen = struct.unpack_from("<II", b, pos)
+        if rtype == 0:
+            break
+        if rlen < 8:
+            raise DataFileError(
+                path, f"damaged Bruker .raw v4 header: record at byte {pos} has length {rlen}"
+            )
+        if rtype == 30 and rlen >= 120:  # tube record: K-alpha1 and anode
+            value = struct.unpack_from("<d", b, pos + 80)[0]
+            ka1 = value if 0.1 < value < 5 else ka1
+            anode = b[pos + 116 : pos + 118].rstrip(b"\x00 ").decode("latin-1") or None
+        pos += rlen
+    out = []
+    k = 0
+    while pos + 160 <= len(b):
+        steps = struct.unpack_from("<I", b, pos + 4)[0]
+        scan_type = b[pos + 32 : pos + 64].split(b"\x00", 1)[0].decode("latin-1")
+        start, step = struct.unpack_from("<2d", b, pos + 72)
+        range_ka1 = struct.unpack_from("<d", b, pos + 112)[0]
+        per_step, extra = struct.unpack_from("<II", b, pos + 136)
+        data = pos + 160 + extra
+        if per_step < 4 or per_step % 4:
+            raise DataFileError(path, f"range {k + 1} stores {per_step} bytes per step; not understood")
+        _check_range(path, k, steps, start, step, data + per_step * steps, len(b))
+        table = np.frombuffer(b, dtype="<f4", count=steps * (per_step // 4), offset=data)
+        counts = table.reshape(steps, per_step // 4)[:, 0].astype(float)
+        wl = Wavelength(ka1_A=range_ka1 if 0.1 < range_ka1 < 5 else ka1, anode=anode)
+        meta = {
+            "format": "bruker-raw-v4",
+            "range_index": k,
+            "scan_name": scan_type,
+            "geometry": "coupled" if "coupled" in scan_type.lower() else "unknown",
+        }
+        out.append(_finish(path, start + step * np.arange(steps), counts, wavelength=wl, metadata=meta))
+        pos = data + per_step * steps
+        k += 1
+    if not out:
+        raise DataFileError(path, "Bruker .raw v4 file with no ranges")
+    for p in out:
+        p.metadata["n_ranges"] = len(out)
+    return out
+
+
 # ------------------------------------------------------------------------------ dispatcher
-def read_pattern(path: str | Path) -> Pattern:
-    """Read a pattern file, choosing the reader from the suffix (see :data:`PATTERN_SUFFIXES`).
+def read_patterns(path: str | Path) -> list[Pattern]:
+    """Every pattern in a file: all scans of an .xrdml, all ranges of a Bruker .raw, else one.
 
     Raises
     ------
@@ -503,11 +737,33 @@ def read_pattern(path: str | Path) -> Pattern:
     if not path.is_file():
         raise DataFileError(path, "does not exist or is not a file")
     if suffix in (".xy", ".xye"):
-        return read_xy(path)
+        return [read_xy(path)]
     if suffix == ".brml":
-        return read_brml(path)
+        return [read_brml(path)]
     if suffix == ".xrdml":
-        return read_xrdml(path)
+        return read_xrdml_scans(path)
+    if suffix == ".raw":
+        return read_bruker_raw(path)
     raise DataFileError(
         path, f"has an unsupported suffix {suffix!r} (supported: {', '.join(PATTERN_SUFFIXES)})"
     )
+
+
+def read_pattern(path: str | Path) -> Pattern:
+    """Read a file's (first) pattern, choosing the reader from the suffix.
+
+    A file holding several scans or ranges says so in ``metadata["warnings"]``; use
+    :func:`read_patterns` for all of them.
+
+    Raises
+    ------
+    DataFileError
+        For an unknown suffix, a missing file, or any unreadable content.
+    """
+    patterns = read_patterns(path)
+    first = patterns[0]
+    if len(patterns) > 1 and not first.metadata.get("warnings"):
+        first.metadata.setdefault("warnings", []).append(
+            f"the file holds {len(patterns)} scans; read_pattern() gives the first, read_patterns() all"
+        )
+    return first

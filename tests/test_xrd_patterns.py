@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from analysis.errors import DataFileError
-from analysis.patterns import parse_timestamp_s, read_brml, read_pattern, read_xrdml, read_xy
+from analysis.patterns import parse_timestamp_s, read_brml, read_pattern, read_patterns, read_xrdml, read_xy
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "xrd"
 SI_BRML = DATA / "Si-Std_SRM640d_D8D_20-97_7_16hm.brml"
@@ -159,10 +159,14 @@ def test_truncated_xrdml_is_a_clear_error(tmp_path):
 
 
 def test_unknown_suffix_and_missing_file(tmp_path):
-    other = tmp_path / "scan.raw"
-    other.write_bytes(b"RAW1.01")
+    other = tmp_path / "scan.cpi"
+    other.write_bytes(b"SIETRONICS XRD SCAN")
     with pytest.raises(DataFileError, match="unsupported suffix"):
         read_pattern(other)
+    cut = tmp_path / "scan.raw"
+    cut.write_bytes(b"RAW1.01")
+    with pytest.raises(DataFileError, match="scan.raw: truncated Bruker .raw"):
+        read_pattern(cut)
     with pytest.raises(DataFileError, match="does not exist"):
         read_pattern(tmp_path / "missing.xy")
 
@@ -172,3 +176,68 @@ def test_timestamp_parser_handles_bruker_seven_digit_fractions():
         datetime.fromisoformat("2025-12-01T13:33:19.411344+00:00").timestamp()
     )
     assert parse_timestamp_s("2026-01-01T00:00:00Z") == 1767225600.0
+
+
+RAW_V3 = DATA / "brukerraw_test.RAW"
+RAW_V4 = DATA / "TwoTheta_scan_scrambled.raw"
+
+
+def test_bruker_raw_v3_range_wavelengths_and_peak():
+    pattern = read_pattern(_need(RAW_V3))
+    assert len(pattern) == 3501  # the README of the shared data: 3501 points from 5 deg
+    assert pattern.two_theta_deg[0] == pytest.approx(5.0)
+    assert pattern.two_theta_deg[1] - pattern.two_theta_deg[0] == pytest.approx(0.0157156)
+    assert _strongest_deg(pattern) == pytest.approx(30.18, abs=0.02)  # Ba2CaWO6 strongest line
+    assert pattern.wavelength.ka1_A == pytest.approx(1.5406)
+    assert pattern.wavelength.ka2_A == pytest.approx(1.54439)
+    assert pattern.wavelength.anode == "Cu"
+
+
+def test_bruker_raw_v4_structure_and_header():
+    pattern = read_pattern(_need(RAW_V4))
+    assert len(pattern) == 7134
+    assert pattern.two_theta_deg[0] == pytest.approx(10.0)
+    assert pattern.two_theta_deg[-1] == pytest.approx(10.0 + 7133 * 0.0105203, abs=1e-4)  # ~85.04 deg
+    assert pattern.metadata["scan_name"] == "Locked Coupled"
+    assert pattern.wavelength.ka1_A == pytest.approx(1.5406, abs=1e-6)
+    assert (pattern.intensity < 0).any()  # scrambled upstream: noise with negative values, read as is
+
+
+def test_bruker_raw_v4_truncated_range_is_named(tmp_path):
+    cut = tmp_path / "cut.raw"
+    cut.write_bytes(_need(RAW_V4).read_bytes()[:-1000])
+    with pytest.raises(DataFileError, match="cut.raw: truncated Bruker .raw file: range 1"):
+        read_pattern(cut)
+
+
+def test_every_scan_of_a_multi_scan_xrdml(tmp_path):
+    text = _need(NIO_XRDML).read_text(encoding="utf-8")
+    start, end = text.index("<scan "), text.index("</scan>") + len("</scan>")
+    second = text[start:end].replace('appendNumber="0"', 'appendNumber="1"')
+    two = tmp_path / "two.xrdml"
+    two.write_text(text[:end] + second + text[end:], encoding="utf-8")
+    scans = read_patterns(two)
+    assert [s.metadata["scan_index"] for s in scans] == [0, 1]
+    np.testing.assert_array_equal(scans[0].intensity, scans[1].intensity)
+    first = read_pattern(two)
+    assert "2 scans" in first.metadata["warnings"][0]
+
+
+def test_decimal_comma_xy(tmp_path):
+    path = tmp_path / "komma.xy"
+    path.write_text("# 2Theta; Intensitaet\n10,00\t100,5\n10,01\t101,5\n10,02\t99,0\n", encoding="utf-8")
+    pattern = read_pattern(path)
+    np.testing.assert_allclose(pattern.two_theta_deg, [10.0, 10.01, 10.02])
+    np.testing.assert_allclose(pattern.intensity, [100.5, 101.5, 99.0])
+    csv = tmp_path / "points.xy"
+    csv.write_text("10.0,100\n10.5,120\n", encoding="utf-8")
+    np.testing.assert_allclose(read_pattern(csv).intensity, [100, 120])
+
+
+def test_optics_stated_in_the_si_brml():
+    pattern = read_pattern(_need(SI_BRML))
+    assert pattern.wavelength.monochromator == "Johansson"  # a K-alpha1 monochromator...
+    assert pattern.wavelength.ka2_ratio == pytest.approx(0.5)  # ...although the header repeats 0.5
+    assert pattern.metadata["geometry"] == "fixed_incidence"  # a detector scan at theta = 17 deg
+    assert pattern.metadata["omega_deg"] == pytest.approx(17.0)
+    assert pattern.metadata["axial_soller_deg"] == pytest.approx(2.5)
