@@ -6,14 +6,28 @@ Steps of :func:`fit_cubic_lattice`:
    predicted K-alpha1 reflections sit on the most (background-subtracted) intensity, summed
    over the requested reflections. This locates the reflections jointly, so a lone foreign
    peak (Be window, impurity) does not capture one of them.
-2. Each reflection is fitted in a small window by a pseudo-Voigt K-alpha1 + K-alpha2 doublet
-   (shared width and mixing; K-alpha2 position from the wavelength ratio, intensity ratio
-   fixed) on a linear background, weighted by Poisson statistics. All windows of a pattern
-   are fitted at once by a vectorised, bounded Levenberg-Marquardt with analytic
-   derivatives (independent parameters per window, stacked arrays), which is several times
-   faster than one :func:`scipy.optimize.least_squares` call per reflection.
-3. Weighted least squares of the K-alpha1 positions against Bragg's law in ``a`` (and an
-   optional zero shift), giving ``a`` and its standard error.
+2. Each reflection is fitted in a small window by a pseudo-Voigt profile on a linear
+   background: a K-alpha1 + K-alpha2 doublet or a K-alpha1 line alone. **Which one** is
+   decided per pattern from the optics the file states (a K-alpha1 monochromator such as a
+   Johansson crystal removes K-alpha2 whatever ratio the header repeats) and from the fits
+   themselves: both are fitted and the one with the lower chi2 is kept (with a monochromator
+   stated, K-alpha2 must lower chi2 by 20 % to be believed). **Noise** comes from the data:
+   the scatter of second differences on the background gives the gain ``g`` in
+   ``var = g * intensity`` (``g = 1`` for raw counts; scaled or summed intensities get their
+   own), used for the weights and the significance test. All windows are fitted at once by a
+   vectorised, bounded Levenberg-Marquardt with analytic derivatives.
+3. Least squares of the K-alpha1 positions against Bragg's law in ``a``, a zero shift and a
+   sample-displacement term (both on by default). The displacement shift is ``D cos(theta)``
+   for a coupled theta/2theta scan and ``D sin(2theta) / (2 sin(omega))`` for a detector scan
+   at fixed incidence ``omega`` (the file says which). With six or seven reflections ``a``, the
+   zero and the displacement are nearly collinear, so both carry a Gaussian prior of
+   0.05 deg (a well-aligned diffractometer and a flat sample); the position errors get a floor
+   of 0.002 deg. When the file states its axial Soller slits (acceptance ``delta``), their
+   first-order centroid shift ``-(delta**2 / 12) cot(2theta)`` is taken out.
+4. A quality gate (:attr:`LatticeFit.quality_ok`, :attr:`LatticeFit.quality_problems`): the
+   share of expected reflections found, the rms and reduced chi2 of the positions about the
+   cubic lattice, and plausible zero/displacement. A pattern of another phase (corundum read
+   as rock salt) fails it; callers must not use a failed fit as the next starting value.
 
 Default reflections are those of rock-salt (Fm-3m): (111), (200), (220), (311), (222), (400).
 Pass ``hkl=DIAMOND_HKL`` for silicon or any other list of cubic reflections.
@@ -22,7 +36,7 @@ Pass ``hkl=DIAMOND_HKL`` for silicon or any other list of cubic reflections.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, minimum_filter1d, uniform_filter1d
@@ -67,11 +81,17 @@ class PeakFit:
     background: float
     ok: bool
     reason: str = ""
+    chi2_red: float = float("nan")
 
 
 @dataclass(frozen=True)
 class LatticeFit:
-    """Cubic lattice parameter and the peak fits behind it."""
+    """Cubic lattice parameter, the peak fits behind it, and its quality verdict.
+
+    ``ka2_used`` says whether the peaks were fitted as K-alpha1 + K-alpha2 doublets and
+    ``ka2_note`` why. ``quality_ok`` is False (with ``quality_problems``) when the fit must
+    not be trusted; such a fit is reported, never used as the next starting value.
+    """
 
     a_A: float
     a_err_A: float
@@ -80,10 +100,60 @@ class LatticeFit:
     peaks: tuple[PeakFit, ...]
     wavelength_A: float
     residual_rms_deg: float
+    displacement_deg: float = 0.0
+    displacement_err_deg: float = 0.0
+    axial_shift_deg: float = 0.0
+    chi2_red: float = float("nan")
+    ka2_used: bool = True
+    ka2_note: str = ""
+    noise_gain: float = 1.0
+    n_peaks_expected: int = 0
+    geometry: str = "coupled"
+    quality_problems: tuple[str, ...] = ()
 
     @property
     def n_peaks_used(self) -> int:
         return sum(p.ok for p in self.peaks)
+
+    @property
+    def quality_ok(self) -> bool:
+        return not self.quality_problems
+
+
+#: Prior widths (deg) of the zero shift and the displacement term, position-error floor (deg).
+ZERO_PRIOR_DEG = 0.05
+DISPLACEMENT_PRIOR_DEG = 0.05
+POSITION_FLOOR_DEG = 0.002
+#: Quality gate: largest rms (deg) and reduced chi2 of the positions, least share and least
+#: number of the expected reflections found, largest zero shift / displacement (deg).
+GATE_RMS_DEG = 0.02
+GATE_CHI2 = 50.0
+GATE_FOUND_FRACTION = 0.5
+GATE_MIN_FOUND = 4
+GATE_OFFSET_DEG = 0.2
+
+
+def noise_gain(intensity: np.ndarray) -> float:
+    """Gain ``g`` of the noise model ``var = g * intensity``, estimated from the data.
+
+    Second differences of neighbouring points cancel a smooth signal and have variance
+    ``6 var`` for white noise; on the flatter half of the pattern (the background) the median
+    of ``d2**2 / (6 * level)`` over a chi2(1) median (0.455) gives ``g``. Raw counts give
+    about 1; intensities scaled by ``c`` give about ``c``.
+    """
+    y = np.asarray(intensity, dtype=float)
+    if y.size < 16:
+        return 1.0
+    d2 = y[:-2] - 2.0 * y[1:-1] + y[2:]
+    level = uniform_filter1d(y, 9, mode="nearest")[1:-1]
+    slope = np.abs(np.gradient(uniform_filter1d(y, 9, mode="nearest")))[1:-1]
+    flat = slope <= np.median(slope)
+    use = flat & (level > 0)
+    if use.sum() < 8:
+        return 1.0
+    ratio = d2[use] ** 2 / (6.0 * level[use])
+    g = float(np.median(ratio) / 0.455)
+    return g if np.isfinite(g) and g > 0 else 1.0
 
 
 def d_spacing_A(a_A: float, hkl: HKL) -> float:
@@ -207,7 +277,9 @@ class _DoubletBatch:
     window centre and background slope. Padding points carry zero weight.
     """
 
-    def __init__(self, windows: Sequence[_Window], ka1_A: float, ka2_A: float | None, ratio: float):
+    def __init__(
+        self, windows: Sequence[_Window], ka1_A: float, ka2_A: float | None, ratio: float, gain: float = 1.0
+    ):
         n = max(w.xs.size for w in windows)
         self.x = np.empty((len(windows), n))
         self.y = np.zeros((len(windows), n))
@@ -216,7 +288,7 @@ class _DoubletBatch:
             m = w.xs.size
             self.x[i, :m], self.x[i, m:] = w.xs, w.xs[-1]
             self.y[i, :m] = w.ys
-            self.weights[i, :m] = 1.0 / np.sqrt(np.maximum(w.ys, 1.0))
+            self.weights[i, :m] = 1.0 / np.sqrt(gain * np.maximum(w.ys, gain))
         self.dx = self.x - np.array([w.xc for w in windows])[:, None]
         self.ratio = ratio
         self.k = ka2_A / ka1_A if ka2_A is not None and ratio else 0.0
@@ -343,13 +415,13 @@ def _levenberg_marquardt(
 
 
 def _fit_windows(
-    windows: Sequence[_Window], ka1_A: float, ka2_A: float | None, ka2_ratio: float | None
+    windows: Sequence[_Window], ka1_A: float, ka2_A: float | None, ka2_ratio: float | None, gain: float = 1.0
 ) -> list[PeakFit]:
     """Fit every window's doublet (jointly vectorised, independent parameters) and judge it."""
     if not windows:
         return []
     ratio = float(ka2_ratio) if ka2_A is not None and ka2_ratio else 0.0
-    model = _DoubletBatch(windows, ka1_A, ka2_A, ratio)
+    model = _DoubletBatch(windows, ka1_A, ka2_A, ratio, gain)
     p0 = np.array([w.p0 for w in windows])
     lower = np.array([w.lower for w in windows])
     upper = np.array([w.upper for w in windows])
@@ -368,7 +440,7 @@ def _fit_windows(
         except np.linalg.LinAlgError:
             err = float("nan")
         background = float(p[4] + p[5] * (p[0] - w.xc))
-        noise = np.sqrt(max(background + p[3], 1.0))
+        noise = np.sqrt(gain * max(background + p[3], gain))
         reason = ""
         if not converged[i]:
             reason = "fit did not converge (too many iterations)"
@@ -392,6 +464,7 @@ def _fit_windows(
                 background,
                 not reason,
                 reason,
+                chi2_red,
             )
         )
     return out
@@ -458,11 +531,18 @@ def fit_cubic_lattice(
     ka1_A: float = CU_KA1_A,
     ka2_A: float | None = CU_KA2_A,
     ka2_ratio: float | None = CU_KA2_RATIO,
-    fit_zero_shift: bool = False,
+    ka2_decide: bool = True,
+    monochromator: str | None = None,
+    fit_zero_shift: bool = True,
+    fit_displacement: bool = True,
+    geometry: str = "coupled",
+    omega_deg: float | None = None,
+    axial_soller_deg: float | None = None,
+    noise: str | float = "data",
     search_frac: float = 0.02,
     min_peaks: int = 3,
 ) -> LatticeFit:
-    """Fit the cubic lattice parameter of one pattern.
+    """Fit the cubic lattice parameter of one pattern (see the module docstring).
 
     Parameters
     ----------
@@ -473,9 +553,27 @@ def fit_cubic_lattice(
     hkl : sequence of (h, k, l)
         Reflections to use (rock-salt by default); those outside the scanned range are skipped.
     ka1_A, ka2_A, ka2_ratio : float
-        Wavelengths and K-alpha2/K-alpha1 ratio (``ka2_A=None`` for monochromatic data).
-    fit_zero_shift : bool
-        Also fit a constant 2theta zero shift (needs one more reflection).
+        Wavelengths and the K-alpha2/K-alpha1 ratio the file states (``ka2_A=None``: K-alpha1
+        only, nothing to decide).
+    ka2_decide : bool
+        Fit with and without K-alpha2 and keep the better (see ``monochromator``); False uses
+        the stated wavelengths as they are.
+    monochromator : str, optional
+        A K-alpha1 monochromator named by the file: K-alpha1 only unless K-alpha2 lowers the
+        profile chi2 by more than 20 %.
+    fit_zero_shift, fit_displacement : bool
+        Refine a 2theta zero shift and a sample-displacement term (with Gaussian priors of
+        :data:`ZERO_PRIOR_DEG` and :data:`DISPLACEMENT_PRIOR_DEG`).
+    geometry : {"coupled", "fixed_incidence"}
+        Coupled theta/2theta scan (displacement ``D cos theta``) or detector scan at fixed
+        incidence ``omega_deg`` (``D sin 2theta / (2 sin omega)``).
+    omega_deg : float, optional
+        Incidence angle of a fixed-incidence scan.
+    axial_soller_deg : float, optional
+        Axial Soller acceptance stated by the file; its centroid shift is corrected.
+    noise : "data" or float
+        Noise gain ``g`` (``var = g * intensity``): estimated from the data, or given
+        (1 for raw counts).
     search_frac : float
         Half-width of the coarse search, as a fraction of ``a_guess_A``.
     min_peaks : int
@@ -484,11 +582,12 @@ def fit_cubic_lattice(
     Returns
     -------
     LatticeFit
+        Check :attr:`LatticeFit.quality_ok` before trusting ``a_A``.
 
     Raises
     ------
     LatticeFitError
-        When fewer than ``min_peaks`` reflections (``+1`` with a zero shift) could be fitted.
+        When fewer than ``min_peaks`` reflections could be fitted.
     """
     x = np.asarray(two_theta_deg, dtype=float)
     y = np.asarray(intensity, dtype=float)
@@ -496,9 +595,16 @@ def fit_cubic_lattice(
         raise LatticeFitError(f"pattern has only {x.size} points")
     if not a_guess_A > 0 or not 0 < search_frac < 0.5:
         raise ValueError(f"need a_guess_A > 0 and 0 < search_frac < 0.5 ({a_guess_A}, {search_frac})")
+    if geometry not in ("coupled", "fixed_incidence"):
+        raise ValueError(f"geometry must be 'coupled' or 'fixed_incidence', got {geometry!r}")
+    if geometry == "fixed_incidence" and not (omega_deg and 0 < omega_deg < 90):
+        raise ValueError(f"a fixed-incidence scan needs omega_deg in (0, 90), got {omega_deg}")
     hkl = [(int(h[0]), int(h[1]), int(h[2])) for h in hkl]
     if not hkl or (0, 0, 0) in hkl:
         raise ValueError(f"hkl must list reflections other than (0, 0, 0), got {hkl}")
+    gain = noise_gain(y) if noise == "data" else float(noise)
+    if not gain > 0:
+        raise ValueError(f"noise gain must be > 0, got {noise}")
     step = float(np.median(np.diff(x)))
     bg = _background(y, int(round(2.0 / step)))
     signal = gaussian_filter1d(y, 1.5) - bg
@@ -508,8 +614,7 @@ def fit_cubic_lattice(
     positions = sorted(v for v in coarse.values() if np.isfinite(v))
     slots: list[_Window | PeakFit] = []
     for h in hkl:
-        key = h
-        c = coarse[key]
+        c = coarse[h]
         if not np.isfinite(c) or c < x[0] + 0.3 or c > x[-1] - 0.3:
             continue
         others = [abs(p - c) for p in positions if p != c]
@@ -525,43 +630,152 @@ def fit_cubic_lattice(
         half = float(np.clip(3.0 * fwhm + split, 0.4, 2.0))
         half = min(half, max(room, 0.3))
         slots.append(
-            _window(
-                x, y, float(x[i_max]), half, min(fwhm, half), min(0.2, half / 2.0), key, float(expected[key])
-            )
+            _window(x, y, float(x[i_max]), half, min(fwhm, half), min(0.2, half / 2.0), h, float(expected[h]))
         )
-    fitted = iter(_fit_windows([s for s in slots if isinstance(s, _Window)], ka1_A, ka2_A, ka2_ratio))
+    windows = [s for s in slots if isinstance(s, _Window)]
+    with_ka2 = _fit_windows(windows, ka1_A, ka2_A, ka2_ratio, gain) if ka2_A and ka2_ratio else None
+    ka2_note = "the file states no K-alpha2"
+    use_ka2 = with_ka2 is not None
+    fits = with_ka2
+    if with_ka2 is not None and ka2_decide:
+        alone = _fit_windows(windows, ka1_A, None, None, gain)
+        chi_both = _total_chi2(with_ka2, windows)
+        chi_alone = _total_chi2(alone, windows)
+        bar = 0.8 if monochromator else 1.0
+        use_ka2 = chi_both < bar * chi_alone
+        because = f"profile chi2 {chi_both:.3g} with K-alpha2, {chi_alone:.3g} without"
+        if monochromator:
+            ka2_note = f"{monochromator} monochromator stated; {because}: " + (
+                "K-alpha2 present after all" if use_ka2 else "K-alpha1 only"
+            )
+        else:
+            ka2_note = f"{because}: " + ("K-alpha1 + K-alpha2" if use_ka2 else "K-alpha1 only")
+        fits = with_ka2 if use_ka2 else alone
+    elif with_ka2 is not None:
+        ka2_note = "K-alpha1 + K-alpha2 as stated (not decided from the fit)"
+    if fits is None:
+        fits = _fit_windows(windows, ka1_A, None, None, gain)
+    fitted = iter(fits)
     peaks = [s if isinstance(s, PeakFit) else next(fitted) for s in slots]
     good = [p for p in peaks if p.ok]
-    need = min_peaks + (1 if fit_zero_shift else 0)
-    if len(good) < need:
+    if len(good) < min_peaks:
         why = "; ".join(f"{p.hkl}: {p.reason}" for p in peaks if not p.ok) or "none in range"
-        raise LatticeFitError(f"only {len(good)} usable reflection(s), need {need} (rejected: {why})")
-    return _refine(good, peaks, a0, ka1_A, fit_zero_shift)
+        raise LatticeFitError(f"only {len(good)} usable reflection(s), need {min_peaks} (rejected: {why})")
+    shift = _ShiftModel(fit_zero_shift, fit_displacement, geometry, omega_deg, axial_soller_deg)
+    fit = _refine(good, peaks, a0, ka1_A, shift)
+    in_range = [h for h in hkl if np.isfinite(coarse[h]) and x[0] + 0.3 <= coarse[h] <= x[-1] - 0.3]
+    fit = replace(
+        fit,
+        ka2_used=use_ka2,
+        ka2_note=ka2_note,
+        noise_gain=gain,
+        n_peaks_expected=len(in_range),
+    )
+    return replace(fit, quality_problems=quality_problems(fit))
+
+
+def _total_chi2(fits: list[PeakFit], windows: Sequence[_Window]) -> float:
+    """Sum of the windows' chi2 (reduced chi2 times degrees of freedom)."""
+    total = 0.0
+    for f, w in zip(fits, windows, strict=True):
+        if np.isfinite(f.chi2_red):
+            total += f.chi2_red * max(w.xs.size - 6, 1)
+    return total
+
+
+def quality_problems(fit: LatticeFit) -> tuple[str, ...]:
+    """Why a lattice fit must not be trusted (empty when it passes the gate)."""
+    out = []
+    if fit.n_peaks_expected and (
+        fit.n_peaks_used < GATE_FOUND_FRACTION * fit.n_peaks_expected or fit.n_peaks_used < GATE_MIN_FOUND
+    ):
+        out.append(f"only {fit.n_peaks_used} of {fit.n_peaks_expected} expected reflections found")
+    if fit.residual_rms_deg > GATE_RMS_DEG:
+        out.append(
+            f"peak positions miss the cubic lattice by {fit.residual_rms_deg:.3f} deg rms "
+            f"(limit {GATE_RMS_DEG} deg): wrong phase or reflections?"
+        )
+    if np.isfinite(fit.chi2_red) and fit.chi2_red > GATE_CHI2:
+        out.append(f"chi2 of the peak positions {fit.chi2_red:.0f} (limit {GATE_CHI2:.0f})")
+    if abs(fit.zero_shift_deg) > GATE_OFFSET_DEG or abs(fit.displacement_deg) > GATE_OFFSET_DEG:
+        out.append(
+            f"implausible zero shift {fit.zero_shift_deg:.3f} deg / displacement "
+            f"{fit.displacement_deg:.3f} deg (limit {GATE_OFFSET_DEG} deg)"
+        )
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class _ShiftModel:
+    """Instrument terms of the position refinement."""
+
+    zero: bool
+    displacement: bool
+    geometry: str
+    omega_deg: float | None
+    axial_soller_deg: float | None
+
+    def basis(self, two_theta_deg: np.ndarray) -> np.ndarray:
+        """Shape of the displacement shift (deg per deg of ``D``)."""
+        r = np.radians(two_theta_deg)
+        if self.geometry == "fixed_incidence":
+            return np.sin(r) / (2.0 * np.sin(np.radians(self.omega_deg or 90.0)))
+        return np.cos(r / 2.0)
+
+    def axial(self, two_theta_deg: np.ndarray) -> np.ndarray:
+        """First-order axial-divergence centroid shift (deg), zero when no Soller is stated."""
+        if not self.axial_soller_deg:
+            return np.zeros_like(two_theta_deg)
+        delta = np.radians(self.axial_soller_deg)
+        return -np.degrees(delta * delta / 12.0) / np.tan(np.radians(two_theta_deg))
 
 
 def _refine(
-    good: list[PeakFit], peaks: list[PeakFit], a0: float, ka1_A: float, fit_zero_shift: bool
+    good: list[PeakFit], peaks: list[PeakFit], a0: float, ka1_A: float, shift: _ShiftModel
 ) -> LatticeFit:
-    """Weighted least squares of the peak positions in a (and a zero shift)."""
+    """Least squares of the peak positions in a, zero shift and displacement (with priors)."""
     q = np.array([np.sqrt(sum(i * i for i in p.hkl)) for p in good])
     obs = np.array([p.two_theta_deg for p in good])
-    sig = np.array([p.two_theta_err_deg for p in good])
+    sig = np.sqrt(np.array([p.two_theta_err_deg for p in good]) ** 2 + POSITION_FLOOR_DEG**2)
+    names = ["a"] + (["zero"] if shift.zero else []) + (["disp"] if shift.displacement else [])
+    prior = np.array([np.inf] + [ZERO_PRIOR_DEG] * shift.zero + [DISPLACEMENT_PRIOR_DEG] * shift.displacement)
+
+    def bragg(a: float) -> np.ndarray:
+        s = np.clip(ka1_A * q / (2.0 * a), -1.0, 1.0 - 1e-12)
+        return np.degrees(2.0 * np.arcsin(s))
 
     def calc(params: np.ndarray) -> np.ndarray:
-        s = np.clip(ka1_A * q / (2.0 * params[0]), -1.0, 1.0)
-        shift = params[1] if fit_zero_shift else 0.0
-        return np.degrees(2.0 * np.arcsin(s)) + shift
+        tt = bragg(params[0])
+        out = tt + shift.axial(tt)
+        k = 1
+        if shift.zero:
+            out = out + params[k]
+            k += 1
+        if shift.displacement:
+            out = out + params[k] * shift.basis(tt)
+        return out
+
+    def residuals(params: np.ndarray) -> np.ndarray:
+        return np.concatenate(((obs - calc(params)) / sig, params[1:] / prior[1:]))
 
     def jacobian(params: np.ndarray) -> np.ndarray:
-        """Derivatives of the weighted residuals by a (and the zero shift)."""
+        tt = bragg(params[0])
         s = np.clip(ka1_A * q / (2.0 * params[0]), -1.0, 1.0 - 1e-12)
         d_a = np.degrees(2.0 * s / (params[0] * np.sqrt(1.0 - s * s)))  # -d(2theta)/da
-        cols = [d_a / sig] + ([-1.0 / sig] if fit_zero_shift else [])
-        return np.column_stack(cols)
+        cols = [d_a / sig]
+        if shift.zero:
+            cols.append(-1.0 / sig)
+        if shift.displacement:
+            cols.append(-shift.basis(tt) / sig)
+        top = np.column_stack(cols)
+        bottom = np.zeros((len(params) - 1, len(params)))
+        for i in range(1, len(params)):
+            bottom[i - 1, i] = 1.0 / prior[i]
+        return np.vstack((top, bottom))
 
-    # Gauss-Newton with step halving: one or two parameters, a nearly linear problem
-    x = np.array([a0, 0.0]) if fit_zero_shift else np.array([a0])
-    r = (obs - calc(x)) / sig
+    # Gauss-Newton with step halving: a few parameters, a nearly linear problem
+    x = np.array([a0] + [0.0] * (len(names) - 1))
+    r = residuals(x)
     cost = 0.5 * float(r @ r)
     jac = jacobian(x)
     for _ in range(50):
@@ -569,7 +783,7 @@ def _refine(
         t = 1.0
         while t > 1e-6:
             trial = x + t * step
-            r_trial = (obs - calc(trial)) / sig
+            r_trial = residuals(trial)
             cost_trial = 0.5 * float(r_trial @ r_trial)
             if cost_trial <= cost:
                 break
@@ -581,29 +795,47 @@ def _refine(
         cost = cost_trial
         if done:
             break
-    dof = obs.size - x.size
-    chi2_red = float(2.0 * cost / dof) if dof > 0 else 1.0
+    data_r = (obs - calc(x)) / sig
+    dof = obs.size - 1  # the priors pay for the instrument terms
+    chi2_red = float(data_r @ data_r / dof) if dof > 0 else 1.0
     cov = np.linalg.pinv(jac.T @ jac) * max(chi2_red, 1.0)
     errs = np.sqrt(np.diag(cov))
     rms = float(np.sqrt(np.mean((obs - calc(x)) ** 2)))
+    value = dict(zip(names, x, strict=True))
+    error = dict(zip(names, errs, strict=True))
     return LatticeFit(
         a_A=float(x[0]),
         a_err_A=float(errs[0]),
-        zero_shift_deg=float(x[1]) if fit_zero_shift else 0.0,
-        zero_shift_err_deg=float(errs[1]) if fit_zero_shift else 0.0,
+        zero_shift_deg=float(value.get("zero", 0.0)),
+        zero_shift_err_deg=float(error.get("zero", 0.0)),
         peaks=tuple(peaks),
         wavelength_A=ka1_A,
         residual_rms_deg=rms,
+        displacement_deg=float(value.get("disp", 0.0)),
+        displacement_err_deg=float(error.get("disp", 0.0)),
+        axial_shift_deg=float(np.degrees(np.radians(shift.axial_soller_deg or 0.0) ** 2 / 12.0)),
+        chi2_red=chi2_red,
+        geometry=shift.geometry,
     )
 
 
 def fit_pattern_lattice(pattern: Pattern, a_guess_A: float, **kwargs) -> LatticeFit:
-    """:func:`fit_cubic_lattice` on a :class:`~analysis.patterns.Pattern`, using its wavelengths.
+    """:func:`fit_cubic_lattice` on a :class:`~analysis.patterns.Pattern`, using what its file states.
 
-    Keyword arguments are passed on (``hkl``, ``fit_zero_shift``, ``search_frac``, ...).
+    Wavelengths, the K-alpha1 monochromator, the scan geometry (coupled or fixed incidence
+    with its omega) and the axial Soller slits come from the pattern; keyword arguments
+    (``hkl``, ``fit_zero_shift``, ``search_frac``, ...) override them.
     """
     wl = pattern.wavelength
+    meta = pattern.metadata
     kwargs.setdefault("ka1_A", wl.ka1_A)
     kwargs.setdefault("ka2_A", wl.ka2_A)
     kwargs.setdefault("ka2_ratio", wl.ka2_ratio)
+    kwargs.setdefault("monochromator", wl.monochromator or meta.get("monochromator"))
+    geometry = meta.get("geometry")
+    if geometry == "fixed_incidence" and meta.get("omega_deg"):
+        kwargs.setdefault("geometry", "fixed_incidence")
+        kwargs.setdefault("omega_deg", float(meta["omega_deg"]))
+    if meta.get("axial_soller_deg"):
+        kwargs.setdefault("axial_soller_deg", float(meta["axial_soller_deg"]))
     return fit_cubic_lattice(pattern.two_theta_deg, pattern.intensity, a_guess_A, **kwargs)

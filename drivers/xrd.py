@@ -19,6 +19,13 @@ Rules the watcher follows:
   restarted driver neither loses nor duplicates a scan: unacknowledged files are read again.
 * Time stamps come from the file; when it has none, the end is the file's mtime and the start
   is ``end - scan_time_s``.
+* A file holding several scans (multi-scan ``.xrdml``, multi-range Bruker ``.raw``) gives one
+  :class:`XrdScan` per scan (``scan_index``/``n_scans``); it counts as consumed once its last
+  scan has been handed out.
+* Every fit passes the lattice fit's quality gate (:attr:`analysis.lattice.LatticeFit.quality_ok`)
+  before it is published or used as the next starting value; a failed fit is reported
+  (``XrdScan.fit_error``, a warning in the log, ``lattice_A`` NaN) and the starting value stays
+  that of the last good scan.
 
 Unreadable files (decision): by default (``on_bad_file="raise"``) the :class:`Diffractometer`
 fails the Status of the trigger that meets the file, with the file named in the message, and
@@ -47,7 +54,7 @@ from ophyd.status import DeviceStatus
 
 from analysis.errors import DataFileError
 from analysis.lattice import HKL, ROCKSALT_HKL, LatticeFit, LatticeFitError, fit_pattern_lattice
-from analysis.patterns import PATTERN_SUFFIXES, Pattern, read_pattern
+from analysis.patterns import PATTERN_SUFFIXES, Pattern, read_patterns
 from drivers.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -61,7 +68,8 @@ class XrdScan:
 
     ``time_source`` says where ``start_s``/``end_s`` come from: ``"file"`` (both stated),
     ``"file+scan_time"`` (one stated, the other from the scan time) or ``"mtime"``.
-    ``fit`` is None (and ``fit_error`` says why) when no lattice parameter could be fitted.
+    ``fit`` is None (and ``fit_error`` says why) when no lattice parameter could be fitted; a
+    fit that failed the quality gate is kept in ``fit`` with ``fit_error`` saying why.
     """
 
     filename: str
@@ -72,6 +80,13 @@ class XrdScan:
     time_source: str
     fit: LatticeFit | None
     fit_error: str | None = None
+    scan_index: int = 0
+    n_scans: int = 1
+
+    @property
+    def fit_ok(self) -> bool:
+        """A fit that passed the quality gate (only such fits are published)."""
+        return self.fit is not None and self.fit.quality_ok
 
 
 @dataclass
@@ -106,8 +121,8 @@ class ExportFolderWatcher:
         Starting lattice parameter for the first fit; later fits start from the last result.
     hkl : sequence of (h, k, l)
         Reflections for the lattice fit (rock-salt by default).
-    fit_zero_shift : bool
-        Also fit a 2theta zero shift.
+    fit_zero_shift, fit_displacement : bool
+        Refine a 2theta zero shift and a sample-displacement term (default on).
     search_frac : float
         Relative range of the coarse lattice search around the starting value.
     """
@@ -125,7 +140,8 @@ class ExportFolderWatcher:
         retry_polls: int = 2,
         a_guess_A: float = 4.13,
         hkl: Sequence[HKL] = ROCKSALT_HKL,
-        fit_zero_shift: bool = False,
+        fit_zero_shift: bool = True,
+        fit_displacement: bool = True,
         search_frac: float = 0.02,
     ) -> None:
         if scan_time_s <= 0:
@@ -147,6 +163,7 @@ class ExportFolderWatcher:
         self.retry_polls = int(retry_polls)
         self.hkl = tuple(tuple(h) for h in hkl)
         self.fit_zero_shift = fit_zero_shift
+        self.fit_displacement = fit_displacement
         self.search_frac = float(search_frac)
         self.a_guess_A = float(a_guess_A)
         self._seen: dict[str, _Seen] = {}
@@ -201,6 +218,7 @@ class ExportFolderWatcher:
                     continue  # a writer's partial file: look again next poll
                 if os.path.splitext(name)[1].lower() not in self.suffixes:
                     skip.add(name)
+                    log.info("%s: not a pattern file this watcher reads (suffixes %s)", name, self.suffixes)
                 elif entry.is_file():
                     out.append(Path(entry.path))
         return out
@@ -232,7 +250,7 @@ class ExportFolderWatcher:
         bad: list[DataFileError] = []
         for _, name, path in sorted(ready):
             try:
-                pattern = read_pattern(path)
+                patterns = read_patterns(path)
             except DataFileError as exc:
                 seen = self._seen[name]
                 seen.failures += 1
@@ -241,12 +259,13 @@ class ExportFolderWatcher:
                 log.warning("unreadable diffraction file: %s", exc)
                 bad.append(exc)
             else:
-                scans.append(self._stamp_and_fit(path, pattern))
+                for k, pattern in enumerate(patterns):
+                    scans.append(self._stamp_and_fit(path, pattern, k, len(patterns)))
             self._handed_out.add(name)
             self._seen.pop(name, None)
         return scans, bad
 
-    def _stamp_and_fit(self, path: Path, pattern: Pattern) -> XrdScan:
+    def _stamp_and_fit(self, path: Path, pattern: Pattern, index: int = 0, n_scans: int = 1) -> XrdScan:
         start, end = pattern.start_time_s, pattern.end_time_s
         if start is not None and end is not None:
             source = "file"
@@ -259,19 +278,28 @@ class ExportFolderWatcher:
             start, source = end - self.scan_time_s, "mtime"
         fit: LatticeFit | None = None
         fit_error = None
+        label = path.name if n_scans == 1 else f"{path.name} (scan {index + 1} of {n_scans})"
         try:
             fit = fit_pattern_lattice(
                 pattern,
                 self.a_guess_A,
                 hkl=self.hkl,
                 fit_zero_shift=self.fit_zero_shift,
+                fit_displacement=self.fit_displacement,
                 search_frac=self.search_frac,
             )
-            self.a_guess_A = fit.a_A
         except LatticeFitError as exc:
             fit_error = str(exc)
-            log.warning("%s: no lattice parameter: %s", path.name, exc)
-        return XrdScan(path.name, path, pattern, float(start), float(end), source, fit, fit_error)
+            log.warning("%s: no lattice parameter: %s", label, exc)
+        else:
+            if fit.quality_ok:
+                self.a_guess_A = fit.a_A  # only a trusted fit becomes the next starting value
+            else:
+                fit_error = f"lattice fit failed its quality gate: {'; '.join(fit.quality_problems)}"
+                log.warning("%s: a = %.4f A not used: %s", label, fit.a_A, fit_error)
+        return XrdScan(
+            path.name, path, pattern, float(start), float(end), source, fit, fit_error, index, n_scans
+        )
 
 
 class ArraySignal(Signal):
@@ -424,14 +452,15 @@ class Diffractometer(Device):
                     return True
                 continue
             self._publish(item)
-            self.watcher.acknowledge(item.filename)
+            if item.scan_index == item.n_scans - 1:  # a multi-scan file is done with its last scan
+                self.watcher.acknowledge(item.filename)
             status.set_finished()
             return True
         return False
 
     def _publish(self, scan: XrdScan) -> None:
         stamp = scan.end_s
-        fit = scan.fit
+        fit = scan.fit if scan.fit_ok else None
         self.two_theta.put(scan.pattern.two_theta_deg, timestamp=stamp)
         self.intensity.put(scan.pattern.intensity, timestamp=stamp)
         self.lattice_A.put(fit.a_A if fit else math.nan, timestamp=stamp)

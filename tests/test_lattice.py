@@ -63,11 +63,65 @@ def test_be_window_peaks_are_not_taken_for_sample_reflections(tmp_path):
 def test_zero_shift_is_fitted_when_asked(tmp_path):
     x, y = _sim_pattern(tmp_path, 4.140)
     shifted = x + 0.06  # instrument zero error
-    plain = fit_cubic_lattice(shifted, y, 4.13)
-    with_zero = fit_cubic_lattice(shifted, y, 4.13, fit_zero_shift=True)
+    plain = fit_cubic_lattice(shifted, y, 4.13, fit_zero_shift=False, fit_displacement=False)
+    with_zero = fit_cubic_lattice(shifted, y, 4.13, fit_displacement=False)
     assert with_zero.zero_shift_deg == pytest.approx(0.06, abs=0.01)
-    assert with_zero.a_A == pytest.approx(4.140, abs=0.002)
+    assert with_zero.a_A == pytest.approx(4.140, abs=0.001)
     assert abs(plain.a_A - 4.140) > abs(with_zero.a_A - 4.140)
+    # by default zero shift and displacement are both refined; a stays put
+    default = fit_cubic_lattice(shifted, y, 4.13)
+    assert default.a_A == pytest.approx(4.140, abs=0.002)
+    assert default.quality_ok
+
+
+def test_sample_displacement_is_taken_out_by_default(tmp_path):
+    x, y = _sim_pattern(tmp_path, 4.140)
+    # a sample 0.1 mm low on a 200 mm goniometer: 2theta shifts by -2 s cos(theta) / R
+    shift_deg = np.degrees(-2 * 0.1 / 200.0 * np.cos(np.radians(x / 2)))
+    plain = fit_cubic_lattice(x + shift_deg, y, 4.13, fit_zero_shift=False, fit_displacement=False)
+    fit = fit_cubic_lattice(x + shift_deg, y, 4.13)
+    assert abs(plain.a_A - 4.140) > 0.002  # the uncorrected error
+    assert fit.a_A == pytest.approx(4.140, abs=0.0015)
+    assert fit.displacement_deg < -0.02
+
+
+def test_scaled_intensities_keep_their_peaks(tmp_path):
+    # a pattern divided by 1000 (a normalised export) has the same peaks; counting statistics
+    # on the scaled numbers would call every peak insignificant
+    x, y = _sim_pattern(tmp_path, 4.150)
+    raw = fit_cubic_lattice(x, y, 4.13)
+    scaled = fit_cubic_lattice(x, y / 1000.0, 4.13)
+    assert scaled.noise_gain == pytest.approx(raw.noise_gain / 1000.0, rel=0.05)
+    assert scaled.n_peaks_used == raw.n_peaks_used
+    assert scaled.a_A == pytest.approx(raw.a_A, abs=1e-5)
+    assert raw.noise_gain == pytest.approx(1.0, rel=0.2)  # Poisson counts
+
+
+def test_quality_gate_rejects_a_non_cubic_phase():
+    # a tetragonal (a = 4.12, c = 4.22 A) rock-salt-like phase: the cubic fit finds peaks but
+    # their positions do not follow one cubic lattice
+    x = np.arange(20, 100, 0.01)
+    y = np.full_like(x, 100.0)
+    a, c = 4.12, 4.22
+    lines = [
+        ((1, 1, 1), 60),
+        ((2, 0, 0), 100),
+        ((0, 0, 2), 50),
+        ((2, 2, 0), 50),
+        ((2, 0, 2), 50),
+        ((3, 1, 1), 20),
+        ((1, 1, 3), 10),
+        ((2, 2, 2), 15),
+        ((4, 0, 0), 8),
+        ((0, 0, 4), 4),
+    ]
+    for (h, k, el), height in lines:
+        d = 1 / np.sqrt((h * h + k * k) / a**2 + el * el / c**2)
+        y += doublet(x, bragg_two_theta_deg(d, 1.54056), 0.12, 0.5, height * 40)
+    y = np.random.default_rng(3).poisson(y).astype(float)
+    fit = fit_cubic_lattice(x, y, 4.13)
+    assert not fit.quality_ok
+    assert any("miss the cubic lattice" in p for p in fit.quality_problems)
 
 
 def test_flat_pattern_raises_lattice_fit_error():
@@ -90,20 +144,51 @@ def test_peak_position_uncertainty_matches_scatter():
     assert 0.5 < np.std(centres) / np.mean(errors) < 2.0
 
 
+# Reference lattice parameters (Angstrom):
+#   Si, NIST SRM 640d certificate (revised 2010-05-26): a = 5.43123(8) A at 22.5 C
+#     (the 2010 Powder Diffraction paper by Black et al. gave 0.543159(20) nm before the revision).
+#   NiO (bunsenite), ICDD PDF 00-047-1049: a = 4.1771 A (Handbook of Mineralogy: 4.1769 A).
+#   MnO (manganosite, synthetic), NBS Circular 539 vol. 5 (Swanson & Tatge 1955), ICDD PDF
+#     00-007-0230: a = 4.445 A.
+SI_640D_A = 5.43123
+NIO_A = 4.1771
+MNO_A = 4.445
+
+
 def test_real_nio_xrdml_gives_rock_salt_nio():
     fit = fit_pattern_lattice(read_pattern(_need("V2O5_0p4005-NiO_0p6016--8min.xrdml")), 4.15)
-    assert fit.a_A == pytest.approx(4.17, abs=0.01)
+    assert fit.a_A == pytest.approx(NIO_A, abs=0.001)
     assert fit.n_peaks_used == 6
+    assert fit.ka2_used  # Ni beta filter, no monochromator: K-alpha2 is there and the fit says so
+    assert fit.quality_ok, fit.quality_problems
 
 
 def test_real_mno_xy_gives_rock_salt_mno():
     fit = fit_pattern_lattice(read_pattern(_need("MnO.xy")), 4.42)
-    assert fit.a_A == pytest.approx(4.445, abs=0.005)
+    assert fit.a_A == pytest.approx(MNO_A, abs=0.001)
     assert fit.residual_rms_deg < 0.02
+    assert fit.ka2_used  # resolved doublets in the file
+    assert fit.quality_ok, fit.quality_problems
 
 
 def test_real_si_standard_with_diamond_reflections():
     pattern = read_pattern(_need("Si-Std_SRM640d_D8D_20-97_7_16hm.brml"))
     fit = fit_pattern_lattice(pattern, 5.42, hkl=DIAMOND_HKL)
-    assert fit.a_A == pytest.approx(5.431, abs=0.005)  # NIST SRM 640d: 5.43123 A
+    assert fit.a_A == pytest.approx(SI_640D_A, abs=0.0005)
     assert fit.n_peaks_used == 7
+    assert fit.quality_ok, fit.quality_problems
+    # measured through a Johansson K-alpha1 monochromator although the header states a
+    # K-alpha2 ratio of 0.5: optics and fit agree on K-alpha1 only
+    assert not fit.ka2_used
+    assert "Johansson" in fit.ka2_note
+    assert fit.geometry == "fixed_incidence"  # a detector scan at theta = 17 deg
+
+
+def test_real_si_trusting_the_header_ka2_is_worse():
+    pattern = read_pattern(_need("Si-Std_SRM640d_D8D_20-97_7_16hm.brml"))
+    trusted = fit_pattern_lattice(pattern, 5.42, hkl=DIAMOND_HKL, ka2_decide=False)
+    decided = fit_pattern_lattice(pattern, 5.42, hkl=DIAMOND_HKL)
+    assert trusted.ka2_used and not decided.ka2_used
+    assert abs(trusted.a_A - SI_640D_A) > 3 * abs(decided.a_A - SI_640D_A)
+    worst = max(p.chi2_red for p in trusted.peaks if p.ok)
+    assert worst > 10 * max(p.chi2_red for p in decided.peaks if p.ok)
