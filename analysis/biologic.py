@@ -222,7 +222,9 @@ def frame_from_biologic(
     -------
     (DataFrame, dict)
         The run table and notes: ``charge_source``, ``charge_check``, ``rest_only``,
-        ``dropped_impedance_rows``, ``source_rows`` (raw row of each output row).
+        ``dropped_impedance_rows``, ``source_rows`` (raw row of each output row). EC-Lab's
+        ``half cycle`` and ``cycle number`` columns, where present, are in ``df.attrs``
+        (``ec_lab_half_cycle``, ``ec_lab_cycle_number``).
         Capacity within a step includes the charge recorded at the step's first point
         (EC-Lab records the charge passed since the previous point).
 
@@ -327,6 +329,10 @@ def frame_from_biologic(
         }
     )
     notes["source_rows"] = rows
+    # EC-Lab's own cycle bookkeeping, for segmentations that want it (not schema columns)
+    for col, key in (("half cycle", "ec_lab_half_cycle"), ("cycle number", "ec_lab_cycle_number")):
+        if col in raw.columns:
+            df.attrs[key] = raw[col].to_numpy()
     return df, notes
 
 
