@@ -332,7 +332,7 @@ def frame_from_biologic(
     # EC-Lab's own cycle bookkeeping, for segmentations that want it (not schema columns)
     for col, key in (("half cycle", "ec_lab_half_cycle"), ("cycle number", "ec_lab_cycle_number")):
         if col in raw.columns:
-            df.attrs[key] = raw[col].to_numpy()
+            df.attrs[key] = tuple(raw[col].to_numpy().tolist())  # tuples: attrs must compare
     return df, notes
 
 
@@ -376,7 +376,7 @@ def _load(
             "warnings": warnings,
         }
     )
-    df.attrs["source_rows"] = notes["source_rows"]
+    df.attrs["source_rows"] = tuple(int(r) for r in notes["source_rows"])
     return meta, df
 
 

@@ -55,7 +55,7 @@ def test_every_file_matches_ec_labs_counter_or_is_refused_in_one_line(path):
         return
     assert len(df) > 0 and np.isfinite(df[S.CAPACITY]).all()
     raw = raw_table(path)
-    rows = df.attrs["source_rows"]
+    rows = np.asarray(df.attrs["source_rows"], dtype=int)
     if "Q charge/discharge/mA.h" not in raw.columns or "half cycle" not in raw.columns:
         return
     # EC-Lab's counter over each of its runs (half cycles, restarting where the current turns)
@@ -201,3 +201,4 @@ def test_decimal_comma_export_equals_the_decimal_point_one():
     _, a = load_run(YADG / "mb.issue_95.mpt", mass_mg=1.0)
     _, b = load_run(YADG / "mb.issue_95.de.mpt", mass_mg=1.0)
     np.testing.assert_allclose(a[S.CAPACITY], b[S.CAPACITY], rtol=1e-6)
+    assert len(pd.concat([a, b])) == len(a) + len(b)  # two runs of equal length join
