@@ -222,8 +222,8 @@ def frame_from_biologic(
     -------
     (DataFrame, dict)
         The run table and notes: ``charge_source``, ``charge_check``, ``rest_only``,
-        ``dropped_impedance_rows``, ``source_rows`` (raw row of each output row). EC-Lab's
-        ``half cycle`` and ``cycle number`` columns, where present, are in ``df.attrs``
+        ``dropped_impedance_rows``, ``source_rows`` (raw row of each output row) and, where
+        the file has them, EC-Lab's ``half cycle`` and ``cycle number`` per output row
         (``ec_lab_half_cycle``, ``ec_lab_cycle_number``).
         Capacity within a step includes the charge recorded at the step's first point
         (EC-Lab records the charge passed since the previous point).
@@ -332,7 +332,7 @@ def frame_from_biologic(
     # EC-Lab's own cycle bookkeeping, for segmentations that want it (not schema columns)
     for col, key in (("half cycle", "ec_lab_half_cycle"), ("cycle number", "ec_lab_cycle_number")):
         if col in raw.columns:
-            df.attrs[key] = tuple(raw[col].to_numpy().tolist())  # tuples: attrs must compare
+            notes[key] = raw[col].to_numpy()
     return df, notes
 
 
@@ -346,7 +346,7 @@ def _resolve_mass(given_g: float | None, text: str) -> float | None:
 
 def _load(
     raw: pd.DataFrame, path: Path, mass_g: float | None, text: str, where: str, meta: dict[str, Any]
-) -> tuple[dict[str, Any], pd.DataFrame]:
+) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     if any(c in raw.columns for c in _IMPEDANCE_COLUMNS) and "time/s" not in raw.columns:
         raise DataFileError(path, "impedance data only, not a cycling file")
     mass = _resolve_mass(mass_g, text)
@@ -376,8 +376,7 @@ def _load(
             "warnings": warnings,
         }
     )
-    df.attrs["source_rows"] = tuple(int(r) for r in notes["source_rows"])
-    return meta, df
+    return meta, df, notes
 
 
 def read_mpr(path: str | Path, active_mass_g: float | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -404,6 +403,12 @@ def read_mpr(path: str | Path, active_mass_g: float | None = None) -> tuple[dict
         When the file is missing, truncated, not an .mpr, not a cycling file, its charge
         disagrees with EC-Lab's counter, or a cycling file has no mass.
     """
+    return _read_mpr_full(Path(path), active_mass_g)[:2]
+
+
+def _read_mpr_full(
+    path: Path, active_mass_g: float | None
+) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     path = Path(path)
     mpr = read_mpr_file(path)
     log = path.with_suffix(".mpl")
@@ -489,9 +494,30 @@ def read_mpt(path: str | Path, active_mass_g: float | None = None) -> tuple[dict
     DataFileError
         As :func:`read_mpr`.
     """
+    return _read_mpt_full(Path(path), active_mass_g)[:2]
+
+
+def _read_mpt_full(
+    path: Path, active_mass_g: float | None
+) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     path = Path(path)
     raw, header_text = read_mpt_table(path)
     if raw.empty:
         raise DataFileError(path, "no data points (no rows after the header)")
     meta = {"material": _material(header_text), "start_time": _start_time(header_text)}
     return _load(raw, path, active_mass_g, header_text, "its header", meta)
+
+
+def read_biologic(
+    path: str | Path, active_mass_g: float | None = None
+) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """:func:`read_mpr` or :func:`read_mpt` by suffix, also returning the reader's notes.
+
+    The notes hold per-row arrays that are not schema columns: ``source_rows`` (the file row
+    of each output row), ``ec_lab_half_cycle`` and ``ec_lab_cycle_number`` where the file has
+    them, and how the charge was obtained and checked.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".mpr":
+        return _read_mpr_full(path, active_mass_g)
+    return _read_mpt_full(path, active_mass_g)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis import schema as S
-from analysis.biologic import counter_segments, frame_from_biologic, read_mpt_table
+from analysis.biologic import counter_segments, frame_from_biologic, read_biologic, read_mpt_table
 from analysis.errors import DataFileError
 from analysis.mpr import read_mpr_file
 from analysis.readers import load_run
@@ -55,7 +55,7 @@ def test_every_file_matches_ec_labs_counter_or_is_refused_in_one_line(path):
         return
     assert len(df) > 0 and np.isfinite(df[S.CAPACITY]).all()
     raw = raw_table(path)
-    rows = np.asarray(df.attrs["source_rows"], dtype=int)
+    rows = read_biologic(path, MASS_MG / 1000.0)[2]["source_rows"]
     if "Q charge/discharge/mA.h" not in raw.columns or "half cycle" not in raw.columns:
         return
     # EC-Lab's counter over each of its runs (half cycles, restarting where the current turns)
