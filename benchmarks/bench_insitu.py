@@ -62,9 +62,9 @@ def bench_insitu_relaxation(folder: Path, poll_interval_s: float) -> None:
     print(f"(setup) charge to 4.8 V with XRD: {sim_h:.1f} h simulated in {t_charge:.2f} s wall")
 
     totals: dict[str, float] = defaultdict(float)
-    original = (xrd_driver.fit_pattern_lattice, xrd_driver.read_pattern, SimulatedDiffractometer._write_scan)
+    original = (xrd_driver.fit_pattern_lattice, xrd_driver.read_patterns, SimulatedDiffractometer._write_scan)
     xrd_driver.fit_pattern_lattice = _timed(totals, "fit", original[0])  # type: ignore[assignment]
-    xrd_driver.read_pattern = _timed(totals, "read", original[1])  # type: ignore[assignment]
+    xrd_driver.read_patterns = _timed(totals, "read", original[1])  # type: ignore[assignment]
     SimulatedDiffractometer._write_scan = _timed(totals, "write", original[2])  # type: ignore[method-assign]
     try:
         rest = [Rest(DAY_S, 60.0)]
@@ -72,7 +72,7 @@ def bench_insitu_relaxation(folder: Path, poll_interval_s: float) -> None:
         (uid,) = rig.run(insitu_xrd_protocol(rig.channel, rig.diffractometer, rest))
         wall, cpu = time.perf_counter() - t, time.process_time() - cpu
     finally:
-        xrd_driver.fit_pattern_lattice, xrd_driver.read_pattern = original[0], original[1]
+        xrd_driver.fit_pattern_lattice, xrd_driver.read_patterns = original[0], original[1]
         SimulatedDiffractometer._write_scan = original[2]  # type: ignore[method-assign]
     docs = rig.documents(uid)
     points, scans = points_frame(docs), xrd_frame(docs)

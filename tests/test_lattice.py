@@ -192,3 +192,14 @@ def test_real_si_trusting_the_header_ka2_is_worse():
     assert abs(trusted.a_A - SI_640D_A) > 3 * abs(decided.a_A - SI_640D_A)
     worst = max(p.chi2_red for p in trusted.peaks if p.ok)
     assert worst > 10 * max(p.chi2_red for p in decided.peaks if p.ok)
+
+
+def test_real_bruker_raw_v3_pattern_fits_its_double_perovskite_cell():
+    # Ba2CaWO6 (Fm-3m double perovskite, a close to 8.39 A) in a RAW1.01 file: the binary reader
+    # gives a pattern the fit accepts, with its resolved K-alpha doublets recognised
+    pattern = read_pattern(_need("brukerraw_test.RAW"))
+    hkl = [(2, 0, 0), (2, 2, 0), (2, 2, 2), (4, 0, 0), (4, 2, 0), (4, 2, 2)]
+    fit = fit_pattern_lattice(pattern, 8.37, hkl=hkl, search_frac=0.03)
+    assert fit.a_A == pytest.approx(8.39, abs=0.01)
+    assert fit.n_peaks_used == 6 and fit.ka2_used
+    assert fit.quality_ok, fit.quality_problems
