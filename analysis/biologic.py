@@ -142,12 +142,14 @@ def _increments(raw: pd.DataFrame, t: np.ndarray, current_mA: np.ndarray | None)
         inc = np.diff(q, prepend=0.0)  # (Q-Qo) at the first point: charge since the start
         dt = np.diff(t, prepend=t[0])
         scale = max(float(np.nanmax(np.abs(q))) if n else 0.0, 1e-12)
-        if current_mA is not None:
+        prev = np.concatenate(([0.0], q[:-1]))
+        # a restart: the counter falls back to (near) zero from a real value in one point
+        dropped = (np.abs(prev) > 1e-3 * scale) & (np.abs(q) < 0.1 * np.abs(prev))
+        if current_mA is not None:  # and the current confirms it: q is this point's charge
             expect = current_mA * dt / 3600.0
-            resets = (np.abs(inc - expect) > 1e-3 * scale) & (np.abs(q - expect) < np.abs(inc - expect))
+            resets = dropped & (np.abs(q - expect) < np.abs(inc - expect))
         else:
-            prev = np.concatenate(([0.0], q[:-1]))
-            resets = (np.abs(prev) > 1e-3 * scale) & (np.abs(q) < 1e-2 * np.abs(prev))
+            resets = dropped & (np.abs(q) < 1e-2 * np.abs(prev))
         resets[0] = False
         # after a reset (Q-Qo) counts from zero: the point's own value is its charge
         inc[resets] = q[resets]

@@ -122,33 +122,33 @@ def test_real_mass_in_the_header_is_used():
 
 
 def test_q_minus_qo_restarts_are_not_counted_as_charge():
-    # a looped charge/discharge whose (Q-Qo) restarts from 0 at each loop (as EC-Lab does in
-    # some techniques), with no dq column: each half cycle passes 1 mAh, never the jumps
-    t = np.arange(0.0, 4 * 3600.0, 60.0)
-    sign = np.where((t // 3600) % 2 == 0, 1.0, -1.0)
-    sign[0] = 1.0
-    i_mA = sign * 1.0
+    # GITT-like loops (charge 1 mA for 30 min, rest 30 min) whose (Q-Qo) restarts from 0 at each
+    # loop, as EC-Lab does in some techniques, with no dq column: each pulse passes 0.5 mAh and
+    # the restarts are not counted as charge
+    t = np.arange(0.0, 3 * 3600.0, 60.0)
+    loop = (t // 3600).astype(int)
+    pulse = (t % 3600) < 1800
+    i_mA = np.where(pulse, 1.0, 0.0)
+    i_mA[0] = 1.0
     q = np.zeros_like(t)
-    loop = np.minimum(t // 7200, 1).astype(int)  # two loops of (charge 1 h, discharge 1 h)
+    q[0] = i_mA[0] * 60.0 / 3600.0  # EC-Lab records the charge passed up to each point
     for k in range(1, len(t)):
         q[k] = (0.0 if loop[k] != loop[k - 1] else q[k - 1]) + i_mA[k] * 60.0 / 3600.0
-    half = (t // 3600).astype(int)
-    half[0] = 0
     raw = pd.DataFrame(
         {
             "time/s": t,
-            "Ewe/V": 3.5 + 0.1 * sign,
+            "Ewe/V": 3.5 + 0.1 * pulse,
             "I/mA": i_mA,
             "(Q-Qo)/mA.h": q,
-            "half cycle": half,
-            "Ns": loop,
-            "mode": np.ones_like(loop),
+            "Ns": np.where(pulse, 0, 1),
+            "mode": np.where(pulse, 1, 3),
         }
     )
-    df, notes = frame_from_biologic(raw, Path("loops.mpt"), 1e-3)
-    assert "restart" in notes["charge_source"]
+    df, notes = frame_from_biologic(raw, Path("gitt.mpt"), 1e-3)
+    assert "3 restarts" in notes["charge_source"] or "2 restarts" in notes["charge_source"]
     ends = df.groupby(S.STEP)[S.CAPACITY].agg(lambda c: c.iloc[-1]).to_numpy()
-    np.testing.assert_allclose(np.abs(ends[1:]), 1000.0, rtol=1e-9)  # 1 mAh per 1 mg, each half cycle
+    np.testing.assert_allclose(ends[0::2], 500.0, rtol=1e-9)  # 0.5 mAh per 1 mg, each pulse
+    np.testing.assert_allclose(ends[1::2], 0.0, atol=1e-9)  # the rests pass nothing
 
 
 @needs_corpus
@@ -202,3 +202,21 @@ def test_decimal_comma_export_equals_the_decimal_point_one():
     _, b = load_run(YADG / "mb.issue_95.de.mpt", mass_mg=1.0)
     np.testing.assert_allclose(a[S.CAPACITY], b[S.CAPACITY], rtol=1e-6)
     assert len(pd.concat([a, b])) == len(a) + len(b)  # two runs of equal length join
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", [p for p in FILES if p.suffix == ".mpr"], ids=lambda p: p.name)
+def test_without_restarts_the_total_charge_is_ec_labs_final_q_minus_qo(path):
+    try:
+        meta, df, notes = read_biologic(path, MASS_MG / 1000.0)
+    except DataFileError:
+        return
+    raw = raw_table(path)
+    if meta["charge_source"] != "EC-Lab's (Q-Qo) counter":  # dq-based files: see above
+        return
+    q = raw["(Q-Qo)/mA.h"].to_numpy(float)
+    total = charge_per_point_mAh(df, MASS_MG).sum()
+    # the charge of rows left out (impedance) lands on the next kept row; after the last kept
+    # row nothing is counted
+    last = notes["source_rows"][-1]
+    assert total == pytest.approx(q[last], rel=1e-5, abs=1e-7 * max(np.abs(q).max(), 1e-12))
