@@ -88,6 +88,8 @@ def mass_from_log_text(text: str) -> float | None:
 
 def _no_mass_reason(text: str, where: str) -> str:
     found = stated_masses(text)
+    if not text:
+        return where
     if not found:
         return f"{where} states no active mass"
     shown = ", ".join(
@@ -419,12 +421,9 @@ def _read_mpr_full(
         where = f"the log {log.name}"
     else:
         stated = mpr.info.get("active_mass_g")
-        hint = (
-            f" (its settings say {stated * 1000:g} mg)"
-            if stated and not _is_placeholder("Mass of active material", stated)
-            else ""
-        )
-        where = f"no .mpl log beside it ({log.name}){hint}, so the file"
+        where = f"there is no .mpl log ({log.name}) beside it to state the active mass"
+        if stated and not _is_placeholder("Mass of active material", stated):
+            where += f" (the binary settings hold {stated * 1000:g} mg; pass it if that is right)"
     meta = {"material": _material(text) or mpr.info.get("material", ""), "start_time": mpr.info["start_time"]}
     return _load(mpr.table, path, active_mass_g, text, where, meta)
 
