@@ -1,34 +1,57 @@
 """Simulated PalmSens EmStat4 (HR or LR) speaking MethodSCRIPT over a byte endpoint.
 
-Online commands (one ``\\n``-terminated line each):
+Online commands (one ``\\n``-terminated line each; the reply echoes the first character):
 
-======  ======================================================================
-``t``   firmware version, two lines, the last ending in ``*``
-``i``   serial number (``i<serial>``)
-``e``   load and run a script: ``e`` is echoed, the script's lines follow, an empty
-        line ends it. Parse errors answer ``!XXXX: Line L, Col C`` and an empty line.
-``Z``   abort the running script: ``Z``, ``*`` if a measurement loop was running,
-        the ``on_finished:`` block, then the empty line. With nothing running:
-        ``Z!0006``.
-======  ======================================================================
+==========  =================================================================================
+``t``       firmware version, two lines, the last ending in ``*``
+``v``       MethodSCRIPT version (``v`` + :data:`MSCRIPT_VERSION`)
+``i``       serial number (``i<serial>``)
+``e``       load and run a script: ``e`` is echoed, the script's lines follow, an empty
+            line ends it. Parse errors answer ``!XXXX: Line L, Col C`` and an empty line.
+``l``       load a script without running it: ``l``, then an empty line (or the parse error
+            and an empty line) once the script's empty line has arrived
+``r``       run the loaded script (output as after ``e``); ``r!000C`` if none is loaded
+``Fmscr``   store the loaded script in (simulated) flash: ``F``; ``F!000C`` if none
+``Lmscr``   load the script stored in flash: ``L``; ``L!000C`` if flash is empty
+``G<hh>``   read register ``hh`` (hex): ``G`` + 8 hex digits; registers never written with
+            ``S`` answer ``G!0007`` (no device register is simulated)
+``S<hh><v>``  write register ``hh``: ``S``
+``h``       halt the running script (its clock stops; the cell keeps its setting): ``h``
+``H``       resume a halted script: ``H``
+``Z``       abort the running script: ``Z``, ``-``/``*`` closing an open scan and
+            measurement loop, the ``on_finished:`` block, then the empty line. With nothing
+            running: ``Z!0006``.
+==========  =================================================================================
 
-Anything else answers ``<first char>!0003``. While a script runs, commands other than ``Z``
-answer ``<first char>!0006``.
+Anything else answers ``<first char>!0003``. While a script runs, commands other than ``Z``,
+``h`` and ``H`` answer ``<first char>!0006``; ``h``/``H`` with nothing to halt or resume
+answer ``h!0006``/``H!0006``.
 
 Execution is lazy and deterministic: :meth:`SimulatedEmStat4.take_output` runs the script
 forward to ``clock.now()`` (each measurement-loop iteration advances the cell by the loop's
 interval under the present setting and then samples it), so a 200 h rest with a 60 s
 interval is 12,000 cheap iterations. Output nobody takes is buffered without limit, which is
 what a host that crashed or disconnected finds when it comes back.
+
+Currents are measured in the range autoranging picks between the ``set_autoranging``
+bounds (or the ``set_range`` range when the bounds are one range) and are clipped at that
+range's full scale with the overload status bit (``,12``) set. Impedance (EIS, GEIS, ACV) is
+the cell's Randles circuit: its ohmic resistance in series with its RC element (the cell
+model's ``r_ohm`` and ``r_rc``, time constant ``tau_fast``), at the cell's temperature.
+
+A served EmStat4 has one owner, as a serial port has: :attr:`one_connection` tells the TCP
+server to refuse a second connection with :attr:`refusal`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 from simulators.methodscript import (
     CURRENT_RANGES,
+    STATUS_OVERLOAD,
     GALVANOSTAT_MODE,
     MAX_POTENTIAL_V,
     POTENTIOSTAT_MODES,
@@ -38,6 +61,9 @@ from simulators.methodscript import (
 )
 
 FIRMWARE = {"HR": "es4_hr1300#Jan  6 2026 10:00:00", "LR": "es4_lr1300#Jan  6 2026 10:00:00"}
+#: What ``v`` answers after the ``v`` (the MethodSCRIPT version the simulator follows).
+MSCRIPT_VERSION = "1.8"
+_R_J_MOL_K = 8.314462618
 
 
 class ClockLike(Protocol):
@@ -47,6 +73,11 @@ class ClockLike(Protocol):
 class SimulatedEmStat4:
     """Byte endpoint (``receive``/``take_output``) of an EmStat4 wired to a cell model."""
 
+    #: One owner per port (read by the TCP server).
+    one_connection = True
+    #: What a second connection gets before it is closed.
+    refusal = b"!0006: the port is in use by another connection\n"
+
     def __init__(self, cell: Any, clock: ClockLike, serial: str = "ES4HR25SIM001", model: str = "HR") -> None:
         if model not in CURRENT_RANGES:
             raise ValueError(f"model must be 'HR' or 'LR', got {model!r}")
@@ -54,20 +85,30 @@ class SimulatedEmStat4:
         self.clock = clock
         self.serial = serial
         self.model = model
-        self.max_current_A = CURRENT_RANGES[model][-1][0]
+        self.ranges = CURRENT_RANGES[model]
+        self.max_current_A = self.ranges[-1][0]
         self.max_potential_V = MAX_POTENTIAL_V[model]
         self._inbuf = bytearray()
         self._out: list[str] = []
         self._loading: list[str] | None = None
+        self._load_only = False
+        self._loaded: list[str] | None = None
+        self._flash: list[str] | None = None
+        self._registers: dict[int, int] = {}
         self._interp: Interpreter | None = None
         self._gen: Iterator[float] | None = None
         self._wake = 0.0
+        self._offset = 0.0  # instrument time = script time + offset (grows while halted)
+        self._halted_at: float | None = None
         self._t_cell = clock.now()
         self.mode = 0
         self.cell_is_on = False
         self.set_current_A = 0.0
         self.applied_voltage_V = 0.0
-        self.current_range_A = self.max_current_A
+        # current range indices (into self.ranges): start range and autorange bounds
+        self._range_start = len(self.ranges) - 1
+        self._auto = (0, len(self.ranges) - 1)
+        self._range_now = self._range_start
         self._applied: tuple[str, float] = ("rest", 0.0)
         self.scripts_run = 0
 
@@ -90,7 +131,7 @@ class SimulatedEmStat4:
             return b""
         text = "".join(line + "\n" for line in self._out)
         self._out.clear()
-        return text.encode("ascii")
+        return text.encode("ascii", errors="replace")
 
     @property
     def running(self) -> bool:
@@ -104,7 +145,10 @@ class SimulatedEmStat4:
                 self._loading.append(line)
             else:
                 lines, self._loading = self._loading, None
-                self._start(lines, now)
+                if self._load_only:
+                    self._load(lines)
+                else:
+                    self._start(lines, now)
             return
         if not line.strip():
             return
@@ -112,17 +156,76 @@ class SimulatedEmStat4:
         head = line.strip()
         if head == "Z":
             self._abort(now)
+        elif head in ("h", "H"):
+            self._halt(head, now)
         elif self._gen is not None:
             self._out.append(head[0] + "!0006")
-        elif head == "e":
-            self._out.append("e")
+        elif head in ("e", "l"):
+            self._out.append(head)
             self._loading = []
+            self._load_only = head == "l"
+        elif head == "r":
+            if self._loaded is None:
+                self._out.append("r!000C")
+            else:
+                self._out.append("r")
+                self._start(list(self._loaded), now)
+        elif head == "Fmscr":
+            if self._loaded is None:
+                self._out.append("F!000C")
+            else:
+                self._flash = list(self._loaded)
+                self._out.append("F")
+        elif head == "Lmscr":
+            if self._flash is None:
+                self._out.append("L!000C")
+            else:
+                self._loaded = list(self._flash)
+                self._out.append("L")
         elif head == "t":
             self._out += ["t" + FIRMWARE[self.model], "R*"]
+        elif head == "v":
+            self._out.append("v" + MSCRIPT_VERSION)
         elif head == "i":
             self._out.append("i" + self.serial)
+        elif head[0] == "G":
+            self._get_register(head)
+        elif head[0] == "S":
+            self._set_register(head)
         else:
             self._out.append(head[0] + "!0003")
+
+    def _get_register(self, head: str) -> None:
+        try:
+            register = int(head[1:3], 16)
+        except ValueError:
+            self._out.append("G!0007")
+            return
+        if len(head) != 3 or register not in self._registers:
+            self._out.append("G!0007")
+        else:
+            self._out.append(f"G{self._registers[register]:08X}")
+
+    def _set_register(self, head: str) -> None:
+        try:
+            register, value = int(head[1:3], 16), int(head[3:], 16)
+        except ValueError:
+            self._out.append("S!0007")
+            return
+        if len(head) < 4 or not 0 <= value <= 0xFFFFFFFF:
+            self._out.append("S!0007")
+        else:
+            self._registers[register] = value
+            self._out.append("S")
+
+    def _load(self, lines: list[str]) -> None:
+        try:
+            parse(lines)
+        except ScriptError as exc:
+            self._out += [exc.reply(), ""]
+            return
+        self._loaded = lines
+        self._out.append("")
 
     def _start(self, lines: list[str], now: float) -> None:
         try:
@@ -132,10 +235,25 @@ class SimulatedEmStat4:
             return
         self._advance(now)
         self.scripts_run += 1
+        self._offset = 0.0
+        self._halted_at = None
         self._interp = Interpreter(program, self, self._out.append, now)
         self._gen = self._interp.run()
         self._wake = now
         self._catch_up(now)
+
+    def _halt(self, head: str, now: float) -> None:
+        if self._gen is None or (head == "h") == (self._halted_at is not None):
+            self._out.append(head + "!0006")
+            return
+        if head == "h":
+            self._halted_at = now
+        else:
+            assert self._halted_at is not None
+            self._advance(now)
+            self._offset += now - self._halted_at
+            self._halted_at = None
+        self._out.append(head)
 
     def _abort(self, now: float) -> None:
         if self._gen is None or self._interp is None:
@@ -143,13 +261,12 @@ class SimulatedEmStat4:
             return
         interp = self._interp
         self._out.append("Z")
-        in_meas = interp.in_meas
         self._gen.close()  # type: ignore[attr-defined]
         self._gen = None
-        if in_meas:
-            self._out.append("*")
+        interp.close_scopes()
         self._advance(now)
-        interp.t = now
+        interp.t = now - self._offset
+        self._halted_at = None
         self._finish(interp)
 
     def _finish(self, interp: Interpreter) -> None:
@@ -161,7 +278,7 @@ class SimulatedEmStat4:
         self._interp = None
 
     def _catch_up(self, now: float) -> None:
-        while self._gen is not None and self._wake <= now + 1e-9:
+        while self._gen is not None and self._halted_at is None and self._wake + self._offset <= now + 1e-9:
             try:
                 self._wake = next(self._gen)
             except StopIteration:
@@ -170,9 +287,11 @@ class SimulatedEmStat4:
                 self._finish(self._interp)
             except ScriptError as exc:  # runtime error: on_finished is NOT executed
                 self._gen = None
+                assert self._interp is not None
+                self._interp.close_scopes()
                 self._interp = None
                 self._out += [exc.reply(), ""]
-        if self._gen is None:
+        if self._gen is None or self._halted_at is not None:
             self._advance(now)
 
     # ------------------------------------------------------------------ front end (used by Interpreter)
@@ -190,11 +309,12 @@ class SimulatedEmStat4:
         self._t_cell = to_s
 
     def advance(self, to_s: float) -> None:
-        self._advance(to_s)
+        """Simulate the cell up to script time ``to_s``."""
+        self._advance(to_s + self._offset)
 
     def _sync(self) -> None:
         if self._interp is not None:
-            self._advance(self._interp.t)
+            self.advance(self._interp.t)
 
     def measure(self) -> tuple[float, float]:
         current = self.cell.current_A if self.cell_is_on else 0.0
@@ -219,13 +339,45 @@ class SimulatedEmStat4:
         if abs(voltage_V) > self.max_potential_V:
             raise ScriptError(0x4205, line)
 
-    def current_metadata(self, current_A: float) -> tuple[int, int]:
-        """(status nibble, range index) for a measured current."""
-        for rng, index in CURRENT_RANGES[self.model]:
-            if abs(current_A) <= rng:
-                status = 2 if abs(current_A) > self.current_range_A * 1.05 else 0
-                return status, index
-        return 2, CURRENT_RANGES[self.model][-1][1]
+    def read_current(self, current_A: float) -> tuple[float, int, int]:
+        """(reported current, status nibble, range index) of a measured current.
+
+        Autoranging picks the smallest range within the bounds that holds the current (the
+        upper bound when none does); the reading is clipped at that range's full scale and
+        flagged overload.
+        """
+        lo, hi = self._auto
+        level = abs(current_A)
+        chosen = hi
+        for k in range(lo, hi + 1):
+            if level <= self.ranges[k][0]:
+                chosen = k
+                break
+        self._range_now = chosen
+        full_scale, index = self.ranges[chosen]
+        if level > full_scale:
+            return math.copysign(full_scale, current_A), STATUS_OVERLOAD, index
+        return current_A, 0, index
+
+    def applied_metadata(self, current_A: float) -> tuple[int, int]:
+        """(status, range index) of an applied (galvanostatic) current: the range holding it."""
+        for rng, index in self.ranges:
+            if abs(current_A) <= rng * (1 + 1e-9):
+                return 0, index
+        return STATUS_OVERLOAD, self.ranges[-1][1]
+
+    def impedance(self, frequency_Hz: float) -> complex:
+        """The cell's Randles circuit: R_ohm + R_rc / (1 + j w R_rc C), C = tau_fast / R_rc."""
+        kinetics = self.cell.material.kinetics
+        t_k = self.cell.temperature_C + 273.15
+        f_pol = math.exp(kinetics.Ea_polarisation_kJ_mol * 1e3 / _R_J_MOL_K * (1.0 / t_k - 1.0 / 298.15))
+        ohm_per_mA_g = f_pol / (self.cell.active_mass_g * 1e-3)  # V per (mA/g) -> ohm
+        r_s = kinetics.r_ohm_V_per_mA_g * ohm_per_mA_g
+        r_ct = kinetics.r_rc_V_per_mA_g * ohm_per_mA_g
+        if r_ct == 0:
+            return complex(r_s, 0.0)
+        capacitance = kinetics.tau_fast_s / r_ct
+        return r_s + r_ct / (1 + 2j * math.pi * frequency_Hz * r_ct * capacitance)
 
     def command(self, name: str, args: list[Any], line: int) -> None:
         self._sync()
@@ -239,7 +391,7 @@ class SimulatedEmStat4:
             self.mode = mode
             self._applied = ("cc", self.set_current_A) if mode == GALVANOSTAT_MODE else (
                 "cv", self.applied_voltage_V)  # fmt: skip
-        elif name == "set_max_bandwidth":
+        elif name in ("set_max_bandwidth", "set_acquisition_frac_autoadjust"):
             if args[0] <= 0:
                 raise ScriptError(0x4204, line)
         elif name in ("set_range", "set_autoranging", "set_range_minmax"):
@@ -263,19 +415,30 @@ class SimulatedEmStat4:
         elif name == "cell_off":
             self.cell_is_on = False
 
+    def _range_index(self, value: float) -> int:
+        """The smallest range holding ``value`` (the largest if none does)."""
+        for k, (rng, _) in enumerate(self.ranges):
+            if value <= rng * (1 + 1e-9):
+                return k
+        return len(self.ranges) - 1
+
     def _range(self, name: str, args: list[Any], line: int) -> None:
         vtype, values = args[0], [float(v) for v in args[1:]]
         if vtype in ("ba", "db"):
-            if any(v <= 0 for v in values):
-                raise ScriptError(0x4204, line)
-            if any(v > self.max_current_A * 1.0001 for v in values):
-                raise ScriptError(0x4205, line)
+            if any(v < 0 for v in values):
+                raise ScriptError(0x4200, line)
+            if name == "set_range_minmax":
+                return
+            indices = [self._range_index(v) for v in values]
             if name == "set_range":
-                self.current_range_A = values[0]
-        elif vtype in ("ab", "da"):
-            if any(abs(v) > self.max_potential_V for v in values):
-                raise ScriptError(0x4205, line)
-        else:
-            raise ScriptError(0x0007, line)
-        if len(values) == 2 and values[0] > values[1]:
+                self._range_start = indices[0]
+                if vtype == "ba":
+                    lo, hi = self._auto
+                    self._range_now = min(max(indices[0], lo), hi)
+            else:
+                if values[0] > values[1]:
+                    raise ScriptError(0x0007, line)
+                if vtype == "ba":
+                    self._auto = (indices[0], indices[1])
+        elif vtype not in ("ab", "da"):
             raise ScriptError(0x0007, line)
