@@ -51,10 +51,10 @@ from typing import Any, Protocol
 
 from simulators.methodscript import (
     CURRENT_RANGES,
-    STATUS_OVERLOAD,
     GALVANOSTAT_MODE,
     MAX_POTENTIAL_V,
     POTENTIOSTAT_MODES,
+    STATUS_OVERLOAD,
     Interpreter,
     ScriptError,
     parse,
@@ -442,3 +442,79 @@ class SimulatedEmStat4:
                     self._auto = (indices[0], indices[1])
         elif vtype not in ("ab", "da"):
             raise ScriptError(0x0007, line)
+
+
+#: Online commands (outside scripts) and their replies, for the docs table.
+ONLINE_COMMANDS: dict[str, str] = {
+    "t": "firmware version: `t<version>` then `R*`",
+    "v": f"MethodSCRIPT version: `v{MSCRIPT_VERSION}`",
+    "i": "serial number: `i<serial>`",
+    "e": "load and run a script (lines until an empty line): `e`, its output, an empty line",
+    "l": "load a script without running it: `l`, then an empty line (or the error and an empty line)",
+    "r": "run the loaded script: `r`, its output, an empty line; `r!000C` if none is loaded",
+    "Fmscr": "store the loaded script in flash: `F`; `F!000C` if none is loaded",
+    "Lmscr": "load the script stored in flash: `L`; `L!000C` if flash is empty",
+    "G<hh>": "read register hh: `G` + 8 hex digits; `G!0007` for a register never written",
+    "S<hh><value>": "write register hh (hex value): `S`",
+    "h": "halt the running script (its clock stops): `h`; `h!0006` if none runs",
+    "H": "resume a halted script: `H`; `H!0006` if none is halted",
+    "Z": "abort: `Z`, `-`/`*` closing open scopes, on_finished: output, an empty line; `Z!0006` if none runs",
+}
+
+
+def docs_markdown() -> str:
+    """The docs page ``docs/simulator-emstat4.md``, generated from the simulator's tables."""
+    from simulators.methodscript import DEVICE_SPECIFIC, ERROR_CODES, command_table
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    out = [
+        "# Simulated EmStat4: supported MethodSCRIPT",
+        "",
+        "Generated from `simulators/emstat4.py` and `simulators/methodscript.py` by "
+        "`python -m simulators.emstat4 > docs/simulator-emstat4.md` (a test checks it is up to date).",
+        "",
+        "## Online commands",
+        "",
+        "| command | reply |",
+        "|---|---|",
+        *(f"| `{name}` | {cell(doc)} |" for name, doc in ONLINE_COMMANDS.items()),
+        "",
+        "Any other command answers `<first character>!0003`; while a script runs, commands other "
+        "than `Z`, `h` and `H` answer `<first character>!0006`. A served EmStat4 takes one TCP "
+        "connection at a time (a second one gets `" + SimulatedEmStat4.refusal.decode().strip() + "` "
+        "and is closed).",
+        "",
+        "## Script commands",
+        "",
+        "| command | arguments | what the simulator does |",
+        "|---|---|---|",
+        *(f"| `{name}` | {cell(args)} | {cell(doc)} |" for name, args, doc in command_table()),
+        "",
+        "Operands are literals (`500m`, `10i`, `0x1F`), variables or array elements (`a[i]`). "
+        "Data packages carry the variable types above; `ba` currents carry status and range "
+        "metadata (`,1x,2xx`), `ab` potentials a status.",
+        "",
+        "## Device-specific commands (refused with `!001B`)",
+        "",
+        "These need hardware the simulated EmStat4 does not have; a script using one is refused "
+        "at load time with `!001B: Line L, Col C` and nothing runs:",
+        "",
+        ", ".join(f"`{name}`" for name in DEVICE_SPECIFIC),
+        "",
+        "## Error codes",
+        "",
+        "Parse errors: `!XXXX: Line L, Col C` then an empty line; runtime errors: "
+        "`!XXXX: Line L` then an empty line (on_finished: is not run).",
+        "",
+        "| code | meaning |",
+        "|---|---|",
+        *(f"| `{code:04X}` | {cell(text)} |" for code, text in ERROR_CODES.items()),
+        "",
+    ]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(docs_markdown(), end="")

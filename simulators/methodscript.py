@@ -556,9 +556,7 @@ def _check_args(
         if pos in spec.vartype_args:
             if not _VARTYPE.match(a):
                 raise ScriptError(0x0007, number, col)
-        elif pos in arrays:
-            scope.check_array(a, number, col)
-        elif name == "smooth" and (pos == 0 or pos == len(args) - 2):
+        elif pos in arrays or name == "smooth" and (pos == 0 or pos == len(args) - 2):
             scope.check_array(a, number, col)
         elif pos in spec.outputs:
             scope.check_output(a, number, col)
@@ -613,6 +611,7 @@ class Interpreter:
         self.in_meas = False
         self.scan_open = False
         self.output_enabled = True
+        self.line = 0  # script line being executed (for runtime errors)
         self.int_period: float | None = None
         self.int_next = 0.0
 
@@ -648,7 +647,8 @@ class Interpreter:
             return token in self.ints
         element = split_element(token)
         if element is not None:
-            return element[0] in self.array_ints and self._element(element, 0)[1] in self.array_ints[element[0]]
+            ints = self.array_ints.get(element[0])
+            return ints is not None and self._element(element, self.line)[1] in ints
         lit = parse_literal(token)
         return bool(lit and lit[1])
 
@@ -673,7 +673,7 @@ class Interpreter:
             return
         element = split_element(name)
         assert element is not None
-        array, index = self._element(element, 0)
+        array, index = self._element(element, self.line)
         array[index] = value
         ints = self.array_ints.setdefault(element[0], set())
         if integer is True:
@@ -760,6 +760,7 @@ class Interpreter:
     # -- measurement loops
     def meas_loop(self, node: MeasLoop) -> Iterator[float]:
         hw, line, kind = self.hw, node.line, node.kind
+        self.line = line
         spec = MEAS_LOOPS[kind]
         n_out = len(spec.outputs)
         params = [self.value(a, line) for a in node.args[n_out:]]
@@ -781,6 +782,7 @@ class Interpreter:
             for item in itertools.chain(() if first is None else (first,), technique):
                 if item is _SAMPLE:
                     yield from self.block(node.body)
+                    self.line = line
                 elif item is _SCAN_START:
                     self.emit(f"C{scan:04X}")
                     self.scan_open = True
@@ -1078,6 +1080,7 @@ class Interpreter:
 
     # -- simple commands
     def command(self, node: Cmd) -> None:
+        self.line = node.line
         try:
             handler = self._handlers.get(node.name)
             if handler is not None:
@@ -1273,6 +1276,7 @@ class Interpreter:
     def _send_string(self, a: list[str], line: int) -> None:
         text, fmt = a
         if fmt:
+
             def field_text(m: re.Match[str]) -> str:
                 token = m[1].strip()
                 return format_number(self.value(token, line), self._is_int(token))
