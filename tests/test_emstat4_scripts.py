@@ -18,7 +18,7 @@ from drivers.clock import SimClock
 from drivers.methodscript import compile_step, parse_package
 from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Cutoffs, Loop, Rest, Sweep
 from simulators.cell import Cell, Sample
-from simulators.emstat4 import SimulatedEmStat4, docs_markdown
+from simulators.emstat4 import ONLINE_COMMANDS, SimulatedEmStat4, docs_markdown
 from simulators.material import load_material
 from simulators.methodscript import DEVICE_SPECIFIC, MEAS_LOOPS
 from simulators.server import InstrumentServer
@@ -758,6 +758,15 @@ def test_version_load_run_flash_and_registers() -> None:
     assert _ask(sim, "G1F\n") == ["G!0007"]
     assert _ask(sim, "S1F00ABCDEF\nG1F\n") == ["S", "G00ABCDEF"]
     assert _ask(sim, "h\nH\n") == ["h!0006", "H!0006"]
+
+
+@pytest.mark.parametrize("name", list(ONLINE_COMMANDS))
+def test_every_documented_online_command_is_understood(name: str) -> None:
+    sim, _ = _sim()
+    text = {"G<hh>": "G01", "S<hh><value>": "S0101"}.get(name, name)
+    reply = _ask(sim, text + "\n" + ("\n" if name in ("e", "l") else ""))
+    assert reply and not reply[0].endswith("!0003")
+    assert _ask(sim, "q\n") == ["q!0003"]  # what an unknown command gets
 
 
 def test_halt_pauses_the_script_and_resume_continues_it() -> None:
