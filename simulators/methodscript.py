@@ -612,6 +612,7 @@ class Interpreter:
         self.scan_open = False
         self.output_enabled = True
         self.line = 0  # script line being executed (for runtime errors)
+        self._handler_map = self._handlers
         self.int_period: float | None = None
         self.int_next = 0.0
 
@@ -653,6 +654,9 @@ class Interpreter:
         return bool(lit and lit[1])
 
     def _type_of(self, token: str) -> str:
+        vtype = self.types.get(token)
+        if vtype is not None:
+            return vtype
         element = split_element(token)
         if element is not None:
             return self.array_types.get(element[0], "aa")
@@ -1082,7 +1086,7 @@ class Interpreter:
     def command(self, node: Cmd) -> None:
         self.line = node.line
         try:
-            handler = self._handlers.get(node.name)
+            handler = self._handler_map.get(node.name)
             if handler is not None:
                 handler(node.args, node.line)
             else:
@@ -1324,9 +1328,14 @@ class Interpreter:
             raise ScriptError(0x0007, line)
 
     def _encode_var(self, token: str, line: int) -> str:
-        value = self.value(token, line)
-        vtype = self._type_of(token)
-        text = vtype + encode_value(value, self._is_int(token))
+        value = self.vals.get(token)
+        if value is not None:  # a scalar (the common case)
+            vtype = self.types.get(token, "aa")
+            text = vtype + encode_value(value, token in self.ints)
+        else:
+            value = self.value(token, line)
+            vtype = self._type_of(token)
+            text = vtype + encode_value(value, self._is_int(token))
         if vtype == "ba":
             meta = self.meta.get(token)
             if meta is None:
