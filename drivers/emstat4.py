@@ -77,6 +77,7 @@ class EmStat4StepRun:
         self._aborted = False
         self._done = False
         self._scan = 0
+        self._scans_started = 0
         self._count_scans = count_scans
         self._held: list[Point] = []
 
@@ -136,9 +137,10 @@ class EmStat4StepRun:
             raise InstrumentError(self.driver.name, f"script stopped: {what}")
         if line == "Z":
             self._aborted = True
-        elif line == "-" and self._count_scans:
-            self._scan += 1
-        return None  # M<id>, *, L, +, e, stray replies
+        elif line[:1] == "C" and len(line) == 5 and self._count_scans:
+            self._scans_started += 1  # C<4 hex> starts each scan of a multi-scan sweep
+            self._scan = self._scans_started - 1
+        return None  # M<id>, *, L, +, -, e, stray replies
 
     def _text(self, text: str) -> None:
         if text.startswith(IDENT_PREFIX):

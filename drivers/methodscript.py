@@ -9,7 +9,8 @@ Written from the PalmSens MethodSCRIPT manual (v1.x):
   ``1x`` status nibble (1 timing error, 2 overload, 4 underload, 8 overload warning) and
   ``2xx`` current (or potential) range index.
 * Other reply lines: ``e`` script accepted, ``M<id>`` measurement loop start, ``*`` its end,
-  ``L``/``+`` loop start/end, ``-`` end of one CV scan, ``T<text>`` from ``send_string``,
+  ``L``/``+`` loop start/end, ``C<4 hex>``/``-`` start/end of one scan of a multi-scan CV,
+  ``T<text>`` from ``send_string``,
   ``!XXXX[: Line L[, Col C]]`` an error, an empty line: the script has finished.
 
 :func:`compile_step` turns a :mod:`drivers.techniques` step into a script whose cut-offs are
