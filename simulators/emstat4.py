@@ -61,6 +61,10 @@ from simulators.methodscript import (
 )
 
 FIRMWARE = {"HR": "es4_hr1300#Jan  6 2026 10:00:00", "LR": "es4_lr1300#Jan  6 2026 10:00:00"}
+#: Longest line taken (longer ones answer ``!0008``, "command exceeds maximum length").
+MAX_LINE_BYTES = 1024
+#: Largest script taken (larger ones answer ``!4005``, "too large for the script memory").
+MAX_SCRIPT_BYTES = 256 * 1024
 #: What ``v`` answers after the ``v`` (the MethodSCRIPT version the simulator follows).
 MSCRIPT_VERSION = "1.8"
 _R_J_MOL_K = 8.314462618
@@ -89,6 +93,9 @@ class SimulatedEmStat4:
         self.max_current_A = self.ranges[-1][0]
         self.max_potential_V = MAX_POTENTIAL_V[model]
         self._inbuf = bytearray()
+        self._overlong = False
+        self._discarding = False
+        self._loaded_bytes = 0
         self._out: list[str] = []
         self._loading: list[str] | None = None
         self._load_only = False
@@ -114,15 +121,36 @@ class SimulatedEmStat4:
 
     # ------------------------------------------------------------------ byte endpoint
     def receive(self, data: bytes) -> None:
-        """Take bytes written by the host; complete lines are handled at ``clock.now()``."""
+        """Take bytes written by the host; complete lines are handled at ``clock.now()``.
+
+        A line longer than :data:`MAX_LINE_BYTES` is dropped as it arrives (memory stays
+        bounded) and answered ``!0008`` when its newline comes; a script loading at the time
+        is abandoned.
+        """
         self._inbuf += data
         while True:
             index = self._inbuf.find(b"\n")
             if index < 0:
+                if len(self._inbuf) > MAX_LINE_BYTES:
+                    self._overlong = True
+                    self._inbuf.clear()
                 return
+            if self._overlong or index > MAX_LINE_BYTES:
+                self._overlong = False
+                del self._inbuf[: index + 1]
+                self._too_long()
+                continue
             raw = bytes(self._inbuf[:index]).decode("ascii", errors="replace").rstrip("\r")
             del self._inbuf[: index + 1]
             self._line(raw)
+
+    def _too_long(self) -> None:
+        if self._loading is not None:
+            self._loading = None  # the script is abandoned; its other lines are dropped
+            self._out += ["!0008", ""]
+            self._discarding = True
+        else:
+            self._out.append("!0008")
 
     def take_output(self) -> bytes:
         """Run the script up to ``clock.now()`` and return every line produced since."""
@@ -143,12 +171,20 @@ class SimulatedEmStat4:
         if self._loading is not None:
             if line.strip():
                 self._loading.append(line)
+                self._loaded_bytes += len(line) + 1
+                if self._loaded_bytes > MAX_SCRIPT_BYTES:
+                    self._loading = None
+                    self._out += ["!4005", ""]
+                    self._discarding = True
             else:
                 lines, self._loading = self._loading, None
                 if self._load_only:
                     self._load(lines)
                 else:
                     self._start(lines, now)
+            return
+        if self._discarding:  # the rest of a script too large for the script memory
+            self._discarding = bool(line.strip())
             return
         if not line.strip():
             return
@@ -163,6 +199,7 @@ class SimulatedEmStat4:
         elif head in ("e", "l"):
             self._out.append(head)
             self._loading = []
+            self._loaded_bytes = 0
             self._load_only = head == "l"
         elif head == "r":
             if self._loaded is None:

@@ -40,6 +40,7 @@ ERROR_CODES: dict[int, str] = {
     0x0003: "the command was not recognized",
     0x0006: "communication mode invalid (no script is running / a script is running)",
     0x0007: "an argument has an unexpected value",
+    0x0008: "command exceeds maximum length",
     0x000C: "cannot run a script without loading one first",
     0x0010: "a variable has become NaN or inf",
     0x0014: "cannot perform OCP measurement when cell on",
@@ -49,6 +50,7 @@ ERROR_CODES: dict[int, str] = {
     0x0028: "variable divided by zero",
     0x4001: "the script command is unknown",
     0x4004: "an unexpected character was encountered",
+    0x4005: "the script is too large for the internal script memory",
     0x4008: "this optional argument is not valid for this command",
     0x400B: "measurement loops cannot be placed inside other measurement loops",
     0x400C: "command not supported in current situation",
@@ -795,6 +797,7 @@ class Interpreter:
                     self.emit("-")
                     self.scan_open = False
                 else:
+                    item = max(item, self.t)  # a wait in the body delays the next sample
                     yield item
                     hw.advance(item)
                     self.t = item

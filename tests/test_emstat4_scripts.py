@@ -798,6 +798,26 @@ def test_abort_in_the_middle_of_a_scan_closes_the_scan_and_the_loop() -> None:
     assert sim.cell_is_on is False  # on_finished: ran
 
 
+def test_an_overlong_line_is_refused_with_bounded_memory() -> None:
+    from simulators.emstat4 import MAX_LINE_BYTES
+
+    sim, _ = _sim()
+    chunk = b"x" * (1 << 20)
+    for _ in range(50):  # a 50 MB line
+        sim.receive(chunk)
+        assert len(sim._inbuf) <= MAX_LINE_BYTES + len(chunk)
+    assert _ask(sim, "\ni\n") == ["!0008", "iES4HR25SIM001"]
+    # inside a script: the script is abandoned, its remaining lines are not run as commands
+    assert _ask(sim, "e\nvar a\n" + "y" * 5000 + "\nvar b\n\ni\n") == ["e", "!0008", "", "iES4HR25SIM001"]
+
+
+def test_a_script_larger_than_the_script_memory_is_refused() -> None:
+    sim, _ = _sim()
+    script = "".join(f"var v{k}\n" for k in range(40000))  # ~330 kB
+    assert _ask(sim, "e\n" + script + "\ni\n") == ["e", "!4005", "", "iES4HR25SIM001"]
+    assert not sim.running
+
+
 # ----------------------------------------------------------------------------- one owner
 
 
