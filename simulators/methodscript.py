@@ -181,7 +181,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "div_var": CommandSpec(2, 2, (0,), "a /= b (!0028 on zero)"),
     "pow_var": CommandSpec(2, 2, (0,), "a = a ** b"),
     "log_var": CommandSpec(1, 1, (0,), "a = ln(a)"),
-    "float_to_int": CommandSpec(1, 1, (0,), "round down to an integer"),
+    "float_to_int": CommandSpec(1, 1, (0,), "round down to an integer (within 1e-9 of one: that one)"),
     "int_to_float": CommandSpec(1, 1, (0,), "integer to float"),
     "bit_and_var": CommandSpec(2, 2, (0,), "a &= b (integers)"),
     "bit_or_var": CommandSpec(2, 2, (0,), "a |= b"),
@@ -293,6 +293,15 @@ def encode_value(value: float, integer: bool = False) -> str:
         if -_OFFSET <= mantissa < _OFFSET:
             return f"{mantissa + _OFFSET:07X}{prefix}"
     raise ValueError(f"{value!r} cannot be encoded in a data package")
+
+
+def to_int(value: float) -> int:
+    """Integer part of a float, taking a float within 1e-9 of an integer as that integer
+    (``0.02 / 100u`` is 199.99999999999997 in binary floating point, meant as 200)."""
+    nearest = round(value)
+    if abs(value - nearest) <= 1e-9 * max(1.0, abs(value)):
+        return int(nearest)
+    return math.floor(value)
 
 
 def format_number(value: float, integer: bool) -> str:
@@ -640,7 +649,7 @@ class Interpreter:
         array = self.arrays.get(element[0])
         if array is None:
             raise ScriptError(0x420B, line)  # declared later in the script than used
-        index = int(self.value(element[1], line))
+        index = to_int(self.value(element[1], line))
         if not 0 <= index < len(array):
             raise ScriptError(0x4205, line)
         return array, index
@@ -1134,7 +1143,7 @@ class Interpreter:
         self.types[a[0]] = "aa"
 
     def _array(self, a: list[str], line: int) -> None:
-        size = int(self.value(a[1], line))
+        size = to_int(self.value(a[1], line))
         if size <= 0:
             raise ScriptError(0x4204, line)
         if size > 1 << 16:
@@ -1178,7 +1187,7 @@ class Interpreter:
         self._set(a[0], math.log(x), False)
 
     def _float_to_int(self, a: list[str], line: int) -> None:
-        self._set(a[0], float(math.floor(self.value(a[0], line))), True)
+        self._set(a[0], float(to_int(self.value(a[0], line))), True)
 
     def _int_to_float(self, a: list[str], line: int) -> None:
         self._set(a[0], self.value(a[0], line), False)

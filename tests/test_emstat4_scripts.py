@@ -645,6 +645,28 @@ def test_grammar_checker_rejects_what_the_manual_does_not_allow() -> None:
             check_script_output(bad)
 
 
+def test_a_size_computed_in_floating_point_is_the_integer_it_means() -> None:
+    # 20m / 100u is 199.99999999999997 in binary floating point: 200 elements are meant
+    lines = run("""
+var n
+var k
+store_var n 20m ja
+div_var n 100u
+array a n
+store_var k 0i ja
+loop k < 200i
+  store_var a[k] 1 ja
+  add_var k 1i
+endloop
+float_to_int n
+pck_start
+pck_add n
+pck_end
+""")
+    assert check_script_output(lines) == 1
+    assert packages(lines) == [[200.0]]
+
+
 # ----------------------------------------------------------------------------- physics
 
 
