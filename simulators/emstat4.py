@@ -354,8 +354,11 @@ class SimulatedEmStat4:
             self.advance(self._interp.t)
 
     def measure(self) -> tuple[float, float]:
+        """(potential, current) now; the potential saturates at the compliance (+-6 V HR)."""
         current = self.cell.current_A if self.cell_is_on else 0.0
-        return self.cell.measured_voltage_V(), current
+        voltage = self.cell.measured_voltage_V()
+        limit = self.max_potential_V
+        return min(max(voltage, -limit), limit), current
 
     def rest(self) -> None:
         self._applied = ("rest", 0.0)
@@ -448,6 +451,9 @@ class SimulatedEmStat4:
         elif name == "cell_on":
             if self.mode == 0:
                 raise ScriptError(0x0023, line)
+            if args and self.mode != GALVANOSTAT_MODE:  # cell_on ocp(v): switch on at E = v
+                self.check_potential(args[0], line)
+                self.apply_voltage(args[0])
             self.cell_is_on = True
         elif name == "cell_off":
             self.cell_is_on = False

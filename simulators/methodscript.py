@@ -208,7 +208,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "set_range_minmax": CommandSpec(3, 3, doc="accepted (potential window)", vartype_args=(0,)),
     "set_e": CommandSpec(1, 1, doc="applied potential (potentiostat modes)"),
     "set_i": CommandSpec(1, 1, doc="applied current (galvanostat mode)"),
-    "cell_on": CommandSpec(0, 0, doc="connect the cell"),
+    "cell_on": CommandSpec(0, 1, doc="connect the cell; cell_on ocp(v): first set E to the value of v"),
     "cell_off": CommandSpec(0, 0, doc="disconnect the cell (open circuit)"),
     "meas": CommandSpec(3, 3, (1,), "meas t out type: one reading (ab potential or ba current) "
                         "averaged over t seconds", (2,)),
@@ -561,6 +561,12 @@ def _check_args(
         if name == "array":
             scope.check_value(args[1], number, cols[1])
         return
+    if name == "cell_on" and args:
+        inner = args[0][4:-1].strip() if args[0].startswith("ocp(") and args[0].endswith(")") else ""
+        if not inner:
+            raise ScriptError(0x4008, number, cols[0])
+        scope.check_value(inner, number, cols[0] + 4)
+        return
     arrays = _ARRAY_ARGS.get(name, ())
     for pos, a in enumerate(args):
         col = cols[pos]
@@ -831,6 +837,10 @@ class Interpreter:
         reported, status, index = self.hw.read_current(current_A)
         return reported, (status, index)
 
+    def _potential_meta(self, voltage: float) -> tuple[int, int]:
+        """Status of a measured potential: overload at the instrument's compliance."""
+        return (STATUS_OVERLOAD if abs(voltage) >= self.hw.max_potential_V else 0), 0
+
     def _timed(self, dt: float, run: float, line: int) -> Iterator[float]:
         if dt <= 0 or run <= 0:
             raise ScriptError(0x4204, line)
@@ -847,7 +857,9 @@ class Interpreter:
             self.hw.apply_current(current)
             yield when
             voltage, measured = self.hw.measure()
-            self._out(node, [voltage, measured], [None, self.hw.applied_metadata(measured)])
+            self._out(
+                node, [voltage, measured], [self._potential_meta(voltage), self.hw.applied_metadata(measured)]
+            )
             yield _SAMPLE
 
     def _t_ocp(self, node: MeasLoop, p: list[float], line: int) -> Iterator[Any]:
@@ -855,7 +867,8 @@ class Interpreter:
         for when in self._timed(dt, run, line):
             self.hw.rest()
             yield when
-            self._out(node, [self.hw.measure()[0]], [None])
+            voltage = self.hw.measure()[0]
+            self._out(node, [voltage], [self._potential_meta(voltage)])
             yield _SAMPLE
 
     def _t_ca(self, node: MeasLoop, p: list[float], line: int) -> Iterator[Any]:
@@ -927,7 +940,9 @@ class Interpreter:
             self.hw.apply_current(current)
             yield t
             voltage, measured = self.hw.measure()
-            self._out(node, [voltage, measured], [None, self.hw.applied_metadata(measured)])
+            self._out(
+                node, [voltage, measured], [self._potential_meta(voltage), self.hw.applied_metadata(measured)]
+            )
             yield _SAMPLE
 
     def _staircase(self, begin: float, end: float, step: float, line: int) -> list[float]:
@@ -1105,6 +1120,8 @@ class Interpreter:
                 a, line = node.args, node.line
                 if node.name in ("set_range", "set_autoranging", "set_range_minmax"):
                     values: list[Any] = [a[0], *(self.value(x, line) for x in a[1:])]
+                elif node.name == "cell_on":
+                    values = [self.value(x[4:-1].strip(), line) for x in a]
                 else:
                     values = [self.value(x, line) for x in a]
                 self.hw.command(node.name, values, line)
@@ -1334,6 +1351,7 @@ class Interpreter:
         voltage, current = self.hw.measure()
         if a[2] == "ab":
             self._set(a[1], voltage, False, "ab")
+            self.meta[a[1]] = self._potential_meta(voltage)
         elif a[2] == "ba":
             self._set(a[1], self._current(current)[0], False, "ba")
         else:
@@ -1354,7 +1372,8 @@ class Interpreter:
                 meta = self.hw.applied_metadata(value)
             text += f",1{meta[0]:X},2{meta[1]:02X}"
         elif vtype == "ab":
-            text += ",10"
+            meta = self.meta.get(token)
+            text += f",1{meta[0] if meta else 0:X}"
         return text
 
 

@@ -645,6 +645,93 @@ def test_grammar_checker_rejects_what_the_manual_does_not_allow() -> None:
             check_script_output(bad)
 
 
+CYCLING = """
+var e
+var i
+var t
+var q
+var k
+var n
+var qc
+var qd
+array qchg 3i
+array qdis 3i
+store_var k 0i ja
+store_var n 2i ja
+set_acquisition_frac_autoadjust 50
+set_pgstat_chan 0
+set_pgstat_mode 6
+set_range ab 6
+set_range db 1m
+set_autoranging db 1m 1m
+meas 100m e ab
+cell_on ocp(e)
+timer_start
+loop k < n
+  set_script_output 1
+  meas_loop_cp e i 700u 10 36k
+    timer_get t
+    copy_var i q
+    mul_var q 10
+    div_var q 3600m
+    add_var qchg[k] q
+    pck_start
+    pck_add t
+    pck_add e
+    pck_end
+    if e >= 4300m
+      breakloop
+    endif
+  endloop
+  set_script_output 0
+  meas_loop_cp e i -700u 10 36k
+    copy_var i q
+    mul_var q -10
+    div_var q 3600m
+    add_var qdis[k] q
+    pck_start
+    pck_add e
+    pck_end
+    if e <= 2500m
+      breakloop
+    endif
+  endloop
+  set_script_output 1
+  copy_var qchg[k] qc
+  copy_var qdis[k] qd
+  alter_vartype qc ja
+  alter_vartype qd jb
+  pck_start
+  pck_add k
+  pck_add qc
+  pck_add qd
+  pck_end
+  send_string f"cycle {k}: {qchg[k]} mAh charged, {qdis[k]} mAh discharged"
+  add_var k 1i
+endloop
+on_finished:
+cell_off
+"""
+
+
+def test_battery_cycling_script_with_per_cycle_capacities() -> None:
+    lines = run(CYCLING, horizon_s=200000)
+    check_script_output(lines)
+    rows = packages(lines)
+    summaries = [r for r in rows if len(r) == 3]
+    assert [r[0] for r in summaries] == [0, 1]
+    charge = [r for r in rows if len(r) == 2]
+    assert charge and max(r[1] for r in charge) >= 4.3  # the cut-off sample is sent
+    # discharge packages were suppressed by set_script_output 0: only charge rows (t, E) and
+    # summaries; each cycle's charge is 0.7 mA for 10 s per charge row it sent
+    blocks = "|".join("c" if len(r) == 2 else "s" for r in rows).split("s")
+    for (_cycle, qc, qd), block in zip(summaries, blocks, strict=False):
+        assert qc == pytest.approx(0.7 * 10 / 3600 * block.count("c"), rel=1e-5)  # 7 hex digits
+        assert 0 < qd < 2 * qc
+    texts = [ln for ln in lines if ln.startswith("Tcycle")]
+    assert len(texts) == 2 and " mAh charged" in texts[0]
+
+
 def test_a_size_computed_in_floating_point_is_the_integer_it_means() -> None:
     # 20m / 100u is 199.99999999999997 in binary floating point: 200 elements are meant
     lines = run("""
