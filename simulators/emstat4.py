@@ -535,6 +535,12 @@ def docs_markdown() -> str:
         "|---|---|---|",
         *(f"| `{name}` | {cell(args)} | {cell(doc)} |" for name, args, doc in command_table()),
         "",
+        "Technique ids after `M`: LSV, CV, CA, CP, OCP and EIS as in the manual and PalmSens' "
+        "output; DPV, SWV, NPV, ACV and PAD follow PalmSens' technique numbering; LSP (`0013`) "
+        "and GEIS (`0015`) are the simulator's assumption. Timing: sweeps take E_step / scan_rate "
+        "per point, SWV half a period per half-step, DPV/NPV/PAD sample at the end of each pulse "
+        "and (DPV, PAD) just before it, EIS/GEIS three periods (at least 0.1 s) per frequency.",
+        "",
         "Operands are literals (`500m`, `10i`, `0x1F`), variables or array elements (`a[i]`). "
         "Data packages carry the variable types above; `ba` currents carry status and range "
         "metadata (`,1x,2xx`), `ab` potentials a status.",

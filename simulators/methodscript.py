@@ -135,7 +135,7 @@ MEAS_LOOPS: dict[str, MeasLoopSpec] = {
                         doc="AC voltammetry: E_dc, I_dc, E_ac, I_ac, Z_real, Z_imag from the cell's impedance"),
     "cv": MeasLoopSpec("0005", ("da", "ba"), ("E_begin", "E_vtx1", "E_vtx2", "E_step", "scan_rate"),
                        "potentiostat", ("nscans",),
-                       doc="cyclic voltammetry; nscans(n): C<scan>/- around every scan"),
+                       doc="cyclic voltammetry; nscans(n): C + scan index (4 hex digits) before, - after every scan"),
     "ca": MeasLoopSpec("0007", ("da", "ba"), ("E", "t_interval", "t_run"), "potentiostat",
                        doc="chronoamperometry"),
     "pad": MeasLoopSpec("0008", ("da", "ba"), ("E_dc", "E_pulse", "t_pulse", "t_interval", "t_run",
