@@ -315,9 +315,13 @@ class SimulatedEmStat4:
         self._interp = None
 
     def _catch_up(self, now: float) -> None:
+        stalled = 0  # checkpoints without time moving: a tight loop gets a slice per call
         while self._gen is not None and self._halted_at is None and self._wake + self._offset <= now + 1e-9:
             try:
-                self._wake = next(self._gen)
+                previous, self._wake = self._wake, next(self._gen)
+                stalled = stalled + 1 if self._wake <= previous else 0
+                if stalled > 16:
+                    break
             except StopIteration:
                 self._gen = None
                 assert self._interp is not None

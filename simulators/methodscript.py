@@ -596,6 +596,8 @@ class _Abort(Exception):
     pass
 
 
+#: Loop iterations between checkpoints at which a tight loop lets commands (Z) in.
+SPIN_CHECKPOINT = 4096
 _SAMPLE = object()  # a technique generator's "outputs are set: run the loop body"
 _SCAN_START = object()  # ... "a scan of a multi-scan CV starts" (C<scan>)
 _SCAN_END = object()  # ... "that scan has ended" (-)
@@ -626,7 +628,8 @@ class Interpreter:
         self.array_ints: dict[str, set[int]] = {}
         self.pck: list[str] | None = None
         self.in_meas = False
-        self.scan_open = False
+        self.scopes: list[str] = []  # closers of the open scopes: "+", "*", "-"
+        self.spins = 0  # loop iterations (a checkpoint is yielded every SPIN_CHECKPOINT)
         self.output_enabled = True
         self.line = 0  # script line being executed (for runtime errors)
         self._handler_map = self._handlers
@@ -712,7 +715,9 @@ class Interpreter:
         """Yield script times to wait for; returns when the main block is done."""
         try:
             yield from self.block(self.program.main)
-        except (_Break, _Abort):
+        except _Abort:
+            self.close_scopes()
+        except _Break:  # pragma: no cover - parse() rejects breakloop outside loops
             pass
 
     def run_on_finished(self) -> None:
@@ -726,13 +731,10 @@ class Interpreter:
             pass
 
     def close_scopes(self) -> None:
-        """After an abort inside a measurement loop: close the scan and the loop."""
-        if self.scan_open:
-            self._emit("-")
-            self.scan_open = False
-        if self.in_meas:
-            self._emit("*")
-            self.in_meas = False
+        """After an abort or an error: close every open scan, measurement loop and loop."""
+        while self.scopes:
+            self._emit(self.scopes.pop())
+        self.in_meas = False
 
     def block(self, nodes: list[Any]) -> Iterator[float]:
         for node in nodes:
@@ -750,11 +752,16 @@ class Interpreter:
                         break
             elif type(node) is Loop:
                 self.emit("L")
+                self.scopes.append("+")
                 try:
                     while self.cond(node.cond, node.line):
                         yield from self.block(node.body)
+                        self.spins += 1
+                        if self.spins % SPIN_CHECKPOINT == 0:
+                            yield self.t  # lets the instrument read a Z during a tight loop
                 except _Break:
                     pass
+                self.scopes.pop()
                 self.emit("+")
             else:
                 yield from self.meas_loop(node)
@@ -797,6 +804,7 @@ class Interpreter:
         technique = getattr(self, "_t_" + kind)(node, params, line)
         first = next(technique, None)  # argument errors are raised before M is sent
         self.emit("M" + spec.technique_id)
+        self.scopes.append("*")
         self.in_meas = True
         scan = 0
         try:
@@ -806,11 +814,10 @@ class Interpreter:
                     self.line = line
                 elif item is _SCAN_START:
                     self.emit(f"C{scan:04X}")
-                    self.scan_open = True
+                    self.scopes.append("-")
                     scan += 1
                 elif item is _SCAN_END:
-                    self.emit("-")
-                    self.scan_open = False
+                    self.emit(self.scopes.pop())
                 else:
                     item = max(item, self.t)  # a wait in the body delays the next sample
                     yield item
@@ -820,11 +827,10 @@ class Interpreter:
             pass
         finally:
             hw.end_loop()
-        if self.scan_open:
-            self.emit("-")
-            self.scan_open = False
+        if self.scopes[-1] == "-":  # a breakloop inside a scan
+            self.emit(self.scopes.pop())
         self.in_meas = False
-        self.emit("*")
+        self.emit(self.scopes.pop())
 
     def _out(self, node: MeasLoop, values: list[float], metas: list[tuple[int, int] | None]) -> None:
         spec = MEAS_LOOPS[node.kind]

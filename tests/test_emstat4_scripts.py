@@ -842,7 +842,7 @@ def test_runtime_errors_have_code_and_line_and_close_open_scopes() -> None:
     lines = run(
         "array a 2\nvar k\nstore_var k 0i ja\nloop k < 3i\n  store_var a[k] 1 ja\n  add_var k 1i\nendloop"
     )
-    assert lines == ["e", "L", "!4205: Line 5", ""]  # index 2 of a 2-element array
+    assert lines == ["e", "L", "+", "!4205: Line 5", ""]  # index 2 of a 2-element array
     check_script_output(lines)
 
 
@@ -925,6 +925,18 @@ def test_a_script_larger_than_the_script_memory_is_refused() -> None:
     script = "".join(f"var v{k}\n" for k in range(40000))  # ~330 kB
     assert _ask(sim, "e\n" + script + "\ni\n") == ["e", "!4005", "", "iES4HR25SIM001"]
     assert not sim.running
+
+
+def test_an_endless_loop_without_measurements_can_still_be_aborted() -> None:
+    sim, _ = _sim()
+    first = _ask(
+        sim, 'e\nvar a\nloop 1 < 2\n  add_var a 1i\nendloop\non_finished:\n  send_string "stopped"\n\n'
+    )
+    assert first == ["e", "L"]  # the instrument is busy looping, yet it answers
+    assert _ask(sim, "i\n") == ["i!0006"]
+    rest = _ask(sim, "Z\n")
+    assert rest == ["Z", "+", "Tstopped", ""]
+    check_script_output(first + rest[1:])
 
 
 # ----------------------------------------------------------------------------- one owner
