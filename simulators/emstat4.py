@@ -18,9 +18,9 @@ Online commands (one ``\\n``-terminated line each; the reply echoes the first ch
 ``S<hh><v>``  write register ``hh``: ``S``
 ``h``       halt the running script (its clock stops; the cell keeps its setting): ``h``
 ``H``       resume a halted script: ``H``
-``Z``       abort the running script: ``Z``, ``-``/``*`` closing an open scan and
-            measurement loop, the ``on_finished:`` block, then the empty line. With nothing
-            running: ``Z!0006``.
+``Z``       abort the running script: ``Z``, ``-``/``*``/``+`` closing the open scans,
+            measurement loops and loops, the ``on_finished:`` block, then the empty line.
+            With nothing running: ``Z!0006``.
 ==========  =================================================================================
 
 Anything else answers ``<first char>!0003``. While a script runs, commands other than ``Z``,
@@ -505,7 +505,8 @@ ONLINE_COMMANDS: dict[str, str] = {
     "S<hh><value>": "write register hh (hex value): `S`",
     "h": "halt the running script (its clock stops): `h`; `h!0006` if none runs",
     "H": "resume a halted script: `H`; `H!0006` if none is halted",
-    "Z": "abort: `Z`, `-`/`*` closing open scopes, on_finished: output, an empty line; `Z!0006` if none runs",
+    "Z": "abort: `Z`, `-`/`*`/`+` closing the open scopes, on_finished: output, an empty line; "
+    "`Z!0006` if none runs",
 }
 
 
@@ -558,8 +559,8 @@ def docs_markdown() -> str:
         "",
         "## Error codes",
         "",
-        "Parse errors: `!XXXX: Line L, Col C` then an empty line; runtime errors: "
-        "`!XXXX: Line L` then an empty line (on_finished: is not run).",
+        "Parse errors: `!XXXX: Line L, Col C` then an empty line; runtime errors: the open "
+        "scopes closed (`-`, `*`, `+`), `!XXXX: Line L`, an empty line (on_finished: is not run).",
         "",
         "| code | meaning |",
         "|---|---|",
