@@ -92,6 +92,7 @@ class SimulatedEmStat4:
         self.ranges = CURRENT_RANGES[model]
         self.max_current_A = self.ranges[-1][0]
         self.max_potential_V = MAX_POTENTIAL_V[model]
+        self._owner: _Connection | None = None
         self._inbuf = bytearray()
         self._overlong = False
         self._discarding = False
@@ -153,7 +154,31 @@ class SimulatedEmStat4:
             self._out.append("!0008")
 
     def take_output(self) -> bytes:
-        """Run the script up to ``clock.now()`` and return every line produced since."""
+        """Run the script up to ``clock.now()`` and return every line produced since.
+
+        While a connection owns the port (:meth:`connect`), its session takes the output and
+        this returns nothing: nobody else reads the owner's data.
+        """
+        if self._owner is not None:
+            return b""
+        return self._take_output()
+
+    def connect(self) -> _Connection:
+        """The port's owner session (for a server that gives each connection a session).
+
+        Raises OSError while another connection owns the port: a serial port has one owner.
+        Output produced while nobody owns the port is kept for the next owner.
+        """
+        if self._owner is not None:
+            raise OSError("the port is in use by another connection")
+        self._owner = _Connection(self)
+        return self._owner
+
+    def _release(self, session: _Connection) -> None:
+        if self._owner is session:
+            self._owner = None
+
+    def _take_output(self) -> bytes:
         self._catch_up(self.clock.now())
         if not self._out:
             return b""
@@ -489,6 +514,26 @@ class SimulatedEmStat4:
                     self._auto = (indices[0], indices[1])
         elif vtype not in ("ab", "da"):
             raise ScriptError(0x0007, line)
+
+
+class _Connection:
+    """The session of the connection that owns a served EmStat4's port."""
+
+    def __init__(self, instrument: SimulatedEmStat4) -> None:
+        self.instrument = instrument
+        self.closed = False
+
+    def receive(self, data: bytes) -> None:
+        if not self.closed:
+            self.instrument.receive(data)
+
+    def take_output(self) -> bytes:
+        return b"" if self.closed else self.instrument._take_output()
+
+    def close(self) -> None:
+        """The owner left (a host that died mid-script finds its output buffered on return)."""
+        self.closed = True
+        self.instrument._release(self)
 
 
 #: Online commands (outside scripts) and their replies, for the docs table.

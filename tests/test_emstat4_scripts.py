@@ -966,6 +966,23 @@ def test_a_second_connection_is_refused_and_cannot_abort_the_first_ones_script()
         server.stop()
 
 
+def test_port_sessions_one_owner_and_output_kept_for_the_next_owner() -> None:
+    # the session interface a server that gives each connection a session uses
+    sim, clock = _sim()
+    owner = sim.connect()
+    with pytest.raises(OSError, match="in use"):
+        sim.connect()
+    owner.receive(b"e\nvar e\nmeas_loop_ocp e 1 10\npck_start\npck_add e\npck_end\nendloop\n\n")
+    clock.set_time(clock.now() + 2)
+    assert sim.take_output() == b""  # nobody but the owner reads its data
+    assert owner.take_output().decode().split("\n")[:2] == ["e", "M000B"]
+    owner.close()  # the host died mid-script
+    clock.set_time(clock.now() + 20)
+    again = sim.connect()
+    lines = again.take_output().decode().split("\n")
+    assert len(packages(lines)) == 8 and lines[-3:] == ["*", "", ""]
+
+
 # ----------------------------------------------------------------------------- docs
 
 
