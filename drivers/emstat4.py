@@ -4,6 +4,7 @@ Command table (one ``\\n``-terminated line each; the instrument echoes the first
 
 ==========  ==========================================================================
 ``t``       firmware version, several lines, the last one ending in ``*``
+``v``       MethodSCRIPT version
 ``i``       serial number
 ``e``       load and run a script: ``e``, the script lines, an empty line
 ``Z``       abort the running script (reply ``Z``; ``Z!0006`` when nothing runs)
@@ -76,6 +77,7 @@ class EmStat4StepRun:
         self._aborted = False
         self._done = False
         self._scan = 0
+        self._scans_started = 0
         self._count_scans = count_scans
         self._held: list[Point] = []
 
@@ -124,8 +126,10 @@ class EmStat4StepRun:
         if head == "T":
             self._text(line[1:])
             return None
-        if head == "!":
-            error = parse_error(line)
+        error = parse_error(line) if head not in "MCLP*+-" else None
+        if error is not None and error.busy and error.echo:
+            return None  # a housekeeping command's "busy" reply, not this script's error
+        if error is not None or head == "!":
             self._done = True
             self.end_reason = "error"
             self.driver._after_runtime_error()
@@ -133,9 +137,10 @@ class EmStat4StepRun:
             raise InstrumentError(self.driver.name, f"script stopped: {what}")
         if line == "Z":
             self._aborted = True
-        elif line == "-" and self._count_scans:
-            self._scan += 1
-        return None  # M<id>, *, L, +, e, stray replies
+        elif line[:1] == "C" and len(line) == 5 and self._count_scans:
+            self._scans_started += 1  # C<4 hex> starts each scan of a multi-scan sweep
+            self._scan = self._scans_started - 1
+        return None  # M<id>, *, L, +, -, e, stray replies
 
     def _text(self, text: str) -> None:
         if text.startswith(IDENT_PREFIX):
@@ -295,6 +300,18 @@ class EmStat4Driver:
                     raise InstrumentError(self.name, error.describe(), "i")
                 return line[1:]
 
+    def methodscript_version(self) -> str:
+        """``v``: the MethodSCRIPT version the firmware implements."""
+        self._discard_stale()
+        self.transport.write(b"v\n")
+        while True:
+            line = self._next_line("v")
+            if line.startswith("v"):
+                error = parse_error(line)
+                if error is not None:
+                    raise InstrumentError(self.name, error.describe(), "v")
+                return line[1:]
+
     def abort_script(self) -> bool:
         """``Z``; True if a script was running (its remaining output is discarded)."""
         self._discard_stale()
@@ -335,7 +352,9 @@ class EmStat4Driver:
         voltage = math.nan
         while True:
             line = self._next_line("e")
-            error = parse_error(line) if line.startswith("!") else None
+            error = parse_error(line)
+            if error is not None and error.busy:
+                raise InstrumentError(self.name, "a script is already running", "e")
             if error is not None:
                 raise InstrumentError(self.name, error.describe(), "e")
             if line.startswith("P"):
@@ -366,12 +385,11 @@ class EmStat4Driver:
         self.transport.write(compiled.text().encode("ascii"))
         while True:
             line = self._next_line("e")
-            if line.startswith("!"):
-                error = parse_error(line)
-                what = error.describe() if error else line
-                raise InstrumentError(self.name, f"script rejected: {what}", "e")
-            if line.startswith("e!"):
+            error = parse_error(line)
+            if error is not None and error.busy:  # mapped by code, whatever echo precedes it
                 raise InstrumentError(self.name, "a script is already running", "e")
+            if error is not None:
+                raise InstrumentError(self.name, f"script rejected: {error.describe()}", "e")
             if line == "T" + compiled.ident:
                 break
         run = EmStat4StepRun(self, compiled, started, count_scans=isinstance(step, Sweep))

@@ -9,7 +9,8 @@ Written from the PalmSens MethodSCRIPT manual (v1.x):
   ``1x`` status nibble (1 timing error, 2 overload, 4 underload, 8 overload warning) and
   ``2xx`` current (or potential) range index.
 * Other reply lines: ``e`` script accepted, ``M<id>`` measurement loop start, ``*`` its end,
-  ``L``/``+`` loop start/end, ``-`` end of one CV scan, ``T<text>`` from ``send_string``,
+  ``L``/``+`` loop start/end, ``C<4 hex>``/``-`` start/end of one scan of a multi-scan CV,
+  ``T<text>`` from ``send_string``,
   ``!XXXX[: Line L[, Col C]]`` an error, an empty line: the script has finished.
 
 :func:`compile_step` turns a :mod:`drivers.techniques` step into a script whose cut-offs are
@@ -21,6 +22,7 @@ and sends one package per record interval plus one at every cut-off.
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -82,13 +84,21 @@ def error_meaning(code: int) -> str:
 
 @dataclass(frozen=True)
 class ErrorReply:
+    """An error reply: ``[c]!XXXX[: Line L[, Col C]]`` (``c`` the echoed command character)."""
+
     code: int
     line: int | None = None
     col: int | None = None
+    echo: str = ""
 
     @property
     def meaning(self) -> str:
         return error_meaning(self.code)
+
+    @property
+    def busy(self) -> bool:
+        """0x0006: a script is running (or, for ``Z``/``h``/``H``, none is)."""
+        return self.code == 0x0006
 
     def describe(self) -> str:
         where = "" if self.line is None else f" at script line {self.line}"
@@ -96,23 +106,23 @@ class ErrorReply:
         return f"MethodSCRIPT error 0x{self.code:04X} ({self.meaning}){where}"
 
 
+_ERROR_LINE = re.compile(r"([A-Za-z]?)!([0-9A-Fa-f]{4})(?::\s*(.*))?\Z")
+_WHERE = re.compile(r"Line (\d+)(?:, Col (\d+))?\Z")
+
+
 def parse_error(line: str) -> ErrorReply | None:
-    """Decode ``!XXXX``, ``!XXXX: Line L`` or ``!XXXX: Line L, Col C`` (an echoed command char
-    may precede the ``!``, e.g. ``Z!0006``); None if ``line`` is not an error."""
-    index = line.find("!")
-    if index < 0 or index > 1 or len(line) < index + 5:
+    """Decode ``!XXXX``, ``!XXXX: Line L`` or ``!XXXX: Line L, Col C``, optionally after the
+    echoed command character (``Z!0006``); None if ``line`` is not an error reply."""
+    m = _ERROR_LINE.match(line)
+    if m is None:
         return None
-    try:
-        code = int(line[index + 1 : index + 5], 16)
-    except ValueError:
-        return None
-    rest = line[index + 5 :].lstrip(": ")
-    numbers: list[int] = []
-    for part in rest.split(","):
-        words = part.split()
-        if len(words) == 2 and words[0] in ("Line", "Col") and words[1].isdigit():
-            numbers.append(int(words[1]))
-    return ErrorReply(code, *numbers[:2])
+    line_no = col = None
+    if m[3]:
+        where = _WHERE.match(m[3].strip())
+        if where:
+            line_no = int(where[1])
+            col = int(where[2]) if where[2] else None
+    return ErrorReply(int(m[2], 16), line_no, col, m[1])
 
 
 def format_literal(value: float) -> str:

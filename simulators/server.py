@@ -5,10 +5,15 @@ whatever the instrument produces (replies, and data streamed by a running script
 back, checked every ``push_interval_s`` of wall time even when the host is silent. One lock
 per server serialises access to the simulation, so several connections and the clock owner
 never touch a model at the same time.
+
+An endpoint whose ``one_connection`` is true (a serial instrument: one owner per port) takes
+one live connection at a time; a second one gets the endpoint's ``refusal`` bytes and is
+closed, so it can neither read the owner's data nor abort the owner's script.
 """
 
 from __future__ import annotations
 
+import select
 import socket
 import socketserver
 import threading
@@ -23,17 +28,40 @@ class Endpoint(Protocol):
     def take_output(self) -> bytes: ...
 
 
+def _alive(conn: socket.socket) -> bool:
+    """Whether a connection's peer is still there (a closed peer reads as EOF at once)."""
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+        return not (readable and conn.recv(1, socket.MSG_PEEK) == b"")
+    except (TimeoutError, BlockingIOError):
+        return True  # its owner read the byte first: still there
+    except (OSError, ValueError):
+        return False
+
+
 class _Handler(socketserver.BaseRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        self.server.connections.add(self.request)
+        # An instrument with one owner (a serial port) refuses a second live connection.
+        with self.server.lock:
+            self.refused = bool(getattr(self.server.endpoint, "one_connection", False)) and any(
+                _alive(c) for c in list(self.server.connections)
+            )
+            if not self.refused:
+                self.server.connections.add(self.request)
 
     def finish(self) -> None:
         self.server.connections.discard(self.request)
 
     def handle(self) -> None:
         conn: socket.socket = self.request
+        if self.refused:
+            try:
+                conn.sendall(getattr(self.server.endpoint, "refusal", b""))
+            except OSError:
+                pass
+            return
         conn.settimeout(self.server.push_interval_s)
         endpoint, lock = self.server.endpoint, self.server.lock
         while not self.server.closing.is_set():
