@@ -5,7 +5,7 @@ and flushed to disk (``fsync``) before the RunEngine moves on, so a crash loses 
 read. The same documents go to a Tiled catalog: an embedded one (SQLite) under ``data_dir``
 by default, or a Tiled server given by URI. :func:`read_run` returns a run as a DataFrame
 with the export columns (``time_s``, ``voltage_V``, ``current_A``, ``specific_current_mA_g``,
-``capacity_mAh_g``, ``step``, ``step_type``, ``direction``, ``cycle``, ``temperature_C``, ``substep``).
+``capacity_mAh_g``, ``step``, ``step_type``, ``temperature_C``, ``cycle``, ``direction``, ``substep``).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ COLUMNS = [
     "capacity_mAh_g",
     "step",
     "step_type",
-    "direction",
-    "cycle",
     "temperature_C",
+    "cycle",
+    "direction",
     "substep",
     "timestamp_s",
 ]
