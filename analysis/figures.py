@@ -11,6 +11,7 @@ from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from analysis import schema as S
 from analysis.dqdv import DQDV, dqdv_by_segment
@@ -163,9 +164,11 @@ def cycling_figure(runs: Sequence[Run], labels: Sequence[str] | None = None) -> 
                 seen.add(key)
         ax.set_title(f"{len(curves)} runs", fontsize=10)
     shade_plateaus(ax, _windows_of([(m, pd.DataFrame()) for _, m, _ in curves]))
-    ax.set_xlabel("Capacity (mAh/g)  [solid: charge, dashed: discharge]")
+    ax.set_xlabel("Capacity in the half-cycle (mAh/g)")
     ax.set_ylabel("Voltage (V)")
-    ax.legend(**_OUTSIDE)
+    handles, names = ax.get_legend_handles_labels()
+    styles = [Line2D([], [], color="0.3", ls="-", lw=1.1), Line2D([], [], color="0.3", ls="--", lw=1.1)]
+    ax.legend(styles + handles, ["charge", "discharge", *names], **_OUTSIDE)
     fig.tight_layout()
     return fig
 

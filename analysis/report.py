@@ -277,7 +277,7 @@ def _campaign(page: _Page, out: Path, runs: list[Run], table: pd.DataFrame | Non
         runs = kept
         if len(runs) < 2:
             return
-        table = table_from_runs(runs)
+        table = table_from_runs(runs, rest_time_s=S.OCV_READ_S)
         measures = [m for m in MEASURES if m in table.columns]
         conds = [k for k in keys if k in table.columns]
     else:
@@ -291,9 +291,9 @@ def _campaign(page: _Page, out: Path, runs: list[Run], table: pd.DataFrame | Non
     page.table(
         "Campaign summary (mean and std over replicates)",
         summary.drop(columns=conds),
-        "<p>Also written to campaign_summary.csv. ocv_V: the voltage 15 min into the open-circuit "
-        "rest before the first discharge (the rest's last voltage if it is shorter), the same value "
-        "as in the campaign table of <code>relaxlab campaign run</code>.</p>",
+        "<p>Also written to campaign_summary.csv. ocv_V: the last voltage of the open-circuit rest "
+        "before the first discharge (after 15 min in the titration), the same value as in the campaign "
+        "table of <code>relaxlab campaign run</code> and in <code>relaxlab run</code>'s summary.</p>",
     )
     curves = []
     for meta, df in runs:

@@ -337,7 +337,7 @@ def report(
     from analysis.campaign import campaign_table
     from analysis.report import build_report
     from orchestrator.storage import default_data_dir, read_journal
-    from orchestrator.summary import format_summary, run_summary
+    from orchestrator.summary import OCV_READ_S, format_summary, run_summary
 
     root = data_dir or default_data_dir()
     runs: list[tuple[dict[str, Any], Any]] = []
@@ -363,7 +363,8 @@ def report(
     if not runs:
         _fail("nothing to report: no finished runs found")
     described = ("material", "protocol", "uid")  # describe a run; not relaxation conditions
-    table = campaign_table([({k: v for k, v in m.items() if k not in described}, f) for m, f in runs]) if campaign else None
+    plain = [({k: v for k, v in m.items() if k not in described}, f) for m, f in runs]
+    table = campaign_table(plain, rest_time_s=OCV_READ_S) if campaign else None
     schedule = pd.DataFrame(timeline) if timeline else None
     page = build_report(out, runs, campaign_table=table, schedule=schedule)
     pngs = sorted(str(p) for p in Path(out).glob("*.png"))

@@ -14,19 +14,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis import schema as S
 from analysis.figures import cycling_figure, gitt_figure, run_name, voltammogram_figure
 from analysis.gitt import has_gitt
 from analysis.ocv import ocv_before_discharge
 from analysis.plateaus import material_windows, plateau_capacities
 from analysis.steps import annotate, cycle_table, half_cycle_table
 
-#: The one definition of a cell's OCV (report, campaign table, run summary): the voltage this
-#: long into the open-circuit rest before the first discharge (the rest's last voltage if shorter).
-OCV_REST_S = 900.0
+#: The one definition of a cell's OCV (see :data:`analysis.schema.OCV_READ_S`).
+OCV_READ_S = S.OCV_READ_S
+#: A rest at least this long after a charge or before a discharge makes a relaxation run.
+RELAXATION_REST_S = 900.0
 
 
 def relaxation_summary(frame: pd.DataFrame) -> dict[str, Any]:
-    """Charge capacity, voltage at the end of the rest, OCV, discharge and plateau capacities."""
+    """Charge capacity, voltage at the end of the rest, OCV, discharge and plateau capacities.
+
+    ``ocv_V`` is the last voltage of the open-circuit rest before the first discharge (the one
+    definition used by the report and the campaign tables too)."""
     out: dict[str, Any] = {}
     steps = list(frame.groupby("step", sort=True))
     charges = [g for _, g in steps if g["step_type"].iloc[0] == "cc" and g["current_A"].mean() > 0]
@@ -46,7 +51,7 @@ def relaxation_summary(frame: pd.DataFrame) -> dict[str, Any]:
         plateaus = plateau_capacities(d["voltage_V"].to_numpy(), capacity)
         out["ni_plateau_mAh_g"] = float(plateaus["ni_plateau_mAh_g"])
         out["o_plateau_mAh_g"] = float(plateaus["o_plateau_mAh_g"])
-    ocv = ocv_before_discharge(frame, OCV_REST_S) if len(frame) else float("nan")
+    ocv = ocv_before_discharge(frame, OCV_READ_S) if len(frame) else float("nan")
     out["ocv_V"] = float(ocv) if np.isfinite(ocv) else None
     out["points"] = len(frame)
     out["duration_h"] = (
@@ -74,7 +79,7 @@ def technique(start: dict[str, Any], frame: pd.DataFrame) -> str:
     kinds = [("rest" if k == "rest" else "charge" if c > 0 else "discharge") for k, c in zip(steps["kind"], steps["current"], strict=True)]
     lengths = (steps["t1"] - steps["t0"]).to_numpy()
     for k, kind in enumerate(kinds):
-        if kind == "rest" and lengths[k] >= OCV_REST_S - 1e-6:
+        if kind == "rest" and lengths[k] >= RELAXATION_REST_S - 1e-6:
             after_charge = k > 0 and kinds[k - 1] == "charge"
             before_discharge = k + 1 < len(kinds) and kinds[k + 1] == "discharge"
             if after_charge or before_discharge:
@@ -118,7 +123,12 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable text of :func:`run_summary` (a table for cycles)."""
-    head = [f"{k:26s} {v}" for k, v in summary.items() if k not in ("cycles", "half_cycles")]
+    def text(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+        return "-" if v is None else str(v)
+
+    head = [f"{k:26s} {text(v)}" for k, v in summary.items() if k not in ("cycles", "half_cycles")]
     if "cycles" not in summary:
         return "\n".join(head)
     table = pd.DataFrame(summary["cycles"])
