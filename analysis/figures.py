@@ -19,13 +19,25 @@ from analysis.gitt import gitt_gap, gitt_rest_ends
 from analysis.kinetics import KineticsFit
 from analysis.ocv import LineFit
 from analysis.steps import (
-    CYCLE, DIRECTION, HALF_CAPACITY, HALF_CYCLE, HALF_DIRECTION, SEG_CAPACITY, SEGMENT, annotate,
+    CYCLE,
+    DIRECTION,
+    HALF_CAPACITY,
+    HALF_CYCLE,
+    HALF_DIRECTION,
+    SEG_CAPACITY,
+    SEGMENT,
+    annotate,
 )  # fmt: skip
 
 Run = tuple[dict[str, Any], pd.DataFrame]
 _NI_COLOUR, _O_COLOUR = "#f4a261", "#8ecae6"
 #: Legend placed outside the axes, on the right.
-_OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0, "fontsize": 7}
+_OUTSIDE: dict[str, Any] = {
+    "loc": "upper left",
+    "bbox_to_anchor": (1.02, 1.0),
+    "borderaxespad": 0.0,
+    "fontsize": 7,
+}
 
 
 def run_name(meta: dict[str, Any], i: int = 0) -> str:
@@ -46,16 +58,18 @@ _name = run_name
 
 
 def _duration_text(seconds: float) -> str:
+    """Whole hours, else whole minutes, else seconds: 86400 -> "24 h", 600 -> "10 min", 90 -> "90 s"."""
     for unit, size in (("h", 3600.0), ("min", 60.0)):
-        if seconds >= size and (seconds / size >= 1.0):
-            value = seconds / size
-            return f"{value:.3g} {unit}"
-    return f"{seconds:.3g} s"
+        if seconds >= size and abs(seconds / size - round(seconds / size)) < 1e-9:
+            return f"{round(seconds / size):d} {unit}"
+    return f"{seconds / 3600:.3g} h" if seconds >= 36000 else f"{seconds:.4g} s"
 
 
 def condition_label(condition: dict[str, Any]) -> str:
     """Readable relaxation condition: ``{"temperature_C": 140, "duration_s": 86400}`` -> "24 h at 140 °C"."""
-    cond = {k: v for k, v in condition.items() if v is not None and not (isinstance(v, float) and np.isnan(v))}
+    cond = {
+        k: v for k, v in condition.items() if v is not None and not (isinstance(v, float) and np.isnan(v))
+    }
     words = []
     dur = next((cond.pop(k) for k in ("duration_s", "relax_duration_s") if k in cond), None)
     temp = next((cond.pop(k) for k in ("temperature_C", "relax_temperature_C") if k in cond), None)
@@ -92,7 +106,9 @@ def shade_plateaus(ax: Any, windows: dict[str, tuple[float, float]] | None) -> b
     if not windows:
         return False
     ylim = ax.get_ylim()
-    ax.axhspan(*sorted(windows["ni"]), color=_NI_COLOUR, alpha=0.18, lw=0, label="Ni plateau window", zorder=0)
+    ax.axhspan(
+        *sorted(windows["ni"]), color=_NI_COLOUR, alpha=0.18, lw=0, label="Ni plateau window", zorder=0
+    )
     ax.axhspan(*sorted(windows["o"]), color=_O_COLOUR, alpha=0.25, lw=0, label="O plateau window", zorder=0)
     ax.set_ylim(ylim)
     return True
@@ -145,7 +161,14 @@ def cycling_figure(runs: Sequence[Run], labels: Sequence[str] | None = None) -> 
             colour = cmap(0.85 * (cyc - 1) / max(n_cyc - 1, 1))
             label = f"cycle {cyc}" if direction == halves[[h[0] for h in halves].index(cyc)][1] else None
             style = "-" if direction == "charge" else "--"
-            ax.plot(g[HALF_CAPACITY], g[S.VOLTAGE], style, color=colour, lw=1.1, label=label if n_cyc <= 12 else None)
+            ax.plot(
+                g[HALF_CAPACITY],
+                g[S.VOLTAGE],
+                style,
+                color=colour,
+                lw=1.1,
+                label=label if n_cyc <= 12 else None,
+            )
         if n_cyc > 12:
             sm = ScalarMappable(norm=Normalize(1, n_cyc), cmap=cmap)
             fig.colorbar(sm, ax=ax, label="cycle")
@@ -162,13 +185,22 @@ def cycling_figure(runs: Sequence[Run], labels: Sequence[str] | None = None) -> 
                 ax.plot(g[HALF_CAPACITY], g[S.VOLTAGE], style, color=colours[key], lw=1.0,
                         label=None if key in seen else key)  # fmt: skip
                 seen.add(key)
-        ax.set_title(f"{len(curves)} runs", fontsize=10)
+        ax.set_title(
+            f"{len(curves)} runs" + (f", {len(distinct)} conditions" if labels is not None else ""),
+            fontsize=10,
+        )
     shade_plateaus(ax, _windows_of([(m, pd.DataFrame()) for _, m, _ in curves]))
     ax.set_xlabel("Capacity in the half-cycle (mAh/g)")
     ax.set_ylabel("Voltage (V)")
     handles, names = ax.get_legend_handles_labels()
-    styles = [Line2D([], [], color="0.3", ls="-", lw=1.1), Line2D([], [], color="0.3", ls="--", lw=1.1)]
-    ax.legend(styles + handles, ["charge", "discharge", *names], **_OUTSIDE)
+    drawn = {d for _, _, halves in curves for _, d, _ in halves}
+    styles = [
+        (Line2D([], [], color="0.3", ls=ls, lw=1.1), d)
+        for ls, d in (("-", "charge"), ("--", "discharge"))
+        if d in drawn
+    ]
+    legend_handles: list[Any] = [h for h, _ in styles] + list(handles)
+    ax.legend(legend_handles, [d for _, d in styles] + names, **_OUTSIDE)
     fig.tight_layout()
     return fig
 
@@ -186,7 +218,11 @@ def voltammogram_figure(runs: Sequence[Run]) -> Figure | None:
         n_cyc = int(sweep[CYCLE].max())
         cmap = colormaps["viridis"]
         for cyc, g in sweep.groupby(CYCLE):
-            colour = cmap(0.85 * (cyc - sweep[CYCLE].min()) / max(n_cyc - 1, 1)) if len(runs) == 1 else f"C{i % 10}"
+            colour = (
+                cmap(0.85 * (cyc - sweep[CYCLE].min()) / max(n_cyc - 1, 1))
+                if len(runs) == 1
+                else f"C{i % 10}"
+            )
             name = f"cycle {cyc}" if len(runs) == 1 else (run_name(meta, i) if drawn == 0 else None)
             ax.plot(g[S.VOLTAGE], g[S.SPECIFIC_CURRENT], color=colour, lw=0.9, label=name)
             drawn += 1
@@ -195,7 +231,10 @@ def voltammogram_figure(runs: Sequence[Run]) -> Figure | None:
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("Voltage (V)")
     ax.set_ylabel("Current (mA/g)  [charge > 0]")
-    ax.set_title(f"Cyclic voltammogram: {run_name(runs[0][0])}" if len(runs) == 1 else "Cyclic voltammograms", fontsize=10)
+    ax.set_title(
+        f"Cyclic voltammogram: {run_name(runs[0][0])}" if len(runs) == 1 else "Cyclic voltammograms",
+        fontsize=10,
+    )
     ax.legend(**_OUTSIDE)
     fig.tight_layout()
     return fig
@@ -272,7 +311,9 @@ def dqdv_figure(runs: Sequence[Run], labels: Sequence[str] | None = None) -> Fig
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("Voltage (V)")
     ax.set_ylabel("dQ/dV (mAh g⁻¹ V⁻¹)  [discharge < 0]")
-    ax.set_title(f"Differential capacity: {run_name(parts[0][1])}" if single else "Differential capacity", fontsize=10)
+    ax.set_title(
+        f"Differential capacity: {run_name(parts[0][1])}" if single else "Differential capacity", fontsize=10
+    )
     if seen - {None}:
         ax.legend(**_OUTSIDE)
     fig.tight_layout()

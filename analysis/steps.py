@@ -45,7 +45,18 @@ SIGNIFICANT_SHARE = 0.01
 #: Absolute slack (mAh/g) when comparing a counter step with the integrated current.
 _TOL_MAH_G = 1e-6
 
-_ADDED = (SEGMENT, DIRECTION, CYCLE, HALF_CYCLE, HALF_DIRECTION, HALF_CAPACITY, SEG_CAPACITY, INCREMENT, SOC, OWNER)
+_ADDED = (
+    SEGMENT,
+    DIRECTION,
+    CYCLE,
+    HALF_CYCLE,
+    HALF_DIRECTION,
+    HALF_CAPACITY,
+    SEG_CAPACITY,
+    INCREMENT,
+    SOC,
+    OWNER,
+)
 
 
 def _starts(keys: np.ndarray) -> np.ndarray:
@@ -74,7 +85,11 @@ def integrated_increments(df: pd.DataFrame, active_mass_g: float | None = None) 
     neither is known. The first point's increment is 0.
     """
     t = df[S.TIME].to_numpy(float)
-    j = df[S.SPECIFIC_CURRENT].to_numpy(float) if S.SPECIFIC_CURRENT in df.columns else np.full(t.size, np.nan)
+    j = (
+        df[S.SPECIFIC_CURRENT].to_numpy(float)
+        if S.SPECIFIC_CURRENT in df.columns
+        else np.full(t.size, np.nan)
+    )
     if active_mass_g and active_mass_g > 0:
         j = np.where(np.isfinite(j), j, df[S.CURRENT].to_numpy(float) * 1000.0 / active_mass_g)
     inc = np.zeros(t.size)
@@ -83,7 +98,9 @@ def integrated_increments(df: pd.DataFrame, active_mass_g: float | None = None) 
     return inc
 
 
-def _increments(out: pd.DataFrame, block_start: np.ndarray, mass: float | None, sign: np.ndarray) -> np.ndarray:
+def _increments(
+    out: pd.DataFrame, block_start: np.ndarray, mass: float | None, sign: np.ndarray
+) -> np.ndarray:
     """Signed charge per interval from the counter, corrected where it restarts."""
     n = len(out)
     expected = integrated_increments(out, mass)
@@ -344,7 +361,9 @@ def cycle_table(
     g = a.groupby(CYCLE)[S.VOLTAGE]
     for direction in ("charge", "discharge"):
         sel = halves[halves["direction"] == direction].groupby("cycle")
-        table[f"{direction}_mAh_g"] = table["cycle"].map(sel["capacity_mAh_g"].sum()).fillna(0.0).to_numpy(float)
+        table[f"{direction}_mAh_g"] = (
+            table["cycle"].map(sel["capacity_mAh_g"].sum()).fillna(0.0).to_numpy(float)
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         ce = np.where(table["charge_mAh_g"] > 0, table["discharge_mAh_g"] / table["charge_mAh_g"], np.nan)
     table["coulombic_efficiency"] = ce
@@ -355,5 +374,7 @@ def cycle_table(
         table[f"{direction}_end_V"] = table["cycle"].map(ends)
     if ni_window_V is not None and o_window_V is not None:
         plateaus = discharge_plateaus(a, ni_window_V, o_window_V)
-        table = table.merge(plateaus[["cycle", "ni_plateau_mAh_g", "o_plateau_mAh_g"]], on="cycle", how="left")
+        table = table.merge(
+            plateaus[["cycle", "ni_plateau_mAh_g", "o_plateau_mAh_g"]], on="cycle", how="left"
+        )
     return table

@@ -61,7 +61,7 @@ def relaxation_summary(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def technique(start: dict[str, Any], frame: pd.DataFrame) -> str:
-    """"relaxation", "gitt", "cv" or "cycling": what kind of run this is, from its steps and data."""
+    """ "relaxation", "gitt", "cv" or "cycling": what kind of run this is, from its steps and data."""
     types = set(str(t) for t in start.get("step_types", []))
     types |= set(frame["step_type"].astype(str).unique()) if "step_type" in frame else set()
     if "sweep" in types:
@@ -74,9 +74,15 @@ def technique(start: dict[str, Any], frame: pd.DataFrame) -> str:
         return "cycling"
     # a rest of at least OCV_REST_S after a charge or before a discharge: a relaxation run
     steps = frame.groupby("step", sort=True).agg(
-        kind=("step_type", "first"), current=("current_A", "mean"), t0=("time_s", "first"), t1=("time_s", "last")
+        kind=("step_type", "first"),
+        current=("current_A", "mean"),
+        t0=("time_s", "first"),
+        t1=("time_s", "last"),
     )
-    kinds = [("rest" if k == "rest" else "charge" if c > 0 else "discharge") for k, c in zip(steps["kind"], steps["current"], strict=True)]
+    kinds = [
+        ("rest" if k == "rest" else "charge" if c > 0 else "discharge")
+        for k, c in zip(steps["kind"], steps["current"], strict=True)
+    ]
     lengths = (steps["t1"] - steps["t0"]).to_numpy()
     for k, kind in enumerate(kinds):
         if kind == "rest" and lengths[k] >= RELAXATION_REST_S - 1e-6:
@@ -109,26 +115,41 @@ def run_summary(start: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
     halves = half_cycle_table(annotate(frame, start.get("active_mass_g")))
     out["cycles"] = _records(table)
     out["half_cycles"] = _records(
-        halves[["half_cycle", "cycle", "direction", "step_types", "duration_s", "voltage_end_V", "capacity_mAh_g"]]
+        halves[
+            [
+                "half_cycle",
+                "cycle",
+                "direction",
+                "step_types",
+                "duration_s",
+                "voltage_end_V",
+                "capacity_mAh_g",
+            ]
+        ]
     )
     out["points"] = len(frame)
-    out["duration_h"] = float(frame["time_s"].iloc[-1] - frame["time_s"].iloc[0]) / 3600.0 if len(frame) else 0.0
+    out["duration_h"] = (
+        float(frame["time_s"].iloc[-1] - frame["time_s"].iloc[0]) / 3600.0 if len(frame) else 0.0
+    )
     return out
 
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     rows = table.to_dict(orient="records")
-    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()} for r in rows]
+    return [
+        {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()} for r in rows
+    ]
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable text of :func:`run_summary` (a table for cycles)."""
-    def text(v: Any) -> str:
+
+    def fmt(v: Any) -> str:
         if isinstance(v, float):
             return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
         return "-" if v is None else str(v)
 
-    head = [f"{k:26s} {text(v)}" for k, v in summary.items() if k not in ("cycles", "half_cycles")]
+    head = [f"{k:26s} {fmt(v)}" for k, v in summary.items() if k not in ("cycles", "half_cycles")]
     if "cycles" not in summary:
         return "\n".join(head)
     table = pd.DataFrame(summary["cycles"])
@@ -145,7 +166,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join([*head, "", text])
 
 
-def summary_png(start: dict[str, Any], frame: pd.DataFrame, path: Path, kind: str | None = None) -> Path | None:
+def summary_png(
+    start: dict[str, Any], frame: pd.DataFrame, path: Path, kind: str | None = None
+) -> Path | None:
     """The figure that fits the technique: voltammogram (CV), GITT curve, else voltage vs capacity."""
     kind = kind or technique(start, frame)
     fig = None

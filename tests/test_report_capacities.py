@@ -51,7 +51,9 @@ def _run_and_compare(tmp_path: Path, protocol: str, cycles: int) -> None:
     assert ran["plot"] and Path(ran["plot"]).is_file()
     csv = tmp_path / "run.csv"
     _invoke("data", "export", uid[:8], "--format", "csv", "--out", str(csv), "--data-dir", data)
-    report = json.loads(_invoke("report", uid[:8], "--json", "--data-dir", data, "--out", str(tmp_path / "r")))
+    report = json.loads(
+        _invoke("report", uid[:8], "--json", "--data-dir", data, "--out", str(tmp_path / "r"))
+    )
     (summary,) = report["runs"]
     frame = pd.read_csv(csv)
 
