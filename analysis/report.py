@@ -155,6 +155,7 @@ def build_report(
         _runs_section(page, runs, labels)
 
     _campaign(page, out, runs, campaign_table)
+    _campaign_omissions(page, out)
 
     if runs:
         page.figure(
@@ -196,6 +197,22 @@ def build_report(
     return page.write("relaxlab report")
 
 
+def _campaign_omissions(page: _Page, out: Path) -> None:
+    """Say which campaign figures were not drawn and what they need."""
+    names = {p.stem for p in page.figures}
+    if not any("Campaign summary" in sec for sec in page.sections):
+        return
+    if "ocv_fit" not in names:
+        page.omitted.append(
+            "OCV vs Ni intermediate: needs ocv_V and the Ni plateau of at least 3 cells (and a line that can be fitted)"
+        )
+    if "kinetics" not in names:
+        page.omitted.append(
+            "Relaxation kinetics: needs at least 4 conditions over 2 or more temperatures and 2 or more "
+            "non-zero relaxation times, with 0 s cells (or the largest Ni plateau) as the reference"
+        )
+
+
 def _condition_labels(runs: list[Run]) -> list[str] | None:
     """Readable condition of each run when every run carries one (colour by condition), else None."""
     labels = []
@@ -205,6 +222,14 @@ def _condition_labels(runs: list[Run]) -> list[str] | None:
             return None
         labels.append(F.condition_label(cond))
     return labels if len(set(labels)) > 1 else None
+
+
+def _mass_from_currents(df: pd.DataFrame) -> float:
+    """Active mass (g) implied by current_A and specific_current_mA_g, NaN when no current flows."""
+    i = df[S.CURRENT].to_numpy(float)
+    j = df[S.SPECIFIC_CURRENT].to_numpy(float)
+    ok = np.isfinite(i) & np.isfinite(j) & (np.abs(j) > 0)
+    return float(np.median(i[ok] * 1000.0 / j[ok])) if ok.any() else float("nan")
 
 
 def _runs_section(page: _Page, runs: list[Run], labels: list[str] | None) -> None:
@@ -221,7 +246,7 @@ def _runs_section(page: _Page, runs: list[Run], labels: list[str] | None) -> Non
             {
                 "run": F.run_name(meta, i),
                 "material": meta.get("material") or "",
-                "active_mass_mg": 1e3 * meta["active_mass_g"] if meta.get("active_mass_g") else np.nan,
+                "active_mass_mg": 1e3 * (meta.get("active_mass_g") or _mass_from_currents(df)),
                 "points": len(df),
                 "cycles": len(cyc),
                 "first_charge_mAh_g": first.get("charge_mAh_g", np.nan),

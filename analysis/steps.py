@@ -348,7 +348,7 @@ def cycle_table(
     -------
     DataFrame
         Columns ``cycle``, ``charge_mAh_g``, ``discharge_mAh_g`` (net charge of the cycle's
-        charge and discharge half-cycles), ``coulombic_efficiency`` (discharge / charge), ``max_voltage_V``,
+        charge and discharge half-cycles; NaN when the cycle has none), ``coulombic_efficiency`` (discharge / charge), ``max_voltage_V``,
         ``min_voltage_V``, ``charge_end_V``, ``discharge_end_V`` and, with windows,
         ``ni_plateau_mAh_g``, ``o_plateau_mAh_g``.
     """
@@ -362,7 +362,7 @@ def cycle_table(
     for direction in ("charge", "discharge"):
         sel = halves[halves["direction"] == direction].groupby("cycle")
         table[f"{direction}_mAh_g"] = (
-            table["cycle"].map(sel["capacity_mAh_g"].sum()).fillna(0.0).to_numpy(float)
+            table["cycle"].map(sel["capacity_mAh_g"].sum()).to_numpy(float)
         )
     with np.errstate(divide="ignore", invalid="ignore"):
         ce = np.where(table["charge_mAh_g"] > 0, table["discharge_mAh_g"] / table["charge_mAh_g"], np.nan)

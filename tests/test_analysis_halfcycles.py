@@ -99,3 +99,17 @@ def test_readable_condition_labels_and_run_names():
     name = run_name({"cell": "cell-1", "sample": "LTNO-7", "protocol": "gitt-8h", "uid": "19d4b197-aaaa"})
     assert name == "gitt-8h · LTNO-7 · 19d4b197"
     assert run_name({"cell": "T140-24h-r2", "replicate": 2}) == "T140-24h-r2"
+
+
+def test_report_says_what_it_left_out_and_why(tmp_path):
+    from analysis.report import build_report
+    from analysis.synthetic import rest
+
+    cycling = synthetic_run(standard_cycle())
+    resting = synthetic_run([rest(3600.0, 3.9, 3.8, 50)])
+    index = build_report(tmp_path, [({"cell": "A", "material": "LFP"}, cycling), ({"cell": "B"}, resting)])
+    page = index.read_text()
+    left = page[page.index("Left out") :]
+    assert "LFP" in left and "material defines no such windows" in left
+    assert "Cycling curves of B: no charge or discharge" in left
+    assert (tmp_path / "cycling.png").is_file()
