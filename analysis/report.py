@@ -298,7 +298,9 @@ def _campaign(page: _Page, out: Path, runs: list[Run], table: pd.DataFrame | Non
         kept = [(meta, df) for meta, df in runs if all(k in meta for k in keys)]
         if len(kept) < len(runs):
             left = [F.run_name(m, i) for i, (m, _) in enumerate(runs) if not all(k in m for k in keys)]
-            page.omitted.append(f"Campaign summary for {', '.join(left)}: no relaxation condition ({', '.join(keys)})")
+            page.omitted.append(
+                f"Campaign summary for {', '.join(left)}: no relaxation condition ({', '.join(keys)})"
+            )
         runs = kept
         if len(runs) < 2:
             return
