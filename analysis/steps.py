@@ -302,11 +302,13 @@ def half_cycle_table(df: pd.DataFrame) -> pd.DataFrame:
         ``charge_mAh_g`` and ``discharge_mAh_g`` (all positive and all negative charge in it).
     """
     a = annotate(df)
-    a = a[a[HALF_CYCLE] > 0]
+    cols = [HALF_CYCLE, CYCLE, HALF_DIRECTION, DIRECTION, S.STEP_TYPE, S.TIME, S.VOLTAGE, INCREMENT]
+    a = a.loc[a[HALF_CYCLE].to_numpy() > 0, cols]
     inc = a[INCREMENT].to_numpy()
     g = a.assign(_ch=np.clip(inc, 0, None), _dis=np.clip(-inc, 0, None)).groupby(HALF_CYCLE, sort=True)
     moving = a[a[DIRECTION] != "rest"].groupby(HALF_CYCLE)
-    types = a.groupby(HALF_CYCLE)[S.STEP_TYPE].agg(lambda s: "+".join(dict.fromkeys(map(str, s))))
+    kinds = a[[HALF_CYCLE, S.STEP_TYPE]].astype({S.STEP_TYPE: str}).drop_duplicates()
+    types = kinds.groupby(HALF_CYCLE, sort=True)[S.STEP_TYPE].agg("+".join)
     table = pd.DataFrame(
         {
             "cycle": g[CYCLE].first(),
