@@ -44,11 +44,20 @@ def report(
     schedule: Annotated[
         Path | None, typer.Option("--schedule", help="CSV with cell, start_s, end_s, label.")
     ] = None,
+    material: Annotated[
+        str | None,
+        typer.Option(
+            "--material",
+            help="Active material (e.g. x04 or Li1.17Ti0.58Ni0.25O2): its Ni/O plateau windows are used.",
+        ),
+    ] = None,
 ) -> None:
     """Read data files and write an HTML report with figures."""
     try:
         col_map = parse_column_map(columns) if columns else None
         runs = [load_run(f, mass_mg=mass_mg, columns=col_map) for f in files]
+        if material:
+            runs = [({**meta, "material": material}, df) for meta, df in runs]
         tables = [pd.read_csv(p) if p is not None else None for p in (campaign, lattice, schedule)]
     except (DataFileError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
