@@ -171,14 +171,15 @@ def _step_types(start: dict[str, Any], step: np.ndarray, substep: np.ndarray) ->
     sub-steps run in order, ``count`` times, one sub-step number each)."""
     types = list(start.get("step_types", []))
     steps = start.get("steps") or []
-    out = []
-    for s, sub in zip(step.tolist(), substep.tolist(), strict=True):
+    codes, pairs = pd.factorize(pd.MultiIndex.from_arrays([step, substep]))
+    kinds = []
+    for s, sub in pairs:
         kind = types[s] if 0 <= s < len(types) else ""
         if kind == "loop" and len(steps) == len(types) and steps[s].get("steps"):
             body = steps[s]["steps"]
             kind = str(body[sub % len(body)].get("kind", kind))
-        out.append(kind)
-    return out
+        kinds.append(kind)
+    return list(np.asarray(kinds, dtype=object)[codes]) if kinds else []
 
 
 def _with_cycles(start: dict[str, Any], out: pd.DataFrame) -> pd.DataFrame:
