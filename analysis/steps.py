@@ -11,7 +11,8 @@ that restarts at every GITT pulse is never counted as charge passed.
 A *half-cycle* is a run of charge (or discharge) that is not interrupted by a significant
 current in the other direction: rests inside it (GITT) and a CV hold after a CC step belong to
 it; a reversal that passes less than 1 % of the largest segment's charge (noise around zero
-current in a CV sweep) does not start a new half-cycle. A *cycle* starts with a charge
+current in a CV sweep) does not start a new half-cycle, unless it is a whole charge or
+discharge step of its own (a short pulse the protocol asked for). A *cycle* starts with a charge
 half-cycle that follows a discharge half-cycle.
 """
 
@@ -115,7 +116,9 @@ def _increments(
     same = ~block_start
     dropped = (np.abs(cap) < np.abs(prev)) & (go_on > slack)  # a reset inside a block
     closer_restart = np.abs(restart - e) < np.abs(go_on - e)
-    use_restart = np.where(same, dropped & known & closer_restart, np.where(known, closer_restart, True))
+    # at a new block a restart is presumed: the counter went on only if that is clearly closer
+    went_on = np.abs(go_on - e) < 0.5 * np.abs(restart - e)
+    use_restart = np.where(same, dropped & known & closer_restart, ~(known & went_on))
     mag = np.where(use_restart, restart, go_on)
     # neither explains the current (garbage or missing counter): the integrated current
     bad = ~np.isfinite(mag) | (known & (mag > slack) & np.where(same, dropped, True))
@@ -160,6 +163,7 @@ def annotate(df: pd.DataFrame, active_mass_g: float | None = None) -> pd.DataFra
     """
     if is_annotated(df):
         return df
+    own_steps = S.STEP in df.columns and not df[S.STEP].isna().all()  # steps the file or run defines
     out = S.normalise_run(df, active_mass_g)
     mass = active_mass_g if active_mass_g and active_mass_g > 0 else None
     n = len(out)
@@ -197,7 +201,11 @@ def annotate(df: pd.DataFrame, active_mass_g: float | None = None) -> pd.DataFra
     seg_sign = np.zeros(n_seg, dtype=int)
     seg_sign[segment[seg_start]] = sign[seg_start]
     seg_charge = np.bincount(owner, weights=np.abs(inc), minlength=n_seg)
-    seg_half, half_dir = _half_cycles(seg_sign, seg_charge)
+    # a whole charge or discharge step of the protocol always counts, however short
+    deliberate = np.zeros(n_seg, dtype=bool)
+    if own_steps and n:
+        deliberate[segment[seg_start]] = single[seg_start]
+    seg_half, half_dir = _half_cycles(seg_sign, seg_charge, deliberate)
     half = seg_half[segment] if n else np.zeros(0, dtype=int)
     hdir = half_dir[half] if n else np.zeros(0, dtype=int)
     # charge passed in the half-cycle's direction (noise back and forth nets out)
@@ -225,11 +233,19 @@ def _first_index(starts: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(idx)
 
 
-def _half_cycles(seg_sign: np.ndarray, seg_charge: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Half-cycle index per segment and direction (+1, -1; 0 for index 0) per half-cycle."""
+def _half_cycles(
+    seg_sign: np.ndarray, seg_charge: np.ndarray, deliberate: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Half-cycle index per segment and direction (+1, -1; 0 for index 0) per half-cycle.
+
+    A segment starts a half-cycle when its direction differs from the current one and it is
+    either a whole single-direction step (``deliberate``) or passes more than
+    :data:`SIGNIFICANT_SHARE` of the largest segment's charge.
+    """
     moving = seg_sign != 0
     top = float(seg_charge[moving].max()) if moving.any() else 0.0
-    significant = moving & (seg_charge > max(SIGNIFICANT_SHARE * top, _TOL_MAH_G))
+    big = seg_charge > max(SIGNIFICANT_SHARE * top, _TOL_MAH_G)
+    significant = moving & (big | (deliberate & (seg_charge > _TOL_MAH_G)))
     half = np.zeros(seg_sign.size, dtype=int)
     dirs = [0]
     current = 0
