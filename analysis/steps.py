@@ -379,9 +379,7 @@ def cycle_table(
     g = a.groupby(CYCLE)[S.VOLTAGE]
     for direction in ("charge", "discharge"):
         sel = halves[halves["direction"] == direction].groupby("cycle")
-        table[f"{direction}_mAh_g"] = (
-            table["cycle"].map(sel["capacity_mAh_g"].sum()).to_numpy(float)
-        )
+        table[f"{direction}_mAh_g"] = table["cycle"].map(sel["capacity_mAh_g"].sum()).to_numpy(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         ce = np.where(table["charge_mAh_g"] > 0, table["discharge_mAh_g"] / table["charge_mAh_g"], np.nan)
     table["coulombic_efficiency"] = ce
