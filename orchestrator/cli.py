@@ -368,7 +368,7 @@ def report(
     schedule = pd.DataFrame(timeline) if timeline else None
     page = build_report(out, runs, campaign_table=table, schedule=schedule)
     pngs = sorted(str(p) for p in Path(out).glob("*.png"))
-    summaries = [{"run": meta.get("uid"), **run_summary(meta, frame)} for meta, frame in runs]
+    summaries = [{"run": meta.get("uid"), **run_summary(meta, frame, with_cycles=True)} for meta, frame in runs]
     human = [f"report: {page} ({len(pngs)} figures)"]
     if not campaign:
         human += ["", *(format_summary(s) + "\n" for s in summaries)]

@@ -101,8 +101,11 @@ def cycles(start: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
     return cycle_table(annotate(frame, mass), ni, o)
 
 
-def run_summary(start: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
-    """The summary that fits the run's technique (see the module docstring), JSON-ready."""
+def run_summary(start: dict[str, Any], frame: pd.DataFrame, with_cycles: bool = False) -> dict[str, Any]:
+    """The summary that fits the run's technique (see the module docstring), JSON-ready.
+
+    ``with_cycles`` adds the per-cycle and per-half-cycle tables to a relaxation summary too
+    (``relaxlab report --json`` gives them for every run)."""
     kind = technique(start, frame)
     out: dict[str, Any] = {"technique": kind, "name": run_name(start)}
     if kind == "relaxation":
@@ -110,7 +113,8 @@ def run_summary(start: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
         if material_windows(start.get("material")) is None:
             out.pop("ni_plateau_mAh_g", None)
             out.pop("o_plateau_mAh_g", None)
-        return out
+        if not with_cycles:
+            return out
     table = cycles(start, frame)
     halves = half_cycle_table(annotate(frame, start.get("active_mass_g")))
     out["cycles"] = _records(table)
@@ -127,10 +131,11 @@ def run_summary(start: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
             ]
         ]
     )
-    out["points"] = len(frame)
-    out["duration_h"] = (
-        float(frame["time_s"].iloc[-1] - frame["time_s"].iloc[0]) / 3600.0 if len(frame) else 0.0
-    )
+    if kind != "relaxation":
+        out["points"] = len(frame)
+        out["duration_h"] = (
+            float(frame["time_s"].iloc[-1] - frame["time_s"].iloc[0]) / 3600.0 if len(frame) else 0.0
+        )
     return out
 
 
@@ -162,7 +167,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     }  # fmt: skip
     shown = table[[c for c in cols if c in table.columns]].copy()
     shown["coulombic_efficiency"] = 100.0 * shown["coulombic_efficiency"].astype(float)
-    text = shown.rename(columns=cols).to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-")
+    for c in shown.columns:
+        digits = 0 if c == "cycle" else 2 if c.endswith("_V") else 1
+        shown[c] = [
+            f"{v:.{digits}f}" if v is not None and np.isfinite(v) else "-" for v in shown[c].astype(float)
+        ]
+    text = shown.rename(columns=cols).to_string(index=False)
     return "\n".join([*head, "", text])
 
 
