@@ -115,8 +115,11 @@ def build_report(
 ) -> Path:
     """Write PNG figures and one self-contained ``index.html`` (figures embedded).
 
-    Only figures the data supports are drawn: cycling curves (V vs capacity, plateau
-    windows shaded) and dQ/dV when runs have charge/discharge; discharge curves per
+    Only figures the data supports are drawn, and a "Left out" list at the end of the page
+    says what was not drawn and why. Every run is shown: a table of every cycle, cycling curves
+    (V vs capacity of every half-cycle, coloured by cycle, run or condition; plateau windows
+    shaded only for materials that define them), voltammograms for CV runs and dQ/dV when runs
+    have charge/discharge; discharge curves per
     relaxation condition and the plateau-capacity bar chart (mean +- std) when a campaign
     table is given or runs carry condition metadata (``temperature_C``, ``duration_s``,
     ...); OCV vs Ni fraction with the fitted line and the relaxation-kinetics fit when the
