@@ -70,6 +70,8 @@ def _run_and_compare(tmp_path: Path, protocol: str, cycles: int) -> None:
         assert row["charge_mAh_g"] == pytest.approx(qc, rel=5e-3)
         assert row["discharge_mAh_g"] == pytest.approx(qd, rel=5e-3)
         assert row["coulombic_efficiency"] == pytest.approx(qd / qc, rel=1e-2)
+    if "cv" in set(frame["step_type"]):  # a CV hold belongs to the charge it ends
+        assert [h["step_types"] for h in got if h["direction"] == "charge"] == ["cc+cv"] * cycles
     # the export tells charge from discharge and numbers the cycles
     assert set(frame["cycle"]) == set(range(1, cycles + 1))
     assert "loop" not in set(frame["step_type"])
@@ -83,6 +85,18 @@ def _run_and_compare(tmp_path: Path, protocol: str, cycles: int) -> None:
 )
 def test_report_capacities_equal_the_integrated_exported_current(tmp_path, protocol, cycles):
     _run_and_compare(tmp_path, protocol, cycles)
+
+
+def test_cc_cv_charges_are_one_half_cycle_and_match_the_integrated_current(tmp_path):
+    protocol = tmp_path / "cccv.yaml"
+    protocol.write_text(
+        "name: cccv\ndescription: CC-CV charge, CC discharge\ndefaults: {record_interval: 10 s}\nsteps:\n"
+        "  - loop:\n      count: 1\n      steps:\n"
+        "        - charge: {current: 20 mA/g, until: 4.6 V}\n"
+        "        - cv: {voltage: 4.6 V, until: {current: 5 mA/g, time: 2 h}}\n"
+        "        - discharge: {current: 20 mA/g, until: 2.0 V}\n"
+    )
+    _run_and_compare(tmp_path, str(protocol), 1)
 
 
 @pytest.mark.xfail(
