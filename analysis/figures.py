@@ -153,22 +153,17 @@ def cycling_figure(runs: Sequence[Run], labels: Sequence[str] | None = None) -> 
         return None
     fig = Figure(figsize=(8.5, 4.8))
     ax = fig.add_subplot()
+    entries: list[tuple[str, Any]] = []  # legend: one solid line per cycle, run or condition
     if len(curves) == 1:
         _, meta, halves = curves[0]
         n_cyc = max(c for c, _, _ in halves)
         cmap = colormaps["viridis"]
         for cyc, direction, g in halves:
             colour = cmap(0.85 * (cyc - 1) / max(n_cyc - 1, 1))
-            label = f"cycle {cyc}" if direction == halves[[h[0] for h in halves].index(cyc)][1] else None
             style = "-" if direction == "charge" else "--"
-            ax.plot(
-                g[HALF_CAPACITY],
-                g[S.VOLTAGE],
-                style,
-                color=colour,
-                lw=1.1,
-                label=label if n_cyc <= 12 else None,
-            )
+            ax.plot(g[HALF_CAPACITY], g[S.VOLTAGE], style, color=colour, lw=1.1)
+            if n_cyc <= 12 and f"cycle {cyc}" not in dict(entries):
+                entries.append((f"cycle {cyc}", colour))
         if n_cyc > 12:
             sm = ScalarMappable(norm=Normalize(1, n_cyc), cmap=cmap)
             fig.colorbar(sm, ax=ax, label="cycle")
@@ -177,14 +172,11 @@ def cycling_figure(runs: Sequence[Run], labels: Sequence[str] | None = None) -> 
         keys = list(labels) if labels is not None else [run_name(m, i) for i, (m, _) in enumerate(runs)]
         distinct = list(dict.fromkeys(keys[i] for i, _, _ in curves))
         colours = dict(zip(distinct, _colours(len(distinct)), strict=True))
-        seen: set[str] = set()
         for i, _, halves in curves:
-            key = keys[i]
             for _, direction, g in halves:
                 style = "-" if direction == "charge" else "--"
-                ax.plot(g[HALF_CAPACITY], g[S.VOLTAGE], style, color=colours[key], lw=1.0,
-                        label=None if key in seen else key)  # fmt: skip
-                seen.add(key)
+                ax.plot(g[HALF_CAPACITY], g[S.VOLTAGE], style, color=colours[keys[i]], lw=1.0)
+        entries = list(colours.items())
         ax.set_title(
             f"{len(curves)} runs" + (f", {len(distinct)} conditions" if labels is not None else ""),
             fontsize=10,
@@ -192,15 +184,14 @@ def cycling_figure(runs: Sequence[Run], labels: Sequence[str] | None = None) -> 
     shade_plateaus(ax, _windows_of([(m, pd.DataFrame()) for _, m, _ in curves]))
     ax.set_xlabel("Capacity in the half-cycle (mAh/g)")
     ax.set_ylabel("Voltage (V)")
-    handles, names = ax.get_legend_handles_labels()
+    shaded, shaded_names = ax.get_legend_handles_labels()
     drawn = {d for _, _, halves in curves for _, d, _ in halves}
-    styles = [
-        (Line2D([], [], color="0.3", ls=ls, lw=1.1), d)
-        for ls, d in (("-", "charge"), ("--", "discharge"))
-        if d in drawn
-    ]
-    legend_handles: list[Any] = [h for h, _ in styles] + list(handles)
-    ax.legend(legend_handles, [d for _, d in styles] + names, **_OUTSIDE)
+    styles = [(d, "0.3", ls) for ls, d in (("-", "charge"), ("--", "discharge")) if d in drawn]
+    lines = [(name, colour, "-") for name, colour in entries]
+    handles: list[Any] = [Line2D([], [], color=c, ls=ls, lw=1.1) for _, c, ls in styles + lines] + list(
+        shaded
+    )
+    ax.legend(handles, [n for n, _, _ in styles + lines] + shaded_names, **_OUTSIDE)
     fig.tight_layout()
     return fig
 
