@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +11,11 @@ import typer
 
 from analysis.csvfile import parse_column_map
 from analysis.errors import DataFileError
+from analysis.figures import run_name
+from analysis.plateaus import material_windows
 from analysis.readers import load_run
 from analysis.report import build_report
+from analysis.steps import cycle_table, half_cycle_table
 
 app = typer.Typer(help="Analyse cycling data and write reports.", no_args_is_help=True)
 
@@ -44,6 +48,9 @@ def report(
     schedule: Annotated[
         Path | None, typer.Option("--schedule", help="CSV with cell, start_s, end_s, label.")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each file's per-cycle and per-half-cycle tables as JSON.")
+    ] = False,
     material: Annotated[
         str | None,
         typer.Option(
@@ -63,7 +70,23 @@ def report(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
     index = build_report(out, runs, campaign_table=tables[0], lattice=tables[1], schedule=tables[2])
-    typer.echo(str(index))
+    if not as_json:
+        typer.echo(str(index))
+        return
+    summaries = []
+    for meta, df in runs:
+        windows = material_windows(meta.get("material"))
+        cyc = cycle_table(df, *((windows["ni"], windows["o"]) if windows else (None, None)))
+        summaries.append(
+            {"name": run_name(meta), "material": meta.get("material"), "cycles": _records(cyc),
+             "half_cycles": _records(half_cycle_table(df))}
+        )  # fmt: skip
+    typer.echo(json.dumps({"report": str(index), "runs": summaries}, indent=2, default=str))
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, object]]:
+    rows = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+    return [{str(k): v for k, v in r.items()} for r in rows]
 
 
 if __name__ == "__main__":  # pragma: no cover
