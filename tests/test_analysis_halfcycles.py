@@ -113,3 +113,38 @@ def test_report_says_what_it_left_out_and_why(tmp_path):
     assert "LFP" in left and "material defines no such windows" in left
     assert "Cycling curves of B: no charge or discharge" in left
     assert (tmp_path / "cycling.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "name", ["gcpl.pr_182.1.mpt", "gcpl.pr_182.2.mpt", "gcpl.issue_149.mpt", "bcd.issue_241.mpt"]
+)
+def test_half_cycles_of_real_ec_lab_files_match_ec_labs_own_counter(tmp_path, name):
+    """EC-Lab's "Q charge/discharge" restarts at every half cycle; its last value per half cycle
+    is what EC-Lab reports. ``analysis.cli report --json`` must give the same (0.1 %)."""
+    import io
+    import json
+
+    from typer.testing import CliRunner
+
+    from analysis.cli import app
+    from tests.conftest import SHARED_DATA
+
+    path = SHARED_DATA / "biologic" / "yadg" / name
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    lines = path.read_bytes().decode("latin-1").splitlines()
+    n_header = int(next(line for line in lines[:5] if "Nb header" in line).split(":")[1])
+    body = "\n".join(lines[n_header - 1 :])
+    decimal = "," if lines[n_header].count(",") > lines[n_header].count(".") else "."
+    table = pd.read_csv(io.StringIO(body), sep="\t", decimal=decimal)
+    ec_lab = table.groupby("half cycle")["Q charge/discharge/mA.h"].agg(lambda q: q.abs().max())
+    ec_lab = ec_lab[ec_lab > 0].to_numpy()  # mA.h; with a 1 g mass, mAh/g
+
+    result = CliRunner().invoke(
+        app, ["report", str(path), "--mass-mg", "1000", "--out", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    (run,) = json.loads(result.output)["runs"]
+    ours = np.array([h["capacity_mAh_g"] for h in run["half_cycles"]])
+    assert ours.size == ec_lab.size
+    np.testing.assert_allclose(ours, ec_lab, rtol=1e-3)
