@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +11,11 @@ import typer
 
 from analysis.csvfile import parse_column_map
 from analysis.errors import DataFileError
+from analysis.figures import run_name
+from analysis.plateaus import material_windows
 from analysis.readers import load_run
 from analysis.report import build_report
+from analysis.steps import cycle_table, half_cycle_table
 
 app = typer.Typer(help="Analyse cycling data and write reports.", no_args_is_help=True)
 
@@ -44,17 +48,45 @@ def report(
     schedule: Annotated[
         Path | None, typer.Option("--schedule", help="CSV with cell, start_s, end_s, label.")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each file's per-cycle and per-half-cycle tables as JSON.")
+    ] = False,
+    material: Annotated[
+        str | None,
+        typer.Option(
+            "--material",
+            help="Active material (e.g. x04 or Li1.17Ti0.58Ni0.25O2): its Ni/O plateau windows are used.",
+        ),
+    ] = None,
 ) -> None:
     """Read data files and write an HTML report with figures."""
     try:
         col_map = parse_column_map(columns) if columns else None
         runs = [load_run(f, mass_mg=mass_mg, columns=col_map) for f in files]
+        if material:
+            runs = [({**meta, "material": material}, df) for meta, df in runs]
         tables = [pd.read_csv(p) if p is not None else None for p in (campaign, lattice, schedule)]
     except (DataFileError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
     index = build_report(out, runs, campaign_table=tables[0], lattice=tables[1], schedule=tables[2])
-    typer.echo(str(index))
+    if not as_json:
+        typer.echo(str(index))
+        return
+    summaries = []
+    for meta, df in runs:
+        windows = material_windows(meta.get("material"))
+        cyc = cycle_table(df, *((windows["ni"], windows["o"]) if windows else (None, None)))
+        summaries.append(
+            {"name": run_name(meta), "material": meta.get("material"), "cycles": _records(cyc),
+             "half_cycles": _records(half_cycle_table(df))}
+        )  # fmt: skip
+    typer.echo(json.dumps({"report": str(index), "runs": summaries}, indent=2, default=str))
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, object]]:
+    rows = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+    return [{str(k): v for k, v in r.items()} for r in rows]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,7 @@ import pandas as pd
 from scipy.signal import savgol_filter
 
 from analysis import schema as S
-from analysis.steps import CYCLE, DIRECTION, SEG_CAPACITY, SEGMENT, annotate
+from analysis.steps import CYCLE, DIRECTION, HALF_CAPACITY, HALF_CYCLE, HALF_DIRECTION, SEGMENT, annotate
 
 DQDV = "dqdv_mAh_g_V"
 
@@ -82,7 +82,11 @@ def dqdv_by_segment(
     smooth_window_V: float = 0.04,
     min_capacity_mAh_g: float = 1.0,
 ) -> pd.DataFrame:
-    """dQ/dV of every charge and discharge segment of a run.
+    """dQ/dV of every charge and discharge half-cycle of a run.
+
+    A half-cycle's CC part and sweeps count; the points of a CV hold (whose voltage does not
+    move) and rests are left out; capacity is the half-cycle's, so a GITT half-cycle is one
+    curve.
 
     Parameters
     ----------
@@ -91,25 +95,28 @@ def dqdv_by_segment(
     bin_width_V, smooth_window_V : float
         See :func:`dqdv`.
     min_capacity_mAh_g : float
-        Segments passing less charge are skipped.
+        Half-cycles passing less charge are skipped.
 
     Returns
     -------
     DataFrame
-        Long table: ``segment``, ``cycle``, ``direction``, ``voltage_V``, ``dqdv_mAh_g_V``.
+        Long table: ``segment`` (the half-cycle number), ``cycle``, ``direction``,
+        ``voltage_V``, ``dqdv_mAh_g_V``.
     """
     a = annotate(df)
+    keep = (a[HALF_CYCLE] > 0) & (a[DIRECTION] != "rest") & (a[S.STEP_TYPE].astype(str).str.lower() != "cv")
     parts = []
-    for seg, g in a[a[DIRECTION] != "rest"].groupby(SEGMENT):
-        cap = g[SEG_CAPACITY].to_numpy()
+    for half, g in a[keep].groupby(HALF_CYCLE):
+        cap = g[HALF_CAPACITY].to_numpy()
         if cap.size < 3 or cap.max() - cap.min() < min_capacity_mAh_g:
             continue
         d = dqdv(g[S.VOLTAGE].to_numpy(), cap, bin_width_V, smooth_window_V)
         if d.empty:
             continue
-        d.insert(0, DIRECTION, g[DIRECTION].iloc[0])
+        direction = g[HALF_DIRECTION].iloc[0]
+        d.insert(0, DIRECTION, direction)
         d.insert(0, CYCLE, g[CYCLE].iloc[0])
-        d.insert(0, SEGMENT, seg)
+        d.insert(0, SEGMENT, half)
         parts.append(d)
     if not parts:
         return pd.DataFrame(columns=[SEGMENT, CYCLE, DIRECTION, S.VOLTAGE, DQDV])

@@ -7,21 +7,81 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from analysis import schema as S
 from analysis.dqdv import DQDV, dqdv_by_segment
 from analysis.gitt import gitt_gap, gitt_rest_ends
 from analysis.kinetics import KineticsFit
 from analysis.ocv import LineFit
-from analysis.steps import DIRECTION, SEG_CAPACITY, SEGMENT, annotate
+from analysis.steps import (
+    CYCLE,
+    DIRECTION,
+    HALF_CAPACITY,
+    HALF_CYCLE,
+    HALF_DIRECTION,
+    SEG_CAPACITY,
+    SEGMENT,
+    annotate,
+)  # fmt: skip
 
 Run = tuple[dict[str, Any], pd.DataFrame]
 _NI_COLOUR, _O_COLOUR = "#f4a261", "#8ecae6"
+#: Legend placed outside the axes, on the right.
+_OUTSIDE: dict[str, Any] = {
+    "loc": "upper left",
+    "bbox_to_anchor": (1.02, 1.0),
+    "borderaxespad": 0.0,
+    "fontsize": 7,
+}
 
 
-def _name(meta: dict[str, Any], i: int) -> str:
-    return str(meta.get("cell") or meta.get("sample") or f"run {i + 1}")
+def run_name(meta: dict[str, Any], i: int = 0) -> str:
+    """A name that tells runs apart: campaign cell id, else protocol, sample and run id."""
+    if meta.get("name"):
+        return str(meta["name"])
+    if meta.get("replicate") is not None and meta.get("cell"):
+        return str(meta["cell"])
+    parts = [str(meta[k]) for k in ("protocol", "sample") if meta.get(k)]
+    if not parts and meta.get("cell"):
+        parts.append(str(meta["cell"]))
+    if meta.get("uid"):
+        parts.append(str(meta["uid"])[:8])
+    return " · ".join(parts) if parts else f"run {i + 1}"
+
+
+_name = run_name
+
+
+def _duration_text(seconds: float) -> str:
+    """Whole hours, else whole minutes, else seconds: 86400 -> "24 h", 600 -> "10 min", 90 -> "90 s"."""
+    for unit, size in (("h", 3600.0), ("min", 60.0)):
+        if seconds >= size and abs(seconds / size - round(seconds / size)) < 1e-9:
+            return f"{round(seconds / size):d} {unit}"
+    return f"{seconds / 3600:.3g} h" if seconds >= 36000 else f"{seconds:.4g} s"
+
+
+def condition_label(condition: dict[str, Any]) -> str:
+    """Readable relaxation condition: ``{"temperature_C": 140, "duration_s": 86400}`` -> "24 h at 140 °C"."""
+    cond = {
+        k: v for k, v in condition.items() if v is not None and not (isinstance(v, float) and np.isnan(v))
+    }
+    words = []
+    dur = next((cond.pop(k) for k in ("duration_s", "relax_duration_s") if k in cond), None)
+    temp = next((cond.pop(k) for k in ("temperature_C", "relax_temperature_C") if k in cond), None)
+    if dur is not None:
+        words.append(_duration_text(float(dur)))
+    if temp is not None:
+        words.append(f"at {float(temp):g} °C" if words else f"{float(temp):g} °C")
+    for key, value in cond.items():
+        text = f"{value:g}" if isinstance(value, int | float | np.number) else str(value)
+        unit = {"charge_to_V": " V", "charge_to_mAh_g": " mAh/g"}.get(key, "")
+        words.append(f"{key.removesuffix('_V').removesuffix('_mAh_g').replace('_', ' ')} {text}{unit}")
+    return " ".join(words[:2]) + ("; " + "; ".join(words[2:]) if len(words) > 2 else "") if words else "all"
 
 
 def _cycling_first(runs: Sequence[Run]) -> list[tuple[int, Run]]:
@@ -29,68 +89,173 @@ def _cycling_first(runs: Sequence[Run]) -> list[tuple[int, Run]]:
     return sorted(enumerate(runs), key=lambda r: not (annotate(r[1][1])[DIRECTION] == "charge").any())
 
 
-def shade_plateaus(
-    ax: Any, ni_window_V: tuple[float, float] = S.NI_WINDOW_V, o_window_V: tuple[float, float] = S.O_WINDOW_V
-) -> None:
-    """Shade the Ni and O plateau voltage windows on a voltage axis (y)."""
-    ax.axhspan(*sorted(ni_window_V), color=_NI_COLOUR, alpha=0.18, lw=0, label="Ni plateau window")
-    ax.axhspan(*sorted(o_window_V), color=_O_COLOUR, alpha=0.25, lw=0, label="O plateau window")
+def _colours(n: int) -> list[Any]:
+    """n distinguishable colours (tab10, tab20, then a continuous map)."""
+    if n <= 10:
+        return [f"C{k}" for k in range(n)]
+    cmap = colormaps["tab20"] if n <= 20 else colormaps["viridis"]
+    return [cmap(k / max(n - 1, 1)) if n > 20 else cmap(k) for k in range(n)]
 
 
-def cycling_figure(runs: Sequence[Run], max_runs: int = 8) -> Figure | None:
-    """Voltage against capacity for each charge/discharge segment, plateaus shaded."""
-    fig = Figure(figsize=(7, 4.5))
+def shade_plateaus(ax: Any, windows: dict[str, tuple[float, float]] | None) -> bool:
+    """Shade the Ni and O plateau voltage windows (y) when the material defines them.
+
+    The axis keeps the range of the data (the shading never widens it). Returns whether
+    anything was shaded.
+    """
+    if not windows:
+        return False
+    ylim = ax.get_ylim()
+    ax.axhspan(
+        *sorted(windows["ni"]), color=_NI_COLOUR, alpha=0.18, lw=0, label="Ni plateau window", zorder=0
+    )
+    ax.axhspan(*sorted(windows["o"]), color=_O_COLOUR, alpha=0.25, lw=0, label="O plateau window", zorder=0)
+    ax.set_ylim(ylim)
+    return True
+
+
+def _windows_of(runs: Sequence[Run]) -> dict[str, tuple[float, float]] | None:
+    """The plateau windows when every run's material defines the same ones, else None."""
+    from analysis.plateaus import material_windows
+
+    found = [material_windows(meta.get("material")) for meta, _ in runs]
+    if not found or any(w is None for w in found) or any(w != found[0] for w in found):
+        return None
+    return found[0]
+
+
+def half_cycle_curves(df: pd.DataFrame) -> list[tuple[int, str, pd.DataFrame]]:
+    """(cycle, direction, points) of each charge and discharge half-cycle, CC and CV together,
+    with the rests inside it (GITT) and without the rest that follows it."""
+    a = annotate(df)
+    curves = []
+    for _, g in a[a[HALF_CYCLE] > 0].groupby(HALF_CYCLE, sort=True):
+        moving = np.nonzero((g[DIRECTION] != "rest").to_numpy())[0]
+        if not moving.size:
+            continue
+        g = g.iloc[: moving[-1] + 1]
+        if g[HALF_CAPACITY].iloc[-1] <= 0:
+            continue
+        curves.append((int(g[CYCLE].iloc[0]), str(g[HALF_DIRECTION].iloc[0]), g))
+    return curves
+
+
+def cycling_figure(runs: Sequence[Run], labels: Sequence[str] | None = None) -> Figure | None:
+    """Voltage against capacity of every half-cycle of every run (solid charge, dashed discharge).
+
+    One run: coloured by cycle. Several runs: coloured by run (or by ``labels``, e.g. the
+    condition, one colour per distinct label). Every run is drawn; the legend sits outside the
+    axes; the Ni/O windows are shaded only when every run's material defines them.
+    """
+    curves = [(i, meta, half_cycle_curves(df)) for i, (meta, df) in enumerate(runs)]
+    curves = [c for c in curves if c[2]]
+    if not curves:
+        return None
+    fig = Figure(figsize=(8.5, 4.8))
+    ax = fig.add_subplot()
+    entries: list[tuple[str, Any]] = []  # legend: one solid line per cycle, run or condition
+    if len(curves) == 1:
+        _, meta, halves = curves[0]
+        n_cyc = max(c for c, _, _ in halves)
+        cmap = colormaps["viridis"]
+        for cyc, direction, g in halves:
+            colour = cmap(0.85 * (cyc - 1) / max(n_cyc - 1, 1))
+            style = "-" if direction == "charge" else "--"
+            ax.plot(g[HALF_CAPACITY], g[S.VOLTAGE], style, color=colour, lw=1.1)
+            if n_cyc <= 12 and f"cycle {cyc}" not in dict(entries):
+                entries.append((f"cycle {cyc}", colour))
+        if n_cyc > 12:
+            sm = ScalarMappable(norm=Normalize(1, n_cyc), cmap=cmap)
+            fig.colorbar(sm, ax=ax, label="cycle")
+        ax.set_title(f"{run_name(meta)}: {n_cyc} cycle{'s' if n_cyc > 1 else ''}", fontsize=10)
+    else:
+        keys = list(labels) if labels is not None else [run_name(m, i) for i, (m, _) in enumerate(runs)]
+        distinct = list(dict.fromkeys(keys[i] for i, _, _ in curves))
+        colours = dict(zip(distinct, _colours(len(distinct)), strict=True))
+        for i, _, halves in curves:
+            for _, direction, g in halves:
+                style = "-" if direction == "charge" else "--"
+                ax.plot(g[HALF_CAPACITY], g[S.VOLTAGE], style, color=colours[keys[i]], lw=1.0)
+        entries = list(colours.items())
+        ax.set_title(
+            f"{len(curves)} runs" + (f", {len(distinct)} conditions" if labels is not None else ""),
+            fontsize=10,
+        )
+    shade_plateaus(ax, _windows_of([(m, pd.DataFrame()) for _, m, _ in curves]))
+    ax.set_xlabel("Capacity in the half-cycle (mAh/g)")
+    ax.set_ylabel("Voltage (V)")
+    shaded, shaded_names = ax.get_legend_handles_labels()
+    drawn = {d for _, _, halves in curves for _, d, _ in halves}
+    styles = [(d, "0.3", ls) for ls, d in (("-", "charge"), ("--", "discharge")) if d in drawn]
+    lines = [(name, colour, "-") for name, colour in entries]
+    handles: list[Any] = [Line2D([], [], color=c, ls=ls, lw=1.1) for _, c, ls in styles + lines] + list(
+        shaded
+    )
+    ax.legend(handles, [n for n, _, _ in styles + lines] + shaded_names, **_OUTSIDE)
+    fig.tight_layout()
+    return fig
+
+
+def voltammogram_figure(runs: Sequence[Run]) -> Figure | None:
+    """Cyclic voltammogram: specific current against voltage of every sweep, coloured by cycle."""
+    fig = Figure(figsize=(8.5, 4.8))
     ax = fig.add_subplot()
     drawn = 0
-    for i, (meta, df) in _cycling_first(runs)[:max_runs]:
+    for i, (meta, df) in enumerate(runs):
         a = annotate(df)
-        moving = a[a[DIRECTION] != "rest"]
-        colour = f"C{i % 10}"
-        for j, (_, seg) in enumerate(moving.groupby(SEGMENT)):
-            if seg[SEG_CAPACITY].iloc[-1] <= 0:
-                continue
-            style = "-" if seg[DIRECTION].iloc[0] == "charge" else "--"
-            label = _name(meta, i) if j == 0 else None
-            ax.plot(seg[SEG_CAPACITY], seg[S.VOLTAGE], style, color=colour, lw=1.2, label=label)
+        sweep = a[a[S.STEP_TYPE].astype(str) == "sweep"]
+        if sweep.empty:
+            continue
+        n_cyc = int(sweep[CYCLE].max())
+        cmap = colormaps["viridis"]
+        for cyc, g in sweep.groupby(CYCLE):
+            colour = (
+                cmap(0.85 * (cyc - sweep[CYCLE].min()) / max(n_cyc - 1, 1))
+                if len(runs) == 1
+                else f"C{i % 10}"
+            )
+            name = f"cycle {cyc}" if len(runs) == 1 else (run_name(meta, i) if drawn == 0 else None)
+            ax.plot(g[S.VOLTAGE], g[S.SPECIFIC_CURRENT], color=colour, lw=0.9, label=name)
             drawn += 1
     if not drawn:
         return None
-    shade_plateaus(ax)
-    ax.set_xlabel("Capacity (mAh/g)  [solid: charge, dashed: discharge]")
-    ax.set_ylabel("Voltage (V)")
-    ax.set_title("Cycling curves")
-    ax.legend(fontsize=7, loc="best")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("Voltage (V)")
+    ax.set_ylabel("Current (mA/g)  [charge > 0]")
+    ax.set_title(
+        f"Cyclic voltammogram: {run_name(runs[0][0])}" if len(runs) == 1 else "Cyclic voltammograms",
+        fontsize=10,
+    )
+    ax.legend(**_OUTSIDE)
     fig.tight_layout()
     return fig
 
 
 def discharge_condition_figure(
-    curves: Sequence[tuple[str, pd.DataFrame]], summary: pd.DataFrame, label_col: str = "condition"
+    curves: Sequence[tuple[str, pd.DataFrame]],
+    summary: pd.DataFrame,
+    label_col: str = "condition",
+    windows: dict[str, tuple[float, float]] | None = None,
 ) -> Figure | None:
     """First-discharge curves coloured by condition, and plateau capacities (mean +- std)."""
     has_bars = not summary.empty and "ni_plateau_mAh_g_mean" in summary.columns
     if not curves and not has_bars:
         return None
-    fig = Figure(figsize=(11, 4.5))
-    ax1, ax2 = fig.subplots(1, 2)
+    fig = Figure(figsize=(13, 5))
+    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
     labels = list(dict.fromkeys(label for label, _ in curves))
+    colours = dict(zip(labels, _colours(len(labels)), strict=True))
     seen: set[str] = set()
     for label, seg in curves:
-        k = labels.index(label)
-        ax1.plot(
-            seg[SEG_CAPACITY],
-            seg[S.VOLTAGE],
-            color=f"C{k % 10}",
-            lw=1.1,
-            label=None if label in seen else label,
-        )
+        cap = seg[HALF_CAPACITY] if HALF_CAPACITY in seg else seg[SEG_CAPACITY]
+        ax1.plot(cap, seg[S.VOLTAGE], color=colours[label], lw=1.0, label=None if label in seen else label)
         seen.add(label)
-    shade_plateaus(ax1)
+    if curves:
+        shade_plateaus(ax1, windows)
+        ax1.legend(**_OUTSIDE)
     ax1.set_xlabel("Discharge capacity (mAh/g)")
     ax1.set_ylabel("Voltage (V)")
-    ax1.set_title("Discharge after relaxation")
-    if curves:
-        ax1.legend(fontsize=7)
+    ax1.set_title(f"Discharge after relaxation ({len(curves)} cells, {len(labels)} conditions)", fontsize=10)
     if has_bars:
         x = np.arange(len(summary))
         w = 0.38
@@ -100,9 +265,9 @@ def discharge_condition_figure(
             std_col = f"{key}_plateau_mAh_g_std"
             std = np.nan_to_num(summary[std_col].to_numpy(float)) if std_col in summary else None
             ax2.bar(x + off, mean, w, yerr=std, capsize=3, color=colour, edgecolor="k", lw=0.5, label=name)
-        ax2.set_xticks(x, summary[label_col].astype(str), rotation=45, ha="right", fontsize=7)
+        ax2.set_xticks(x, summary[label_col].astype(str), rotation=40, ha="right", fontsize=8)
         ax2.set_ylabel("Capacity (mAh/g), mean ± std")
-        ax2.set_title("Plateau capacities per condition")
+        ax2.set_title("Plateau capacities per condition", fontsize=10)
         ax2.legend(fontsize=7)
     else:
         ax2.set_axis_off()
@@ -110,29 +275,38 @@ def discharge_condition_figure(
     return fig
 
 
-def dqdv_figure(runs: Sequence[Run], max_runs: int = 8) -> Figure | None:
-    """Mass-normalised dQ/dV of every charge and discharge segment."""
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.add_subplot()
-    drawn = 0
-    for i, (meta, df) in _cycling_first(runs)[:max_runs]:
-        d = dqdv_by_segment(df)
-        for j, (_, seg) in enumerate(d.groupby(SEGMENT)):
-            ax.plot(
-                seg[S.VOLTAGE],
-                seg[DQDV],
-                color=f"C{i % 10}",
-                lw=1.0,
-                label=_name(meta, i) if j == 0 else None,
-            )
-            drawn += 1
-    if not drawn:
+def dqdv_figure(runs: Sequence[Run], labels: Sequence[str] | None = None) -> Figure | None:
+    """Mass-normalised dQ/dV of every charge and discharge half-cycle (CV holds left out:
+    their voltage does not move). One run: coloured by cycle; several: by run or label."""
+    parts = [(i, meta, dqdv_by_segment(df)) for i, (meta, df) in enumerate(runs)]
+    parts = [p for p in parts if not p[2].empty]
+    if not parts:
         return None
+    fig = Figure(figsize=(8.5, 4.8))
+    ax = fig.add_subplot()
+    single = len(parts) == 1
+    keys = list(labels) if labels is not None else [run_name(m, i) for i, (m, _) in enumerate(runs)]
+    distinct = list(dict.fromkeys(keys[i] for i, _, _ in parts))
+    colours = dict(zip(distinct, _colours(len(distinct)), strict=True))
+    seen: set[Any] = set()
+    for i, _, d in parts:
+        n_cyc = int(d[CYCLE].max())
+        for (cyc, _), g in d.groupby([CYCLE, SEGMENT], sort=True):
+            if single:
+                colour = colormaps["viridis"](0.85 * (cyc - 1) / max(n_cyc - 1, 1))
+                key: Any = f"cycle {cyc}" if n_cyc <= 12 else None
+            else:
+                colour, key = colours[keys[i]], keys[i]
+            ax.plot(g[S.VOLTAGE], g[DQDV], color=colour, lw=0.9, label=None if key in seen else key)
+            seen.add(key)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("Voltage (V)")
     ax.set_ylabel("dQ/dV (mAh g⁻¹ V⁻¹)  [discharge < 0]")
-    ax.set_title("Differential capacity")
-    ax.legend(fontsize=7)
+    ax.set_title(
+        f"Differential capacity: {run_name(parts[0][1])}" if single else "Differential capacity", fontsize=10
+    )
+    if seen - {None}:
+        ax.legend(**_OUTSIDE)
     fig.tight_layout()
     return fig
 
@@ -201,16 +375,16 @@ def lattice_figure(joined: pd.DataFrame) -> Figure:
     return fig
 
 
-def gitt_figure(df: pd.DataFrame) -> Figure | None:
+def gitt_figure(df: pd.DataFrame, meta: dict[str, Any] | None = None) -> Figure | None:
     """GITT curve with end-of-rest voltages on charge and discharge, and their gap."""
     a = annotate(df)
     ends = gitt_rest_ends(a)
     if ends.empty:
         return None
     gap = gitt_gap(ends)
-    fig = Figure(figsize=(7, 4.5))
+    fig = Figure(figsize=(8.5, 4.8))
     ax = fig.add_subplot()
-    ax.plot(a["soc_mAh_g"], a[S.VOLTAGE], color="0.75", lw=0.8, label="GITT curve")
+    ax.plot(a["soc_mAh_g"], a[S.VOLTAGE], color="0.6", lw=0.8, label="GITT curve")
     for direction, colour in (("charge", "C3"), ("discharge", "C0")):
         sel = ends[ends["direction"] == direction]
         label = f"end of rest, {direction}"
@@ -226,8 +400,8 @@ def gitt_figure(df: pd.DataFrame) -> Figure | None:
         )
     ax.set_xlabel("State of charge (mAh/g since run start)")
     ax.set_ylabel("Voltage (V)")
-    ax.set_title("GITT")
-    ax.legend(fontsize=7)
+    ax.set_title(f"GITT: {run_name(meta)}" if meta else "GITT", fontsize=10)
+    ax.legend(**_OUTSIDE)
     fig.tight_layout()
     return fig
 
@@ -257,16 +431,16 @@ def gantt_figure(schedule: pd.DataFrame) -> Figure:
 
 
 def first_discharge(df: pd.DataFrame) -> pd.DataFrame:
-    """Points of the first discharge segment (with ``segment_capacity_mAh_g``)."""
-    a = annotate(df)
-    dis = a[a[DIRECTION] == "discharge"]
-    if dis.empty:
-        return dis
-    return dis[dis[SEGMENT] == dis[SEGMENT].iloc[0]]
+    """Points of the first discharge half-cycle (CC and CV together, with
+    ``half_cycle_capacity_mAh_g``)."""
+    for _, direction, g in half_cycle_curves(df):
+        if direction == "discharge":
+            return g
+    return annotate(df).iloc[0:0]
 
 
 __all__ = [
     "cycling_figure", "discharge_condition_figure", "dqdv_figure", "first_discharge",
     "gantt_figure", "gitt_figure", "kinetics_figure", "lattice_figure", "ocv_figure",
-    "shade_plateaus",
+    "shade_plateaus", "condition_label", "half_cycle_curves", "run_name", "voltammogram_figure",
 ]  # fmt: skip

@@ -8,6 +8,39 @@ import pandas as pd
 from analysis import schema as S
 from analysis.steps import CYCLE, INCREMENT, annotate
 
+#: Materials whose discharge has the Ni (4.5-2.5 V) and O (2.5-1.85 V) plateaus of the paper
+#: (Li-rich Li2TiO3-LiTi0.5Ni0.5O2, by material id or formula). Other chemistries define none.
+MATERIAL_WINDOWS: dict[str, dict[str, tuple[float, float]]] = {
+    key: {"ni": S.NI_WINDOW_V, "o": S.O_WINDOW_V}
+    for key in ("x04", "x05", "li1.17ti0.58ni0.25o2", "li1.2ti0.6ni0.2o2", "ltno")
+}
+
+
+def material_windows(material: object) -> dict[str, tuple[float, float]] | None:
+    """The Ni and O plateau windows a material defines (``None`` when it defines none).
+
+    Parameters
+    ----------
+    material : str, dict or None
+        A material id (``"x04"``), a formula, or a mapping with explicit ``ni_window_V`` and
+        ``o_window_V`` entries.
+
+    Returns
+    -------
+    dict or None
+        ``{"ni": (low, high), "o": (low, high)}`` in volt.
+    """
+    if isinstance(material, dict):
+        if "ni_window_V" in material and "o_window_V" in material:
+            return {"ni": tuple(material["ni_window_V"]), "o": tuple(material["o_window_V"])}  # type: ignore[dict-item]
+        material = material.get("name") or material.get("formula")
+    if not material:
+        return None
+    key = str(material).strip().lower()
+    if key in MATERIAL_WINDOWS:
+        return MATERIAL_WINDOWS[key]
+    return MATERIAL_WINDOWS["ltno"] if "ltno" in key or key.startswith("li1.17ti0.58ni") else None
+
 
 def window_share(
     v_from: np.ndarray, v_to: np.ndarray, dq: np.ndarray, window_V: tuple[float, float]

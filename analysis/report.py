@@ -20,6 +20,7 @@ from analysis.gitt import gitt_gap, gitt_rest_ends, has_gitt
 from analysis.insitu import lattice_vs_li
 from analysis.kinetics import fit_relaxation_kinetics
 from analysis.ocv import fit_ocv_line
+from analysis.plateaus import material_windows
 from analysis.steps import annotate, cycle_table
 
 Run = tuple[dict[str, Any], pd.DataFrame]
@@ -37,12 +38,16 @@ class _Page:
         self.out = out
         self.sections: list[str] = []
         self.figures: list[Path] = []
+        #: What the report left out, and why (shown at the end of the page).
+        self.omitted: list[str] = []
 
-    def figure(self, name: str, title: str, fig: Figure | None, note: str = "") -> None:
+    def figure(self, name: str, title: str, fig: Figure | None, note: str = "", why_not: str = "") -> None:
         if fig is None:
+            if why_not:
+                self.omitted.append(f"{title}: {why_not}")
             return
         path = self.out / f"{name}.png"
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
         self.figures.append(path)
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         self.sections.append(
@@ -66,16 +71,17 @@ class _Page:
             + "\n".join(self.sections)
             + "\n</body></html>\n"
         )
+        if self.omitted:
+            items = "".join(f"<li>{html.escape(o)}</li>" for o in self.omitted)
+            doc = doc.replace("\n</body>", f"\n<h2>Left out</h2>\n<ul>{items}</ul>\n</body>")
         index = self.out / "index.html"
         index.write_text(doc, encoding="utf-8")
         return index
 
 
 def _label(values: Sequence[Any], names: Sequence[str]) -> str:
-    parts = (
-        f"{n}={v:g}" if isinstance(v, int | float) else f"{n}={v}" for n, v in zip(names, values, strict=True)
-    )
-    return ", ".join(parts)
+    """Readable condition label, e.g. "24 h at 140 °C"."""
+    return F.condition_label(dict(zip(names, values, strict=True)))
 
 
 def _run_label(meta: dict[str, Any], conds: list[str], table: pd.DataFrame | None) -> str | None:
@@ -109,8 +115,11 @@ def build_report(
 ) -> Path:
     """Write PNG figures and one self-contained ``index.html`` (figures embedded).
 
-    Only figures the data supports are drawn: cycling curves (V vs capacity, plateau
-    windows shaded) and dQ/dV when runs have charge/discharge; discharge curves per
+    Only figures the data supports are drawn, and a "Left out" list at the end of the page
+    says what was not drawn and why. Every run is shown: a table of every cycle, cycling curves
+    (V vs capacity of every half-cycle, coloured by cycle, run or condition; plateau windows
+    shaded only for materials that define them), voltammograms for CV runs and dQ/dV when runs
+    have charge/discharge; discharge curves per
     relaxation condition and the plateau-capacity bar chart (mean +- std) when a campaign
     table is given or runs carry condition metadata (``temperature_C``, ``duration_s``,
     ...); OCV vs Ni fraction with the fitted line and the relaxation-kinetics fit when the
@@ -144,33 +153,19 @@ def build_report(
     page = _Page(out)
     runs = [(meta, annotate(df, meta.get("active_mass_g"))) for meta, df in runs]
 
+    labels = _condition_labels(runs)
     if runs:
-        rows = []
-        for i, (meta, df) in enumerate(runs):
-            cyc = cycle_table(df)
-            rows.append(
-                {
-                    "run": F._name(meta, i),
-                    "material": meta.get("material", ""),
-                    "active_mass_mg": 1e3 * meta["active_mass_g"] if meta.get("active_mass_g") else np.nan,
-                    "points": len(df),
-                    "cycles": int(df["cycle"].max()) if len(df) else 0,
-                    "first_charge_mAh_g": cyc["charge_mAh_g"].iloc[0] if len(cyc) else np.nan,
-                    "first_discharge_mAh_g": cyc["discharge_mAh_g"].iloc[0] if len(cyc) else np.nan,
-                    "ni_plateau_mAh_g": cyc["ni_plateau_mAh_g"].iloc[0] if len(cyc) else np.nan,
-                    "o_plateau_mAh_g": cyc["o_plateau_mAh_g"].iloc[0] if len(cyc) else np.nan,
-                }
-            )
-        page.table("Runs", pd.DataFrame(rows), "<p>First cycle of each run; plateaus from the discharge.</p>")
-        page.figure(
-            "cycling", "Cycling curves", F.cycling_figure(runs),
-            "<p>Shaded: Ni-plateau (4.5-2.5 V) and O-plateau (2.5-1.85 V) windows.</p>",
-        )  # fmt: skip
+        _runs_section(page, runs, labels)
 
     _campaign(page, out, runs, campaign_table)
+    _campaign_omissions(page, out)
 
     if runs:
-        page.figure("dqdv", "dQ/dV", F.dqdv_figure(runs))
+        page.figure(
+            "dqdv", "dQ/dV", F.dqdv_figure(runs, labels),
+            "<p>Per charge and discharge half-cycle; CV holds left out (their voltage does not move).</p>",
+            why_not="no half-cycle passes 1 mAh/g over a moving voltage",
+        )  # fmt: skip
 
     if lattice is not None and not lattice.empty:
         joined = lattice.sort_values(S.TIME).reset_index(drop=True)
@@ -194,7 +189,8 @@ def build_report(
                     f"{gap['gap_V'].median():.3f} V, minimum {gap['gap_V'].min():.3f} V; "
                     f"mid-gap median {gap['mid_V'].median():.3f} V.</p>"
                 )
-            page.figure(f"gitt_{i + 1}", f"GITT: {F._name(meta, i)}", F.gitt_figure(df), note)
+            page.figure(f"gitt_{i + 1}", f"GITT: {F.run_name(meta, i)}", F.gitt_figure(df, meta), note,
+                        why_not="no rest follows a current pulse")  # fmt: skip
 
     if schedule is not None and not schedule.empty:
         need = {"cell", "start_s", "end_s"}
@@ -204,16 +200,114 @@ def build_report(
     return page.write("relaxlab report")
 
 
+def _campaign_omissions(page: _Page, out: Path) -> None:
+    """Say which campaign figures were not drawn and what they need."""
+    names = {p.stem for p in page.figures}
+    if not any("Campaign summary" in sec for sec in page.sections):
+        return
+    if "ocv_fit" not in names:
+        page.omitted.append(
+            "OCV vs Ni intermediate: needs ocv_V and the Ni plateau of at least 3 cells (and a line that can be fitted)"
+        )
+    if "kinetics" not in names:
+        page.omitted.append(
+            "Relaxation kinetics: needs at least 4 conditions over 2 or more temperatures and 2 or more "
+            "non-zero relaxation times, with 0 s cells (or the largest Ni plateau) as the reference"
+        )
+
+
+def _condition_labels(runs: list[Run]) -> list[str] | None:
+    """Readable condition of each run when every run carries one (colour by condition), else None."""
+    labels = []
+    for meta, _ in runs:
+        cond = {k: meta[k] for k in CONDITION_KEYS if k in meta and not isinstance(meta[k], dict)}
+        if not cond:
+            return None
+        labels.append(F.condition_label(cond))
+    return labels if len(set(labels)) > 1 else None
+
+
+def _mass_from_currents(df: pd.DataFrame) -> float:
+    """Active mass (g) implied by current_A and specific_current_mA_g, NaN when no current flows."""
+    i = df[S.CURRENT].to_numpy(float)
+    j = df[S.SPECIFIC_CURRENT].to_numpy(float)
+    ok = np.isfinite(i) & np.isfinite(j) & (np.abs(j) > 0)
+    return float(np.median(i[ok] * 1000.0 / j[ok])) if ok.any() else float("nan")
+
+
+def _runs_section(page: _Page, runs: list[Run], labels: list[str] | None) -> None:
+    """The runs table, every cycle of every run, the cycling curves and voltammograms."""
+    rows, cycle_rows = [], []
+    no_windows: list[str] = []
+    for i, (meta, df) in enumerate(runs):
+        windows = material_windows(meta.get("material"))
+        if windows is None:
+            no_windows.append(f"{F.run_name(meta, i)} ({meta.get('material') or 'material not given'})")
+        cyc = cycle_table(df, *((windows["ni"], windows["o"]) if windows else (None, None)))
+        first = cyc.iloc[0] if len(cyc) else pd.Series(dtype=float)
+        rows.append(
+            {
+                "run": F.run_name(meta, i),
+                "material": meta.get("material") or "",
+                "active_mass_mg": 1e3 * (meta.get("active_mass_g") or _mass_from_currents(df)),
+                "points": len(df),
+                "cycles": len(cyc),
+                "first_charge_mAh_g": first.get("charge_mAh_g", np.nan),
+                "first_discharge_mAh_g": first.get("discharge_mAh_g", np.nan),
+                "first_ce_%": 100 * first.get("coulombic_efficiency", np.nan),
+                "ni_plateau_mAh_g": first.get("ni_plateau_mAh_g", np.nan),
+                "o_plateau_mAh_g": first.get("o_plateau_mAh_g", np.nan),
+            }
+        )
+        for _, r in cyc.iterrows():
+            cycle_rows.append({"run": F.run_name(meta, i), **r.to_dict()})
+    page.table(
+        "Runs", pd.DataFrame(rows),
+        "<p>First cycle of each run. Charge and discharge are the net charge of each half-cycle "
+        "(CC and CV together, GITT pulses added), from the instrument's counter where it runs on "
+        "and from the integrated current where it restarts.</p>",
+    )  # fmt: skip
+    if no_windows:
+        page.omitted.append(
+            "Ni/O plateau capacities and shaded windows for " + ", ".join(no_windows)
+            + ": the material defines no such windows (they are the Li-rich Li-Ti-Ni-O plateaus of the paper)"
+        )  # fmt: skip
+    if cycle_rows:
+        table = pd.DataFrame(cycle_rows)
+        table["coulombic_efficiency"] = 100 * table["coulombic_efficiency"]
+        page.table("Cycles", table.rename(columns={"coulombic_efficiency": "ce_%"}))
+    flat = [F.run_name(m, i) for i, (m, df) in enumerate(runs) if not F.half_cycle_curves(df)]
+    if flat:
+        page.omitted.append(f"Cycling curves of {', '.join(flat)}: no charge or discharge in the run")
+    shaded = F._windows_of(runs) is not None
+    page.figure(
+        "cycling", "Cycling curves", F.cycling_figure(runs, labels),
+        "<p>Every half-cycle of every run"
+        + (", coloured by relaxation condition" if labels else (", coloured by run" if len(runs) > 1 else ", coloured by cycle"))
+        + (". Shaded: Ni-plateau (4.5-2.5 V) and O-plateau (2.5-1.85 V) windows.</p>" if shaded else ".</p>"),
+        why_not="no run has a charge or a discharge",
+    )  # fmt: skip
+    cv_runs = [(m, df) for m, df in runs if (df[S.STEP_TYPE].astype(str) == "sweep").any()]
+    if cv_runs:
+        page.figure("voltammogram", "Cyclic voltammetry", F.voltammogram_figure(cv_runs))
+
+
 def _campaign(page: _Page, out: Path, runs: list[Run], table: pd.DataFrame | None) -> None:
     """Campaign sections: summary table/CSV, discharge per condition, OCV line, kinetics."""
     if table is None:
         keys = [k for k in CONDITION_KEYS if any(k in meta for meta, _ in runs)]
         if len(runs) < 2 or not keys:
             return
-        runs = [(meta, df) for meta, df in runs if all(k in meta for k in keys)]
+        kept = [(meta, df) for meta, df in runs if all(k in meta for k in keys)]
+        if len(kept) < len(runs):
+            left = [F.run_name(m, i) for i, (m, _) in enumerate(runs) if not all(k in m for k in keys)]
+            page.omitted.append(
+                f"Campaign summary for {', '.join(left)}: no relaxation condition ({', '.join(keys)})"
+            )
+        runs = kept
         if len(runs) < 2:
             return
-        table = table_from_runs(runs)
+        table = table_from_runs(runs, rest_time_s=S.OCV_READ_S)
         measures = [m for m in MEASURES if m in table.columns]
         conds = [k for k in keys if k in table.columns]
     else:
@@ -227,7 +321,9 @@ def _campaign(page: _Page, out: Path, runs: list[Run], table: pd.DataFrame | Non
     page.table(
         "Campaign summary (mean and std over replicates)",
         summary.drop(columns=conds),
-        "<p>Also written to campaign_summary.csv.</p>",
+        "<p>Also written to campaign_summary.csv. ocv_V: the last voltage of the open-circuit rest "
+        "before the first discharge (after 15 min in the titration), the same value as in the campaign "
+        "table of <code>relaxlab campaign run</code> and in <code>relaxlab run</code>'s summary.</p>",
     )
     curves = []
     for meta, df in runs:
@@ -238,7 +334,7 @@ def _campaign(page: _Page, out: Path, runs: list[Run], table: pd.DataFrame | Non
     page.figure(
         "discharge_conditions",
         "Discharge per relaxation condition",
-        F.discharge_condition_figure(curves, summary),
+        F.discharge_condition_figure(curves, summary, windows=F._windows_of(runs) if runs else None),
     )
 
     if "ni_plateau_mAh_g" not in table.columns or table["ni_plateau_mAh_g"].notna().sum() < 3:

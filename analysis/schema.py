@@ -23,6 +23,12 @@ TEMPERATURE = "temperature_C"
 
 COLUMNS = (TIME, VOLTAGE, CURRENT, SPECIFIC_CURRENT, CAPACITY, STEP, STEP_TYPE, TEMPERATURE)
 
+#: The one definition of a cell's OCV (run summary, report, campaign table): the voltage this
+#: long into the open-circuit rest before the first discharge, or that rest's last voltage when
+#: it is shorter. Infinite: the last voltage of that rest (15 min in the titration, 24 h after
+#: an in-place relaxation).
+OCV_READ_S = float("inf")
+
 #: Default Ni-plateau and O-plateau discharge windows (V), as in the paper's titration.
 NI_WINDOW_V = (2.5, 4.5)
 O_WINDOW_V = (1.85, 2.5)

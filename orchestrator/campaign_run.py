@@ -341,8 +341,7 @@ def run_campaign(
                     for k in ("discharge_capacity_mAh_g", "ni_plateau_mAh_g", "o_plateau_mAh_g")
                 }
             )
-            rests = frame[frame["step_type"] == "rest"]
-            row["ocv_V"] = float(rests["voltage_V"].iloc[-1]) if len(rests) else None
+            row["ocv_V"] = summary.get("ocv_V")  # the one OCV definition (orchestrator.summary)
         out.cells[cell.id] = row
     out.wall_s = time.perf_counter() - wall0
     out.simulated_h = (clock.now() - t_start) / 3600.0

@@ -105,11 +105,15 @@ def run(
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
     tiled: Annotated[bool, typer.Option(help="Also store the run in the Tiled catalog.")] = True,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the PNG.")] = Path("relaxlab-out"),
 ) -> None:
-    """Run a protocol on one cell of a lab (real instruments or the simulated lab)."""
+    """Run a protocol on one cell of a lab (real instruments or the simulated lab).
+
+    Ends with the summary that fits the technique (relaxation: charge, rest, OCV, discharge and
+    plateaus; cycling, GITT, CV: a per-cycle table) and a PNG."""
     from drivers.transport import InstrumentError
     from orchestrator.lab import LabFileError, load_lab
-    from orchestrator.summary import relaxation_summary
+    from orchestrator.summary import format_summary, run_summary, summary_png
     from protocols.plans import run_protocol
     from protocols.schema import ProtocolError, load_protocol
 
@@ -147,11 +151,14 @@ def run(
             "protocol": proto.name,
         }
         (uid,) = session.run(run_protocol(session.channel(config.name), techniques, md))
-        _, frame = session.read(uid)
+        start, frame = session.read(uid)
     finally:
         session.close()
-    summary = {"run": uid, "protocol": proto.name, **relaxation_summary(frame)}
-    _print(summary, as_json, "\n".join(f"{k:26s} {v}" for k, v in summary.items()))
+    summary = {"run": uid, "protocol": proto.name, **run_summary(_flat_conditions(start), frame)}
+    png = summary_png(_flat_conditions(start), frame, out / f"{proto.name}-{uid[:8]}.png")
+    summary["plot"] = str(png) if png else None
+    summary["export"] = f"relaxlab data export {uid[:8]} --format csv"
+    _print(summary, as_json, format_summary(summary))
 
 
 @app.command()
@@ -330,6 +337,7 @@ def report(
     from analysis.campaign import campaign_table
     from analysis.report import build_report
     from orchestrator.storage import default_data_dir, read_journal
+    from orchestrator.summary import OCV_READ_S, format_summary, run_summary
 
     root = data_dir or default_data_dir()
     runs: list[tuple[dict[str, Any], Any]] = []
@@ -354,14 +362,20 @@ def report(
         runs.append((_flat_conditions(start), frame))
     if not runs:
         _fail("nothing to report: no finished runs found")
-    table = campaign_table(runs) if campaign else None
+    described = ("material", "protocol", "uid")  # describe a run; not relaxation conditions
+    plain = [({k: v for k, v in m.items() if k not in described}, f) for m, f in runs]
+    table = campaign_table(plain, rest_time_s=OCV_READ_S) if campaign else None
     schedule = pd.DataFrame(timeline) if timeline else None
     page = build_report(out, runs, campaign_table=table, schedule=schedule)
     pngs = sorted(str(p) for p in Path(out).glob("*.png"))
+    summaries = [{"run": meta.get("uid"), **run_summary(meta, frame, with_cycles=True)} for meta, frame in runs]
+    human = [f"report: {page} ({len(pngs)} figures)"]
+    if not campaign:
+        human += ["", *(format_summary(s) + "\n" for s in summaries)]
     _print(
-        {"report": str(page), "figures": pngs, "runs": len(runs)},
+        {"report": str(page), "figures": pngs, "runs": summaries},
         as_json,
-        f"report: {page} ({len(pngs)} figures)",
+        "\n".join(human).rstrip(),
     )
 
 
@@ -378,7 +392,7 @@ def _flat_conditions(start: dict[str, Any]) -> dict[str, Any]:
     """Run metadata with its campaign condition as plain numbers (temperature_C, duration_s)."""
     from drivers.quantities import QuantityError, parse_quantity
 
-    keep = ("cell", "sample", "replicate", "active_mass_g")  # the rest would read as conditions
+    keep = ("uid", "cell", "sample", "replicate", "active_mass_g", "material", "protocol")  # the rest: conditions
     md = {k: start[k] for k in keep if k in start}
     for key, value in (start.get("condition") or {}).items():
         for unit, name in (("degC", "temperature_C"), ("s", "duration_s")):

@@ -5,7 +5,7 @@ and flushed to disk (``fsync``) before the RunEngine moves on, so a crash loses 
 read. The same documents go to a Tiled catalog: an embedded one (SQLite) under ``data_dir``
 by default, or a Tiled server given by URI. :func:`read_run` returns a run as a DataFrame
 with the export columns (``time_s``, ``voltage_V``, ``current_A``, ``specific_current_mA_g``,
-``capacity_mAh_g``, ``step``, ``step_type``, ``temperature_C``, ``substep``).
+``capacity_mAh_g``, ``step``, ``step_type``, ``temperature_C``, ``cycle``, ``direction``, ``substep``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ COLUMNS = [
     "step",
     "step_type",
     "temperature_C",
+    "cycle",
+    "direction",
     "substep",
     "timestamp_s",
 ]
@@ -157,12 +159,35 @@ def to_export_frame(start: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
         out[col] = frame[col].to_numpy(dtype=float)
     # A channel numbers the steps it ran; within a run they are numbered from 0 in order.
     out["step"] = pd.factorize(frame["step"].to_numpy(dtype=int))[0]
-    types = start.get("step_types", [])
-    out["step_type"] = [types[s] if 0 <= s < len(types) else "" for s in out["step"]]
     out["temperature_C"] = frame["temperature_C"].to_numpy(dtype=float)
     out["substep"] = frame["substep"].to_numpy(dtype=int) if "substep" in frame else 0
+    out["step_type"] = _step_types(start, out["step"].to_numpy(), out["substep"].to_numpy())
     out["timestamp_s"] = frame["timestamp"].to_numpy(dtype=float)  # absolute, to join other data
-    return out
+    return _with_cycles(start, out)[COLUMNS]
+
+
+def _step_types(start: dict[str, Any], step: np.ndarray, substep: np.ndarray) -> list[str]:
+    """Each point's technique; a loop's points get the kind of the loop step they ran (its
+    sub-steps run in order, ``count`` times, one sub-step number each)."""
+    types = list(start.get("step_types", []))
+    steps = start.get("steps") or []
+    codes, pairs = pd.factorize(pd.MultiIndex.from_arrays([step, substep]))
+    kinds = []
+    for s, sub in pairs:
+        kind = types[s] if 0 <= s < len(types) else ""
+        if kind == "loop" and len(steps) == len(types) and steps[s].get("steps"):
+            body = steps[s]["steps"]
+            kind = str(body[sub % len(body)].get("kind", kind))
+        kinds.append(kind)
+    return list(np.asarray(kinds, dtype=object)[codes]) if kinds else []
+
+
+def _with_cycles(start: dict[str, Any], out: pd.DataFrame) -> pd.DataFrame:
+    """``direction`` (charge/discharge/rest) and ``cycle`` from the run's analysis."""
+    from analysis.steps import CYCLE, DIRECTION, annotate
+
+    a = annotate(out, start.get("active_mass_g"))
+    return out.assign(direction=a[DIRECTION].to_numpy(), cycle=a[CYCLE].to_numpy())
 
 
 def _journal_path(data_dir: Path, uid: str) -> Path:
