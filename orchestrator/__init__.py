@@ -29,7 +29,7 @@ def check_layout() -> None:
             continue
         # a folder without __init__.py is a namespace package: no origin, only its location
         locations = list(spec.submodule_search_locations or [])
-        origin = spec.origin if spec.origin not in (None, "namespace") else (locations or [None])[0]
+        origin = spec.origin if spec.origin not in (None, "namespace") else next(iter(locations), None)
         if origin is None:
             continue
         where = Path(origin).resolve()
