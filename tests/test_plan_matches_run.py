@@ -57,3 +57,9 @@ def test_a_charge_to_4p5V_is_planned_from_the_model_not_a_typical_capacity() -> 
     assert charge_h(default, "4.5 V") == pytest.approx(charge_h(default, "4.8 V"))
     assert charge_h(modelled, "4.5 V") < charge_h(modelled, "4.8 V")
     assert charge_h(modelled, "200 mAh/g") == pytest.approx(10.0, rel=1e-3)  # 200 mAh/g at 20 mA/g
+
+
+def test_plan_labels_say_durations_as_people_write_them() -> None:
+    frame = plan_campaign(load_campaign("time-140C"), channels=4).frame
+    heats = set(frame[frame.task == "heat"].label)
+    assert {"heat 140 C for 90 s", "heat 140 C for 10 min", "heat 140 C for 24 h"} <= heats
