@@ -230,12 +230,13 @@ def campaign_plan(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a campaign's schedule (table and Gantt PNG) and its ETA before anything starts."""
+    from orchestrator.estimate import campaign_estimator
     from orchestrator.schedule import plan_campaign
 
     campaign = _load_campaign(campaign_file)
     if channels < 1 or ovens < 1:
         _fail("--channels and --ovens must be at least 1")
-    schedule = plan_campaign(campaign, channels=channels, ovens=ovens)
+    schedule = plan_campaign(campaign, channels=channels, ovens=ovens, durations=campaign_estimator(campaign))
     out.mkdir(parents=True, exist_ok=True)
     png = schedule.gantt_png(out / f"{campaign.name}-gantt.png")
     frame = schedule.frame

@@ -149,3 +149,9 @@ class Session:
         self.connected.close()
         if self.tiled is not None:
             self.tiled.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

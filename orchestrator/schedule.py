@@ -13,16 +13,18 @@ The plan is a greedy list schedule with these rules:
   the next step) use a diffractometer.
 * Manual steps take their ``duration`` (0 s by default); one operator does them one at a time.
 
-Durations are estimates: rests, heat holds and GITT rests exactly; a constant-current step
-from its capacity cut-off over its current, or a typical 280 mAh/g when it ends on voltage;
-heating and cooling at the step's ramp (10 degC/min if none is given).
+Durations are estimates: rests, heat holds and GITT rests exactly; heating and cooling at the
+step's ramp (10 degC/min if none is given). Steps that end on a cut-off come from a duration
+function: ``campaign plan`` passes the cell model's (:mod:`orchestrator.estimate`, the physics
+the simulated lab runs); without one a constant-current step takes its capacity cut-off over its
+current, or a typical 280 mAh/g when it ends on voltage.
 """
 
 from __future__ import annotations
 
 import math
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +94,17 @@ def estimate_step_s(step: Step, typical_capacity_mAh_g: float = TYPICAL_CAPACITY
     raise TypeError(f"cannot estimate the duration of {step!r}")
 
 
+def duration_label(seconds: float) -> str:
+    """A duration as people write it: ``90 s``, ``10 min``, ``1.5 h``, ``14 d``."""
+    if seconds >= 2 * 86400.0:
+        return f"{seconds / 86400.0:.3g} d"
+    if seconds >= 3600.0:
+        return f"{seconds / 3600.0:.3g} h"
+    if seconds >= 120.0 or (seconds >= 60.0 and seconds % 60.0 == 0):
+        return f"{seconds / 60.0:.3g} min"
+    return f"{seconds:.3g} s"
+
+
 def describe_step(step: Step) -> str:
     """A short human label for a step."""
     if isinstance(step, ConstantCurrent):
@@ -105,15 +118,15 @@ def describe_step(step: Step) -> str:
     if isinstance(step, ConstantVoltage):
         return f"hold {step.voltage_V:g} V"
     if isinstance(step, Rest):
-        return f"rest {step.duration_s / 3600:g} h"
+        return f"rest {duration_label(step.duration_s)}"
     if isinstance(step, GITT):
-        return f"GITT {step.current_mA_g:g} mA/g, rests {step.rest_s / 3600:g} h"
+        return f"GITT {step.current_mA_g:g} mA/g, rests {duration_label(step.rest_s)}"
     if isinstance(step, Sweep):
         return f"sweep {step.scan_rate_mV_s:g} mV/s"
     if isinstance(step, Loop):
         return f"loop x{step.count}"
     if isinstance(step, Heat):
-        return f"heat {step.temperature_C:g} C for {step.hold_s / 3600:g} h"
+        return f"heat {step.temperature_C:g} C for {duration_label(step.hold_s)}"
     if isinstance(step, Xrd):
         return f"XRD every {step.every_s / 60:g} min" if step.every_s else f"XRD {step.scans} scan(s)"
     return step.instruction[:60]
@@ -229,7 +242,13 @@ class _Pool:
     """Identical resources, each with its booked intervals (gaps can be filled if ``gaps``)."""
 
     def __init__(self, prefix: str, count: int, gaps: bool = True) -> None:
-        self.busy: dict[str, list[tuple[float, float]]] = {f"{prefix}{i + 1}": [] for i in range(count)}
+        # channels are named as the simulated lab names them (ch01, ch02 ...), and ties go to
+        # the lowest number, as a campaign run takes the first free channel of its pool
+        width = 2 if prefix == "ch" else 1
+        self.busy: dict[str, list[tuple[float, float]]] = {
+            f"{prefix}{i + 1:0{width}d}": [] for i in range(count)
+        }
+        self.order = {name: i for i, name in enumerate(self.busy)}
         self.gaps = gaps
 
     def _start_on(self, name: str, after: float, duration: float) -> float:
@@ -246,7 +265,7 @@ class _Pool:
     def earliest(self, after: float, duration: float = 0.0) -> tuple[str, float]:
         """The resource that can start a task of ``duration`` first at or after ``after``, and when."""
         starts = {name: self._start_on(name, after, duration) for name in self.busy}
-        name = min(starts, key=lambda n: (starts[n], n))
+        name = min(starts, key=lambda n: (starts[n], self.order[n]))
         return name, starts[name]
 
     def book(self, name: str, start: float, end: float) -> None:
@@ -260,7 +279,6 @@ class _Planner:
     ovens: _Pool
     xrd: _Pool
     operator: _Pool
-    typical: float
     rows: list[dict[str, object]] = field(default_factory=list)
 
     def row(self, cell: str, resource: str, step: Step, start: float, end: float) -> None:
@@ -282,20 +300,15 @@ class _Planner:
             return self.ovens
         return self.xrd
 
-    def portion_phase(self, label: str, steps: Sequence[Step]) -> float:
+    def portion_phase(self, label: str, steps: Sequence[Step], durations: Sequence[float]) -> float:
         """Manual steps at the operator, heat steps in one oven; returns when it is done."""
         oven: str | None = None
         # start the operator's preparation so that it ends when an oven is free
-        lead = 0.0
-        for step in steps:
-            if isinstance(step, Heat):
-                break
-            lead += estimate_step_s(step, self.typical)
-        first_heat = next(s for s in steps if isinstance(s, Heat))
-        t = max(0.0, self.ovens.earliest(lead, estimate_step_s(first_heat, self.typical))[1] - lead)
-        for step in steps:
+        first = next(i for i, s in enumerate(steps) if isinstance(s, Heat))
+        lead = sum(durations[:first])
+        t = max(0.0, self.ovens.earliest(lead, durations[first])[1] - lead)
+        for step, duration in zip(steps, durations, strict=True):
             pool = self.pool_for(step)
-            duration = estimate_step_s(step, self.typical)
             if isinstance(step, Heat) and oven is not None:
                 name, start = oven, pool._start_on(oven, t, duration)  # the powder stays in its oven
             else:
@@ -306,22 +319,23 @@ class _Planner:
             self.row(label, name, step, start, t)
         return t
 
-    def cell_phase(self, cell: str, steps: Sequence[Step], ready: float) -> None:
-        """Place one cell's steps; it holds its channel from first to last electrochemical step."""
+    def cell_phase(self, cell: str, steps: Sequence[Step], ready: float, durations: Sequence[float]) -> None:
+        """Place one cell's steps; it holds its channel from when it is built (the operator
+        mounts it on the channel, as a campaign run does) to its last electrochemical step."""
         echem = [i for i, s in enumerate(steps) if _electrochemical(s)]
-        first, last = (echem[0], echem[-1]) if echem else (-1, -1)
+        last = echem[-1] if echem else -1
         t = ready
         channel: str | None = None
         held_from = 0.0
+        if echem:
+            channel, t = self.channels.earliest(t)
+            held_from = t
         pending: Xrd | None = None
         for i, step in enumerate(steps):
             if isinstance(step, Xrd) and step.during_next_step:
                 pending = step
                 continue
-            duration = estimate_step_s(step, self.typical)
-            if i == first:
-                channel, t = self.channels.earliest(t)
-                held_from = t
+            duration = durations[i]
             if _electrochemical(step):
                 name, start = typing.cast(str, channel), t
             else:
@@ -345,6 +359,7 @@ def plan_campaign(
     ovens: int = 1,
     diffractometers: int = 1,
     typical_capacity_mAh_g: float = TYPICAL_CAPACITY_MAH_G,
+    durations: Callable[[Sequence[Step]], Sequence[float]] | None = None,
 ) -> Schedule:
     """Schedule every cell of a campaign on the available channels, ovens and diffractometers.
 
@@ -359,7 +374,11 @@ def plan_campaign(
     diffractometers : int
         Diffractometers (>= 1 when any protocol uses XRD).
     typical_capacity_mAh_g : float
-        Capacity assumed for constant-current steps that end on a voltage.
+        Capacity assumed for constant-current steps that end on a voltage (when ``durations``
+        is not given).
+    durations : callable, optional
+        A cell's protocol steps -> the duration of each (s); e.g. the cell model's
+        :func:`orchestrator.estimate.model_estimator`. Default: :func:`estimate_step_s`.
 
     Returns
     -------
@@ -383,27 +402,29 @@ def plan_campaign(
         _Pool("oven", ovens),
         _Pool("xrd", diffractometers),
         _Pool("operator", 1),
-        typical_capacity_mAh_g,
     )
+
+    def durations_of(steps: Sequence[Step]) -> tuple[float, ...]:
+        if durations is not None:
+            return tuple(durations(steps))
+        return tuple(estimate_step_s(s, typical_capacity_mAh_g) for s in steps)
+
     # one oven run per heating condition
     ready: dict[tuple[Step, ...], float] = {}
-    labels: dict[tuple[Step, ...], str] = {}
-    for cell in campaign.cells:
-        prefix, _ = split_phases(cell.protocol.steps)
-        if prefix and prefix not in ready:
-            labels[prefix] = cell.portion or cell.id
-            ready[prefix] = planner.portion_phase(labels[prefix], prefix)
-    # cells in order of readiness, longer cell phases first among equals
     work = []
     for index, cell in enumerate(campaign.cells):
         prefix, rest = split_phases(cell.protocol.steps)
-        duration = sum(estimate_step_s(s, typical_capacity_mAh_g) for s in rest)
-        work.append((ready.get(prefix, 0.0), -duration, index, cell, rest))
-    for at, _, _, cell, rest in sorted(work, key=lambda w: w[:3]):
-        planner.cell_phase(cell.id, rest, at)
+        seconds = durations_of(cell.protocol.steps)
+        if prefix and prefix not in ready:
+            ready[prefix] = planner.portion_phase(cell.portion or cell.id, prefix, seconds[: len(prefix)])
+        # cells in order of readiness, longer cell phases first among equals
+        cell_seconds = seconds[len(prefix) :]
+        work.append((ready.get(prefix, 0.0), -sum(cell_seconds), index, cell, rest, cell_seconds))
+    for at, _, _, cell, rest, cell_seconds in sorted(work, key=lambda w: w[:3]):
+        planner.cell_phase(cell.id, rest, at, cell_seconds)
     frame = pd.DataFrame(planner.rows, columns=COLUMNS)
     makespan = float(frame["end_s"].max()) if len(frame) else 0.0
     return Schedule(frame, makespan, channels, ovens, diffractometers)
 
 
-__all__ = ["Schedule", "describe_step", "estimate_step_s", "plan_campaign", "split_phases"]
+__all__ = ["Schedule", "describe_step", "duration_label", "estimate_step_s", "plan_campaign", "split_phases"]

@@ -37,21 +37,36 @@ class Pool:
     def __init__(self, name: str, items: Sequence[Any]) -> None:
         self.name = name
         self.free = list(items)
+        self._order = list(items)
         self._waiters: list[Status] = []
 
-    def acquire(self) -> MsgGen:
+    def acquire(self, name: str | None = None) -> MsgGen:
         """Wait (this job only) for a free item and take it.
+
+        Parameters
+        ----------
+        name : str, optional
+            Wait for the item of this name (the one a campaign's schedule assigned); without
+            it, take the first free item in the pool's own order.
 
         Yields
         ------
         msg : Msg
-            relaxlab_wait_for messages while none is free.
+            relaxlab_wait_for messages while none (or not the named one) is free.
         """
-        while not self.free:
+
+        def wanted() -> list[Any]:
+            if name is None:
+                return self.free
+            return [item for item in self.free if getattr(item, "name", None) == name]
+
+        while not wanted():
             status = Status()
             self._waiters.append(status)
             yield from wait_for([status])
-        return self.free.pop(0)
+        item = min(wanted(), key=self._order.index)
+        self.free.remove(item)
+        return item
 
     def take(self, item: Any) -> Any:
         """Hand out this item now, before any job asks (a job resuming on the item it had)."""
@@ -273,8 +288,12 @@ def cell_job(
     on_step: Callable[[str, int, PotentiostatChannel], None] | None = None,
     reattach: tuple[PotentiostatChannel, StepProgress] | None = None,
     on_step_started: Callable[[str, int, PotentiostatChannel], None] | None = None,
+    channel_name: str | None = None,
 ) -> MsgGen:
     """One cell's run: wait for its portion, take a channel, build the cell, run its steps.
+
+    ``channel_name`` is the channel the campaign's schedule gave the cell: the job waits for
+    that one (so a run follows ``campaign plan``); without it the job takes the first free one.
 
     ``done_steps`` steps already finished in an earlier, interrupted run: the operator re-mounts
     the cell and the run goes on with the next step (a new run, linked by its metadata).
@@ -298,7 +317,7 @@ def cell_job(
         yield from wait_for([gate.status])
         if gate.error is not None:
             raise RuntimeError(f"{cell}: its powder portion failed: {gate.error}")
-    channel = reattach[0] if reattach is not None else (yield from channels.acquire())
+    channel = reattach[0] if reattach is not None else (yield from channels.acquire(channel_name))
     result: dict[str, Any] = {"channel": channel.name, "end_reasons": [], "recorded": {}}
     try:
         steps = list(steps)
