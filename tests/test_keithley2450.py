@@ -7,30 +7,12 @@ import pytest
 from drivers.clock import SimClock
 from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
 from drivers.transport import InProcessTransport, InstrumentError, InstrumentTimeout
+from tests.protocol import expected_protocol, run_script
 
 
-class ScriptedTransport:
-    """Test double: checks every line the driver sends against a (sent, reply) table."""
-
-    name = "scripted 2450"
-
-    def __init__(self, table: list[tuple[str, str | None]]) -> None:
-        self.table = list(table)
-        self.pending: str | None = None
-
-    def write_line(self, line: str, termination: str = "\n") -> None:
-        assert self.table, f"unexpected command {line!r}"
-        sent, reply = self.table.pop(0)
-        assert line == sent
-        self.pending = reply
-
-    def read_line(self, termination: str = "\n", command: str | None = None) -> str:
-        assert self.pending is not None, f"no reply scripted for {command!r}"
-        reply, self.pending = self.pending, None
-        return reply
-
-    def close(self) -> None:
-        pass
+def keithley(io) -> Keithley2450:
+    """The driver on a scripted byte endpoint, exactly as it talks to a simulator in-process."""
+    return Keithley2450(InProcessTransport(io, name="k"), "k")
 
 
 @pytest.mark.parametrize(
@@ -67,10 +49,7 @@ class ScriptedTransport:
     ],
 )
 def test_driver_protocol_table(action, table, expected) -> None:
-    transport = ScriptedTransport(table)
-    result = action(Keithley2450(transport, "k"))
-    assert result == expected
-    assert not transport.table, "not every scripted command was sent"
+    assert run_script(keithley, table, action) == expected
 
 
 @pytest.mark.parametrize(
@@ -86,15 +65,16 @@ def test_driver_protocol_table(action, table, expected) -> None:
     ],
 )
 def test_out_of_range_values_raise_before_anything_is_sent(control, value) -> None:
-    transport = ScriptedTransport([])
-    with pytest.raises(ValueError, match=control):
-        setattr(Keithley2450(transport, "k"), control, value)
+    with expected_protocol(keithley, []) as k, pytest.raises(ValueError, match=control):
+        setattr(k, control, value)  # nothing may reach the wire: the script is empty
 
 
 def test_garbled_reply_names_instrument_and_command() -> None:
-    transport = ScriptedTransport([(":MEAS:VOLT?", "volts!")])
-    with pytest.raises(InstrumentError, match=r"k: garbled reply 'volts!'.*MEAS:VOLT\?"):
-        _ = Keithley2450(transport, "k").voltage_V
+    with (
+        expected_protocol(keithley, [(":MEAS:VOLT?", "volts!")]) as k,
+        pytest.raises(InstrumentError, match=r"k: garbled reply 'volts!'.*MEAS:VOLT\?"),
+    ):
+        _ = k.voltage_V
 
 
 # --- the simulated 2450 parses the same bytes ---------------------------------------------
