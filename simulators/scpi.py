@@ -125,6 +125,7 @@ class CommandInfo:
 
     pattern: str
     doc: str
+    functions: tuple[str, ...] = ()  # what <function> may be (long forms)
 
 
 class ScpiParser:
@@ -142,7 +143,7 @@ class ScpiParser:
         nodes, query = _parse_pattern(pattern, functions or {})
         self._commands.append((nodes, query, handler))
         if doc:
-            self.info.append(CommandInfo(pattern, doc))
+            self.info.append(CommandInfo(pattern, doc, tuple((functions or {}).values())))
 
     def execute_message(self, message: str) -> list[str | bytes]:
         """Run every unit of one program message; return the replies of its queries."""
