@@ -33,7 +33,7 @@ def keithley(io) -> Keithley2450:
         (lambda k: setattr(k, "output_enabled", True), [(":OUTP ON", None)], None),
         (lambda k: setattr(k, "output_enabled", False), [(":OUTP OFF", None)], None),
         (lambda k: k.output_enabled, [(":OUTP?", "0")], False),
-        (lambda k: setattr(k, "output_off_mode", "high_impedance"), [(":OUTP:CURR:SMOD HIMP", None)], None),
+        (lambda k: setattr(k, "output_off_mode", "high_impedance"), [(":OUTP:SMOD HIMP", None)], None),
         (lambda k: k.voltage_V, [(":MEAS:VOLT?", "4.123456789E+00")], 4.123456789),
         (lambda k: k.read(), [(':READ? "defbuffer1", READ, SOUR', "3.9E+00,1.4E-04")], (3.9, 1.4e-4)),
         (
@@ -153,6 +153,35 @@ def _charged_sim(off_mode: str) -> float:
     return float(t.query(":MEAS:VOLT?"))
 
 
+def test_output_off_state_is_per_source_function() -> None:
+    # The 2450 stores the output-off state with the source function: setting the current
+    # function's HIMP leaves the voltage function at NORM, which drains a battery after a CV step.
+    from simulators.cell import Cell, Sample
+    from simulators.keithley2450 import SimulatedKeithley2450
+    from simulators.material import load_material
+
+    def after_cv(off_mode_command: str) -> float:
+        clock = SimClock()
+        t = InProcessTransport(SimulatedKeithley2450(Cell(Sample(load_material(None)), 0.007), clock))
+        for line in (
+            off_mode_command,
+            ":SOUR:FUNC CURR",
+            ":SOUR:CURR 1.4e-4",
+            ":SOUR:CURR:VLIM 4.5",
+            ":OUTP ON",
+        ):
+            t.write_line(line)
+        clock.set_time(clock.now() + 8 * 3600)
+        for line in (":SOUR:FUNC VOLT", ":SOUR:VOLT 4.5", ":SOUR:VOLT:ILIM 1e-4", ":OUTP ON"):
+            t.write_line(line)
+        clock.set_time(clock.now() + 600)
+        t.write_line(":OUTP OFF")
+        clock.set_time(clock.now() + 48 * 3600)
+        return float(t.query(":MEAS:VOLT?"))
+
+    assert after_cv(":OUTP:CURR:SMOD HIMP") < after_cv(":OUTP:SMOD HIMP") - 0.1
+
+
 def test_output_off_normal_mode_drains_a_battery_but_high_impedance_does_not() -> None:
     # The factory NORM off-state connects a 0 V source behind a small compliance current:
     # two days of "output off" discharge a 7 mg cell noticeably. HIMP opens the relay.
@@ -163,7 +192,7 @@ def test_potentiostat_initialises_to_a_safe_battery_configuration(sim) -> None:
     clock, _, t = sim
     driver = Keithley2450Potentiostat(Keithley2450(t, "smu"), clock)
     assert "MODEL 2450" in driver.initialise()
-    assert t.query(":OUTP:CURR:SMOD?") == "HIMP"
+    assert t.query(":OUTP:CURR:SMOD?;:OUTP:VOLT:SMOD?") == "HIMP;HIMP"  # in both source modes
     assert t.query(":OUTP?") == "0"
 
 
