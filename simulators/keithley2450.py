@@ -142,7 +142,7 @@ class _Source:
     off_mode: str = "NORM"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Reading:
     time_s: float
     value: float
