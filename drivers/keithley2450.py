@@ -112,7 +112,7 @@ class Keithley2450(ScpiInstrument):
     )
     output_off_mode = Control(
         ":OUTP:CURR:SMOD?",
-        ":OUTP:CURR:SMOD {}",
+        ":OUTP:SMOD {}",  # every source function: the 2450 keeps one output-off state per function
         "What 'output off' means: 'high_impedance' opens the relay (use this for batteries).",
         validator=strict_choice(
             {"high_impedance": "HIMP", "normal": "NORM", "zero": "ZERO", "guard": "GUAR"}

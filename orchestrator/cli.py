@@ -106,22 +106,36 @@ def run(
     data_dir: DataDirOpt = None,
     tiled: Annotated[bool, typer.Option(help="Also store the run in the Tiled catalog.")] = True,
     out: Annotated[Path, typer.Option("--out", help="Folder for the PNG.")] = Path("relaxlab-out"),
+    sim_clock: Annotated[
+        Path | None,
+        typer.Option(
+            "--sim-clock",
+            help="Clock file of a `relaxlab sim serve` process serving the lab: run on its instruments.",
+        ),
+    ] = None,
 ) -> None:
     """Run a protocol on one cell of a lab (real instruments or the simulated lab).
 
     Ends with the summary that fits the technique (relaxation: charge, rest, OCV, discharge and
-    plateaus; cycling, GITT, CV: a per-cycle table) and a PNG."""
+    plateaus; cycling, GITT, CV: a per-cycle table) and a PNG. With --sim-clock, the lab's
+    simulated instruments are the ones a running `relaxlab sim serve` serves (reached over TCP,
+    in that process's free-running simulated time)."""
     from drivers.transport import InstrumentError
     from orchestrator.lab import LabFileError, load_lab
+    from orchestrator.simtime import read_clock_file
     from orchestrator.summary import format_summary, run_summary, summary_png
     from protocols.plans import run_protocol
     from protocols.schema import ProtocolError, load_protocol
 
+    clock = None
     try:
         lab = load_lab(lab_file)
         proto = load_protocol(protocol)
         config = lab.cell(cell)
-    except (LabFileError, ProtocolError) as exc:
+        if sim_clock is not None:
+            clock = read_clock_file(sim_clock)
+            lab = _on_served_instruments(lab, [config.instrument], sim_clock)
+    except (LabFileError, ProtocolError, ValueError) as exc:
         _fail(str(exc))
     from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
 
@@ -139,10 +153,20 @@ def run(
         )
     try:
         session = _session(
-            lab, data_dir, tiled, progress=not as_json and sys.stderr.isatty(), cells=[config.name]
+            lab,
+            data_dir,
+            tiled,
+            progress=not as_json and sys.stderr.isatty(),
+            cells=[config.name],
+            clock=clock,
         )
     except InstrumentError as exc:
         _fail(f"cannot reach an instrument: {exc}")
+    except OSError as exc:  # serving the lab's simulated instruments here
+        _fail(
+            f"cannot serve the simulated instruments on 127.0.0.1: {exc}; if `relaxlab sim serve` "
+            "serves this lab, run on it with --sim-clock CLOCK_FILE"
+        )
     try:
         md = {
             "sample": config.sample,
@@ -159,6 +183,32 @@ def run(
     summary["plot"] = str(png) if png else None
     summary["export"] = f"relaxlab data export {uid[:8]} --format csv"
     _print(summary, as_json, format_summary(summary))
+
+
+def _on_served_instruments(lab: Any, required: list[str], clock_file: Path) -> Any:
+    """``lab`` with its in-process simulated instruments reached where the ``sim serve`` behind
+    ``clock_file`` serves them; every instrument in ``required`` must be a served one."""
+    from orchestrator.simtime import read_served_instruments
+
+    served = read_served_instruments(clock_file)
+    instruments = dict(lab.instruments)
+    for name, config in lab.instruments.items():
+        if config.simulated and config.resource == "sim" and name in served:
+            instruments[name] = config.model_copy(update={"resource": served[name]})
+    for name in required:
+        config = instruments[name]
+        if not config.simulated:
+            raise ValueError(
+                f"--sim-clock runs on instruments served by `relaxlab sim serve`; {name!r} in "
+                f"{lab.source} is a real instrument ({config.resource}). Drop --sim-clock to run on it."
+            )
+        if config.resource == "sim":
+            raise ValueError(
+                f"instrument {name!r} of {lab.source} is in-process (resource = 'sim') and the "
+                f"`sim serve` behind {clock_file} does not serve it (it serves: "
+                f"{', '.join(served) or 'nothing'}); give it the resource that `sim serve` printed"
+            )
+    return lab.model_copy(update={"instruments": instruments})
 
 
 @app.command()
@@ -298,6 +348,8 @@ def campaign_run(
         if sim_clock is not None and lab is None:
             raise ValueError("--sim-clock needs --lab: the lab file whose instruments `sim serve` serves")
         clock = read_clock_file(sim_clock) if sim_clock is not None else None
+        if lab is not None and sim_clock is not None:
+            lab = _on_served_instruments(lab, [], sim_clock)
         result = run_campaign(
             campaign, data_dir or default_data_dir(), channels=channels, ovens=ovens,
             progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed, lab=lab, clock=clock,
@@ -489,6 +541,21 @@ def sim_calibrate(
         raise typer.Exit(1)
 
 
+def _lab_lines(lab: Any, resources: dict[str, str]) -> str:
+    """TOML lab-file blocks that reach each served instrument at ``resources``."""
+    blocks = []
+    for name, resource in resources.items():
+        config = lab.instruments[name]
+        lines = [f"[instruments.{name}]", f'driver = "{config.driver}"', f'resource = "{resource}"']
+        lines.append("simulated = true")
+        if config.driver == "emstat4":
+            lines.append(f'model = "{config.model}"')
+        if config.driver == "eurotherm":
+            lines += [f"address = {config.address}", f'series = "{config.series}"']
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 @sim_app.command("serve")
 def sim_serve(
     lab_file: Annotated[
@@ -522,7 +589,6 @@ def sim_serve(
     except OSError as exc:
         simulation.close()
         _fail(f"cannot serve the simulated instruments on 127.0.0.1: {exc} (is another `sim serve` running?)")
-    write_clock_file(clock, clock_file)
 
     def resource(name: str, port: int) -> str:
         config = lab.instruments[name]
@@ -533,8 +599,17 @@ def sim_serve(
         return f"socket://127.0.0.1:{port}"  # serial instruments: a pyserial URL
 
     info = {name: resource(name, port) for name, port in ports.items()}
-    _print({"instruments": info, "speed": speed, "clock_file": str(clock_file)}, as_json,
-           "\n".join(f"{n}: {r}" for n, r in info.items()) + f"\nclock: {clock_file}")  # fmt: skip
+    write_clock_file(clock, clock_file, info)  # with where each instrument is served
+    lab_lines = _lab_lines(lab, info)
+    human = (
+        f"# serving {lab.source} on 127.0.0.1 at {speed:g} simulated s per s; clock: {clock_file}\n"
+        "# lab-file lines that reach each served instrument:\n"
+        f"{lab_lines}\n"
+        f"# run a protocol on it: relaxlab run PROTOCOL --lab {lab_file} --sim-clock {clock_file}\n"
+        f"# or a campaign: relaxlab campaign run CAMPAIGN --lab {lab_file} --sim-clock {clock_file}"
+    )
+    _print({"instruments": info, "speed": speed, "clock_file": str(clock_file), "lab_lines": lab_lines},
+           as_json, human)  # fmt: skip
     sys.stdout.flush()
     try:
         wall0 = time.monotonic()

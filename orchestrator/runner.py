@@ -91,6 +91,7 @@ class Session:
         progress: bool = False,
         noise: bool = False,
         cells: list[str] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.lab = lab
         self.simulated = (
@@ -98,7 +99,8 @@ class Session:
             if cells
             else lab.simulated
         )
-        self.clock: Clock = SimClock() if self.simulated else WallClock()
+        # a given clock: e.g. the free-running clock of a `relaxlab sim serve` process
+        self.clock: Clock = clock or (SimClock() if self.simulated else WallClock())
         self.data_dir = Path(data_dir or lab.lab.data_dir or default_data_dir())
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.simtime: SimulatedTime | None = None

@@ -112,12 +112,26 @@ def _resolve(future: asyncio.Future[None]) -> None:
 # --- free-running simulated time shared between processes ----------------------------------
 
 
-def write_clock_file(clock: ScaledClock, path: Path) -> None:
-    """Publish a free-running clock (``relaxlab sim serve``) for orchestrators in other processes."""
-    data = {"speed": clock.speed, "start_s": clock.start_s, "wall0_s": clock.wall0_s}
+def write_clock_file(clock: ScaledClock, path: Path, instruments: dict[str, str] | None = None) -> None:
+    """Publish a free-running clock (``relaxlab sim serve``) for orchestrators in other processes.
+
+    ``instruments`` (name -> resource on 127.0.0.1) tells them where each served instrument is.
+    """
+    data: dict[str, object] = {"speed": clock.speed, "start_s": clock.start_s, "wall0_s": clock.wall0_s}
+    if instruments:
+        data["instruments"] = instruments
     tmp = Path(path).with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(path)
+
+
+def read_served_instruments(path: Path) -> dict[str, str]:
+    """Name -> resource of each instrument the ``sim serve`` process behind ``path`` serves."""
+    try:
+        served = json.loads(Path(path).read_text()).get("instruments", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in served.items()} if isinstance(served, dict) else {}
 
 
 def read_clock_file(path: Path) -> ScaledClock:

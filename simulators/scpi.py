@@ -1,16 +1,23 @@
-"""A small SCPI command parser for simulated instruments.
+"""A small SCPI (IEEE 488.2 / SCPI-99) command parser for simulated instruments.
 
 Headers are declared the way manuals print them, e.g. ``SOURce[1]:CURRent[:LEVel][:IMMediate]``:
 upper-case letters are the short form, the whole word is the long form, either is accepted in
-any case; bracketed nodes are optional; a trailing ``?`` makes a query. Several commands may
-share a line separated by ``;`` (a leading ``:`` restarts at the root).
+any case; bracketed nodes are optional; ``<function>`` stands for one of the words given with
+:meth:`ScpiParser.add`'s ``functions``; a trailing ``?`` makes a query.
+
+A program message holds several message units separated by ``;``. A unit whose header starts
+with ``:`` is absolute; one without is relative to the previous unit's path (``:SOUR:FUNC
+CURR;CURR 1e-3`` sets ``:SOUR:CURR``); common commands (``*IDN?``, also written ``:*CLS``)
+leave the path alone. Parameters are separated by commas; strings may be quoted with ``"``
+or ``'`` (a doubled quote inside stands for one), and commas or semicolons inside quotes are
+data. The replies of all queries in one message are joined by the instrument with ``;``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ScpiError(Exception):
@@ -22,11 +29,19 @@ class ScpiError(Exception):
         self.message = message
 
 
-UNDEFINED_HEADER = (-113, "Undefined header")
-DATA_OUT_OF_RANGE = (-222, "Parameter data out of range")
-MISSING_PARAMETER = (-109, "Missing parameter")
-ILLEGAL_PARAMETER = (-224, "Illegal parameter value")
+# SCPI-99 / IEEE 488.2 error numbers
+INVALID_CHARACTER = (-101, "Invalid character")
+SYNTAX_ERROR = (-102, "Syntax error")
 DATA_TYPE = (-104, "Data type error")
+PARAMETER_NOT_ALLOWED = (-108, "Parameter not allowed")
+MISSING_PARAMETER = (-109, "Missing parameter")
+UNDEFINED_HEADER = (-113, "Undefined header")
+INVALID_STRING = (-151, "Invalid string data")
+SETTINGS_CONFLICT = (-221, "Settings conflict")
+DATA_OUT_OF_RANGE = (-222, "Parameter data out of range")
+TOO_MUCH_DATA = (-223, "Too much data")
+ILLEGAL_PARAMETER = (-224, "Illegal parameter value")
+QUEUE_OVERFLOW = (-350, "Queue overflow")
 
 
 @dataclass(frozen=True)
@@ -35,61 +50,116 @@ class _Mnemonic:
     long: str
     optional: bool
     suffix_ok: bool
+    choices: tuple[tuple[str, str], ...] = ()  # for <function>: (short, long) pairs
 
-    def matches(self, token: str) -> bool:
+    def match(self, token: str) -> str | None:
+        """The canonical word this token names, or None."""
         m = re.fullmatch(r"([A-Za-z*]+)(\d*)", token)
         if not m:
-            return False
+            return None
         word, digits = m.group(1).upper(), m.group(2)
-        if digits and not self.suffix_ok:
-            return False
-        return word in (self.short, self.long)
+        if digits and not (self.suffix_ok and digits == "1"):
+            return None
+        if self.choices:
+            for short, long in self.choices:
+                if word in (short, long):
+                    return short
+            return None
+        return self.short if word in (self.short, self.long) else None
 
 
-def _parse_pattern(pattern: str) -> tuple[list[_Mnemonic], bool]:
+def _mnemonic(word: str, optional: bool, functions: dict[str, str]) -> _Mnemonic:
+    suffix_ok = word.endswith("#")
+    word = word.rstrip("#")
+    if word == "<function>":
+        choices = tuple((f, long.upper()) for f, long in functions.items())
+        return _Mnemonic("<function>", "<function>", optional, suffix_ok, choices)
+    short = "".join(c for c in word if c.isupper() or c == "*")
+    return _Mnemonic(short, word.upper(), optional, suffix_ok)
+
+
+def _parse_pattern(pattern: str, functions: dict[str, str]) -> tuple[list[_Mnemonic], bool]:
     query = pattern.endswith("?")
     # "SOURce[1]" means the node takes an optional numeric suffix.
-    body = re.sub(r"\[\d+\]", "#", pattern.rstrip("?").lstrip(":"))
+    body = re.sub(r"\[1\]", "#", pattern.rstrip("?").lstrip(":"))
     nodes: list[_Mnemonic] = []
     for raw in re.findall(r"\[:?[^\]]+\]|[^:\[]+", body):
         optional = raw.startswith("[")
-        word = raw.strip("[]:")
-        suffix_ok = word.endswith("#")
-        word = word.rstrip("#")
-        short = "".join(c for c in word if c.isupper() or c == "*")
-        nodes.append(_Mnemonic(short, word.upper(), optional, suffix_ok))
+        nodes.append(_mnemonic(raw.strip("[]:"), optional, functions))
     return nodes, query
 
 
-def _match(nodes: list[_Mnemonic], tokens: list[str]) -> bool:
+def _match(nodes: list[_Mnemonic], tokens: list[str], picked: list[tuple[bool, str]]) -> bool:
+    """Whether ``tokens`` fill ``nodes``; ``picked`` gets (is a <function>, canonical word)."""
     if not nodes:
         return not tokens
     head, rest = nodes[0], nodes[1:]
-    if tokens and head.matches(tokens[0]) and _match(rest, tokens[1:]):
-        return True
-    return head.optional and _match(rest, tokens)
+    if tokens:
+        word = head.match(tokens[0])
+        if word is not None:
+            picked.append((bool(head.choices), word))
+            if _match(rest, tokens[1:], picked):
+                return True
+            picked.pop()
+    return head.optional and _match(rest, tokens, picked)
 
 
-Handler = Callable[[list[str]], "str | None"]
+@dataclass
+class Call:
+    """One message unit as a handler sees it."""
+
+    params: list[str]
+    functions: list[str] = field(default_factory=list)  # the <function> words, canonical short form
+
+    @property
+    def function(self) -> str:
+        return self.functions[0]
+
+
+Handler = Callable[[Call], "str | bytes | None"]
+
+
+@dataclass(frozen=True)
+class CommandInfo:
+    """A declared command, for the generated documentation."""
+
+    pattern: str
+    doc: str
+    functions: tuple[str, ...] = ()  # what <function> may be (long forms)
 
 
 class ScpiParser:
-    """Dispatches SCPI lines to handlers; errors go to ``on_error``."""
+    """Dispatches SCPI program messages to handlers; errors go to ``on_error``."""
 
     def __init__(self, on_error: Callable[[ScpiError], None]) -> None:
         self._commands: list[tuple[list[_Mnemonic], bool, Handler]] = []
+        self.info: list[CommandInfo] = []
         self._on_error = on_error
 
-    def add(self, pattern: str, handler: Handler) -> None:
-        nodes, query = _parse_pattern(pattern)
+    def add(
+        self, pattern: str, handler: Handler, doc: str = "", functions: dict[str, str] | None = None
+    ) -> None:
+        """Declare ``pattern``; ``functions`` maps short to long forms for ``<function>``."""
+        nodes, query = _parse_pattern(pattern, functions or {})
         self._commands.append((nodes, query, handler))
+        if doc:
+            self.info.append(CommandInfo(pattern, doc, tuple((functions or {}).values())))
 
-    def execute_line(self, line: str) -> list[str]:
-        """Run every command on a line; return the replies of its queries."""
-        replies: list[str] = []
-        for command in _split_commands(line):
+    def execute_message(self, message: str) -> list[str | bytes]:
+        """Run every unit of one program message; return the replies of its queries."""
+        replies: list[str | bytes] = []
+        try:
+            units = split_units(message)
+        except ScpiError as exc:
+            self._on_error(exc)
+            return replies
+        path: list[str] = []
+        for unit in units:
+            unit = unit.strip()
+            if not unit:
+                continue
             try:
-                reply = self._execute(command)
+                reply, path = self._execute(unit, path)
             except ScpiError as exc:
                 self._on_error(exc)
                 continue
@@ -97,66 +167,127 @@ class ScpiParser:
                 replies.append(reply)
         return replies
 
-    def _execute(self, command: str) -> str | None:
-        command = command.strip()
-        if not command:
-            return None
-        header, _, params = command.partition(" ")
+    def _execute(self, unit: str, path: list[str]) -> tuple[str | bytes | None, list[str]]:
+        m = re.match(r"(\S+)\s*(.*)\Z", unit, re.S)
+        assert m is not None
+        header, params = m.group(1), m.group(2)
         query = header.endswith("?")
-        tokens = [t for t in header.rstrip("?").lstrip(":").split(":") if t]
-        for nodes, is_query, handler in self._commands:
-            if is_query == query and _match(nodes, tokens):
-                return handler(_split_params(params))
+        stem = header[:-1] if query else header
+        common = stem.lstrip(":").startswith("*")
+        absolute = stem.startswith(":") or common or not path
+        tokens = stem.lstrip(":").split(":")
+        if any(not re.fullmatch(r"\*?[A-Za-z]+\d*", t) for t in tokens):
+            raise ScpiError(*UNDEFINED_HEADER if re.fullmatch(r"[\w:*]*", stem) else SYNTAX_ERROR)
+        candidates = [tokens] if absolute else [path + tokens, tokens]
+        for candidate in candidates:
+            for nodes, is_query, handler in self._commands:
+                picked: list[tuple[bool, str]] = []
+                if is_query == query and _match(nodes, candidate, picked):
+                    functions = [word for is_function, word in picked if is_function]
+                    reply = handler(Call(split_params(params), functions))
+                    return reply, (path if common else candidate[:-1])
         raise ScpiError(*UNDEFINED_HEADER)
 
 
-def _split_commands(line: str) -> list[str]:
+def _scan(text: str, separator: str) -> list[str]:
+    """Split on ``separator`` outside quoted strings (either quote; doubled quote escapes)."""
     out: list[str] = []
     current: list[str] = []
-    quoted = False
-    for ch in line:
-        if ch == '"':
-            quoted = not quoted
-        if ch == ";" and not quoted:
+    quote: str | None = None
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote is not None:
+            current.append(ch)
+            if ch == quote:
+                if i + 1 < len(text) and text[i + 1] == quote:
+                    current.append(text[i + 1])
+                    i += 1
+                else:
+                    quote = None
+        elif ch in "\"'":
+            quote = ch
+            current.append(ch)
+        elif ch == separator:
             out.append("".join(current))
             current = []
         else:
             current.append(ch)
+        i += 1
+    if quote is not None:
+        raise ScpiError(*INVALID_STRING)
     out.append("".join(current))
     return out
 
 
-def _split_params(params: str) -> list[str]:
+def split_units(message: str) -> list[str]:
+    return _scan(message, ";")
+
+
+def split_params(params: str) -> list[str]:
     params = params.strip()
     if not params:
         return []
-    return [p.strip() for p in params.split(",")]
+    return [p.strip() for p in _scan(params, ",")]
 
 
-def parse_number(params: list[str], low: float, high: float) -> float:
-    """One numeric parameter within [low, high] (MIN/MAX/DEF accepted), else an SCPI error."""
-    if not params:
+def is_string(param: str) -> bool:
+    return len(param) >= 2 and param[0] in "\"'" and param[-1] == param[0]
+
+
+def unquote(param: str) -> str:
+    """The text of a quoted string parameter (either quote style); bare words unchanged."""
+    if is_string(param):
+        q = param[0]
+        return param[1:-1].replace(q + q, q)
+    return param
+
+
+def parse_number(
+    params: list[str], low: float, high: float, default: float | None = None, index: int = 0
+) -> float:
+    """One numeric parameter within [low, high]; MIN/MAX/DEF accepted, else an SCPI error."""
+    if len(params) <= index:
         raise ScpiError(*MISSING_PARAMETER)
-    word = params[0].upper()
+    word = params[index].upper()
     if word in ("MIN", "MINIMUM"):
         return low
     if word in ("MAX", "MAXIMUM"):
         return high
+    if word in ("DEF", "DEFAULT"):
+        if default is None:
+            raise ScpiError(*ILLEGAL_PARAMETER)
+        return default
     try:
-        value = float(params[0])
+        value = float(params[index])
     except ValueError as exc:
         raise ScpiError(*DATA_TYPE) from exc
-    if not low <= value <= high:
+    if value != value or not low <= value <= high:
         raise ScpiError(*DATA_OUT_OF_RANGE)
     return value
 
 
-def parse_bool(params: list[str]) -> bool:
-    if not params:
+def parse_bool(params: list[str], index: int = 0) -> bool:
+    if len(params) <= index:
         raise ScpiError(*MISSING_PARAMETER)
-    word = params[0].upper()
+    word = params[index].upper()
     if word in ("ON", "1"):
         return True
     if word in ("OFF", "0"):
         return False
     raise ScpiError(*ILLEGAL_PARAMETER)
+
+
+def parse_choice(params: list[str], choices: dict[str, str], index: int = 0) -> str:
+    """A character parameter: ``choices`` maps every accepted (upper-case) form to its canonical one."""
+    if len(params) <= index:
+        raise ScpiError(*MISSING_PARAMETER)
+    word = unquote(params[index]).upper()
+    if word not in choices:
+        raise ScpiError(*ILLEGAL_PARAMETER)
+    return choices[word]
+
+
+def no_params(call: Call) -> None:
+    if call.params:
+        raise ScpiError(*PARAMETER_NOT_ALLOWED)

@@ -6,6 +6,11 @@ back, checked every ``push_interval_s`` of wall time even when the host is silen
 per server serialises access to the simulation, so several connections and the clock owner
 never touch a model at the same time.
 
+An instrument that offers ``connect()`` (the Keithley 2450) gets one session per connection:
+each host has its own input buffer and output queue, as on the real unit's interfaces, and a
+connection that closes mid-message takes its half message with it (``close()``); ``connect()``
+raising ``OSError`` refuses the connection (closed at once). Others share one byte stream. A host that stops reading is dropped once a send has waited
+``push_interval_s`` (it would otherwise hold the lock), so a stuck client cannot stall the lab.
 An endpoint whose ``one_connection`` is true (a serial instrument: one owner per port) takes
 one live connection at a time; a second one gets the endpoint's ``refusal`` bytes and is
 closed, so it can neither read the owner's data nor abort the owner's script.
@@ -20,6 +25,16 @@ import threading
 from typing import Any, Protocol
 
 LOOPBACK = "127.0.0.1"
+SEND_TIMEOUT_S = 2.0  # a host that has not taken a reply within this is dropped
+
+
+def _send(conn: socket.socket, data: bytes, timeout_s: float) -> None:
+    """``sendall`` with a bound on how long a host that does not read may hold us."""
+    conn.settimeout(SEND_TIMEOUT_S)
+    try:
+        conn.sendall(data)
+    finally:
+        conn.settimeout(timeout_s)
 
 
 class Endpoint(Protocol):
@@ -39,20 +54,40 @@ def _alive(conn: socket.socket) -> bool:
         return False
 
 
+def _session(endpoint: Any) -> Any:
+    """The endpoint this connection talks to: its own session if the instrument has them."""
+    connect = getattr(endpoint, "connect", None)
+    return connect() if callable(connect) else endpoint
+
+
 class _Handler(socketserver.BaseRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        # An instrument with one owner (a serial port) refuses a second live connection.
         with self.server.lock:
+            # An instrument with one owner (a serial port) refuses a second live connection:
+            # it gets the endpoint's refusal bytes and is closed.
             self.refused = bool(getattr(self.server.endpoint, "one_connection", False)) and any(
                 _alive(c) for c in list(self.server.connections)
             )
-            if not self.refused:
-                self.server.connections.add(self.request)
+            if self.refused:
+                self.session = None
+                return
+            try:
+                self.session = _session(self.server.endpoint)
+            except OSError:  # the instrument refuses another connection (e.g. a port has one owner)
+                self.session = None
+                return
+            self.server.connections[self.request] = self.session
 
     def finish(self) -> None:
-        self.server.connections.discard(self.request)
+        if self.session is None:
+            return
+        with self.server.lock:
+            self.server.connections.pop(self.request, None)
+            close = getattr(self.session, "close", None)
+            if self.session is not self.server.endpoint and callable(close):
+                close()
 
     def handle(self) -> None:
         conn: socket.socket = self.request
@@ -62,8 +97,10 @@ class _Handler(socketserver.BaseRequestHandler):
             except OSError:
                 pass
             return
+        if self.session is None:
+            return  # closes the connection
         conn.settimeout(self.server.push_interval_s)
-        endpoint, lock = self.server.endpoint, self.server.lock
+        endpoint, lock = self.session, self.server.lock
         while not self.server.closing.is_set():
             try:
                 data = conn.recv(65536)
@@ -79,7 +116,7 @@ class _Handler(socketserver.BaseRequestHandler):
                         endpoint.receive(data)
                     out = endpoint.take_output()
                     if out:
-                        conn.sendall(out)
+                        _send(conn, out, self.server.push_interval_s)
             except OSError:
                 return
 
@@ -87,13 +124,14 @@ class _Handler(socketserver.BaseRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    request_queue_size = 256  # many hosts may connect at once
 
     def __init__(self, port: int, endpoint: Endpoint, lock: Any, push_interval_s: float) -> None:
         self.endpoint = endpoint
         self.lock = lock
         self.push_interval_s = push_interval_s
         self.closing = threading.Event()
-        self.connections: set[socket.socket] = set()
+        self.connections: dict[socket.socket, Any] = {}  # connection -> its session
         super().__init__((LOOPBACK, port), _Handler)
 
 
@@ -124,13 +162,15 @@ class InstrumentServer:
         """
         server = self._server
         with server.lock:
-            out = server.endpoint.take_output()
-            if out:
-                for conn in list(server.connections):
-                    try:
-                        conn.sendall(out)
-                    except OSError:
-                        server.connections.discard(conn)
+            shared = server.endpoint.take_output()
+            for conn, session in list(server.connections.items()):
+                out = shared if session is server.endpoint else session.take_output()
+                if not out:
+                    continue
+                try:
+                    _send(conn, out, server.push_interval_s)
+                except OSError:
+                    server.connections.pop(conn, None)
 
     def start(self) -> InstrumentServer:
         self._thread.start()

@@ -6,49 +6,21 @@ import pytest
 
 from drivers.eurotherm import EurothermDriver
 from drivers.transport import InstrumentError, InstrumentTimeout
-
-
-def crc16(data: bytes) -> bytes:
-    """Independent bitwise CRC-16/Modbus (low byte first), written from the spec."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            lsb = crc & 1
-            crc >>= 1
-            if lsb:
-                crc ^= 0xA001
-    return bytes([crc & 0xFF, crc >> 8])
+from tests.protocol import expected_protocol, modbus_frame
 
 
 def frame(hexbody: str) -> bytes:
-    body = bytes.fromhex(hexbody.replace(" ", ""))
-    return body + crc16(body)
+    return modbus_frame(hexbody)
 
 
-class ScriptedEndpoint:
-    """Byte endpoint that checks each request against a script and returns the reply."""
-
-    def __init__(self, script: list[tuple[bytes, bytes]]) -> None:
-        self.script = list(script)
-        self.out = b""
-        self.received: list[bytes] = []
-
-    def receive(self, data: bytes) -> None:
-        self.received.append(data)
-        assert self.script, f"unexpected request {data.hex(' ')}"
-        expected, reply = self.script.pop(0)
-        assert data == expected, f"sent {data.hex(' ')}, expected {expected.hex(' ')}"
-        self.out += reply
-
-    def take_output(self) -> bytes:
-        out, self.out = self.out, b""
-        return out
+def eurotherm(**kwargs):
+    """Factory for expected_protocol: the driver on a scripted endpoint, as on a simulator."""
+    return lambda io: EurothermDriver.in_process(io, name="oven TC", **kwargs)
 
 
-def driver_for(script: list[tuple[str, str]], **kwargs) -> tuple[EurothermDriver, ScriptedEndpoint]:
-    endpoint = ScriptedEndpoint([(frame(s), frame(r) if r else b"") for s, r in script])
-    return EurothermDriver.in_process(endpoint, name="oven TC", **kwargs), endpoint
+def script(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes | None]]:
+    """Hex bodies worked by hand -> frames with the independent CRC; "" = no reply."""
+    return [(frame(s), frame(r) if r else None) for s, r in pairs]
 
 
 def test_crc_matches_frames_published_in_modbus_literature():
@@ -57,7 +29,8 @@ def test_crc_matches_frames_published_in_modbus_literature():
     assert frame("010300000001") == bytes.fromhex("010300000001840A")
 
 
-# (request body, reply body) worked by hand; CRCs appended by the independent crc16 above.
+# (request body, reply body) worked by hand; CRCs appended by the independent
+# CRC-16 of tests/protocol.py.
 READS = [
     # PV = 0x0578 = 1400 -> 140.0 C (1 decimal)
     ("read_process_value_C", {}, "010300010001", "0103020578", 140.0),
@@ -82,9 +55,8 @@ READS = [
 
 @pytest.mark.parametrize(("method", "kwargs", "request_hex", "reply_hex", "value"), READS)
 def test_reads_follow_the_register_table(method, kwargs, request_hex, reply_hex, value):
-    driver, endpoint = driver_for([(request_hex, reply_hex)], **kwargs)
-    assert getattr(driver, method)() == pytest.approx(value)
-    assert not endpoint.script
+    with expected_protocol(eurotherm(**kwargs), script([(request_hex, reply_hex)])) as driver:
+        assert getattr(driver, method)() == pytest.approx(value)
 
 
 WRITES = [
@@ -109,27 +81,24 @@ WRITES = [
 
 @pytest.mark.parametrize(("method", "value", "kwargs", "request_hex", "reply_hex"), WRITES)
 def test_writes_follow_the_register_table(method, value, kwargs, request_hex, reply_hex):
-    driver, endpoint = driver_for([(request_hex, reply_hex)], **kwargs)
-    getattr(driver, method)(value)
-    assert not endpoint.script
+    with expected_protocol(eurotherm(**kwargs), script([(request_hex, reply_hex)])) as driver:
+        getattr(driver, method)(value)
 
 
 def test_safe_state_is_manual_zero_output_then_low_set_point():
-    driver, endpoint = driver_for(
-        [
-            ("011001110001020001", "011001110001"),  # 273 <- 1 manual
-            ("011000030001020000", "011000030001"),  # 3 <- 0.0 %
-            ("0110000200010200FA", "011000020001"),  # 2 <- 25.0 C
-        ]
-    )
-    driver.safe_state(25.0)
-    assert not endpoint.script
+    pairs = [
+        ("011001110001020001", "011001110001"),  # 273 <- 1 manual
+        ("011000030001020000", "011000030001"),  # 3 <- 0.0 %
+        ("0110000200010200FA", "011000020001"),  # 2 <- 25.0 C
+    ]
+    with expected_protocol(eurotherm(), script(pairs)) as driver:
+        driver.safe_state(25.0)
 
 
 def test_3200_manual_output_goes_to_register_3():
-    driver, endpoint = driver_for([("011000030001020064", "011000030001")], series="3200")  # 10.0 % -> 100
-    driver.write_manual_output_pct(10.0)
-    assert not endpoint.script
+    pairs = [("011000030001020064", "011000030001")]  # 10.0 % -> 100
+    with expected_protocol(eurotherm(series="3200"), script(pairs)) as driver:
+        driver.write_manual_output_pct(10.0)
 
 
 @pytest.mark.parametrize(
@@ -144,18 +113,16 @@ def test_3200_manual_output_goes_to_register_3():
     ],
 )
 def test_out_of_range_values_raise_before_anything_is_sent(method, value):
-    driver, endpoint = driver_for([])
-    with pytest.raises(ValueError, match="oven TC"):
-        getattr(driver, method)(value)
-    assert endpoint.received == []
+    with expected_protocol(eurotherm(), []) as driver, pytest.raises(ValueError, match="oven TC"):
+        getattr(driver, method)(value)  # the script is empty: any byte sent fails the test
 
 
 def test_read_only_and_unknown_parameters_are_refused():
-    driver, _ = driver_for([])
-    with pytest.raises(ValueError, match="read-only"):
-        driver.write("process_value", 20.0)
-    with pytest.raises(KeyError, match="comms_setpoint"):
-        driver.write_comms_setpoint_C(50.0)  # a 2400 has no comms set point
+    with expected_protocol(eurotherm(), []) as driver:
+        with pytest.raises(ValueError, match="read-only"):
+            driver.write("process_value", 20.0)
+        with pytest.raises(KeyError, match="comms_setpoint"):
+            driver.write_comms_setpoint_C(50.0)  # a 2400 has no comms set point
 
 
 @pytest.mark.parametrize(
@@ -163,22 +130,28 @@ def test_read_only_and_unknown_parameters_are_refused():
     [("018302", "illegal data address"), ("018303", "illegal data value")],
 )
 def test_exception_replies_raise_clear_errors(reply_hex, message):
-    driver, _ = driver_for([("010300010001", reply_hex)])
-    with pytest.raises(InstrumentError, match=message) as info:
+    with (
+        expected_protocol(eurotherm(), script([("010300010001", reply_hex)])) as driver,
+        pytest.raises(InstrumentError, match=message) as info,
+    ):
         driver.read_process_value_C()
     assert "oven TC" in str(info.value)
     assert "process_value" in str(info.value)
 
 
 def test_reply_with_bad_crc_is_a_garbled_reply():
-    endpoint = ScriptedEndpoint([(frame("010300010001"), bytes.fromhex("01030205780000"))])
-    driver = EurothermDriver.in_process(endpoint, name="oven TC")
-    with pytest.raises(InstrumentError, match="oven TC.*garbled") as info:
+    pairs = [(frame("010300010001"), bytes.fromhex("01030205780000"))]
+    with (
+        expected_protocol(eurotherm(), pairs) as driver,
+        pytest.raises(InstrumentError, match="oven TC.*garbled") as info,
+    ):
         driver.read_process_value_C()
     assert not isinstance(info.value, InstrumentTimeout)
 
 
 def test_no_reply_is_a_timeout_naming_the_instrument():
-    driver, _ = driver_for([("010300010001", "")])
-    with pytest.raises(InstrumentTimeout, match="oven TC.*no reply"):
+    with (
+        expected_protocol(eurotherm(), script([("010300010001", "")])) as driver,
+        pytest.raises(InstrumentTimeout, match="oven TC.*no reply"),
+    ):
         driver.read_process_value_C()

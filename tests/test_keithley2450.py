@@ -7,30 +7,12 @@ import pytest
 from drivers.clock import SimClock
 from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
 from drivers.transport import InProcessTransport, InstrumentError, InstrumentTimeout
+from tests.protocol import expected_protocol, run_script
 
 
-class ScriptedTransport:
-    """Test double: checks every line the driver sends against a (sent, reply) table."""
-
-    name = "scripted 2450"
-
-    def __init__(self, table: list[tuple[str, str | None]]) -> None:
-        self.table = list(table)
-        self.pending: str | None = None
-
-    def write_line(self, line: str, termination: str = "\n") -> None:
-        assert self.table, f"unexpected command {line!r}"
-        sent, reply = self.table.pop(0)
-        assert line == sent
-        self.pending = reply
-
-    def read_line(self, termination: str = "\n", command: str | None = None) -> str:
-        assert self.pending is not None, f"no reply scripted for {command!r}"
-        reply, self.pending = self.pending, None
-        return reply
-
-    def close(self) -> None:
-        pass
+def keithley(io) -> Keithley2450:
+    """The driver on a scripted byte endpoint, exactly as it talks to a simulator in-process."""
+    return Keithley2450(InProcessTransport(io, name="k"), "k")
 
 
 @pytest.mark.parametrize(
@@ -51,7 +33,7 @@ class ScriptedTransport:
         (lambda k: setattr(k, "output_enabled", True), [(":OUTP ON", None)], None),
         (lambda k: setattr(k, "output_enabled", False), [(":OUTP OFF", None)], None),
         (lambda k: k.output_enabled, [(":OUTP?", "0")], False),
-        (lambda k: setattr(k, "output_off_mode", "high_impedance"), [(":OUTP:CURR:SMOD HIMP", None)], None),
+        (lambda k: setattr(k, "output_off_mode", "high_impedance"), [(":OUTP:SMOD HIMP", None)], None),
         (lambda k: k.voltage_V, [(":MEAS:VOLT?", "4.123456789E+00")], 4.123456789),
         (lambda k: k.read(), [(':READ? "defbuffer1", READ, SOUR', "3.9E+00,1.4E-04")], (3.9, 1.4e-4)),
         (
@@ -67,10 +49,7 @@ class ScriptedTransport:
     ],
 )
 def test_driver_protocol_table(action, table, expected) -> None:
-    transport = ScriptedTransport(table)
-    result = action(Keithley2450(transport, "k"))
-    assert result == expected
-    assert not transport.table, "not every scripted command was sent"
+    assert run_script(keithley, table, action) == expected
 
 
 @pytest.mark.parametrize(
@@ -86,15 +65,16 @@ def test_driver_protocol_table(action, table, expected) -> None:
     ],
 )
 def test_out_of_range_values_raise_before_anything_is_sent(control, value) -> None:
-    transport = ScriptedTransport([])
-    with pytest.raises(ValueError, match=control):
-        setattr(Keithley2450(transport, "k"), control, value)
+    with expected_protocol(keithley, []) as k, pytest.raises(ValueError, match=control):
+        setattr(k, control, value)  # nothing may reach the wire: the script is empty
 
 
 def test_garbled_reply_names_instrument_and_command() -> None:
-    transport = ScriptedTransport([(":MEAS:VOLT?", "volts!")])
-    with pytest.raises(InstrumentError, match=r"k: garbled reply 'volts!'.*MEAS:VOLT\?"):
-        _ = Keithley2450(transport, "k").voltage_V
+    with (
+        expected_protocol(keithley, [(":MEAS:VOLT?", "volts!")]) as k,
+        pytest.raises(InstrumentError, match=r"k: garbled reply 'volts!'.*MEAS:VOLT\?"),
+    ):
+        _ = k.voltage_V
 
 
 # --- the simulated 2450 parses the same bytes ---------------------------------------------
@@ -173,6 +153,35 @@ def _charged_sim(off_mode: str) -> float:
     return float(t.query(":MEAS:VOLT?"))
 
 
+def test_output_off_state_is_per_source_function() -> None:
+    # The 2450 stores the output-off state with the source function: setting the current
+    # function's HIMP leaves the voltage function at NORM, which drains a battery after a CV step.
+    from simulators.cell import Cell, Sample
+    from simulators.keithley2450 import SimulatedKeithley2450
+    from simulators.material import load_material
+
+    def after_cv(off_mode_command: str) -> float:
+        clock = SimClock()
+        t = InProcessTransport(SimulatedKeithley2450(Cell(Sample(load_material(None)), 0.007), clock))
+        for line in (
+            off_mode_command,
+            ":SOUR:FUNC CURR",
+            ":SOUR:CURR 1.4e-4",
+            ":SOUR:CURR:VLIM 4.5",
+            ":OUTP ON",
+        ):
+            t.write_line(line)
+        clock.set_time(clock.now() + 8 * 3600)
+        for line in (":SOUR:FUNC VOLT", ":SOUR:VOLT 4.5", ":SOUR:VOLT:ILIM 1e-4", ":OUTP ON"):
+            t.write_line(line)
+        clock.set_time(clock.now() + 600)
+        t.write_line(":OUTP OFF")
+        clock.set_time(clock.now() + 48 * 3600)
+        return float(t.query(":MEAS:VOLT?"))
+
+    assert after_cv(":OUTP:CURR:SMOD HIMP") < after_cv(":OUTP:SMOD HIMP") - 0.1
+
+
 def test_output_off_normal_mode_drains_a_battery_but_high_impedance_does_not() -> None:
     # The factory NORM off-state connects a 0 V source behind a small compliance current:
     # two days of "output off" discharge a 7 mg cell noticeably. HIMP opens the relay.
@@ -183,7 +192,7 @@ def test_potentiostat_initialises_to_a_safe_battery_configuration(sim) -> None:
     clock, _, t = sim
     driver = Keithley2450Potentiostat(Keithley2450(t, "smu"), clock)
     assert "MODEL 2450" in driver.initialise()
-    assert t.query(":OUTP:CURR:SMOD?") == "HIMP"
+    assert t.query(":OUTP:CURR:SMOD?;:OUTP:VOLT:SMOD?") == "HIMP;HIMP"  # in both source modes
     assert t.query(":OUTP?") == "0"
 
 

@@ -1,0 +1,112 @@
+"""`relaxlab run --sim-clock` drives the instruments of a running `relaxlab sim serve`, whose banner
+prints the lab-file lines that reach them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.storage import read_journal
+from tests.test_tcp_end_to_end import free_port
+
+pytestmark = pytest.mark.tcp
+runner = CliRunner()
+
+CELLS = """
+[[cells]]
+name = "cell-1"
+instrument = "smu1"
+sample = "LTNO-x04-demo"
+material = "x04"
+active_mass = "7 mg"
+voltage_max = "4.95 V"
+voltage_min = "1.0 V"
+"""
+PROTOCOL = """
+name: half-hour-charge
+defaults: {record_interval: 60 s}
+steps:
+  - cc: {current: 20 mA/g, until: {voltage: 4.8 V, time: 30 min}}
+  - rest: {duration: 10 min}
+"""
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    clock_file = folder / "clock.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "sim", "serve", "simulated", "--base-port", str(port),
+         "--speed", "600", "--duration-s", "300", "--clock-file", str(clock_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    banner = []
+    for _ in range(100):  # the banner ends with the campaign hint
+        banner.append(proc.stdout.readline())
+        if banner[-1].startswith("# or a campaign") or not banner[-1]:
+            break
+    yield port, clock_file, "".join(banner), folder
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_banner_prints_the_lab_file_lines_of_each_served_instrument(served) -> None:
+    port, clock_file, banner, folder = served
+    lines = "".join(line for line in banner.splitlines(keepends=True) if not line.startswith("#"))
+    smu = tomllib.loads(lines)["instruments"]["smu1"]
+    assert smu == {
+        "driver": "keithley2450",
+        "resource": f"TCPIP0::127.0.0.1::{port}::SOCKET",
+        "simulated": True,
+    }
+    assert f"relaxlab run PROTOCOL --lab simulated --sim-clock {clock_file}" in banner
+    assert json.loads(clock_file.read_text())["instruments"] == {"smu1": smu["resource"]}
+
+
+@pytest.mark.parametrize("lab", ["banner", "simulated"])
+def test_run_drives_the_served_instrument_in_its_simulated_time(served, tmp_path, lab) -> None:
+    port, clock_file, banner, _ = served
+    lab_file = tmp_path / "lab.toml"
+    lab_file.write_text('[lab]\nname = "served"\n' + "\n".join(
+        line for line in banner.splitlines() if not line.startswith("#")
+    ) + CELLS)  # fmt: skip
+    protocol = tmp_path / "charge.yaml"
+    protocol.write_text(PROTOCOL)
+    lab_arg = str(lab_file) if lab == "banner" else "simulated"  # "sim" resources map to the served ones
+    result = runner.invoke(
+        app,
+        ["run", str(protocol), "--lab", lab_arg, "--sim-clock", str(clock_file), "--json",
+         "--data-dir", str(tmp_path / "data"), "--no-tiled"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    # 30 min at 20 mA/g, and a 10 min rest (the clock runs free at 600 s/s: loose bounds)
+    assert 8.5 < summary["charge_capacity_mAh_g"] < 12.0
+    assert 5 / 60 < summary["rest_duration_h"] < 20 / 60
+    start, _ = read_journal(tmp_path / "data", summary["run"])
+    # the server's time line, which started at start_s and ran on (a fresh SimClock starts at start_s)
+    assert start["clock_start_s"] > json.loads(clock_file.read_text())["start_s"] + 60
+
+
+def test_run_without_the_clock_on_a_served_lab_says_to_pass_it(served, tmp_path) -> None:
+    port, clock_file, banner, _ = served
+    lab_file = tmp_path / "lab.toml"
+    lab_file.write_text('[lab]\nname = "served"\n' + "\n".join(
+        line for line in banner.splitlines() if not line.startswith("#")
+    ) + CELLS)  # fmt: skip
+    protocol = tmp_path / "charge.yaml"
+    protocol.write_text(PROTOCOL)
+    result = runner.invoke(app, ["run", str(protocol), "--lab", str(lab_file), "--no-tiled",
+                                 "--data-dir", str(tmp_path / "data")])  # fmt: skip
+    assert result.exit_code != 0
+    assert "--sim-clock CLOCK_FILE" in result.output
+    assert "Traceback" not in result.output
