@@ -106,6 +106,7 @@ def build_report(
     campaign_table: pd.DataFrame | None = None,
     lattice: pd.DataFrame | None = None,
     schedule: pd.DataFrame | None = None,
+    fits: dict[str, Any] | None = None,
 ) -> Path:
     """Write PNG figures and one self-contained ``index.html`` (figures embedded).
 
@@ -167,7 +168,7 @@ def build_report(
             "<p>Shaded: Ni-plateau (4.5-2.5 V) and O-plateau (2.5-1.85 V) windows.</p>",
         )  # fmt: skip
 
-    _campaign(page, out, runs, campaign_table)
+    _campaign(page, out, runs, campaign_table, fits)
 
     if runs:
         page.figure("dqdv", "dQ/dV", F.dqdv_figure(runs))
@@ -204,8 +205,13 @@ def build_report(
     return page.write("relaxlab report")
 
 
-def _campaign(page: _Page, out: Path, runs: list[Run], table: pd.DataFrame | None) -> None:
-    """Campaign sections: summary table/CSV, discharge per condition, OCV line, kinetics."""
+def _campaign(
+    page: _Page, out: Path, runs: list[Run], table: pd.DataFrame | None, fits: dict[str, Any] | None = None
+) -> None:
+    """Campaign sections: summary table/CSV, discharge per condition, OCV line, kinetics.
+
+    With ``fits`` (:func:`analysis.campaign_fits.fit_campaign`) the OCV lines per charge state
+    and the rate law fitted over the recorded temperature histories replace the plain fits."""
     if table is None:
         keys = [k for k in CONDITION_KEYS if any(k in meta for meta, _ in runs)]
         if len(runs) < 2 or not keys:
@@ -241,6 +247,11 @@ def _campaign(page: _Page, out: Path, runs: list[Run], table: pd.DataFrame | Non
         F.discharge_condition_figure(curves, summary),
     )
 
+    if fits is not None:
+        from analysis.campaign_fits import add_sections
+
+        add_sections(page, fits)
+        return
     if "ni_plateau_mAh_g" not in table.columns or table["ni_plateau_mAh_g"].notna().sum() < 3:
         return
     if "ni_fraction" in table.columns:
