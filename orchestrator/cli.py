@@ -162,6 +162,8 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check files before anything touches an instrument; report every error with its location."""
+    import tomllib
+
     import yaml
 
     from orchestrator.campaign_file import validate_campaign_file
@@ -170,6 +172,7 @@ def validate(
 
     report: dict[str, list[str]] = {}
     for path in files:
+        issues: list[str]
         kind = "lab" if path.suffix == ".toml" else "protocol"
         if kind == "protocol" and path.exists():
             try:
@@ -180,10 +183,28 @@ def validate(
                 kind = "lab"
             elif isinstance(head, dict) and "steps" not in head and ("matrix" in head or "samples" in head):
                 kind = "campaign"
-        if kind == "lab":
+        if kind == "lab" and path.suffix == ".toml" and path.exists():
             try:
-                load_lab(path)
-                issues: list[str] = []
+                head = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError:
+                head = None
+            if isinstance(head, dict) and ("lmct" in head or "branches" in head) and "cells" not in head:
+                kind = "material"
+        if kind == "material":
+            from orchestrator.simlab import material_problem
+
+            problem = material_problem(str(path.resolve()))
+            issues = [problem] if problem else []
+        elif kind == "lab":
+            from orchestrator.simlab import material_problem
+
+            try:
+                lab = load_lab(path)
+                issues = []
+                for cell in lab.cells:
+                    problem = material_problem(cell.material, path.parent)
+                    if problem:
+                        issues.append(f"{path}: cells.{cell.name}.material: {problem}")
             except LabFileError as exc:
                 issues = [str(exc)]
         elif kind == "campaign":
@@ -510,7 +531,7 @@ def data_export(
 @sim_app.command("calibrate")
 def sim_calibrate(
     material: Annotated[
-        Path | None, typer.Option("--material", help="Material TOML (default: x = 0.4).")
+        str | None, typer.Option("--material", help="Shipped material (x04, x05) or a material TOML file.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -519,7 +540,9 @@ def sim_calibrate(
     from simulators.material import MaterialError
 
     try:
-        results = run_calibration(material)
+        from orchestrator.simlab import resolve_material
+
+        results = run_calibration(resolve_material(material) if material else None)
     except MaterialError as exc:
         _fail(str(exc))
     typer.echo(results_to_json(results) if as_json else format_table(results))
