@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
+from scipy.special import exp1
 
 from analysis.kinetics import R_J_MOL_K, T_REF_K, HistoryFit, ThermalHistory, fit_kinetics_histories
 from analysis.ocv import fit_ocv_line
@@ -42,7 +43,9 @@ def condition_summary(table: pd.DataFrame, conditions: list[str]) -> list[dict[s
     rows = []
     for key, g in table.groupby(conditions, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        row: dict[str, Any] = {c: (v.item() if hasattr(v, "item") else v) for c, v in zip(conditions, key, strict=True)}
+        row: dict[str, Any] = {
+            c: (v.item() if hasattr(v, "item") else v) for c, v in zip(conditions, key, strict=True)
+        }
         row["n"] = int(len(g))
         for m in measures:
             vals = g[m].to_numpy(float)
@@ -63,10 +66,14 @@ def ocv_fits(table: pd.DataFrame) -> list[dict[str, Any]]:
     its intercept is the equilibrium potential only for the paper's charge state
     (:data:`OCV_CHARGE_STATE`); after other charges it includes the O-couple hysteresis.
     """
-    out = []
+    out: list[dict[str, Any]] = []
     if not {"ocv_V", "ni_plateau_mAh_g"} <= set(table.columns):
         return out
-    states = table["charged_to"].map(_state) if "charged_to" in table.columns else pd.Series("unknown", table.index)
+    states = (
+        table["charged_to"].map(_state)
+        if "charged_to" in table.columns
+        else pd.Series("unknown", table.index)
+    )
     for state in dict.fromkeys(states):
         g = table[states == state].dropna(subset=["ocv_V", "ni_plateau_mAh_g"])
         if len(g) < 3:
@@ -117,7 +124,9 @@ def ocv_fits(table: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def fit_campaign(table: pd.DataFrame, histories: Mapping[str, ThermalHistory], n_boot: int = 60) -> dict[str, Any]:
+def fit_campaign(
+    table: pd.DataFrame, histories: Mapping[str, ThermalHistory], n_boot: int = 60
+) -> dict[str, Any]:
     """E_eq, the rate law and per-condition statistics of one or more titration campaigns.
 
     Parameters
@@ -146,15 +155,27 @@ def fit_campaign(table: pd.DataFrame, histories: Mapping[str, ThermalHistory], n
         result.update(E_eq_V=eq["intercept_V"], E_eq_V_err=eq["intercept_V_err"], E_eq_V_95=eq["intercept_V_95"],
                       E_eq_charge_state=eq["charge_state"])  # fmt: skip
     else:
-        result.update(E_eq_V=None, E_eq_note=f"no OCV series of powder charged to {OCV_CHARGE_STATE} with a spread of Ni fractions")
-    usable = table[table["cell"].astype(str).isin(histories) & table["ni_plateau_mAh_g"].notna()] if "cell" in table else table.iloc[:0]
+        result.update(
+            E_eq_V=None,
+            E_eq_note=f"no OCV series of powder charged to {OCV_CHARGE_STATE} with a spread of Ni fractions",
+        )
+    usable = (
+        table[table["cell"].astype(str).isin(histories) & table["ni_plateau_mAh_g"].notna()]
+        if "cell" in table
+        else table.iloc[:0]
+    )
     kin = None
     if len(usable) >= 7 and "temperature_C" in usable and usable["duration_s"].gt(0).any():
         hist = [histories[str(c)] for c in usable["cell"]]
         states = [_state(s) for s in usable.get("charged_to", pd.Series("unknown", usable.index))]
-        groups = [f"{r.get('campaign', '')}|{r.get('temperature_C')}|{r.get('duration_s')}" for _, r in usable.iterrows()]
+        groups = [
+            f"{r.get('campaign', '')}|{r.get('temperature_C')}|{r.get('duration_s')}"
+            for _, r in usable.iterrows()
+        ]
         try:
-            kin = fit_kinetics_histories(hist, usable["ni_plateau_mAh_g"].to_numpy(float), states, groups, n_boot=n_boot)
+            kin = fit_kinetics_histories(
+                hist, usable["ni_plateau_mAh_g"].to_numpy(float), states, groups, n_boot=n_boot
+            )
         except ValueError as exc:
             result["kinetics_note"] = str(exc)
     if kin is not None:
@@ -163,9 +184,11 @@ def fit_campaign(table: pd.DataFrame, histories: Mapping[str, ThermalHistory], n
                                          "k413_per_s", "k413_per_s_err", "k413_per_s_95")})  # fmt: skip
         d["cells"] = [str(c) for c in usable["cell"]]
         d["runs"] = [str(r) for r in usable.get("run", pd.Series(dtype=str))]
-        d["how"] = ("du/dt = -k(T) exp(-beta (1-u)) u integrated over each cell's recorded temperature history "
-                    "(bench from the end of the powder's charge, oven log while in the oven, bench until its "
-                    "discharge); Ni plateau = ni_ref u; errors: max(Jacobian SE, bootstrap over replicates)")
+        d["how"] = (
+            "du/dt = -k(T) exp(-beta (1-u)) u integrated over each cell's recorded temperature history "
+            "(bench from the end of the powder's charge, oven log while in the oven, bench until its "
+            "discharge); Ni plateau = ni_ref u; errors: max(Jacobian SE, bootstrap over replicates)"
+        )
         result["kinetics"] = d
         result["_kin"] = (kin, usable, hist)
     else:
@@ -186,8 +209,6 @@ def public(result: Mapping[str, Any]) -> dict[str, Any]:
 def arrhenius_figure(kin: HistoryFit, table: pd.DataFrame, hist: list[ThermalHistory]) -> Figure | None:
     """ln k vs 1000/T: the fitted line with its 95 % band, and per heated cell the k at its
     hold temperature that reproduces its Ni plateau over its own history."""
-    from analysis.kinetics import advance_fraction  # noqa: F401  (same rate law)
-    from scipy.special import exp1
 
     rows = []
     states = [_state(s) for s in table.get("charged_to", pd.Series("unknown", table.index))]
@@ -212,10 +233,18 @@ def arrhenius_figure(kin: HistoryFit, table: pd.DataFrame, hist: list[ThermalHis
     ax.plot(pts[:, 0], pts[:, 1], "o", alpha=0.7, label="cells (k at the hold temperature)")
     inv = np.linspace(pts[:, 0].min() - 0.05, pts[:, 0].max() + 0.05, 50)
     line = np.log(kin.k413_per_s) - kin.ea_J_mol / R_J_MOL_K * (1e-3 * inv - 1 / T_REF_K)
-    ax.plot(inv, line, "-", color="k", label=f"fit: Ea = {kin.ea_J_mol / 1e3:.1f} ± {kin.uncertainty('Ea_kJ_mol'):.1f} kJ/mol")
+    ax.plot(
+        inv,
+        line,
+        "-",
+        color="k",
+        label=f"fit: Ea = {kin.ea_J_mol / 1e3:.1f} ± {kin.uncertainty('Ea_kJ_mol'):.1f} kJ/mol",
+    )
     lo_ea, hi_ea = kin.interval95["Ea_kJ_mol"]
     band = [np.log(kin.k413_per_s) - e * 1e3 / R_J_MOL_K * (1e-3 * inv - 1 / T_REF_K) for e in (lo_ea, hi_ea)]
-    ax.fill_between(inv, np.minimum(*band), np.maximum(*band), color="0.8", alpha=0.6, label="95 % interval of Ea")
+    ax.fill_between(
+        inv, np.minimum(*band), np.maximum(*band), color="0.8", alpha=0.6, label="95 % interval of Ea"
+    )
     ax.set_xlabel("1000 / T (1/K)")
     ax.set_ylabel("ln k (1/s)")
     ax.legend(fontsize=8)

@@ -459,7 +459,9 @@ def fit_kinetics_histories(
     ok = np.isfinite(y)
     n_par = 4 + len(others)
     if ok.sum() < n_par + 2:
-        raise ValueError(f"a kinetics fit of {n_par} parameters needs at least {n_par + 2} cells, got {ok.sum()}")
+        raise ValueError(
+            f"a kinetics fit of {n_par} parameters needs at least {n_par + 2} cells, got {ok.sum()}"
+        )
 
     def model(p: np.ndarray, use: np.ndarray) -> np.ndarray:
         lnk, ea, beta, lnn = p[:4]

@@ -363,7 +363,8 @@ def report(
         if state.exists():
             campaign = True
             jobs = json.loads(state.read_text())["jobs"]
-            cells, ovens = [], {}
+            cells: list[tuple[dict[str, Any], Any]] = []
+            ovens: dict[str, Any] = {}
             for info in jobs.values():
                 if info.get("status") == "done" and info.get("uid"):
                     start, frame = read_journal(root, info["uid"])
@@ -372,7 +373,7 @@ def report(
                         timeline += _timeline(start, frame)
                         cells.append((start, frame))
                     elif start.get("job") == "portion":
-                        ovens[start.get("portion")] = read_oven_record(root, info["uid"])[1]
+                        ovens[str(start.get("portion"))] = read_oven_record(root, info["uid"])[1]
             thermal.update(_histories(cells, ovens))
             continue
         try:

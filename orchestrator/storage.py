@@ -184,7 +184,9 @@ def read_raw_run(data_dir: Path, uid: str) -> tuple[dict[str, Any], pd.DataFrame
     return raw_frame(journal_documents(_journal_path(data_dir, uid)))
 
 
-def stream_frame(docs: Iterator[tuple[str, dict[str, Any]]], streams: tuple[str, ...]) -> tuple[dict[str, Any], pd.DataFrame]:
+def stream_frame(
+    docs: Iterator[tuple[str, dict[str, Any]]], streams: tuple[str, ...]
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """(start document, the events of ``streams`` as one frame sorted by time).
 
     Columns: ``timestamp_s`` (clock time of the reading), ``stream``, and every data key with

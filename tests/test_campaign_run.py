@@ -190,11 +190,15 @@ def test_oven_run_records_the_whole_thermal_profile_and_exports_it(temperature_s
     before, during, after = (log[log.timestamp_s < t_in], log[(log.timestamp_s >= t_in) & (log.timestamp_s <= t_out)],
                              log[log.timestamp_s > t_out])  # fmt: skip
     # ramp and settling logged before the portion goes in, the hold while it is in, the cool-down after
-    assert before["temperature_C"].iloc[0] < 30 and before["temperature_C"].iloc[-1] == pytest.approx(140, abs=1)
+    assert before["temperature_C"].iloc[0] < 30 and before["temperature_C"].iloc[-1] == pytest.approx(
+        140, abs=1
+    )
     assert len(before) > 20 and (during["temperature_C"] - 140).abs().max() < 1.5
     assert after["temperature_C"].iloc[-1] < 30 and len(after) > 20
     assert start["bench_temperature_C"] == 25.0 and start["powder_ready_s"] is not None
     out = tmp_path / "oven.csv"
-    result = CliRunner().invoke(app, ["data", "export", uid, "--data-dir", str(data), "--out", str(out), "--json"])
+    result = CliRunner().invoke(
+        app, ["data", "export", uid, "--data-dir", str(data), "--out", str(out), "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["points"] == len(record) > 100
