@@ -256,6 +256,11 @@ class ThermalHistory:
         object.__setattr__(self, "temperatures_C", c)
 
     @property
+    def is_isothermal(self) -> bool:
+        """True when the temperature never changed (a sample that stayed on the bench)."""
+        return bool(np.ptp(self.temperatures_C) == 0)
+
+    @property
     def duration_s(self) -> float:
         return float(self.times_s[-1] - self.times_s[0])
 
@@ -414,8 +419,8 @@ def fit_kinetics_histories(
     Each cell's Ni plateau is modelled as ``ni_ref * u`` with ``u`` integrated over its whole
     temperature history from ``u0`` (1 for the reference charge state, the highest-voltage one
     present; fitted for the others). Uncertainties: standard errors from the Jacobian at the
-    optimum, and the standard deviation of refits on bootstrap resamples of the cells within
-    each group (condition); 95 % intervals are the wider of the Jacobian (t distribution) and
+    optimum, and the standard deviation of refits on two-stage bootstrap resamples (the groups,
+    i.e. conditions, within each charge state, then the cells within each group); 95 % intervals are the wider of the Jacobian (t distribution) and
     the bootstrap percentile intervals.
 
     Parameters
@@ -515,12 +520,27 @@ def fit_kinetics_histories(
     }
     boot_std: dict[str, float] = {}
     if n_boot > 0:
+        # Two-stage bootstrap: conditions resampled within each charge state (so a condition that
+        # the model misses counts as one observation, not as its replicates), then the
+        # replicate cells within each drawn condition. The unheated reference of each charge
+        # state is always kept: it anchors that state's start.
         rng = np.random.default_rng(seed)
         grp = np.asarray(list(groups) if groups is not None else [str(i) for i in range(n)])[use]
-        members = [use[grp == g] for g in dict.fromkeys(grp)]
+        st_of = np.asarray(states)[use]
+        members = {g: use[grp == g] for g in dict.fromkeys(grp)}
+        strata: dict[str, list[str]] = {}
+        for g, m in members.items():
+            strata.setdefault(str(st_of[grp == g][0]), []).append(g)
+        pinned = {g for g, m in members.items() if all(histories[i].is_isothermal for i in m)}
         draws = []
         for _ in range(n_boot):
-            pick = np.concatenate([rng.choice(m, size=m.size, replace=True) for m in members])
+            chosen: list[str] = []
+            for names in strata.values():
+                free = [g for g in names if g not in pinned]
+                chosen += [g for g in names if g in pinned]
+                if free:
+                    chosen += list(rng.choice(free, size=len(free), replace=True))
+            pick = np.concatenate([rng.choice(members[g], size=members[g].size, replace=True) for g in chosen])
             res = fit(pick, [p])
             draws.append(derived(res.x))
         frame = pd.DataFrame(draws)
