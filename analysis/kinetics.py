@@ -529,7 +529,7 @@ def fit_kinetics_histories(
         st_of = np.asarray(states)[use]
         members = {g: use[grp == g] for g in dict.fromkeys(grp)}
         strata: dict[str, list[str]] = {}
-        for g, m in members.items():
+        for g in members:
             strata.setdefault(str(st_of[grp == g][0]), []).append(g)
         pinned = {g for g, m in members.items() if all(histories[i].is_isothermal for i in m)}
         draws = []
