@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 from scipy.special import exp1
 
+from analysis.campaign import condition_columns
 from analysis.kinetics import R_J_MOL_K, T_REF_K, HistoryFit, ThermalHistory, fit_kinetics_histories
 from analysis.ocv import fit_ocv_line
 
@@ -60,7 +61,8 @@ def condition_summary(table: pd.DataFrame, conditions: list[str]) -> list[dict[s
 def ocv_fits(table: pd.DataFrame) -> list[dict[str, Any]]:
     """One OCV-vs-Ni-fraction line per charge state, where it means something.
 
-    The fraction is each cell's Ni plateau over the mean of that charge state's unheated
+    Only titrations of a charged powder (``charged_to`` known) count. The fraction is each
+    cell's Ni plateau over the mean of that charge state's unheated
     cells (``duration_s == 0``; else its largest condition mean). A line is fitted only when
     the cells have an OCV and the fraction spreads by at least :data:`MIN_FRACTION_SPREAD`;
     its intercept is the equilibrium potential only for the paper's charge state
@@ -75,6 +77,8 @@ def ocv_fits(table: pd.DataFrame) -> list[dict[str, Any]]:
         else pd.Series("unknown", table.index)
     )
     for state in dict.fromkeys(states):
+        if state in ("", "unknown", "None"):  # not a titration of one charged powder: no OCV line
+            continue
         g = table[states == state].dropna(subset=["ocv_V", "ni_plateau_mAh_g"])
         if len(g) < 3:
             continue
@@ -146,7 +150,8 @@ def fit_campaign(
         ``k413_per_s`` (each with ``_err`` and ``_95``), ``kinetics`` (the whole fit, the cells
         and runs in it), ``ocv_lines`` and ``conditions`` (mean +- std and the runs of each).
     """
-    conds = [c for c in ("campaign", "charged_to", "temperature_C", "duration_s") if c in table.columns]
+    measures = [m for m in ("ni_plateau_mAh_g", "o_plateau_mAh_g", "ocv_V") if m in table.columns]
+    conds = condition_columns(table, measures)
     result: dict[str, Any] = {"conditions": condition_summary(table, conds) if conds else []}
     lines = ocv_fits(table)
     result["ocv_lines"] = [{k: v for k, v in line.items() if not k.startswith("_")} for line in lines]

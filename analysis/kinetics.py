@@ -540,7 +540,9 @@ def fit_kinetics_histories(
                 chosen += [g for g in names if g in pinned]
                 if free:
                     chosen += list(rng.choice(free, size=len(free), replace=True))
-            pick = np.concatenate([rng.choice(members[g], size=members[g].size, replace=True) for g in chosen])
+            pick = np.concatenate(
+                [rng.choice(members[g], size=members[g].size, replace=True) for g in chosen]
+            )
             res = fit(pick, [p])
             draws.append(derived(res.x))
         frame = pd.DataFrame(draws)
