@@ -112,6 +112,7 @@ def build_report(
     campaign_table: pd.DataFrame | None = None,
     lattice: pd.DataFrame | None = None,
     schedule: pd.DataFrame | None = None,
+    fits: dict[str, Any] | None = None,
 ) -> Path:
     """Write PNG figures and one self-contained ``index.html`` (figures embedded).
 
@@ -157,7 +158,7 @@ def build_report(
     if runs:
         _runs_section(page, runs, labels)
 
-    _campaign(page, out, runs, campaign_table)
+    _campaign(page, out, runs, campaign_table, fits)
     _campaign_omissions(page, out)
 
     if runs:
@@ -209,7 +210,7 @@ def _campaign_omissions(page: _Page, out: Path) -> None:
         page.omitted.append(
             "OCV vs Ni intermediate: needs ocv_V and the Ni plateau of at least 3 cells (and a line that can be fitted)"
         )
-    if "kinetics" not in names:
+    if "kinetics" not in names and "arrhenius" not in names:
         page.omitted.append(
             "Relaxation kinetics: needs at least 4 conditions over 2 or more temperatures and 2 or more "
             "non-zero relaxation times, with 0 s cells (or the largest Ni plateau) as the reference"
@@ -292,8 +293,13 @@ def _runs_section(page: _Page, runs: list[Run], labels: list[str] | None) -> Non
         page.figure("voltammogram", "Cyclic voltammetry", F.voltammogram_figure(cv_runs))
 
 
-def _campaign(page: _Page, out: Path, runs: list[Run], table: pd.DataFrame | None) -> None:
-    """Campaign sections: summary table/CSV, discharge per condition, OCV line, kinetics."""
+def _campaign(
+    page: _Page, out: Path, runs: list[Run], table: pd.DataFrame | None, fits: dict[str, Any] | None = None
+) -> None:
+    """Campaign sections: summary table/CSV, discharge per condition, OCV line, kinetics.
+
+    With ``fits`` (:func:`analysis.campaign_fits.fit_campaign`) the OCV lines per charge state
+    and the rate law fitted over the recorded temperature histories replace the plain fits."""
     if table is None:
         keys = [k for k in CONDITION_KEYS if any(k in meta for meta, _ in runs)]
         if len(runs) < 2 or not keys:
@@ -337,6 +343,11 @@ def _campaign(page: _Page, out: Path, runs: list[Run], table: pd.DataFrame | Non
         F.discharge_condition_figure(curves, summary, windows=F._windows_of(runs) if runs else None),
     )
 
+    if fits is not None:
+        from analysis.campaign_fits import add_sections
+
+        add_sections(page, fits)
+        return
     if "ni_plateau_mAh_g" not in table.columns or table["ni_plateau_mAh_g"].notna().sum() < 3:
         return
     if "ni_fraction" in table.columns:

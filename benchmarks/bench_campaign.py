@@ -2,8 +2,9 @@
 
     python -m benchmarks.bench_campaign [--channels-max 512] [--seconds 120]
 
-1. The paper's titration on the simulated lab: the 24 h temperature series (5 conditions) and
-   the 140 C time series (6 conditions), 3 replicates each, 16 channels, 1 oven per series;
+1. The paper's titration on the simulated lab (4.5 V-charged powder): the 24 h temperature
+   series (5 temperatures + the unheated reference) and the 140 C time series (6 conditions),
+   3 replicates each, 16 channels, 1 oven per series;
    target <= 60 s wall for the whole titration.
 2. Real-time mode: N simulated channels each recording one point per second on the wall clock,
    one orchestrator; the CPU it uses (process time / wall time); target >= 512 channels under a

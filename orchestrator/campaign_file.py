@@ -195,6 +195,7 @@ EXAMPLES = {
     "replicates": "replicates: 3",
     "samples": "samples: {batch: {id: LTNO-B3, material: x04}, cell_mass: 7 mg}",
     "batch": "batch: {id: LTNO-B3, material: x04}",
+    "material": "material: x05  (a shipped material) or material: materials/my-batch.toml (a file)",
     "powder": "powder: {id: LTNO-B3-c48, charged_to: 4.8 V, mass: 100 mg}",
     "mass": "mass: 100 mg",
     "portion_mass": "portion_mass: 20 mg",
@@ -260,6 +261,19 @@ def _resolve_campaign_path(path: Path) -> Path:
     return path
 
 
+def _material_ref(ref: str, base_dir: Path | None, file: str, issues: list[CampaignIssue]) -> str:
+    """A shipped material's name as is; a material file as its absolute path (it was relative
+    to the campaign file); an unknown or invalid one is an issue."""
+    from orchestrator.simlab import MATERIALS_DIR, material_problem, resolve_material
+
+    problem = material_problem(ref, base_dir)
+    if problem is not None:
+        issues.append(CampaignIssue(file, "samples.batch.material", problem, EXAMPLES["material"]))
+        return ref
+    path = resolve_material(ref, base_dir)
+    return path.stem if path.parent == MATERIALS_DIR else str(path)
+
+
 def _expand(
     model: CampaignModel, file: str, base_dir: Path | None, source: Path | None
 ) -> tuple[Campaign | None, list[CampaignIssue]]:
@@ -291,7 +305,7 @@ def _expand(
                 issues.append(CampaignIssue(file, where, message, problem.example))
         protocols.append(None if problems else _load_protocol(protocol_path, condition))
 
-    batch = Batch(samples.batch.id, samples.batch.material)
+    batch = Batch(samples.batch.id, _material_ref(samples.batch.material, base_dir, file, issues))
     powder = None
     portion_mass = None
     if samples.powder is not None:

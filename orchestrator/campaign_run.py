@@ -251,6 +251,7 @@ def run_campaign(
     if not all(name in sim.portions for name in portion_names):
         if campaign.powder is not None:
             sim.charge_powder(portion_names, campaign.powder.charged_to)
+            state["powder_ready_s"] = clock.now()  # charged, washed, dried: its thermal history starts
         else:  # cells are built from the pristine batch and charged in the cell
             sim.pristine_powder(portion_names)
 
@@ -277,7 +278,9 @@ def run_campaign(
     oven_pool = Pool("ovens", sim.ovens)
     base_md = {"campaign": campaign.name, "batch": campaign.batch.id, "material": campaign.batch.material,
                "spool": spool.session,
-               "powder": campaign.powder.id if campaign.powder else None}  # fmt: skip
+               "powder": campaign.powder.id if campaign.powder else None,
+               "charged_to": campaign.powder.charged_to if campaign.powder else None,
+               "powder_ready_s": state.get("powder_ready_s"), "bench_temperature_C": sim.room_C}  # fmt: skip
 
     def write_state() -> None:
         state["clock_s"] = clock.now()

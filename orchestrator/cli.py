@@ -219,6 +219,8 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check files before anything touches an instrument; report every error with its location."""
+    import tomllib
+
     import yaml
 
     from orchestrator.campaign_file import validate_campaign_file
@@ -227,6 +229,7 @@ def validate(
 
     report: dict[str, list[str]] = {}
     for path in files:
+        issues: list[str]
         kind = "lab" if path.suffix == ".toml" else "protocol"
         if kind == "protocol" and path.exists():
             try:
@@ -237,10 +240,28 @@ def validate(
                 kind = "lab"
             elif isinstance(head, dict) and "steps" not in head and ("matrix" in head or "samples" in head):
                 kind = "campaign"
-        if kind == "lab":
+        if kind == "lab" and path.suffix == ".toml" and path.exists():
             try:
-                load_lab(path)
-                issues: list[str] = []
+                head = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError:
+                head = None
+            if isinstance(head, dict) and ("lmct" in head or "branches" in head) and "cells" not in head:
+                kind = "material"
+        if kind == "material":
+            from orchestrator.simlab import material_problem
+
+            problem = material_problem(str(path.resolve()))
+            issues = [problem] if problem else []
+        elif kind == "lab":
+            from orchestrator.simlab import material_problem
+
+            try:
+                lab = load_lab(path)
+                issues = []
+                for cell in lab.cells:
+                    problem = material_problem(cell.material, path.parent)
+                    if problem:
+                        issues.append(f"{path}: cells.{cell.name}.material: {problem}")
             except LabFileError as exc:
                 issues = [str(exc)]
         elif kind == "campaign":
@@ -388,25 +409,33 @@ def report(
     import pandas as pd
 
     from analysis.campaign import campaign_table
+    from analysis.campaign_fits import fit_campaign, public
     from analysis.report import build_report
-    from orchestrator.storage import default_data_dir, read_journal
+    from orchestrator.storage import default_data_dir, read_journal, read_oven_record
     from orchestrator.summary import OCV_READ_S, format_summary, run_summary
 
     root = data_dir or default_data_dir()
     runs: list[tuple[dict[str, Any], Any]] = []
     timeline: list[dict[str, Any]] = []  # what actually ran, for the Gantt chart
     campaign = False
+    thermal: dict[str, Any] = {}  # cell -> its recorded thermal history (campaign titrations)
     for target in targets:
         state = root / "campaigns" / target / "state.json"
         if state.exists():
             campaign = True
             jobs = json.loads(state.read_text())["jobs"]
+            cells: list[tuple[dict[str, Any], Any]] = []
+            ovens: dict[str, Any] = {}
             for info in jobs.values():
                 if info.get("status") == "done" and info.get("uid"):
                     start, frame = read_journal(root, info["uid"])
                     if start.get("job") == "cell":
                         runs.append((_flat_conditions(start), frame))
                         timeline += _timeline(start, frame)
+                        cells.append((start, frame))
+                    elif start.get("job") == "portion":
+                        ovens[str(start.get("portion"))] = read_oven_record(root, info["uid"])[1]
+            thermal.update(_histories(cells, ovens))
             continue
         try:
             start, frame = read_journal(root, target)
@@ -419,17 +448,58 @@ def report(
     plain = [({k: v for k, v in m.items() if k not in described}, f) for m, f in runs]
     table = campaign_table(plain, rest_time_s=OCV_READ_S) if campaign else None
     schedule = pd.DataFrame(timeline) if timeline else None
-    page = build_report(out, runs, campaign_table=table, schedule=schedule)
+    fits = fit_campaign(table, thermal) if table is not None and "cell" in table else None
+    page = build_report(out, runs, campaign_table=table, schedule=schedule, fits=fits)
     pngs = sorted(str(p) for p in Path(out).glob("*.png"))
     summaries = [{"run": meta.get("uid"), **run_summary(meta, frame, with_cycles=True)} for meta, frame in runs]
     human = [f"report: {page} ({len(pngs)} figures)"]
+    if fits:
+        human.append(_fits_text(fits).lstrip("\n"))
     if not campaign:
         human += ["", *(format_summary(s) + "\n" for s in summaries)]
     _print(
-        {"report": str(page), "figures": pngs, "runs": summaries},
+        {"report": str(page), "figures": pngs, "runs": summaries, **(public(fits) if fits else {})},
         as_json,
         "\n".join(human).rstrip(),
     )
+
+
+def _fits_text(fits: dict[str, Any]) -> str:
+    lines = []
+    if fits.get("E_eq_V") is not None:
+        lo, hi = fits["E_eq_V_95"]
+        lines.append(f"E_eq = {fits['E_eq_V']:.3f} ± {fits['E_eq_V_err']:.3f} V (95 %: {lo:.3f}-{hi:.3f} V; "
+                     f"powder charged to {fits['E_eq_charge_state']})")  # fmt: skip
+    if fits.get("Ea_kJ_mol") is not None:
+        k = fits["kinetics"]
+        lines.append(f"Ea = {fits['Ea_kJ_mol']:.1f} ± {fits['Ea_kJ_mol_err']:.1f} kJ/mol, beta = {fits['beta']:.2f} ± "
+                     f"{fits['beta_err']:.2f}, k(413 K) = {fits['k413_per_s']:.3g} ± {fits['k413_per_s_err']:.2g} 1/s "
+                     f"(u = 1 at the {k['u_equals_1_at']}; {k['n_cells']} cells)")  # fmt: skip
+    return "".join("\n" + line for line in lines)
+
+
+def _histories(cells: list[tuple[dict[str, Any], Any]], ovens: dict[str, Any]) -> dict[str, Any]:
+    """Each titration cell's temperature history: bench from the end of the powder's charge,
+    its portion's oven log while in the oven (transfers recorded), bench until its discharge."""
+    from analysis.kinetics import history_from_record
+
+    out = {}
+    for start, frame in cells:
+        ready = start.get("powder_ready_s")
+        discharging = frame[frame["current_A"] < 0]
+        if ready is None or discharging.empty or start.get("portion") is None:
+            continue
+        record = ovens.get(start["portion"])
+        log = moves = None
+        if record is not None and len(record):
+            log = record[record["stream"] == "oven"]
+            moves = record[record["stream"] == "transfers"]
+        out[str(start["cell"])] = history_from_record(
+            float(ready), float(discharging["timestamp_s"].iloc[0]), float(start.get("bench_temperature_C", 25.0)),
+            log["timestamp_s"] if log is not None else (), log["temperature_C"] if log is not None else (),
+            list(zip(moves["timestamp_s"], moves["portion_location"], strict=True)) if moves is not None else (),
+        )  # fmt: skip
+    return out
 
 
 def _timeline(start: dict[str, Any], frame: Any) -> list[dict[str, Any]]:
@@ -447,6 +517,9 @@ def _flat_conditions(start: dict[str, Any]) -> dict[str, Any]:
 
     keep = ("uid", "cell", "sample", "replicate", "active_mass_g", "material", "protocol")  # the rest: conditions
     md = {k: start[k] for k in keep if k in start}
+    md["run"] = start.get("uid")
+    if start.get("campaign"):  # a titration series: which one, and the charge state of its powder
+        md.update(campaign=start["campaign"], charged_to=start.get("charged_to") or "")
     for key, value in (start.get("condition") or {}).items():
         for unit, name in (("degC", "temperature_C"), ("s", "duration_s")):
             try:
@@ -509,6 +582,10 @@ def data_export(
             start, frame = read_journal(root, run_id)
     except KeyError as exc:
         _fail(str(exc.args[0]) if exc.args else f"no run {run_id!r}")
+    if frame.empty and start.get("job") == "portion":  # an oven run: its temperature log and transfers
+        from orchestrator.storage import read_oven_record
+
+        start, frame = read_oven_record(root, start["uid"])
     path = out or Path(f"{start['uid']}.{fmt}")
     if fmt == "csv":
         frame.to_csv(path, index=False)
@@ -524,7 +601,7 @@ def data_export(
 @sim_app.command("calibrate")
 def sim_calibrate(
     material: Annotated[
-        Path | None, typer.Option("--material", help="Material TOML (default: x = 0.4).")
+        str | None, typer.Option("--material", help="Shipped material (x04, x05) or a material TOML file.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -533,7 +610,9 @@ def sim_calibrate(
     from simulators.material import MaterialError
 
     try:
-        results = run_calibration(material)
+        from orchestrator.simlab import resolve_material
+
+        results = run_calibration(resolve_material(material) if material else None)
     except MaterialError as exc:
         _fail(str(exc))
     typer.echo(results_to_json(results) if as_json else format_table(results))

@@ -248,7 +248,10 @@ def build_insitu_rig(
     simtime = SimulatedTime(clock)
     RE = RunEngine({}, during_task=simtime)
     simtime.install(RE)
-    cell = Cell(Sample(load_material(material)), active_mass_g=active_mass_g, noise_seed=noise_seed)
+    from orchestrator.simlab import resolve_material  # a shipped name (x04, x05) or a file
+
+    material_file = resolve_material(material) if material else None
+    cell = Cell(Sample(load_material(material_file)), active_mass_g=active_mass_g, noise_seed=noise_seed)
     keithley = SimulatedKeithley2450(cell, clock)
     driver = Keithley2450Potentiostat(
         Keithley2450(InProcessTransport(keithley, name="smu1 (simulated)"), "smu1"), clock

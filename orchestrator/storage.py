@@ -209,6 +209,57 @@ def read_raw_run(data_dir: Path, uid: str) -> tuple[dict[str, Any], pd.DataFrame
     return raw_frame(journal_documents(_journal_path(data_dir, uid)))
 
 
+def stream_frame(
+    docs: Iterator[tuple[str, dict[str, Any]]], streams: tuple[str, ...]
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(start document, the events of ``streams`` as one frame sorted by time).
+
+    Columns: ``timestamp_s`` (clock time of the reading), ``stream``, and every data key with
+    the device-name prefix dropped (``oven1_temperature`` -> ``temperature``).
+    """
+    start: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    prefixes: dict[str, str] = {}
+    chunks: list[pd.DataFrame] = []
+    for name, doc in docs:
+        if name == "start":
+            start = doc
+        elif name == "descriptor":
+            names[doc["uid"]] = doc.get("name", "")
+            devices = list(doc.get("object_keys", {}))
+            prefixes[doc["uid"]] = f"{devices[0]}_" if len(devices) == 1 else ""
+        elif name in ("event", "event_page") and names.get(doc["descriptor"]) in streams:
+            page = doc if name == "event_page" else {k: {c: [v] for c, v in doc[k].items()}
+                                                     for k in ("data", "timestamps")}  # fmt: skip
+            prefix = prefixes[doc["descriptor"]]
+            data = {k.removeprefix(prefix) if prefix and k != prefix.rstrip("_") else k: v
+                    for k, v in page["data"].items()}  # fmt: skip
+            chunk = pd.DataFrame(data)
+            chunk.insert(0, "stream", names[doc["descriptor"]])
+            chunk.insert(0, "timestamp_s", page["timestamps"][next(iter(page["data"]))])
+            chunks.append(chunk)
+    if not chunks:
+        return start, pd.DataFrame(columns=["timestamp_s", "stream"])
+    frame = pd.concat(chunks, ignore_index=True).sort_values("timestamp_s", kind="stable")
+    return start, frame.reset_index(drop=True)
+
+
+#: Streams of a heated powder portion's run (its thermal history).
+OVEN_STREAMS = ("oven", "transfers")
+
+
+def read_oven_record(data_dir: Path, uid: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A portion run's oven log and transfers: ``timestamp_s``, ``time_s`` (from its first
+    reading), ``stream``, ``temperature_C``, ``working_setpoint_C``, ``output_power_pct``,
+    ``portion_location`` (where the portion went, on the transfer rows)."""
+    start, frame = stream_frame(journal_documents(_journal_path(data_dir, uid)), OVEN_STREAMS)
+    frame = frame.rename(columns={"temperature": "temperature_C", "working_setpoint": "working_setpoint_C",
+                                  "output_power": "output_power_pct"})  # fmt: skip
+    if len(frame):
+        frame.insert(1, "time_s", frame["timestamp_s"] - float(frame["timestamp_s"].iloc[0]))
+    return start, frame
+
+
 def read_runs(data_dir: Path, uids: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
     """One cell's runs in order (a run and the runs that resumed it) as one export frame.
 

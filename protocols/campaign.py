@@ -16,6 +16,7 @@ from typing import Any
 
 from bluesky import plan_stubs as bps
 from bluesky.utils import Msg, short_uid
+from ophyd import Signal
 from ophyd.status import Status
 
 from drivers.base import StepProgress
@@ -162,6 +163,16 @@ def portion_job(
 ) -> MsgGen:
     """The powder-portion phase (operator steps, heating) as one run; opens ``gate`` at the end.
 
+    A heated portion goes into a hot oven, as titrations are done: the oven is brought to the
+    step's temperature first (ramp and settling logged), then the operator loads the portion
+    (the manual step just before the heat step, if any), the hold is timed from the moment it
+    is in, the operator takes it out at the end of the hold and the oven cools down (logged).
+    The whole oven profile is in the run's "oven" stream (every ``log_interval`` of the step
+    during the hold, every :data:`RAMP_LOG_S` while the temperature moves) and each transfer of
+    the portion (into the oven, back to the bench) is an event of the "transfers" stream, at the
+    clock time it happened: with the bench temperature in the start document this is the
+    portion's whole thermal history.
+
     Resuming: ``done_steps`` steps finished in an earlier run; ``hold = (oven, started_s)``
     says the heating step ``done_steps`` was holding in that oven (taken from the pool already)
     since ``started_s``: the controller kept its set-point meanwhile, so only the rest of the
@@ -172,40 +183,69 @@ def portion_job(
     ------
     msg : Msg
         The run's messages: open_run, operator and oven steps with the temperature log
-        ('create'/'read'/'save' in the "oven" stream), close_run.
+        ('create'/'read'/'save' in the "oven" stream) and the transfers, close_run.
     """
-    heats = [s for s in list(steps)[done_steps:] if isinstance(s, Heat) and s.hold_s > 0]
+    steps = list(steps)
+    heats = [s for s in steps[done_steps:] if isinstance(s, Heat) and s.hold_s > 0]
     if hold is not None:
         oven = hold[0]
     else:
         oven = (yield from ovens.acquire()) if heats else None
     recorded: dict[str, Any] = {}
+    where = Signal(name="portion_location", value="bench", kind="hinted")
 
     def report(**info: Any) -> None:
         if on_progress is not None:
             on_progress(portion, info)
 
+    def moved(to: str) -> MsgGen:
+        where.put(to, timestamp=timer.clock.now())
+        yield from log_reading(where, "transfers")
+
+    def loads_next(i: int) -> bool:  # a manual step that puts the portion into a hot oven
+        nxt = steps[i + 1] if i + 1 < len(steps) else None
+        return isinstance(nxt, Heat) and nxt.hold_s > 0
+
     try:
         yield from bps.open_run({**md, "job": "portion", "oven": getattr(oven, "name", None),
                                  "resumed_after_step": done_steps})  # fmt: skip
+        loaded = hold is not None
         for index, step in list(enumerate(steps))[done_steps:]:
             if isinstance(step, Manual):
-                where = {"action": "load_portion", "oven": oven} if oven is not None else {}
-                extra = {**(operator_context or {}), **where}
+                extra = dict(operator_context or {})
+                if oven is not None and loads_next(index) and not loaded:
+                    heating = steps[index + 1]
+                    assert isinstance(heating, Heat)
+                    yield from preheat(oven, timer, heating)
+                    extra.update(action="load_portion", oven=oven)
                 recorded.update((yield from ask_operator(operator, portion, step, portion=portion, **extra)))
+                if extra.get("action") == "load_portion":
+                    loaded = True
+                    yield from moved(oven.name)
             elif isinstance(step, Heat):
                 if step.hold_s > 0:  # "0 s" is the unheated control: nothing to do
                     assert oven is not None
-                    since = hold[1] if hold is not None and index == done_steps else None
+                    resuming = hold is not None and index == done_steps
+                    if not loaded:  # no manual step put it in: preheat, load now
+                        yield from preheat(oven, timer, step)
+                        load = Manual(f"Load portion {portion} into {oven.name}")
+                        yield from ask_operator(
+                            operator, portion, load, portion=portion, action="load_portion", oven=oven
+                        )
+                        yield from moved(oven.name)
+                    since = hold[1] if resuming and hold is not None else None
 
                     def holding(t: float, i: int = index, name: str = oven.name) -> None:
                         report(steps_done=i, oven=name, hold_started_s=t)
 
-                    yield from heat(oven, timer, step, since, holding)
-                    out = Manual(f"Take portion {portion} out of {oven.name}")
-                    yield from ask_operator(
-                        operator, portion, out, portion=portion, action="unload_portion", oven=oven
-                    )
+                    def unload(name: str = oven.name) -> MsgGen:
+                        out = Manual(f"Take portion {portion} out of {name}")
+                        yield from ask_operator(operator, portion, out, portion=portion,
+                                                action="unload_portion", oven=oven)  # fmt: skip
+                        yield from moved("bench")
+
+                    yield from heat(oven, timer, step, since, holding, preheated=True, unload=unload)
+                    loaded = False
             else:
                 raise ValueError(f"portion {portion}: a {step.kind} step cannot run on a powder portion")
             report(steps_done=index + 1, oven=None, hold_started_s=None)
@@ -223,15 +263,56 @@ def portion_job(
     return recorded
 
 
+#: Seconds between oven readings while the temperature moves (ramp, settling, cool-down).
+RAMP_LOG_S = 30.0
+
+
+def logged_set(oven: Any, timer: Timer, temperature_C: float, every_s: float = RAMP_LOG_S) -> MsgGen:
+    """Set the oven and wait (this job only) until it has settled, reading it every ``every_s``.
+
+    Yields
+    ------
+    msg : Msg
+        'set' on the oven, then per reading a timer 'set', relaxlab_wait_for and the log's
+        'trigger'/'create'/'read'/'save'; the settled reading last.
+    """
+    yield from log_reading(oven)
+    settled, group = yield from start("set", oven, temperature_C)
+    while not settled.done:
+        tick, _ = yield from start("set", timer, every_s)
+        yield from wait_for([settled, tick])
+        yield from log_reading(oven)  # a reading at each tick, and one at the moment it settled
+    yield from finish(group)
+
+
+def preheat(oven: Any, timer: Timer, step: Heat) -> MsgGen:
+    """Bring the (empty) oven to the step's temperature at its ramp rate; logged.
+
+    Yields
+    ------
+    msg : Msg
+        See :func:`logged_set`.
+    """
+    if step.ramp_C_min is not None:
+        yield from await_status("set", oven.ramp_rate, step.ramp_C_min)
+    yield from logged_set(oven, timer, step.temperature_C)
+
+
 def heat(
     oven: Any,
     timer: Timer,
     step: Heat,
     hold_started_s: float | None = None,
     on_hold: Callable[[float], None] | None = None,
+    preheated: bool = False,
+    unload: Callable[[], MsgGen] | None = None,
 ) -> MsgGen:
     """Ramp to temperature, hold with a temperature log, cool: parks only this job.
 
+    The temperature is logged all along: every :data:`RAMP_LOG_S` while it moves (ramp,
+    settling, cool-down), every ``step.log_interval_s`` during the hold. With ``preheated``
+    the oven is at temperature already (see :func:`preheat`); ``unload()`` (the operator
+    taking the sample out) runs at the end of the hold, before the cool-down.
     ``hold_started_s`` resumes a hold that started then (the oven is asked for the temperature
     again, which it already holds, and only the remaining time is waited). ``on_hold(t)`` is
     called when the hold starts.
@@ -241,10 +322,10 @@ def heat(
     msg : Msg
         'set' (oven, timer), relaxlab_wait_for, 'wait', and the log's 'trigger'/'create'/'read'/'save'.
     """
-    if step.ramp_C_min is not None and hold_started_s is None:
-        yield from await_status("set", oven.ramp_rate, step.ramp_C_min)
-    yield from await_status("set", oven, step.temperature_C)
-    yield from log_reading(oven)
+    if not preheated or hold_started_s is not None:
+        if step.ramp_C_min is not None and hold_started_s is None:
+            yield from await_status("set", oven.ramp_rate, step.ramp_C_min)
+        yield from logged_set(oven, timer, step.temperature_C)
     if hold_started_s is None:
         hold_started_s = timer.clock.now()
     if on_hold is not None:
@@ -255,8 +336,9 @@ def heat(
         yield from await_status("set", timer, chunk)
         remaining -= chunk
         yield from log_reading(oven)
-    yield from await_status("set", oven, step.cool_to_C)
-    yield from log_reading(oven)
+    if unload is not None:
+        yield from unload()
+    yield from logged_set(oven, timer, step.cool_to_C)
 
 
 def log_reading(device: Any, stream: str = "oven") -> MsgGen:

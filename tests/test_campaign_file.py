@@ -83,7 +83,16 @@ def test_protocol_path_relative_to_campaign_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "cells", "conditions"),
-    [("temperature-24h", 15, 5), ("time-140C", 18, 6), ("charge-end", 9, 3), ("ocv-120C", 18, 6)],
+    [
+        ("temperature-24h", 18, 6),
+        ("time-140C", 18, 6),
+        ("charge-end", 9, 3),
+        ("ocv-120C", 18, 6),
+        ("temperature-24h-4.8V", 18, 6),
+        ("time-140C-4.8V", 18, 6),
+        ("time-140C-200mAhg", 18, 6),
+        ("ocv-120C-4.8V", 18, 6),
+    ],
 )
 def test_shipped_campaigns(name: str, cells: int, conditions: int) -> None:
     assert validate_campaign_file(name) == []

@@ -68,7 +68,7 @@ def test_one_oven_run_per_condition_shared_by_its_cells() -> None:
     campaign = load_campaign("temperature-24h")
     frame = plan_campaign(campaign, channels=6, ovens=1).frame
     heats = frame[frame.task == "heat"]
-    assert len(heats) == 5  # 15 cells, 5 conditions
+    assert len(heats) == 6  # 18 cells, 6 conditions (the unheated reference has a 0 s entry)
     assert no_overlap_per_resource(frame)
     for portion in campaign.portions:
         oven_end = heats[heats.cell == portion.id].end_s.iloc[0]
