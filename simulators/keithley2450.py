@@ -8,8 +8,15 @@ as on the real unit: an unknown header is ``-113``, a value outside the instrume
 
 Physics: the instrument is wired to a :class:`simulators.cell.Cell`. Whenever it is addressed
 it first advances the cell from its last visit to ``clock.now()`` under the present source
-state. With the output on in current mode the voltage limit clamps the cell (constant current
-turns into constant voltage and ``VLIM:TRIP?`` reports 1). With the output off the cell rests
+state. The source's limits are symmetric magnitudes, as on the real unit: with the output on in
+current mode the voltage limit clamps the output at +VLIM when sourcing and at -VLIM when
+sinking (constant current turns into constant voltage and ``VLIM:TRIP?`` reports 1), so a
+current source discharging a battery drives it through 0 V; in voltage mode the current limit
+(``ILIM``) caps the current in either direction, so a voltage source below the cell's voltage
+sinks exactly ILIM (constant current) until the cell reaches the set voltage, then holds it.
+Source readback is on (the 2450's default): the ``SOUR`` element of ``:READ?`` is the measured
+source value, i.e. the current actually flowing while VLIM clamps, and the cell's voltage while
+ILIM limits. With the output off the cell rests
 only if the output-off state is ``HIMP`` (relay open); the default ``NORM`` state connects a
 0 V source with a small compliance current (0.5 % of the current range), which slowly
 discharges a battery, just as it does on the real instrument.
@@ -118,7 +125,16 @@ class SimulatedKeithley2450:
         now = self.clock.now()
         dt = now - self._t
         self._t = now
-        if dt <= 0:
+        volt_mode = self.output_on and self.source_function == "VOLT"
+        if volt_mode and self._ilim_key != (self.voltage_V, self.ilim_A):
+            # the voltage source (re)starts: it is in current limit unless the cell can follow
+            self._ilim_key = (self.voltage_V, self.ilim_A)
+            self._ilim_sign = 1.0 if self.voltage_V > self.cell.voltage_V() else -1.0
+            self._ilim_active = True
+            self._hold_current_A, self._hold_pull_A = 0.0, self.ilim_A
+        elif not volt_mode:
+            self._ilim_key = None
+        if dt <= 0 and not (volt_mode and self._ilim_active):
             return
         if not self.output_on:
             if self.off_mode == "HIMP":
@@ -130,23 +146,86 @@ class SimulatedKeithley2450:
             return
         if self.source_function == "CURR":
             remaining = dt
+            sign = 1.0 if self.current_A >= 0 else -1.0
             if not self._tripped:
-                upper = self.vlim_V if self.current_A > 0 else None
-                adv = self.cell.constant_current(self.current_A, remaining, v_upper_V=upper)
+                upper = self.vlim_V if sign > 0 else None
+                lower = -self.vlim_V if sign < 0 else None
+                adv = self.cell.constant_current(self.current_A, remaining, v_upper_V=upper, v_lower_V=lower)
                 remaining -= adv.elapsed_s
-                if adv.reason == "v_upper":
+                if adv.reason in ("v_upper", "v_lower"):
                     self._tripped = True
             if self._tripped and remaining > 0:
-                self.cell.constant_voltage(self.vlim_V, remaining)
+                self.cell.constant_voltage(sign * self.vlim_V, remaining)
         else:
-            self.cell.constant_voltage(self.voltage_V, dt, current_limit_A=None)
+            remaining, charge_As = dt, 0.0
+            if self._ilim_active:
+                limited = self._ilim_sign * self.ilim_A
+                upper = self.voltage_V if limited > 0 else None
+                lower = self.voltage_V if limited < 0 else None
+                adv = self.cell.constant_current(limited, remaining, v_upper_V=upper, v_lower_V=lower)
+                remaining -= adv.elapsed_s
+                charge_As += limited * adv.elapsed_s
+                if adv.reason in ("v_upper", "v_lower"):
+                    self._ilim_active = False  # the cell reached the set voltage: held there
+            if not self._ilim_active and remaining > 0:
+                if self._ilim_sign < 0:
+                    charge_As += self._hold_sinking(remaining)
+                else:
+                    self.cell.constant_voltage(self.voltage_V, remaining, current_limit_A=None)
+            if dt > 0:
+                self._hold_current_A = charge_As / dt  # what an integrating reading would see
+
+    def _hold_sinking(self, duration_s: float) -> float:
+        """Hold a cell that relaxes upwards at the set voltage, sinking at most ILIM.
+
+        The source pulls the cell down to the set voltage with a current that halves each time
+        the cell gets there (and may double again, never beyond ILIM, as it relaxes): a constant
+        voltage within the current limit, stable where the cell model's own voltage hold is
+        not (an empty cathode). The cell never goes below the set voltage; the current read is
+        the mean since the last reading. Returns the charge passed, A s.
+        """
+        charge_As, left = 0.0, duration_s
+        current = self._hold_pull_A
+        while left > 1e-9:
+            chunk = min(left, 60.0)
+            left -= chunk
+            current = min(self.ilim_A, 2.0 * current)
+            while chunk > 1e-9:
+                adv = self.cell.constant_current(-current, chunk, v_lower_V=self.voltage_V)
+                charge_As -= current * adv.elapsed_s
+                chunk -= adv.elapsed_s
+                if adv.reason == "time":
+                    break
+                if current < self.ilim_A * 1e-9:  # nothing left to pull: the cell follows at rest
+                    self.cell.rest(chunk)
+                    break
+                current /= 2.0
+        self._hold_pull_A = current
+        return charge_As
+
+    def _source_readback(self) -> float:
+        """The ``SOUR`` reading element: the measured source value (readback on)."""
+        if not self.output_on:
+            return self.current_A if self.source_function == "CURR" else self.voltage_V
+        if self.source_function == "CURR":
+            return float(self.cell.current_A) if self._tripped else self.current_A
+        return float(self.cell.measured_voltage_V()) if self._ilim_active else self.voltage_V
+
+    def _volt_current_A(self) -> float:
+        """The current a voltage source passes: ILIM while limited, else what holds the level."""
+        if self._ilim_active:
+            return self._ilim_sign * self.ilim_A
+        return self._hold_current_A if self._ilim_sign < 0 else float(self.cell.current_A)
+
 
     def _measure_voltage(self) -> float:
-        if self.output_on and self.source_function == "VOLT":
+        if self.output_on and self.source_function == "VOLT" and not self._ilim_active:
             return self.voltage_V
         return float(self.cell.measured_voltage_V())
 
     def _measure_current(self) -> float:
+        if self.output_on and self.source_function == "VOLT":
+            return self._volt_current_A()
         return float(self.cell.current_A)
 
     # --- state and commands ------------------------------------------------------------
@@ -161,6 +240,11 @@ class SimulatedKeithley2450:
         self.output_on = False
         self.off_mode = "NORM"
         self._tripped = False
+        # voltage source in current limit: (level, limit) it was set up for, direction, active
+        self._ilim_key: tuple[float, float] | None = None
+        self._ilim_sign = -1.0
+        self._ilim_active = False
+        self._hold_current_A, self._hold_pull_A = 0.0, self.ilim_A
 
     def _push_error(self, exc: ScpiError) -> None:
         if len(self.errors) >= ERROR_QUEUE_SIZE:
@@ -243,7 +327,7 @@ class SimulatedKeithley2450:
                     self._measure_voltage() if self.sense_function == "VOLT" else self._measure_current()
                 )
             elif element in ("SOUR", "SOURCE"):
-                values.append(self.current_A if self.source_function == "CURR" else self.voltage_V)
+                values.append(self._source_readback())
             elif element in ("REL", "RELATIVE"):
                 values.append(0.0)
             else:
