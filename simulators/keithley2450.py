@@ -217,7 +217,6 @@ class SimulatedKeithley2450:
             return self._ilim_sign * self.ilim_A
         return self._hold_current_A if self._ilim_sign < 0 else float(self.cell.current_A)
 
-
     def _measure_voltage(self) -> float:
         if self.output_on and self.source_function == "VOLT" and not self._ilim_active:
             return self.voltage_V

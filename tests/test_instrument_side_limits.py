@@ -17,7 +17,7 @@ from drivers.base import Point, SafetyLimitError, StepProgress
 from drivers.clock import SimClock
 from drivers.device import PotentiostatChannel
 from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
-from drivers.techniques import ConstantCurrent, ConstantVoltage, Cutoffs, Rest
+from drivers.techniques import ConstantCurrent, ConstantVoltage, Cutoffs
 from drivers.transport import InProcessTransport
 
 
@@ -63,7 +63,13 @@ def test_simulated_2450_current_source_sinks_a_cell_through_0_V_as_the_real_one_
 
 def test_simulated_2450_voltage_source_sinks_at_most_its_current_limit(charged) -> None:
     clock, cell, _, t, _ = charged
-    for line in (":SOUR:FUNC VOLT", ':SENS:FUNC "CURR"', ":SOUR:VOLT:ILIM 1.4e-4", ":SOUR:VOLT 1.85", ":OUTP ON"):
+    for line in (
+        ":SOUR:FUNC VOLT",
+        ':SENS:FUNC "CURR"',
+        ":SOUR:VOLT:ILIM 1.4e-4",
+        ":SOUR:VOLT 1.85",
+        ":OUTP ON",
+    ):
         t.write_line(line)
     readings = []
     for _ in range(40):  # 80 h: the constant-current part, then the hold at 1.85 V
