@@ -272,6 +272,9 @@ def campaign_run(
     data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the summary CSV.")] = Path("relaxlab-out"),
     as_json: JsonOpt = False,
+    rerun: Annotated[
+        bool, typer.Option("--rerun", help="Run a campaign that already ran again from the start.")
+    ] = False,
 ) -> None:
     """Run a campaign: every cell concurrently, ovens shared, progress per cell.
 
@@ -282,7 +285,7 @@ def campaign_run(
     from orchestrator.campaign_run import run_campaign
     from orchestrator.lab import LabFileError, load_lab
     from orchestrator.simtime import read_clock_file
-    from orchestrator.storage import default_data_dir
+    from orchestrator.storage import RunIsLive, default_data_dir
 
     campaign = _load_campaign(campaign_file)
     try:
@@ -293,8 +296,9 @@ def campaign_run(
         result = run_campaign(
             campaign, data_dir or default_data_dir(), channels=channels, ovens=ovens,
             progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed, lab=lab, clock=clock,
+            rerun=rerun,
         )  # fmt: skip
-    except (LabFileError, InstrumentError, ValueError) as exc:
+    except (LabFileError, InstrumentError, ValueError, RunIsLive) as exc:
         _fail(str(exc))
     table = result.table()
     out.mkdir(parents=True, exist_ok=True)

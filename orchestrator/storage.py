@@ -100,6 +100,29 @@ def run_is_live(data_dir: Path, uid: str) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def campaign_lock(data_dir: Path, campaign: str) -> Iterator[None]:
+    """Hold ``<data>/campaigns/<name>/lock`` while a campaign runs: a second orchestrator on the
+    same campaign (run or ``--resume``) is refused at once instead of driving the same cells."""
+    folder = Path(data_dir) / "campaigns" / campaign
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / "lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        owner = (folder / "lock.pid").read_text().strip() if (folder / "lock.pid").exists() else "?"
+        raise RunIsLive(
+            f"campaign {campaign!r} is running in another process (pid {owner}) on data folder "
+            f"{data_dir}: two orchestrators must not drive the same cells. Wait for it to end, or "
+            "stop it, then use --resume"
+        ) from None
+    try:
+        (folder / "lock.pid").write_text(str(os.getpid()))
+        yield
+    finally:
+        lock.release()
+
+
 class Journal:
     """Append-only JSON-lines journal, one file per run, fsynced per document.
 
