@@ -23,7 +23,7 @@ import pandas as pd
 from bluesky import RunEngine
 from event_model import RunRouter
 
-from drivers.clock import Clock, SimClock
+from drivers.clock import SIM_EPOCH_S, Clock, SimClock
 from drivers.operator import Operator, Timer
 from orchestrator.campaign_file import Campaign
 from orchestrator.lab import Lab
@@ -196,17 +196,22 @@ class CampaignSession:
         return {k: v["reason"] for k, v in self.state["jobs"].items() if v["status"] == "failed"}
 
 
-def _latest_time(data_dir: Path, saved: dict[str, Any]) -> float:
-    """The latest clock time a campaign's state or any of its runs' points reached."""
-    latest = float(saved["clock_s"])
+def _latest_time(data_dir: Path, saved: dict[str, Any] | None) -> float:
+    """The latest clock time a campaign's saved state or any of its runs' points reached (the
+    simulated epoch for a campaign that has none)."""
+    latest = float(saved.get("clock_s", SIM_EPOCH_S)) if saved else SIM_EPOCH_S
+    if not saved:
+        return latest
     uids = {info.get("uid") for info in saved.get("jobs", {}).values()}
-    uids |= {cell.get("run") for cell in saved.get("cells", {}).values()}
+    for cell in saved.get("cells", {}).values():
+        uids |= {cell.get("run"), *(cell.get("runs") or [])}
     for path in (data_dir / "journal").glob("*.jsonl"):  # runs started after the last save too
         try:
             start, frame = read_raw_run(data_dir, path.stem)
         except (KeyError, ValueError):
             continue
-        if (start.get("uid") in uids or start.get("campaign") == saved.get("campaign")) and not frame.empty:
+        mine = start.get("uid") in uids or start.get("campaign") == saved.get("campaign")
+        if mine and not frame.empty:
             latest = max(latest, float(frame["timestamp"].max()))
     return latest
 
@@ -291,7 +296,7 @@ def _run_campaign(
     # A resumed campaign continues on the simulated time line from the latest moment stored:
     # the last save, or a later point of a step that was under way (never back in time, so a
     # step run again does not overlap the points of the one that was interrupted).
-    clock = SimClock(_latest_time(Path(data_dir), saved)) if saved and "clock_s" in saved else SimClock()
+    clock = SimClock(_latest_time(Path(data_dir), saved))
     t_start = clock.now()
     sim = SimulatedCampaignLab(
         clock,
@@ -365,6 +370,8 @@ def _run_campaign(
               "condition": dict(cell.condition), **{f"condition_{k}": v for k, v in cell.condition.items()},
               "protocol": cell.protocol.name, "job_key": cell.id,
               "resumes": state["jobs"].get(cell.id, {}).get("uid") or progress_before.get("run")}  # fmt: skip
+        if state["jobs"].get(cell.id, {}).get("status") == "failed":  # a fault ended its step
+            md.update(restarted_step=done_steps, restart_reason=state["jobs"][cell.id].get("reason"))
         context = {"portion": portion, "mass_g": cell.mass_g}
         if done_steps:
             context.update(

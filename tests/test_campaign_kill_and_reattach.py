@@ -165,5 +165,24 @@ def test_sigkill_mid_rest_then_resume_reattaches_every_running_step(tmp_path: Pa
             assert row["points_lost"] <= 2
         else:  # Keithley 2450: held at open circuit until a host came back to end the rest
             assert span >= ref_span - 10.0
-        assert row["charge_capacity_mAh_g"] == pytest.approx(ref["charge_capacity_mAh_g"], rel=0.01)
-        assert row["discharge_capacity_mAh_g"] == pytest.approx(ref["discharge_capacity_mAh_g"], rel=0.02)
+        # A capacity is integrated from readings: the charge passed in a step's last interval
+        # (between the last two readings, when the cut-off was met) is known only to within the
+        # current times that interval. On a free-running clock a host polls late when the machine
+        # is busy, so the tolerance is derived from the intervals measured, never assumed.
+        for step, key, rel in ((0, "charge_capacity_mAh_g", 0.01), (2, "discharge_capacity_mAh_g", 0.02)):
+            slack = sum(_last_interval_mAh_g(f, step) for f in (frame, ref_frame))
+            assert abs(row[key] - ref[key]) <= rel * abs(ref[key]) + slack, (
+                cell,
+                key,
+                row[key],
+                ref[key],
+                slack,
+            )
+
+
+def _last_interval_mAh_g(frame, step: int) -> float:
+    """What the current passes in the last interval of a cc step: the uncertainty of its end."""
+    points = frame[frame["step"] == step]
+    stamps = points["timestamp_s"].to_numpy()
+    last_s = float(stamps[-1] - stamps[-2]) if len(stamps) > 1 else 0.0
+    return float(points["specific_current_mA_g"].abs().max()) * last_s / 3600.0
