@@ -146,15 +146,45 @@ class Keithley2450(ScpiInstrument):
     voltage_V = Measurement(":MEAS:VOLT?", "One voltage measurement, V.", parse=float)
     current_A = Measurement(":MEAS:CURR?", "One current measurement, A.", parse=float)
 
+    #: Times a query is asked again after a lost, late or garbled reply (the link, not the
+    #: instrument, failed: queries change nothing, so asking again is safe).
+    retries = 5
+
+    def ask(self, command: str) -> str:
+        """Query, asking again after a reply that was lost, late or garbled.
+
+        After any failed exchange whatever is still on its way (a late reply to the failed
+        query) is drained before the next query, so a late reply is never taken for the answer
+        to a later one. InstrumentError once ``retries`` more attempts have failed too.
+        """
+        failure: InstrumentError | None = None
+        for _ in range(self.retries + 1):
+            try:
+                if failure is not None:
+                    self.transport.read_available()
+                return super().ask(command)
+            except InstrumentError as exc:
+                if "closed" in str(exc):
+                    raise
+                failure = exc
+        assert failure is not None
+        raise InstrumentError(
+            self.name, f"{failure.args[-1] if failure.args else failure} ({self.retries + 1} attempts)", command
+        ) from failure
+
     def read(self) -> tuple[float, float]:
         """Take a reading: (measured value, source value)."""
         command = ':READ? "defbuffer1", READ, SOUR'
-        reply = self.ask(command)
-        try:
-            measured, source = (float(x) for x in reply.split(","))
-        except ValueError as exc:
-            raise InstrumentError(self.name, f"garbled reply {reply!r}", command) from exc
-        return measured, source
+        reply = ""
+        for _ in range(self.retries + 1):
+            reply = self.ask(command)
+            try:
+                measured, source = (float(x) for x in reply.split(","))
+            except ValueError:
+                self.transport.read_available()
+                continue  # a garbled reply that still decoded: read again
+            return measured, source
+        raise InstrumentError(self.name, f"garbled reply {reply!r}", command)
 
     def next_error(self) -> tuple[int, str]:
         command = ":SYST:ERR?"

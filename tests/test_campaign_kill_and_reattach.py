@@ -162,7 +162,11 @@ def test_sigkill_mid_rest_then_resume_reattaches_every_running_step(tmp_path: Pa
             assert span == pytest.approx(ref_span, abs=1.0)
             # every package is here but those in transit when the host died, and they are counted
             assert len(rest) + row["points_lost"] == len(ref_rest)
-            assert row["points_lost"] <= 2
+            # ... and only those: what the instrument sent after the last point the host stored
+            # and before the kill (how many depends on how busy the machine was: it is measured)
+            interval = float(np.median(np.diff(ref_rest["timestamp_s"].to_numpy())))
+            in_transit = (killed_at_s - before["timestamp_s"].iloc[-1]) / interval
+            assert row["points_lost"] <= in_transit + 1
         else:  # Keithley 2450: held at open circuit until a host came back to end the rest
             assert span >= ref_span - 10.0
         # A capacity is integrated from readings: the charge passed in a step's last interval

@@ -203,3 +203,39 @@ def test_tiled_copy_of_a_crashed_run_is_rebuilt_by_recover(tmp_path) -> None:
     journal, tiled = pd.read_csv(tmp_path / "journal.csv"), pd.read_csv(tmp_path / "tiled.csv")
     assert len(tiled) == len(journal) > 0
     pd.testing.assert_frame_equal(tiled, journal)
+
+
+def test_crash_matrix_a_kill_at_any_byte_of_the_journal_loses_and_doubles_nothing(
+    complete_run, tmp_path
+) -> None:
+    """Kill the writer at every kind of moment: between documents, mid-page, mid-hand-over (the
+    pages of one step written, the next step's not), mid-stop; then kill the recovery itself
+    mid-way. Every time, recovery gives back exactly the uninterrupted run."""
+    _, _, reference = complete_run
+    data, uid = _crashed_copy(complete_run, tmp_path, keep_steps=99)  # the whole run, stop removed
+    path = data / "journal" / f"{uid}.jsonl"
+    whole = path.read_bytes()
+    starts = [0] + [i + 1 for i, b in enumerate(whole) if b == ord("\n")][:-1]
+    ends = [*starts[1:], len(whole)]
+    steps = [_page_steps(whole[s:e]) for s, e in zip(starts, ends, strict=True)]
+    # the line where the pages of the second step begin: a hand-over
+    handover = next(i for i, st in enumerate(steps) if st and min(st) >= 1)
+    cuts = set()
+    for i in (handover, handover + 1, len(starts) - 1):
+        s, e = starts[i], ends[i]
+        cuts |= {s, (s + e) // 2, e - 1}  # before a line, half-way through it, all but its newline
+    cuts.add(len(whole))
+    for cut in sorted(cuts):
+        path.write_bytes(whole[:cut])
+        recover(data, tiled=False)
+        _assert_whole(data, uid, reference)
+        recovered = path.read_bytes()
+        path.write_bytes(recovered[: cut + (len(recovered) - cut) // 2])  # the recovery killed mid-way
+        recover(data, tiled=False)
+        _assert_whole(data, uid, reference)
+        assert recover(data, tiled=False).recovered == {}  # and a further one has nothing to do
+
+
+def _page_steps(line: bytes) -> list[int]:
+    name, doc = json.loads(line)
+    return list(doc["data"]["step"]) if name == "event_page" else []
