@@ -147,8 +147,10 @@ class Keithley2450(ScpiInstrument):
     current_A = Measurement(":MEAS:CURR?", "One current measurement, A.", parse=float)
 
     #: Times a query is asked again after a lost, late or garbled reply (the link, not the
-    #: instrument, failed: queries change nothing, so asking again is safe).
-    retries = 5
+    #: instrument, failed: queries change nothing, so asking again is safe). Generous: the
+    #: instrument keeps the cell inside its limits meanwhile, and a link that is down for a
+    #: while costs at most this many transport timeouts before the cell is failed.
+    retries = 20
 
     def ask(self, command: str) -> str:
         """Query, asking again after a reply that was lost, late or garbled.
@@ -169,7 +171,9 @@ class Keithley2450(ScpiInstrument):
                 failure = exc
         assert failure is not None
         raise InstrumentError(
-            self.name, f"{failure.args[-1] if failure.args else failure} ({self.retries + 1} attempts)", command
+            self.name,
+            f"{failure.args[-1] if failure.args else failure} ({self.retries + 1} attempts)",
+            command,
         ) from failure
 
     def read(self) -> tuple[float, float]:
@@ -262,13 +266,29 @@ class _Segment:
 
     def start(self) -> None:
         self.t0 = self.t_last = self.ctx.clock.now()
-        self.configure()
+        self.configure_verified()
         self.ctx.inst.check_errors(f"starting {type(self).__name__}")
         self.measure()
         self.record(force=True)
 
     def configure(self) -> None:
         raise NotImplementedError
+
+    def configure_verified(self) -> None:
+        """Configure, then read back what the instrument sources: a command lost on the link
+        (nothing answers a setting) is found and the configuration sent again."""
+        inst = self.ctx.inst
+        for _ in range(inst.retries + 1):
+            self.configure()
+            function, level = self.source_setting()
+            actual = inst.source_function
+            actual_level = inst.source_current_A if actual == "current" else inst.source_voltage_V
+            same = actual == function and math.isclose(actual_level, level, rel_tol=1e-4, abs_tol=1e-9)
+            if same and inst.output_enabled:
+                return
+        raise InstrumentError(
+            inst.name, f"the instrument does not keep the settings of {type(self).__name__}"
+        )
 
     def source_setting(self) -> tuple[str, float]:
         """What the instrument sources during this segment: (function, level)."""
@@ -810,7 +830,15 @@ class Keithley2450Potentiostat:
         return HostStepRun(ctx, next_segment, resume)
 
     def safe_state(self) -> None:
-        self.instrument.output_enabled = False
+        """Output off (the relay opens: high impedance), read back, sent again if it was lost."""
+        for _ in range(self.instrument.retries + 1):
+            self.instrument.output_enabled = False
+            try:
+                if not self.instrument.output_enabled:
+                    return
+            except InstrumentError:
+                continue
+        raise InstrumentError(self.name, "could not switch the output off", ":OUTP OFF")
 
     def measure_voltage_V(self) -> float:
         return float(self.instrument.voltage_V)

@@ -26,6 +26,31 @@ from collections import Counter
 from typing import Any
 
 KINDS = ("drop", "garble", "delay", "disconnect", "firmware")
+#: How often each kind comes relative to the others (a link that goes down is rarer than a lost reply).
+WEIGHTS = {"drop": 1.0, "garble": 1.0, "delay": 1.0, "disconnect": 0.5, "firmware": 1.0}
+#: Every fault injected in this process, by kind (all endpoints together).
+INJECTED: Counter[str] = Counter()
+
+
+def parse_fault_spec(text: str) -> dict[str, Any]:
+    """``"rate=0.05,seed=3,kinds=drop+delay"`` -> FaultyEndpoint keyword arguments.
+
+    The form of ``RELAXLAB_SIM_FAULTS``, which makes every simulated instrument of a simulated
+    lab faulty (for soak tests and drills)."""
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = item.partition("=")
+        if key == "rate":
+            options["rate"] = float(value)
+        elif key == "seed":
+            options["seed"] = int(value)
+        elif key == "kinds":
+            options["kinds"] = tuple(value.split("+"))
+        else:
+            raise ValueError(
+                f"RELAXLAB_SIM_FAULTS: unknown {key!r}; e.g. 'rate=0.05,seed=3,kinds=drop+delay'"
+            )
+    return options
 
 
 class FaultyEndpoint:
@@ -71,8 +96,9 @@ class FaultyEndpoint:
             return late
         if self._rng.random() >= self.rate:
             return late + out
-        kind = self._rng.choice(self.kinds)
+        kind = self._rng.choices(self.kinds, weights=[WEIGHTS[k] for k in self.kinds])[0]
         self.counts[kind] += 1
+        INJECTED[kind] += 1
         if kind == "drop":
             return late
         if kind == "garble":
