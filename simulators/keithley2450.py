@@ -65,6 +65,7 @@ class SimulatedKeithley2450:
         self._out = bytearray()
         self.errors: list[tuple[int, str]] = []
         self._tripped = False
+        self._ilim_key: tuple[float, float] | None = None
         self._reset_state()
         self._parser = ScpiParser(self._push_error)
         p = self._parser
@@ -240,7 +241,7 @@ class SimulatedKeithley2450:
         self.off_mode = "NORM"
         self._tripped = False
         # voltage source in current limit: (level, limit) it was set up for, direction, active
-        self._ilim_key: tuple[float, float] | None = None
+        self._ilim_key = None
         self._ilim_sign = -1.0
         self._ilim_active = False
         self._hold_current_A, self._hold_pull_A = 0.0, self.ilim_A
