@@ -132,6 +132,8 @@ class PotentiostatChannel(Device):
         self.end_reason: str | None = None
         #: The exception that ended the last step early (instrument fault or safety limit).
         self.fault: Exception | None = None
+        #: Why the last ``stop()`` could not confirm the safe state (the instrument unreachable).
+        self.stop_error: Exception | None = None
         #: Called with (channel, step index, points) the moment points are read, before they
         #: wait in memory for their page: the orchestrator's spool makes them durable at once.
         self.spool: Callable[[PotentiostatChannel, int, list[Point]], None] | None = None
@@ -252,7 +254,10 @@ class PotentiostatChannel(Device):
                 run.abort()
                 self.end_reason = "aborted"
                 self._collect_remaining(run)
-        self.driver.safe_state()
+        try:
+            self.driver.safe_state()
+        except Exception as exc:  # an unreachable instrument: the caller's own error says why
+            self.stop_error = exc
         with self._lock:
             # Finish (not fail) the step's statuses: whoever stopped us knows why, and a failed
             # status would make the RunEngine report "step stopped" instead of the real cause.

@@ -467,6 +467,13 @@ class TiledStore:
         self.writer(name, doc)
 
     def read_run(self, uid: str) -> tuple[dict[str, Any], pd.DataFrame]:
+        if uid not in self.client:  # a unique prefix, as the journal's file names resolve it
+            try:
+                uid = _journal_path(self.data_dir, uid).stem
+            except KeyError:
+                pass
+            if uid not in self.client:
+                raise KeyError(f"no run {uid!r} in the Tiled catalog of {self.data_dir} (try `data recover`)")
         run = self.client[uid]
         start = dict(run.metadata["start"])
         if POINT_STREAM not in run:
