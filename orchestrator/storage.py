@@ -143,7 +143,9 @@ class Journal:
             self.close()
             path = lock_path(self.data_dir, doc["uid"])
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = FileLock(path, timeout=0)
+            self._lock = FileLock(
+                path, timeout=0, thread_local=False
+            )  # released by whichever thread stops the run
             self._lock.acquire()
             self._file = open(self.directory / f"{doc['uid']}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         if self._file is None:
