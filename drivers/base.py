@@ -13,6 +13,10 @@ from typing import Protocol
 from drivers.techniques import Loop, Technique
 
 
+class SafetyLimitError(RuntimeError):
+    """A cell's safety limit was reached or crossed; the instrument was put in its safe state."""
+
+
 @dataclass(frozen=True, slots=True)
 class Point:
     """One measured data point.

@@ -36,7 +36,7 @@ from ophyd import Component as Cpt
 from ophyd import Device, Kind, Signal
 from ophyd.status import Status
 
-from drivers.base import Point, PotentiostatDriver, StepProgress, StepRun
+from drivers.base import Point, PotentiostatDriver, SafetyLimitError, StepProgress, StepRun
 from drivers.clock import Clock
 from drivers.techniques import Loop, Technique
 
@@ -52,8 +52,7 @@ POINT_KEYS: dict[str, tuple[str, str]] = {
 }
 
 
-class SafetyLimitError(RuntimeError):
-    """A safety limit was crossed; the instrument was put in its safe state."""
+__all__ = ["POINT_KEYS", "PotentiostatChannel", "SafetyLimitError"]
 
 
 class PotentiostatChannel(Device):
@@ -125,6 +124,7 @@ class PotentiostatChannel(Device):
         self.step_started_s = math.nan
         self._run: StepRun | None = None
         self._timer: Any = None
+        self._reattaching = False
         self._buffer: list[Point] = []
         self._page_started = 0.0
         self._complete_status: Status | None = None
@@ -132,6 +132,8 @@ class PotentiostatChannel(Device):
         self.end_reason: str | None = None
         #: The exception that ended the last step early (instrument fault or safety limit).
         self.fault: Exception | None = None
+        #: Why the last ``stop()`` could not confirm the safe state (the instrument unreachable).
+        self.stop_error: Exception | None = None
         #: Called with (channel, step index, points) the moment points are read, before they
         #: wait in memory for their page: the orchestrator's spool makes them durable at once.
         self.spool: Callable[[PotentiostatChannel, int, list[Point]], None] | None = None
@@ -169,9 +171,13 @@ class PotentiostatChannel(Device):
         if self._technique is None:
             raise RuntimeError(f"{self.name}: prepare a step before kickoff")
         mass = float(self.active_mass_g.get())
+        limits = getattr(self.driver, "set_cell_limits", None)
+        if limits is not None:  # the instrument itself keeps the cell inside them
+            limits(float(self.voltage_min_V.get()), float(self.voltage_max_V.get()))
         with self._lock:
             self._complete_status = Status(obj=self)
             self._page_started = self.clock.now()
+            self._reattaching = self._resume is not None
             if self._resume is not None:
                 self.step_started_s = self._resume.started_at_s
                 self._run = self.driver.reattach(self._technique, mass, self._resume)
@@ -248,7 +254,10 @@ class PotentiostatChannel(Device):
                 run.abort()
                 self.end_reason = "aborted"
                 self._collect_remaining(run)
-        self.driver.safe_state()
+        try:
+            self.driver.safe_state()
+        except Exception as exc:  # an unreachable instrument: the caller's own error says why
+            self.stop_error = exc
         with self._lock:
             # Finish (not fail) the step's statuses: whoever stopped us knows why, and a failed
             # status would make the RunEngine report "step stopped" instead of the real cause.
@@ -274,8 +283,8 @@ class PotentiostatChannel(Device):
             try:
                 points, done = run.poll()
                 self._accept(points)
-                if not done:
-                    self._check_limits(points)
+                self._check_limits(points)  # also the last points of a step (a cut-off found late)
+                self._reattaching = False
             except Exception as exc:  # instrument fault or limit: make safe, then report
                 self._fail(exc)
                 return
@@ -304,9 +313,13 @@ class PotentiostatChannel(Device):
         vmax, vmin = float(self.voltage_max_V.get()), float(self.voltage_min_V.get())
         for p in points:
             if not vmin <= p.voltage_V <= vmax:
+                where = ""
+                if self._reattaching:
+                    where = (f" on re-attaching to step {self._step_index} after the orchestrator was "
+                             "away (the cell went there while no host watched it)")  # fmt: skip
                 raise SafetyLimitError(
                     f"{self.name}: voltage {p.voltage_V:.4f} V outside the safety limits "
-                    f"{vmin:g}-{vmax:g} V; cell put at open circuit"
+                    f"{vmin:g}-{vmax:g} V{where}; cell put at open circuit"
                 )
 
     def _collect_remaining(self, run: StepRun) -> None:

@@ -5,8 +5,27 @@ manual's command table, with a strict validator. :class:`Keithley2450Potentiosta
 technique set host-side on top of it: the 2450 has no on-instrument program here, so the host
 polls on the shared clock and ends each step at its cut-off. Cut-offs that the host can predict
 (time, and capacity at constant current) are polled exactly when due; voltage cut-offs are met
-within one poll interval, and on charge the voltage limit (``VLIM``) clamps the cell at the
-cut-off as the hardware's own fallback.
+within one poll interval.
+
+The instrument itself keeps the cell inside its voltage cut-off and its limits
+(``voltage_min``/``voltage_max``), so a host that dies mid-step never drives a cell past them.
+The 2450's limits are symmetric magnitudes (``:SOUR:CURR:VLIM`` bounds the output to
+±VLIM), which protects a charge but not a discharge: a current source sinking current from a
+cell drives it through 0 V towards -VLIM. So
+
+* a charge sources current with ``VLIM`` at the cut-off (or ``voltage_max``, whichever is
+  lower): at the cut-off the source turns into a voltage hold there;
+* a discharge sources *voltage* at the cut-off (or ``voltage_min``, whichever is higher) with
+  the current limit (``:SOUR:VOLT:ILIM``) at the discharge current: while the cell is above the
+  set voltage the source sinks exactly the limit current (constant current), and at the set
+  voltage it holds there, so the cell can never go below it;
+* a constant-voltage hold or a sweep refuses levels outside the cell's limits.
+
+Readings use the 2450's default source readback (``:SOUR:<function>:READ:BACK ON``, restored by
+``*RST``): the ``SOUR`` element of ``:READ?`` is the *measured* source value, so while a limit
+holds the cell the host sees the current fall (charge) or the voltage it is held at (discharge).
+A step whose limit is the cell's own safety limit rather than its cut-off ends there with a
+:class:`~drivers.base.SafetyLimitError`.
 
 Open circuit is sourcing 0 A with the output on (the voltage is still measured); the safe state
 is output off with the output-off mode ``HIMP`` (relay open), never the factory ``NORM`` mode,
@@ -19,7 +38,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from drivers.base import Point, StepProgress
+from drivers.base import Point, SafetyLimitError, StepProgress
 from drivers.clock import Clock
 from drivers.scpi import (
     Control,
@@ -127,15 +146,49 @@ class Keithley2450(ScpiInstrument):
     voltage_V = Measurement(":MEAS:VOLT?", "One voltage measurement, V.", parse=float)
     current_A = Measurement(":MEAS:CURR?", "One current measurement, A.", parse=float)
 
+    #: Times a query is asked again after a lost, late or garbled reply (the link, not the
+    #: instrument, failed: queries change nothing, so asking again is safe). Generous: the
+    #: instrument keeps the cell inside its limits meanwhile, and a link that is down for a
+    #: while costs at most this many transport timeouts before the cell is failed.
+    retries = 20
+
+    def ask(self, command: str) -> str:
+        """Query, asking again after a reply that was lost, late or garbled.
+
+        After any failed exchange whatever is still on its way (a late reply to the failed
+        query) is drained before the next query, so a late reply is never taken for the answer
+        to a later one. InstrumentError once ``retries`` more attempts have failed too.
+        """
+        failure: InstrumentError | None = None
+        for _ in range(self.retries + 1):
+            try:
+                if failure is not None:
+                    self.transport.read_available()
+                return super().ask(command)
+            except InstrumentError as exc:
+                if "closed" in str(exc):
+                    raise
+                failure = exc
+        assert failure is not None
+        raise InstrumentError(
+            self.name,
+            f"{failure.args[-1] if failure.args else failure} ({self.retries + 1} attempts)",
+            command,
+        ) from failure
+
     def read(self) -> tuple[float, float]:
         """Take a reading: (measured value, source value)."""
         command = ':READ? "defbuffer1", READ, SOUR'
-        reply = self.ask(command)
-        try:
-            measured, source = (float(x) for x in reply.split(","))
-        except ValueError as exc:
-            raise InstrumentError(self.name, f"garbled reply {reply!r}", command) from exc
-        return measured, source
+        reply = ""
+        for _ in range(self.retries + 1):
+            reply = self.ask(command)
+            try:
+                measured, source = (float(x) for x in reply.split(","))
+            except ValueError:
+                self.transport.read_available()
+                continue  # a garbled reply that still decoded: read again
+            return measured, source
+        raise InstrumentError(self.name, f"garbled reply {reply!r}", command)
 
     def next_error(self) -> tuple[int, str]:
         command = ":SYST:ERR?"
@@ -185,6 +238,14 @@ class _Ctx:
     compliance_V: float
     emit: Callable[[Point], None]
     predictive: bool = True
+    #: The cell's safety limits, enforced by the instrument (``voltage_max`` by ``VLIM`` on
+    #: charge, ``voltage_min`` by a voltage source on discharge).
+    voltage_min_V: float = 0.0
+    voltage_max_V: float | None = None
+
+    @property
+    def ceiling_V(self) -> float:
+        return self.compliance_V if self.voltage_max_V is None else self.voltage_max_V
 
 
 @dataclass
@@ -205,13 +266,29 @@ class _Segment:
 
     def start(self) -> None:
         self.t0 = self.t_last = self.ctx.clock.now()
-        self.configure()
+        self.configure_verified()
         self.ctx.inst.check_errors(f"starting {type(self).__name__}")
         self.measure()
         self.record(force=True)
 
     def configure(self) -> None:
         raise NotImplementedError
+
+    def configure_verified(self) -> None:
+        """Configure, then read back what the instrument sources: a command lost on the link
+        (nothing answers a setting) is found and the configuration sent again."""
+        inst = self.ctx.inst
+        for _ in range(inst.retries + 1):
+            self.configure()
+            function, level = self.source_setting()
+            actual = inst.source_function
+            actual_level = inst.source_current_A if actual == "current" else inst.source_voltage_V
+            same = actual == function and math.isclose(actual_level, level, rel_tol=1e-4, abs_tol=1e-9)
+            if same and inst.output_enabled:
+                return
+        raise InstrumentError(
+            inst.name, f"the instrument does not keep the settings of {type(self).__name__}"
+        )
 
     def source_setting(self) -> tuple[str, float]:
         """What the instrument sources during this segment: (function, level)."""
@@ -281,19 +358,53 @@ class _CC(_Segment):
     duration_s: float | None = None
     _last_reading: tuple[float, float] | None = None
 
+    @property
+    def discharge(self) -> bool:
+        return self.current_A < 0
+
+    def limit_V(self) -> float:
+        """The voltage the instrument holds the cell at once it gets there: the cut-off, or
+        the cell's safety limit when that comes first (or there is no voltage cut-off)."""
+        ctx = self.ctx
+        if self.discharge:
+            return max(ctx.voltage_min_V, self.voltage_V if self.voltage_V is not None else -math.inf)
+        return min(ctx.ceiling_V, self.voltage_V if self.voltage_V is not None else math.inf)
+
     def configure(self) -> None:
         inst = self.ctx.inst
-        inst.source_function = "current"
-        inst.sense_function = "voltage"
-        limit = self.ctx.compliance_V
-        if self.current_A > 0 and self.voltage_V is not None:
-            limit = self.voltage_V  # the hardware clamps at the cut-off on charge
-        inst.voltage_limit_V = limit
-        inst.source_current_A = self.current_A
+        if self.discharge:
+            # A current source would sink through 0 V (VLIM is a symmetric magnitude): source the
+            # floor voltage instead, its current limit being the discharge current.
+            inst.source_function = "voltage"
+            inst.sense_function = "current"
+            inst.current_limit_A = abs(self.current_A)
+            inst.source_voltage_V = self.limit_V()
+        else:
+            inst.source_function = "current"
+            inst.sense_function = "voltage"
+            inst.voltage_limit_V = self.limit_V()  # the hardware clamps at the cut-off on charge
+            inst.source_current_A = self.current_A
         inst.output_enabled = True
 
     def source_setting(self) -> tuple[str, float]:
+        if self.discharge:
+            return "voltage", self.limit_V()
         return "current", self.current_A
+
+    def apply_reading(self, measured: float, source: float) -> None:
+        if self.discharge:  # measured current, source readback = the cell's voltage
+            self.v, self.i = source, measured
+        else:  # measured voltage, source readback = the current actually flowing
+            self.v, self.i = measured, source
+
+    def held_at_limit(self) -> bool:
+        """The instrument holds the voltage (the current fell below the set level) or the
+        voltage reached the level the instrument would hold it at."""
+        if self.current_A == 0:
+            return False
+        limit = self.limit_V()
+        reached = self.v <= limit + 1e-9 if self.discharge else self.v >= limit - 1e-9
+        return reached or abs(self.i) < 0.99 * abs(self.current_A)
 
     def _voltage_due_s(self) -> float:
         """Predictive polling: far from the voltage cut-off, poll less often.
@@ -316,11 +427,15 @@ class _CC(_Segment):
 
     def check(self) -> str | None:
         now = self.ctx.clock.now()
-        if self.voltage_V is not None:
-            if self.current_A > 0 and self.v >= self.voltage_V - 1e-9:
+        if self.held_at_limit():
+            if self.voltage_V is not None and self.limit_V() == self.voltage_V:
                 return "voltage"
-            if self.current_A < 0 and self.v <= self.voltage_V + 1e-9:
-                return "voltage"
+            bound = "voltage_min" if self.discharge else "voltage_max"
+            raise SafetyLimitError(
+                f"{self.ctx.inst.name}: the cell reached its {bound} of {self.limit_V():g} V "
+                f"(at {self.v:.4f} V) before the step's cut-off; the instrument held it there and "
+                "the cell was put at open circuit"
+            )
         if self.capacity_mAh_g is not None and abs(self.q) >= self.capacity_mAh_g - 1e-9:
             return "capacity"
         if self.duration_s is not None and now - self.t0 >= self.duration_s - 1e-9:
@@ -350,7 +465,7 @@ class _Rest(_Segment):
         inst = self.ctx.inst
         inst.source_function = "current"
         inst.sense_function = "voltage"
-        inst.voltage_limit_V = self.ctx.compliance_V
+        inst.voltage_limit_V = self.ctx.ceiling_V
         inst.source_current_A = 0.0
         inst.output_enabled = True
 
@@ -530,7 +645,16 @@ class Keithley2450Potentiostat:
         self.compliance_V = compliance_V
         self.max_current_A = max_current_A
         self.predictive_polling = predictive_polling
+        self.voltage_min_V = 0.0
+        self.voltage_max_V: float | None = None
         self._initialised = False
+
+    def set_cell_limits(self, voltage_min_V: float, voltage_max_V: float) -> None:
+        """The cell's safety limits: every step is set up so that the instrument itself keeps
+        the cell inside them (see the module's docstring)."""
+        if not voltage_min_V < voltage_max_V:
+            raise ValueError(f"{self.name}: voltage_min_V must be below voltage_max_V")
+        self.voltage_min_V, self.voltage_max_V = voltage_min_V, voltage_max_V
 
     def initialise(self, reset: bool = True) -> str:
         """Identify the instrument and put it in a known, safe configuration.
@@ -563,7 +687,17 @@ class Keithley2450Potentiostat:
             self.compliance_V,
             lambda p: None,
             self.predictive_polling,
+            self.voltage_min_V,
+            self.voltage_max_V,
         )
+
+    def _check_level(self, ctx: _Ctx, what: str, level_V: float) -> None:
+        if not ctx.voltage_min_V <= level_V <= ctx.ceiling_V:
+            raise ValueError(
+                f"{self.name}: {what} {level_V:g} V is outside the cell's limits "
+                f"{ctx.voltage_min_V:g}-{ctx.ceiling_V:g} V (voltage_min/voltage_max); e.g. a "
+                f"cut-off of {min(ctx.ceiling_V, max(ctx.voltage_min_V, 4.5)):g} V"
+            )
 
     def _current_A(self, current_mA_g: float, mass_g: float) -> float:
         current = current_mA_g * mass_g / 1000.0
@@ -580,6 +714,8 @@ class Keithley2450Potentiostat:
         if isinstance(step, ConstantCurrent):
             c = step.cutoffs
             current = self._current_A(step.current_mA_g, mass)
+            if c.voltage_V is not None:
+                self._check_level(ctx, "the voltage cut-off", c.voltage_V)
             return [
                 lambda n: _CC(
                     ctx,
@@ -604,6 +740,7 @@ class Keithley2450Potentiostat:
         if isinstance(step, ConstantVoltage):
             c = step.cutoffs
             stop = None if c.current_mA_g is None else c.current_mA_g * mass / 1000.0
+            self._check_level(ctx, "the held voltage", step.voltage_V)
             return [
                 lambda n: _CV(
                     ctx,
@@ -616,6 +753,9 @@ class Keithley2450Potentiostat:
                 )
             ]
         if isinstance(step, Sweep):
+            levels = [step.start_V, step.vertex1_V] + ([] if step.linear else [step.vertex2_V])
+            for level in levels:
+                self._check_level(ctx, "a level of the sweep", level)
             return [
                 lambda n: _Sweep(
                     ctx, n, step.record_interval_s, sweep=step, current_limit_A=self.max_current_A
@@ -663,6 +803,7 @@ class Keithley2450Potentiostat:
 
     def _start_gitt(self, step: GITT, ctx: _Ctx, resume: StepProgress | None = None) -> HostStepRun:
         current = self._current_A(step.current_mA_g, ctx.mass_g)
+        self._check_level(ctx, "the GITT cut-off", step.cutoff_voltage_V)
         segments: list[_Segment] = []
 
         def next_segment() -> _Segment | None:
@@ -689,7 +830,15 @@ class Keithley2450Potentiostat:
         return HostStepRun(ctx, next_segment, resume)
 
     def safe_state(self) -> None:
-        self.instrument.output_enabled = False
+        """Output off (the relay opens: high impedance), read back, sent again if it was lost."""
+        for _ in range(self.instrument.retries + 1):
+            self.instrument.output_enabled = False
+            try:
+                if not self.instrument.output_enabled:
+                    return
+            except InstrumentError:
+                continue
+        raise InstrumentError(self.name, "could not switch the output off", ":OUTP OFF")
 
     def measure_voltage_V(self) -> float:
         return float(self.instrument.voltage_V)

@@ -80,11 +80,14 @@ def run_on_lab(
     state_path = CampaignSession.state_file(data_dir, campaign.name)
     saved = json.loads(state_path.read_text()) if resume and state_path.exists() else None
     state: dict[str, Any] = saved or {"campaign": campaign.name, "lab": lab.lab.name, "jobs": {}, "cells": {}}
-    if clock is None:
-        clock = SimClock() if lab.simulated else WallClock()
-    t_start = clock.now()
     if resume:
         recover_interrupted_runs(data_dir)  # close what the last session left open, points and all
+    if clock is None:
+        from orchestrator.campaign_run import _latest_time
+
+        # simulated time resumes from the latest moment stored, never back in time
+        clock = SimClock(_latest_time(data_dir, saved)) if lab.simulated else WallClock()
+    t_start = clock.now()
     # every instrument identified before anything moves
     connected = connect_lab(lab, clock, reset=not resume, ovens=bool(heating))
     lab_cell = {channel.name: name for name, channel in connected.channels.items()}
@@ -159,6 +162,15 @@ def run_on_lab(
             done_steps = int(before.get("steps_done", 0))
             reattach = None
             running = before.get("running")
+            failed = state["jobs"].get(cell.id, {})
+            restart: dict[str, Any] = {}
+            if running and failed.get("status") == "failed":
+                # The step ended in a fault (the instrument put the cell at open circuit): it is
+                # not running any more, so it is run again from the stored state, after the
+                # operator re-mounts the cell, and the run says so.
+                done_steps = running["index"]
+                restart = {"restarted_step": running["index"], "restart_reason": failed.get("reason")}
+                before["running"] = running = None
             if running:
                 channel = pool.take(connected.channels[running["channel"]])  # the cell is on it
                 channel.active_mass_g.put(before["active_mass_mg"] / 1000.0)
@@ -171,7 +183,7 @@ def run_on_lab(
             md = {"campaign": campaign.name, "batch": campaign.batch.id, "material": campaign.batch.material,
                   "cell": cell.id, "sample": cell.portion or campaign.batch.id, "replicate": cell.replicate,
                   "condition": dict(cell.condition), "protocol": cell.protocol.name, "job_key": cell.id,
-                  "lab": lab.lab.name, "spool": spool.session, "resumes": runs_before[-1]}  # fmt: skip
+                  "lab": lab.lab.name, "spool": spool.session, "resumes": runs_before[-1], **restart}  # fmt: skip
             jobs[cell.id] = cell_job(cell.id, cell_phase, pool, operator, gates.get(portion), md,
                                      done_steps=done_steps, on_step=step_done, reattach=reattach,
                                      on_step_started=step_started)  # fmt: skip

@@ -23,13 +23,20 @@ import pandas as pd
 from bluesky import RunEngine
 from event_model import RunRouter
 
-from drivers.clock import Clock, SimClock
+from drivers.clock import SIM_EPOCH_S, Clock, SimClock
 from drivers.operator import Operator, Timer
 from orchestrator.campaign_file import Campaign
 from orchestrator.lab import Lab
 from orchestrator.schedule import split_phases
 from orchestrator.simtime import SimulatedTime
-from orchestrator.storage import Journal, Spool, read_journal, recover_interrupted_runs
+from orchestrator.storage import (
+    Journal,
+    Spool,
+    campaign_lock,
+    read_journal,
+    read_raw_run,
+    recover_interrupted_runs,
+)
 from protocols.campaign import Gate, Pool, cell_job, portion_job
 from protocols.jobs import run_jobs
 
@@ -192,6 +199,26 @@ class CampaignSession:
         return {k: v["reason"] for k, v in self.state["jobs"].items() if v["status"] == "failed"}
 
 
+def _latest_time(data_dir: Path, saved: dict[str, Any] | None) -> float:
+    """The latest clock time a campaign's saved state or any of its runs' points reached (the
+    simulated epoch for a campaign that has none)."""
+    latest = float(saved.get("clock_s", SIM_EPOCH_S)) if saved else SIM_EPOCH_S
+    if not saved:
+        return latest
+    uids = {info.get("uid") for info in saved.get("jobs", {}).values()}
+    for cell in saved.get("cells", {}).values():
+        uids |= {cell.get("run"), *(cell.get("runs") or [])}
+    for path in (data_dir / "journal").glob("*.jsonl"):  # runs started after the last save too
+        try:
+            start, frame = read_raw_run(data_dir, path.stem)
+        except (KeyError, ValueError):
+            continue
+        mine = start.get("uid") in uids or start.get("campaign") == saved.get("campaign")
+        if mine and not frame.empty:
+            latest = max(latest, float(frame["timestamp"].max()))
+    return latest
+
+
 def run_campaign(
     campaign: Campaign,
     data_dir: Path,
@@ -206,6 +233,7 @@ def run_campaign(
     lab: Lab | None = None,
     responder: Any = None,
     clock: Clock | None = None,
+    rerun: bool = False,
 ) -> CampaignResult:
     """Run a campaign on the simulated lab (simulated time), or on the channels of a lab file.
 
@@ -220,7 +248,42 @@ def run_campaign(
     run on (default: simulated time for a lab of simulated instruments, else the wall clock; a
     :class:`~drivers.clock.ScaledClock` meets a ``relaxlab sim serve`` process). Campaigns that
     heat powder portions need an oven in the lab file.
+
+    One orchestrator per campaign: a second one (run or resume) raises
+    :class:`~orchestrator.storage.RunIsLive`. A campaign that already has a state (it ran, or
+    was interrupted) is continued with ``resume`` or run again from the start with ``rerun``
+    (the earlier state is kept as ``state-<time>.json``, its runs stay in the journal);
+    without either it is refused, so nothing is silently replaced.
     """
+    with campaign_lock(data_dir, campaign.name):
+        state_path = CampaignSession.state_file(data_dir, campaign.name)
+        if state_path.exists() and not resume:
+            if not rerun:
+                raise ValueError(
+                    f"campaign {campaign.name!r} already ran in {data_dir} (state: {state_path}): "
+                    "add --resume to continue it, or --rerun to run it again from the start (its "
+                    "earlier runs stay in the journal)"
+                )
+            state_path.replace(state_path.with_name(f"state-{time.strftime('%Y%m%dT%H%M%S')}.json"))
+        return _run_campaign(campaign, Path(data_dir), channels, ovens, progress, resume, noise, seed,
+                             on_job_done, on_step_done, lab, responder, clock)  # fmt: skip
+
+
+def _run_campaign(
+    campaign: Campaign,
+    data_dir: Path,
+    channels: int,
+    ovens: int,
+    progress: bool,
+    resume: bool,
+    noise: bool,
+    seed: int,
+    on_job_done: Any,
+    on_step_done: Any,
+    lab: Lab | None,
+    responder: Any,
+    clock: Clock | None,
+) -> CampaignResult:
     if lab is not None:
         from orchestrator.campaign_lab import run_on_lab
 
@@ -231,8 +294,12 @@ def run_campaign(
     wall0 = time.perf_counter()
     state_path = CampaignSession.state_file(data_dir, campaign.name)
     saved = json.loads(state_path.read_text()) if resume and state_path.exists() else None
-    # A resumed campaign continues on the simulated time line where the last save left it.
-    clock = SimClock(saved["clock_s"]) if saved and "clock_s" in saved else SimClock()
+    if resume:
+        recover_interrupted_runs(Path(data_dir))  # close what the last session left open
+    # A resumed campaign continues on the simulated time line from the latest moment stored:
+    # the last save, or a later point of a step that was under way (never back in time, so a
+    # step run again does not overlap the points of the one that was interrupted).
+    clock = SimClock(_latest_time(Path(data_dir), saved))
     t_start = clock.now()
     sim = SimulatedCampaignLab(
         clock,
@@ -255,8 +322,6 @@ def run_campaign(
         else:  # cells are built from the pristine batch and charged in the cell
             sim.pristine_powder(portion_names)
 
-    if resume:
-        recover_interrupted_runs(Path(data_dir))  # close what the last session left open
     session = CampaignSession.open(clock, Path(data_dir), campaign, state, progress, (channels, ovens))
     spool, uids = session.spool, session.uids
     for channel in sim.channels:
@@ -321,6 +386,8 @@ def run_campaign(
               "condition": dict(cell.condition), **{f"condition_{k}": v for k, v in cell.condition.items()},
               "protocol": cell.protocol.name, "job_key": cell.id,
               "resumes": state["jobs"].get(cell.id, {}).get("uid") or progress_before.get("run")}  # fmt: skip
+        if state["jobs"].get(cell.id, {}).get("status") == "failed":  # a fault ended its step
+            md.update(restarted_step=done_steps, restart_reason=state["jobs"][cell.id].get("reason"))
         context = {"portion": portion, "mass_g": cell.mass_g}
         if done_steps:
             context.update(

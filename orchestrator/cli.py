@@ -351,6 +351,9 @@ def campaign_run(
     data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the summary CSV.")] = Path("relaxlab-out"),
     as_json: JsonOpt = False,
+    rerun: Annotated[
+        bool, typer.Option("--rerun", help="Run a campaign that already ran again from the start.")
+    ] = False,
 ) -> None:
     """Run a campaign: every cell concurrently, ovens shared, progress per cell.
 
@@ -361,7 +364,7 @@ def campaign_run(
     from orchestrator.campaign_run import run_campaign
     from orchestrator.lab import LabFileError, load_lab
     from orchestrator.simtime import read_clock_file
-    from orchestrator.storage import default_data_dir
+    from orchestrator.storage import RunIsLive, default_data_dir
 
     campaign = _load_campaign(campaign_file)
     try:
@@ -374,8 +377,9 @@ def campaign_run(
         result = run_campaign(
             campaign, data_dir or default_data_dir(), channels=channels, ovens=ovens,
             progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed, lab=lab, clock=clock,
+            rerun=rerun,
         )  # fmt: skip
-    except (LabFileError, InstrumentError, ValueError) as exc:
+    except (LabFileError, InstrumentError, ValueError, RunIsLive) as exc:
         _fail(str(exc))
     table = result.table()
     out.mkdir(parents=True, exist_ok=True)
@@ -550,12 +554,23 @@ def data_list(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
 
 @data_app.command("recover")
 def data_recover(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
-    """Close runs a crash left open: append the points the spool holds beyond their last page."""
-    from orchestrator.storage import default_data_dir, recover_interrupted_runs
+    """Close runs a crash left open: append the points the spool holds that the journal lacks.
 
-    recovered = recover_interrupted_runs(data_dir or default_data_dir())
-    lines = [f"{uid[:8]}: {n} points recovered, run closed" for uid, n in recovered.items()]
-    _print(recovered, as_json, "\n".join(lines) or "no interrupted runs")
+    Runs a live orchestrator is writing are left alone; a torn last line is cut off; a run
+    damaged before its end is reported (exit code 1). Safe to run any number of times."""
+    from dataclasses import asdict
+
+    from orchestrator.storage import default_data_dir, recover
+
+    report = recover(data_dir or default_data_dir())
+    lines = [f"{uid[:8]}: {report.repaired[uid]}" for uid in report.repaired]
+    lines += [f"{uid[:8]}: {n} points recovered, run closed" for uid, n in report.recovered.items()]
+    lines += [f"{uid[:8]}: rebuilt in the Tiled catalog from the journal" for uid in report.tiled]
+    lines += [f"{uid[:8]}: live (an orchestrator is writing it), not touched" for uid in report.live]
+    lines += [f"error: {message}" for message in report.damaged.values()]
+    _print(asdict(report) if as_json else report.recovered, as_json, "\n".join(lines) or "no interrupted runs")
+    if report.damaged:
+        raise typer.Exit(1)
 
 
 @data_app.command("export")
@@ -568,7 +583,7 @@ def data_export(
     as_json: JsonOpt = False,
 ) -> None:
     """Export a run's points: time_s, voltage_V, current_A, specific_current_mA_g, capacity_mAh_g, ..."""
-    from orchestrator.storage import TiledStore, default_data_dir, read_journal
+    from orchestrator.storage import JournalDamaged, TiledStore, default_data_dir, read_journal, write_export
 
     if fmt not in ("csv", "parquet"):
         _fail(f"--format must be csv or parquet, not {fmt!r}")
@@ -576,21 +591,22 @@ def data_export(
     try:
         if source == "tiled":
             store = TiledStore(root)
-            start, frame = store.read_run(run_id)
-            store.close()
+            try:
+                start, frame = store.read_run(run_id)
+            finally:
+                store.close()
         else:
             start, frame = read_journal(root, run_id)
     except KeyError as exc:
         _fail(str(exc.args[0]) if exc.args else f"no run {run_id!r}")
+    except JournalDamaged as exc:
+        _fail(str(exc), code=1)
     if frame.empty and start.get("job") == "portion":  # an oven run: its temperature log and transfers
         from orchestrator.storage import read_oven_record
 
         start, frame = read_oven_record(root, start["uid"])
     path = out or Path(f"{start['uid']}.{fmt}")
-    if fmt == "csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
+    write_export(frame, path, fmt)
     _print(
         {"run": start["uid"], "file": str(path), "points": len(frame)},
         as_json,

@@ -9,6 +9,7 @@ to them through pyvisa-py or pyserial exactly as to hardware.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import threading
@@ -20,6 +21,7 @@ from orchestrator.lab import Lab
 from simulators.cell import Cell, Sample
 from simulators.emstat4 import SimulatedEmStat4
 from simulators.eurotherm import SimulatedEurotherm
+from simulators.faults import FaultyEndpoint, parse_fault_spec
 from simulators.keithley2450 import SimulatedKeithley2450
 from simulators.material import MATERIALS_DIR, MaterialError, load_material
 from simulators.oven import OvenModel
@@ -83,9 +85,14 @@ def _material(name: str) -> Any:
 
 
 class SimulatedLab:
-    """Simulated instruments, one cell each, keyed by instrument name."""
+    """Simulated instruments, one cell each, keyed by instrument name.
 
-    def __init__(self, lab: Lab, clock: Any, noise: bool = False) -> None:
+    ``faults`` (default: the environment variable ``RELAXLAB_SIM_FAULTS``, e.g.
+    ``"rate=0.05,seed=3"``) makes every instrument's link faulty: replies dropped, garbled,
+    late, the link down for a few exchanges (:mod:`simulators.faults`).
+    """
+
+    def __init__(self, lab: Lab, clock: Any, noise: bool = False, faults: str | None = None) -> None:
         self.clock = clock
         self.lab = lab
         self.lock = threading.RLock()
@@ -119,6 +126,15 @@ class SimulatedLab:
             else:
                 self.instruments[name] = SimulatedEmStat4(
                     cell, clock, serial=f"ES4{config.model}SIM{index:04d}", model=config.model
+                )
+
+        spec = faults if faults is not None else os.environ.get("RELAXLAB_SIM_FAULTS", "")
+        if spec:
+            options = parse_fault_spec(spec)
+            seed = int(options.pop("seed", 0))
+            for index, name in enumerate(sorted(self.instruments)):
+                self.instruments[name] = FaultyEndpoint(
+                    self.instruments[name], seed=seed * 1000 + index, **options
                 )
 
     def transport(self, name: str) -> InProcessTransport:

@@ -6,21 +6,37 @@ read. The same documents go to a Tiled catalog: an embedded one (SQLite) under `
 by default, or a Tiled server given by URI. :func:`read_run` returns a run as a DataFrame
 with the export columns (``time_s``, ``voltage_V``, ``current_A``, ``specific_current_mA_g``,
 ``capacity_mAh_g``, ``step``, ``step_type``, ``temperature_C``, ``cycle``, ``direction``, ``substep``).
+
+Nothing is lost and nothing is written twice whatever kills the process:
+
+* a torn last line (a crash mid-write, a full disk) is ignored by readers and cut off by
+  :func:`repair_journal` (which :func:`recover` runs first); a damaged line *before* the end is
+  never skipped silently: reading the run raises :class:`JournalDamaged` naming the line;
+* :func:`recover` closes interrupted runs with the points their spool holds that the journal
+  lacks, matched by (step, time, substep), so a point of a new step stamped with the same time
+  as the last point of the previous one is kept, and running it again appends nothing;
+* one writer: a live run holds a lock (``<data>/locks/<uid>.lock``, :mod:`filelock`); recovery
+  leaves live runs alone; a campaign holds ``<data>/campaigns/<name>/lock`` while it runs;
+* after recovery the Tiled catalog is rebuilt for the recovered runs from the journal;
+* exports are written to a temporary file and renamed into place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from event_model import RunRouter
+from filelock import FileLock, Timeout
 
 COLUMNS = [
     "time_s",
@@ -51,18 +67,88 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__}")
 
 
+class JournalDamaged(ValueError):
+    """A journal line before the last one is not a whole document: the run is damaged there."""
+
+    def __init__(self, path: Path, line: int, why: str) -> None:
+        self.path, self.line = Path(path), line
+        super().__init__(
+            f"run {Path(path).stem[:8]} is damaged: line {line} of {path} is not a whole document "
+            f"({why}); its points from there on cannot be trusted. The file is kept as it is: "
+            "restore it from a backup, or delete that line by hand to read what is left"
+        )
+
+
+class RunIsLive(RuntimeError):
+    """Another process is writing this run (or campaign) right now."""
+
+
+def lock_path(data_dir: Path, uid: str) -> Path:
+    """The lock a live run holds: ``<data>/locks/<uid>.lock``."""
+    return Path(data_dir) / "locks" / f"{uid}.lock"
+
+
+def run_is_live(data_dir: Path, uid: str) -> bool:
+    """True while some process holds the run's lock (the OS releases it when that process dies)."""
+    path = lock_path(data_dir, uid)
+    if not path.exists():
+        return False
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+@contextlib.contextmanager
+def campaign_lock(data_dir: Path, campaign: str) -> Iterator[None]:
+    """Hold ``<data>/campaigns/<name>/lock`` while a campaign runs: a second orchestrator on the
+    same campaign (run or ``--resume``) is refused at once instead of driving the same cells."""
+    folder = Path(data_dir) / "campaigns" / campaign
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / "lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        owner = (folder / "lock.pid").read_text().strip() if (folder / "lock.pid").exists() else "?"
+        raise RunIsLive(
+            f"campaign {campaign!r} is running in another process (pid {owner}) on data folder "
+            f"{data_dir}: two orchestrators must not drive the same cells. Wait for it to end, or "
+            "stop it, then use --resume"
+        ) from None
+    try:
+        (folder / "lock.pid").write_text(str(os.getpid()))
+        yield
+    finally:
+        lock.release()
+
+
 class Journal:
-    """Append-only JSON-lines journal, one file per run, fsynced per document."""
+    """Append-only JSON-lines journal, one file per run, fsynced per document.
+
+    While a run is being written its lock (:func:`lock_path`) is held, so that recovery and
+    other processes can tell a live run from an interrupted one.
+    """
 
     def __init__(self, data_dir: Path, fsync: bool = True) -> None:
-        self.directory = Path(data_dir) / "journal"
+        self.data_dir = Path(data_dir)
+        self.directory = self.data_dir / "journal"
         self.directory.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self._file: Any = None
+        self._lock: FileLock | None = None
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
         if name == "start":
             self.close()
+            path = lock_path(self.data_dir, doc["uid"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = FileLock(
+                path, timeout=0, thread_local=False
+            )  # released by whichever thread stops the run
+            self._lock.acquire()
             self._file = open(self.directory / f"{doc['uid']}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         if self._file is None:
             return
@@ -77,20 +163,68 @@ class Journal:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def path(self, uid: str) -> Path:
         return self.directory / f"{uid}.jsonl"
 
 
+def _parse_line(line: str) -> tuple[str, dict[str, Any]]:
+    item = json.loads(line)
+    if not (
+        isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], dict)
+    ):
+        raise ValueError("not a [name, document] pair")
+    return item[0], item[1]
+
+
 def journal_documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Documents of a journal, skipping a torn last line left by a crash."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    """Documents of a journal. A torn last line (a crash mid-write) is skipped; any other line
+    that is not a whole document raises :class:`JournalDamaged` with its number."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        pending: tuple[int, str] | None = None
+        for number, line in enumerate(f, start=1):
+            if pending is not None:  # a bad line with more after it: damage, not a torn tail
+                raise JournalDamaged(path, pending[0], pending[1])
             try:
-                name, doc = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            yield name, doc
+                yield _parse_line(line)
+            except ValueError as exc:
+                pending = (number, str(exc).split(":")[0])
+
+
+def repair_journal(path: Path) -> str | None:
+    """Cut off a torn last line (or end a whole last line left without its newline).
+
+    Returns what was done, or None when the file was whole. A damaged line before the end is
+    left alone (:class:`JournalDamaged` when read).
+    """
+    with open(path, "rb+") as f:
+        data = f.read()
+        if not data or data.endswith(b"\n"):
+            if data:
+                start = data.rfind(b"\n", 0, len(data) - 1) + 1
+                try:
+                    _parse_line(data[start:].decode("utf-8"))
+                except (ValueError, UnicodeDecodeError):
+                    f.truncate(start)  # a whole line of garbage at the end: torn as well
+                    f.flush()
+                    os.fsync(f.fileno())
+                    return f"cut off a damaged last line ({len(data) - start} bytes)"
+            return None
+        start = data.rfind(b"\n") + 1
+        try:
+            _parse_line(data[start:].decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            f.truncate(start)
+            what = f"cut off a torn last line ({len(data) - start} bytes)"
+        else:
+            f.write(b"\n")
+            what = "ended the last line"
+        f.flush()
+        os.fsync(f.fileno())
+        return what
 
 
 def list_journal_runs(data_dir: Path) -> list[dict[str, Any]]:
@@ -100,17 +234,29 @@ def list_journal_runs(data_dir: Path) -> list[dict[str, Any]]:
         start: dict[str, Any] | None = None
         stop: dict[str, Any] | None = None
         points = 0
-        for name, doc in journal_documents(path):
-            if name == "start":
-                start = doc
-            elif name == "stop":
-                stop = doc
-            elif name == "event_page":
-                points += len(doc["seq_num"])
-            elif name == "event":
-                points += 1
+        damage = None
+        try:
+            for name, doc in journal_documents(path):
+                if name == "start":
+                    start = doc
+                elif name == "stop":
+                    stop = doc
+                elif name == "event_page":
+                    points += len(doc["seq_num"])
+                elif name == "event":
+                    points += 1
+        except JournalDamaged as exc:
+            damage = str(exc)
         if start is None:
-            continue
+            if damage:
+                start = {"uid": path.stem, "time": path.stat().st_mtime}
+            else:
+                continue
+        status = stop["exit_status"] if stop else "interrupted"
+        if damage:
+            status = "damaged"
+        elif stop is None and run_is_live(data_dir, start["uid"]):
+            status = "running"
         runs.append(
             {
                 "uid": start["uid"],
@@ -119,7 +265,8 @@ def list_journal_runs(data_dir: Path) -> list[dict[str, Any]]:
                 "sample": start.get("sample"),
                 "cell": start.get("cell"),
                 "points": points,
-                "exit_status": stop["exit_status"] if stop else "interrupted",
+                "exit_status": status,
+                **({"damage": damage} if damage else {}),
             }
         )
     return sorted(runs, key=lambda r: r["time"], reverse=True)
@@ -354,7 +501,6 @@ class TiledStore:
     """
 
     def __init__(self, data_dir: Path, uri: str | None = None, batch_points: int = 20_000) -> None:
-        from bluesky.callbacks.tiled_writer import TiledWriter
         from tiled.client import Context, from_context, from_uri
 
         self.data_dir = Path(data_dir)
@@ -364,14 +510,16 @@ class TiledStore:
 
             root = self.data_dir / "tiled"
             (root / "data").mkdir(parents=True, exist_ok=True)
-            adapter = catalog_from_uri(
-                f"sqlite:///{root / 'catalog.db'}",
-                writable_storage=[
-                    f"file://{(root / 'data').resolve()}",
-                    f"sqlite:///{(root / 'tables.sqlite').resolve()}",
-                ],
-                init_if_not_exists=True,
-            )
+            # Two first runs at once would both create the catalog's tables: one at a time.
+            with FileLock(root / "init.lock", timeout=120):
+                adapter = catalog_from_uri(
+                    f"sqlite:///{root / 'catalog.db'}",
+                    writable_storage=[
+                        f"file://{(root / 'data').resolve()}",
+                        f"sqlite:///{(root / 'tables.sqlite').resolve()}",
+                    ],
+                    init_if_not_exists=True,
+                )
             self.context = Context.from_app(build_app(adapter))
             self.client = from_context(self.context)
         else:
@@ -380,15 +528,30 @@ class TiledStore:
         # Our documents are already in the current event-model schema: skip the normaliser,
         # which re-validates every point of every page one event at a time, and append each
         # event page to the stream's table as one columnar block (_PageWriter).
-        self.writer = TiledWriter(self.client, normalizer=None)
-        self.writer._run_router = RunRouter(
-            [lambda name, doc: ([_page_writer(self.writer.client, batch_points)], [])]
+        self.batch_points = batch_points
+        self.writer = self.new_writer()
+
+    def new_writer(self) -> Any:
+        """A TiledWriter into this catalog (documents already in the current event-model schema)."""
+        from bluesky.callbacks.tiled_writer import TiledWriter
+
+        writer = TiledWriter(self.client, normalizer=None)
+        writer._run_router = RunRouter(
+            [lambda name, doc: ([_page_writer(writer.client, self.batch_points)], [])]
         )
+        return writer
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
         self.writer(name, doc)
 
     def read_run(self, uid: str) -> tuple[dict[str, Any], pd.DataFrame]:
+        if uid not in self.client:  # a unique prefix, as the journal's file names resolve it
+            try:
+                uid = _journal_path(self.data_dir, uid).stem
+            except KeyError:
+                pass
+            if uid not in self.client:
+                raise KeyError(f"no run {uid!r} in the Tiled catalog of {self.data_dir} (try `data recover`)")
         run = self.client[uid]
         start = dict(run.metadata["start"])
         if POINT_STREAM not in run:
@@ -449,59 +612,168 @@ def _num(x: float) -> str:
     return repr(x) if x == x else "NaN"  # JSON has no nan; Python's json reads NaN
 
 
-def recover_interrupted_runs(data_dir: Path) -> dict[str, int]:
-    """Close every run that has a start and no stop: append the points its channel's spool holds
-    beyond the last journalled page (as one event page), then a stop document with
-    ``exit_status = "abort"``. Returns ``{run uid: points recovered}``. Idempotent."""
+@dataclass
+class Recovery:
+    """What :func:`recover` did: points recovered per closed run, runs left alone because they
+    are live, damaged runs (uid: message), torn tails cut off and runs rebuilt in Tiled."""
+
+    recovered: dict[str, int] = field(default_factory=dict)
+    live: list[str] = field(default_factory=list)
+    damaged: dict[str, str] = field(default_factory=dict)
+    repaired: dict[str, str] = field(default_factory=dict)
+    tiled: list[str] = field(default_factory=list)
+
+
+def _point_key(step: Any, time_s: Any, substep: Any) -> tuple[int, float, int]:
+    return int(step), float(time_s), int(substep)
+
+
+def recover(data_dir: Path, tiled: bool = True) -> Recovery:
+    """Close every run that has a start and no stop and that no live process holds.
+
+    A torn last line is cut off first. The points the run's channel spool holds and its
+    journal lacks (matched by step, time and substep) are appended as one event page, then a
+    stop document with ``exit_status = "abort"``. Idempotent: a second call finds every run
+    closed, and one killed half-way is finished by the next. With ``tiled`` (and an embedded
+    catalog under ``data_dir``) the recovered runs are rebuilt in Tiled from their journals.
+    """
     from event_model import DocumentNames, schema_validators
 
     data_dir = Path(data_dir)
-    recovered: dict[str, int] = {}
+    report = Recovery()
     for path in sorted((data_dir / "journal").glob("*.jsonl")):
-        docs = list(journal_documents(path))
-        if not docs or docs[0][0] != "start" or any(name == "stop" for name, _ in docs):
+        uid = path.stem
+        if run_is_live(data_dir, uid):
+            report.live.append(uid)
             continue
-        start = docs[0][1]
-        descriptors = {d["uid"]: d for name, d in docs if name == "descriptor"}
-        points_desc = next((d for d in descriptors.values() if d.get("name") == POINT_STREAM), None)
-        points_uid = points_desc["uid"] if points_desc is not None else None
-        pages = [d for name, d in docs if name == "event_page" and d["descriptor"] == points_uid]
-        new_points: list[list[Any]] = []
-        channel = start.get("channel")
-        spool = data_dir / "spool" / str(start.get("spool")) / f"{channel}.jsonl"
-        if points_desc is not None and channel and start.get("spool") and spool.exists():
-            steps = {s for page in pages for s in page["data"]["step"]}
-            t_last = max((t for page in pages for t in page["timestamps"]["voltage_V"]), default=-np.inf)
-            first_step = min(steps) if steps else None
-            for line in spool.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    break  # a torn last line
-                if row[1] > t_last and (first_step is None or row[0] >= first_step):
-                    new_points.append(row)
-        n_before = sum(len(p["seq_num"]) for p in pages)
-        with open(path, "a", encoding="utf-8") as f:
-            if new_points and points_desc is not None:
-                mass = float(start.get("active_mass_g") or 1.0)
-                times = [r[1] for r in new_points]
-                data = {"voltage_V": [r[2] for r in new_points], "current_A": [r[3] for r in new_points],
-                        "specific_current_mA_g": [r[3] * 1000.0 / mass for r in new_points],
-                        "capacity_mAh_g": [r[4] for r in new_points],
-                        "temperature_C": [r[5] if r[5] == r[5] else 25.0 for r in new_points],
-                        "step": [r[0] for r in new_points], "substep": [r[6] for r in new_points]}  # fmt: skip
-                page = {"descriptor": points_desc["uid"], "uid": [str(uuid.uuid4()) for _ in times],
-                        "time": times, "seq_num": list(range(n_before + 1, n_before + len(times) + 1)),
-                        "data": data, "timestamps": {k: times for k in data}, "filled": {}}  # fmt: skip
-                schema_validators[DocumentNames.event_page].validate(page)
-                f.write(json.dumps(["event_page", page]) + "\n")
-            stop = {"run_start": start["uid"], "uid": str(uuid.uuid4()), "time": time.time(),
-                    "exit_status": "abort",
-                    "reason": f"the orchestrator stopped; {len(new_points)} points recovered from the spool",
-                    "num_events": {POINT_STREAM: n_before + len(new_points)}}  # fmt: skip
-            schema_validators[DocumentNames.stop].validate(stop)
-            f.write(json.dumps(["stop", stop]) + "\n")
+        lock = FileLock(lock_path(data_dir, uid), timeout=0)
+        lock_path(data_dir, uid).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire()  # nobody starts writing it while we do
+        except Timeout:
+            report.live.append(uid)
+            continue
+        try:
+            fixed = repair_journal(path)
+            if fixed:
+                report.repaired[uid] = fixed
+            try:
+                docs = list(journal_documents(path))
+            except JournalDamaged as exc:
+                report.damaged[uid] = str(exc)
+                continue
+            if not docs or docs[0][0] != "start" or any(name == "stop" for name, _ in docs):
+                continue
+            report.recovered[docs[0][1]["uid"]] = _close_run(
+                data_dir, path, docs, DocumentNames, schema_validators
+            )
+        finally:
+            lock.release()
+    if tiled and report.recovered and (data_dir / "tiled" / "catalog.db").exists():
+        store = TiledStore(data_dir)
+        try:
+            for run_uid in report.recovered:
+                rebuild_in_tiled(store, data_dir, run_uid)
+                report.tiled.append(run_uid)
+        finally:
+            store.close()
+    return report
+
+
+def _close_run(
+    data_dir: Path, path: Path, docs: list[tuple[str, dict[str, Any]]], names: Any, validators: Any
+) -> int:
+    start = docs[0][1]
+    descriptors = {d["uid"]: d for name, d in docs if name == "descriptor"}
+    points_desc = next((d for d in descriptors.values() if d.get("name") == POINT_STREAM), None)
+    points_uid = points_desc["uid"] if points_desc is not None else None
+    pages = [d for name, d in docs if name == "event_page" and d["descriptor"] == points_uid]
+    new_points: list[list[Any]] = []
+    channel = start.get("channel")
+    spool = data_dir / "spool" / str(start.get("spool")) / f"{channel}.jsonl"
+    if points_desc is not None and channel and start.get("spool") and spool.exists():
+        stored = {
+            _point_key(step, t, sub)
+            for page in pages
+            for step, t, sub in zip(page["data"]["step"], page["timestamps"]["voltage_V"],
+                                    page["data"].get("substep", [0] * len(page["seq_num"])), strict=True)
+        }  # fmt: skip
+        steps = {key[0] for key in stored}
+        first_step = min(steps) if steps else None
+        t0 = float(start.get("clock_start_s", -np.inf))
+        for line in spool.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+                key = _point_key(row[0], row[1], row[6])
+            except (ValueError, TypeError, IndexError):
+                continue  # a torn line (the spool's last, after a crash)
+            # this run's points: its steps on this channel (or, before its first page, since it began)
+            mine = key[0] >= first_step if first_step is not None else key[1] >= t0
+            if mine and key not in stored:
+                stored.add(key)
+                new_points.append(row)
+    n_before = sum(len(p["seq_num"]) for p in pages)
+    with open(path, "a", encoding="utf-8") as f:
+        if new_points and points_desc is not None:
+            mass = float(start.get("active_mass_g") or 1.0)
+            times = [r[1] for r in new_points]
+            data = {"voltage_V": [r[2] for r in new_points], "current_A": [r[3] for r in new_points],
+                    "specific_current_mA_g": [r[3] * 1000.0 / mass for r in new_points],
+                    "capacity_mAh_g": [r[4] for r in new_points],
+                    "temperature_C": [r[5] if r[5] == r[5] else 25.0 for r in new_points],
+                    "step": [r[0] for r in new_points], "substep": [r[6] for r in new_points]}  # fmt: skip
+            page = {"descriptor": points_desc["uid"], "uid": [str(uuid.uuid4()) for _ in times],
+                    "time": times, "seq_num": list(range(n_before + 1, n_before + len(times) + 1)),
+                    "data": data, "timestamps": {k: times for k in data}, "filled": {}}  # fmt: skip
+            validators[names.event_page].validate(page)
+            f.write(json.dumps(["event_page", page]) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        recovered[start["uid"]] = len(new_points)
-    return recovered
+        stop = {"run_start": start["uid"], "uid": str(uuid.uuid4()), "time": time.time(),
+                "exit_status": "abort",
+                "reason": f"the orchestrator stopped; {len(new_points)} points recovered from the spool",
+                "num_events": {POINT_STREAM: n_before + len(new_points)}}  # fmt: skip
+        validators[names.stop].validate(stop)
+        f.write(json.dumps(["stop", stop]) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return len(new_points)
+
+
+def recover_interrupted_runs(data_dir: Path, tiled: bool = True) -> dict[str, int]:
+    """:func:`recover`, returning ``{run uid: points recovered}`` for the runs it closed."""
+    return recover(data_dir, tiled=tiled).recovered
+
+
+def rebuild_in_tiled(store: TiledStore, data_dir: Path, uid: str) -> None:
+    """Make the Tiled copy of run ``uid`` match its journal: drop what Tiled holds of it (a
+    crash leaves it without its last pages and its stop) and write the journal's documents."""
+    if uid in store.client:
+        store.client[uid].delete(recursive=True, external_only=False)
+    writer = store.new_writer()
+    for name, doc in journal_documents(_journal_path(data_dir, uid)):
+        writer(name, doc)
+
+
+def write_export(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+    """Write ``frame`` as csv or parquet atomically: a temporary file beside ``path``, fsynced,
+    then renamed over it (a crash leaves the old file or the new one, whole)."""
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else "."
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if fmt == "csv":
+                frame.to_csv(f, index=False)
+            else:
+                frame.to_parquet(f, index=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

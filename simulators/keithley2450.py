@@ -356,10 +356,11 @@ class SimulatedKeithley2450:
             self._source_voltage(self._clamp_V, abs(level_A), remaining)
 
     def _source_voltage(self, level_V: float, ilim_A: float, dt: float) -> None:
-        remaining = dt
+        remaining, charge_As = dt, 0.0
         if self._voltage_limited:
             # Driving at the current limit towards the set voltage, if the cell is away from it.
             current = ilim_A if level_V > self.cell.voltage_V() else -ilim_A
+            self._hold_sign = 1.0 if current > 0 else -1.0
             adv = self.cell.constant_current(
                 current,
                 remaining,
@@ -367,12 +368,48 @@ class SimulatedKeithley2450:
                 v_lower_V=level_V if current < 0 else None,
             )
             remaining -= adv.elapsed_s
+            charge_As += current * adv.elapsed_s
             if adv.reason in ("v_upper", "v_lower"):
                 self._voltage_limited = False
+                self._hold_pull_A = ilim_A
         if not self._voltage_limited and remaining > 0:
-            self.cell.constant_voltage(level_V, remaining)
-            if abs(self.cell.current_A) > ilim_A * (1 + 1e-9):
-                self._voltage_limited = True
+            if self._hold_sign < 0:
+                # holding a cell that relaxes upwards (a discharge held at its floor)
+                charge_As += self._hold_sinking(level_V, ilim_A, remaining)
+            else:
+                self.cell.constant_voltage(level_V, remaining)
+                if abs(self.cell.current_A) > ilim_A * (1 + 1e-9):
+                    self._voltage_limited = True
+        if dt > 0:
+            self._hold_current_A = charge_As / dt if self._hold_sign < 0 else float(self.cell.current_A)
+
+    def _hold_sinking(self, level_V: float, ilim_A: float, duration_s: float) -> float:
+        """Hold a cell that relaxes upwards at ``level_V``, sinking at most ``ilim_A``.
+
+        The source pulls the cell down to the set voltage with a current that halves each time
+        the cell gets there (and may double again, never beyond the limit, as it relaxes): a
+        constant voltage within the current limit, stable where the cell model's own voltage
+        hold is not (an empty cathode). The cell never goes below the set voltage; the current
+        read is the mean since the last reading. Returns the charge passed, A s.
+        """
+        charge_As, left = 0.0, duration_s
+        current = self._hold_pull_A
+        while left > 1e-9:
+            chunk = min(left, 60.0)
+            left -= chunk
+            current = min(ilim_A, 2.0 * current)
+            while chunk > 1e-9:
+                adv = self.cell.constant_current(-current, chunk, v_lower_V=level_V)
+                charge_As -= current * adv.elapsed_s
+                chunk -= adv.elapsed_s
+                if adv.reason == "time":
+                    break
+                if current < ilim_A * 1e-9:  # nothing left to pull: the cell follows at rest
+                    self.cell.rest(chunk)
+                    break
+                current /= 2.0
+        self._hold_pull_A = current
+        return charge_As
 
     def _in_limit(self) -> bool:
         if self._drive() != self._last_drive:
@@ -400,6 +437,8 @@ class SimulatedKeithley2450:
                 value = level + noise  # the source is regulating: its level flows from the first instant
             elif kind == "open":
                 value = noise
+            elif kind == "V" and not self._voltage_limited and self._hold_sign < 0:
+                value = self._hold_current_A + noise  # an integrating reading of the sinking hold
             else:
                 value = float(self.cell.current_A) + noise
         else:
@@ -531,6 +570,8 @@ class SimulatedKeithley2450:
         self._clamp_V = 0.0
         self._voltage_limited = True
         self._last_drive = None
+        self._hold_sign = 1.0
+        self._hold_current_A, self._hold_pull_A = 0.0, self.ilim_A
 
     # the source levels keep their historical attribute names
     @property

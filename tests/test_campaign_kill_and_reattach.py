@@ -79,8 +79,10 @@ def _operator() -> ConsoleOperator:
     return ConsoleOperator(ask=lambda prompt: "5", say=lambda text: None)
 
 
-@pytest.mark.tcp
-def test_sigkill_mid_rest_then_resume_reattaches_every_running_step(tmp_path: Path) -> None:
+def _kill_and_resume(tmp_path: Path, index: int, wait_s: float):
+    """Run the campaign in a child process, SIGKILL it once every cell runs protocol step
+    ``index`` (and ``wait_s`` more), resume it here. Returns (reference, result, data, state
+    path, clock time of the kill)."""
     resources = {"es1": f"socket://127.0.0.1:{_port()}", "es2": f"socket://127.0.0.1:{_port()}",
                  "smu1": f"TCPIP0::127.0.0.1::{_port()}::SOCKET",
                  "smu2": f"TCPIP0::127.0.0.1::{_port()}::SOCKET"}  # fmt: skip
@@ -123,9 +125,9 @@ def test_sigkill_mid_rest_then_resume_reattaches_every_running_step(tmp_path: Pa
             except (FileNotFoundError, json.JSONDecodeError):
                 continue
             running = [c.get("running") for c in state["cells"].values()]
-            if len(running) == 4 and all(r and r["index"] == 2 for r in running):
+            if len(running) == 4 and all(r and r["index"] == index for r in running):
                 break
-        time.sleep(0.15)  # 300 s into the rest: a few of its points are stored
+        time.sleep(wait_s)
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         killed_at_s = clock.now()
@@ -135,7 +137,14 @@ def test_sigkill_mid_rest_then_resume_reattaches_every_running_step(tmp_path: Pa
         )  # fmt: skip
     finally:
         lab_sim.close()
+    return reference, result, data, state_path, killed_at_s
 
+
+@pytest.mark.tcp
+def test_sigkill_mid_rest_then_resume_reattaches_every_running_step(tmp_path: Path) -> None:
+    reference, result, data, state_path, killed_at_s = _kill_and_resume(
+        tmp_path, 2, 0.15
+    )  # 300 s into the rest
     assert not result.failed, result.failed
     state = json.loads(state_path.read_text())
     runs = {r["uid"]: r for r in list_journal_runs(data)}
@@ -162,8 +171,49 @@ def test_sigkill_mid_rest_then_resume_reattaches_every_running_step(tmp_path: Pa
             assert span == pytest.approx(ref_span, abs=1.0)
             # every package is here but those in transit when the host died, and they are counted
             assert len(rest) + row["points_lost"] == len(ref_rest)
-            assert row["points_lost"] <= 2
+            # ... and only those: what the instrument sent after the last point the host stored
+            # and before the kill (how many depends on how busy the machine was: it is measured)
+            interval = float(np.median(np.diff(ref_rest["timestamp_s"].to_numpy())))
+            in_transit = (killed_at_s - before["timestamp_s"].iloc[-1]) / interval
+            assert row["points_lost"] <= in_transit + 1
         else:  # Keithley 2450: held at open circuit until a host came back to end the rest
             assert span >= ref_span - 10.0
-        assert row["charge_capacity_mAh_g"] == pytest.approx(ref["charge_capacity_mAh_g"], rel=0.01)
-        assert row["discharge_capacity_mAh_g"] == pytest.approx(ref["discharge_capacity_mAh_g"], rel=0.02)
+        # A capacity is integrated from readings: the charge passed in a step's last interval
+        # (between the last two readings, when the cut-off was met) is known only to within the
+        # current times that interval. On a free-running clock a host polls late when the machine
+        # is busy, so the tolerance is derived from the intervals measured, never assumed.
+        for step, key, rel in ((0, "charge_capacity_mAh_g", 0.01), (2, "discharge_capacity_mAh_g", 0.02)):
+            slack = sum(_last_interval_mAh_g(f, step) for f in (frame, ref_frame))
+            assert abs(row[key] - ref[key]) <= rel * abs(ref[key]) + slack, (
+                cell,
+                key,
+                row[key],
+                ref[key],
+                slack,
+            )
+
+
+def _last_interval_mAh_g(frame, step: int) -> float:
+    """What the current passes in the last interval of a cc step: the uncertainty of its end."""
+    points = frame[frame["step"] == step]
+    stamps = points["timestamp_s"].to_numpy()
+    last_s = float(stamps[-1] - stamps[-2]) if len(stamps) > 1 else 0.0
+    return float(points["specific_current_mA_g"].abs().max()) * last_s / 3600.0
+
+
+@pytest.mark.tcp
+def test_sigkill_mid_discharge_every_cell_stays_within_its_cut_off_and_resumes(tmp_path: Path) -> None:
+    """The orchestrator dies while every cell discharges: the Keithley 2450s hold their cells at
+    the cut-off (a voltage source there, the discharge current as its limit) and the EmStat4s run
+    their scripts; resumed, nothing is below 1.85 V, doubled, or counted twice."""
+    reference, result, data, state_path, _ = _kill_and_resume(tmp_path, 3, 0.4)
+    assert not result.failed, result.failed
+    state = json.loads(state_path.read_text())
+    for cell, row in result.cells.items():
+        _, frame = read_runs(data, state["cells"][cell]["runs"])
+        assert frame["voltage_V"].min() >= 1.85 - 2e-3 and frame["voltage_V"].max() <= 4.8 + 2e-3
+        assert np.all(np.diff(frame["timestamp_s"].to_numpy()) > 0)  # nothing doubled
+        _, ref_frame = read_journal(tmp_path / "reference", reference.cells[cell]["run"])
+        slack = sum(_last_interval_mAh_g(f, 2) for f in (frame, ref_frame))
+        ref = reference.cells[cell]["discharge_capacity_mAh_g"]
+        assert abs(row["discharge_capacity_mAh_g"] - ref) <= 0.02 * ref + slack, (cell, row, ref, slack)

@@ -79,14 +79,15 @@ def test_a_faulting_cell_fails_alone(tmp_path, monkeypatch) -> None:
 
     def with_a_low_limit(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        self.channels[0].voltage_min_V.put(3.0)  # channel 1 trips early in every discharge
+        self.channels[0].voltage_min_V.put(3.0)  # channel 1 cannot discharge to 1.85 V
 
     monkeypatch.setattr(simlab.SimulatedCampaignLab, "__init__", with_a_low_limit)
     campaign = load_campaign("temperature-24h")
     result = run_campaign(campaign, tmp_path, channels=18, ovens=1)  # one channel per cell
     failed = [cell for cell, row in result.cells.items() if row["status"] == "failed"]
     assert len(failed) == 1
-    assert "outside the safety limits" in result.failed[failed[0]]
+    # refused at the discharge, before the instrument takes the cell below its voltage_min
+    assert "cut-off 1.85 V is outside the cell's limits 3-4.95 V" in result.failed[failed[0]]
     assert sum(row["status"] == "done" for row in result.cells.values()) == 17
 
 

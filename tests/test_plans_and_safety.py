@@ -72,17 +72,30 @@ def test_voltage_safety_limit_stops_the_step_and_opens_the_circuit(tmp_path) -> 
     instrument = session.connected.simulation.instruments["smu1"]
     docs: list = []
     session.subscribe(lambda n, d: docs.append((n, d)))
-    charge = ConstantCurrent(20, Cutoffs(voltage_V=4.8))
+    charge = ConstantCurrent(20, Cutoffs(capacity_mAh_g=300))  # no voltage cut-off: only the limit
     try:
-        with pytest.raises(SafetyLimitError, match="outside the safety limits 1-4 V"):
+        with pytest.raises(SafetyLimitError, match="reached its voltage_max of 4 V"):
             session.run(run_protocol(session.channel(), [charge]))
         assert instrument.output_on is False
         stop = docs[-1][1]
         assert stop["exit_status"] == "fail"
-        assert "outside the safety limits" in stop["reason"]
-        # The points measured before the trip are in the run.
+        assert "voltage_max" in stop["reason"]
+        # The points measured before the trip are in the run; the instrument held the cell at
+        # the limit (VLIM), so none is beyond it.
         _, frame = session.read(docs[0][1]["uid"])
-        assert len(frame) > 10 and frame["voltage_V"].iloc[-1] > 4.0  # the tripping point too
+        assert len(frame) > 10 and frame["voltage_V"].iloc[-1] == pytest.approx(4.0, abs=2e-3)
+        assert frame["voltage_V"].max() <= 4.0 + 2e-3
+    finally:
+        session.close()
+
+
+def test_a_cut_off_beyond_the_cells_limits_is_refused_before_anything_moves(tmp_path) -> None:
+    session = _sim_session(tmp_path, voltage_max="4.0 V")
+    instrument = session.connected.simulation.instruments["smu1"]
+    try:
+        with pytest.raises(ValueError, match="cut-off 4.8 V is outside the cell's limits 1-4 V"):
+            session.run(run_protocol(session.channel(), [ConstantCurrent(20, Cutoffs(voltage_V=4.8))]))
+        assert instrument.output_on is False
     finally:
         session.close()
 
