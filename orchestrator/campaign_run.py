@@ -327,16 +327,6 @@ def _run_campaign(
     for channel in sim.channels:
         channel.spool = spool
 
-    # Each cell goes to the channel `campaign plan` gives it (the same schedule, the same model);
-    # a resumed campaign takes whichever channel is free.
-    planned_channels: dict[str, str] = {}
-    if not resume:
-        from orchestrator.estimate import campaign_estimator
-        from orchestrator.schedule import plan_campaign
-
-        frame = plan_campaign(campaign, channels, max(ovens, 1), durations=campaign_estimator(campaign)).frame
-        on_channels = frame[frame["channel"].str.startswith("ch")]
-        planned_channels = {str(k): str(v) for k, v in on_channels.groupby("cell")["channel"].first().items()}
     operator = Operator(clock, sim.respond)
     timer = Timer(clock)
     channel_pool = Pool("channels", sim.channels)
@@ -395,7 +385,6 @@ def _run_campaign(
             )
         jobs[cell.id] = cell_job(
             cell.id, cell_phase, channel_pool, operator, gates[portion], md, context, done_steps, step_done,
-            channel_name=planned_channels.get(cell.id),
         )  # fmt: skip
 
     def job_done(key: str, value: Any) -> None:

@@ -1,5 +1,5 @@
-"""`campaign plan` predicts what `campaign run` does: the same channel for each cell and step
-durations from the same cell model (issue 15: within 20 %)."""
+"""`campaign plan` predicts what `campaign run` does: step durations from the same cell model
+(issue 15: within 20 %)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,6 @@ def charge_end(tmp_path_factory: pytest.TempPathFactory):
     result = run_campaign(campaign, data, channels=4, ovens=1)
     plan = plan_campaign(campaign, channels=4, ovens=1, durations=campaign_estimator(campaign))
     return campaign, data, result, plan.frame
-
-
-def test_plan_and_run_put_each_cell_on_the_same_channel(charge_end) -> None:
-    campaign, data, result, frame = charge_end
-    assert not result.failed
-    planned = frame[frame.channel.str.startswith("ch")].groupby("cell")["channel"].first()
-    ran = {cell: read_journal(data, row["run"])[0]["channel"] for cell, row in result.cells.items()}
-    assert ran == planned.to_dict()
 
 
 def test_planned_step_durations_are_within_20_percent_of_the_run(charge_end) -> None:
