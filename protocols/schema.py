@@ -864,7 +864,7 @@ def _read(path: Path) -> tuple[Any, list[ProtocolIssue]]:
     try:
         text = read_text_file(path, "protocol file")
     except InputFileError as exc:
-        return None, [ProtocolIssue(file, "", str(exc).replace(f"{file}: ", "", 1))]
+        return None, [ProtocolIssue(file, "", exc.reason)]
     try:
         return load_yaml(text), []
     except yaml.YAMLError as exc:

@@ -25,7 +25,12 @@ MAX_DEPTH = 40
 
 
 class InputFileError(ValueError):
-    """An input file cannot be read as text; the message names the file and says why."""
+    """An input file cannot be read as text; the message names the file and says why
+    (``reason`` says why without the file name)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def read_text_file(path: str | Path, what: str = "file") -> str:
@@ -41,9 +46,9 @@ def read_text_file(path: str | Path, what: str = "file") -> str:
     path = Path(path)
     try:
         if path.is_dir():
-            raise InputFileError(f"{path} is a directory, not a {what}")
+            raise InputFileError(f"{path} is a directory, not a {what}", f"a directory, not a {what}")
         if not path.exists():
-            raise InputFileError(f"{what} {path} does not exist")
+            raise InputFileError(f"{what} {path} does not exist", "file does not exist")
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise InputFileError(
@@ -55,14 +60,14 @@ def read_text_file(path: str | Path, what: str = "file") -> str:
     except OSError as exc:
         raise InputFileError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if b"\x00" in raw:
-        raise InputFileError(f"{path} is a binary file, not a {what} (a {what} is UTF-8 text)")
+        reason = f"a binary file, not a {what} (a {what} is UTF-8 text)"
+        raise InputFileError(f"{path} is {reason}", reason)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise InputFileError(
-            f"{path}: line {line}: byte 0x{raw[exc.start]:02x} is not UTF-8; save the {what} as UTF-8 text"
-        ) from None
+        reason = f"line {line}: byte 0x{raw[exc.start]:02x} is not UTF-8; save the {what} as UTF-8 text"
+        raise InputFileError(f"{path}: {reason}", reason) from None
     return text.removeprefix("\ufeff")
 
 
