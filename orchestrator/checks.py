@@ -132,8 +132,8 @@ def run_problems(protocol: Protocol, lab: Lab, cell: str | None) -> list[str]:
     if others:
         problems.append(
             f"{source}: protocol {protocol.name!r} has {', '.join(others)} steps; `relaxlab run` drives one "
-            f"potentiostat channel and runs {', '.join(RUN_STEP_KINDS)} steps only (ovens, XRD and operator "
-            "steps run in a campaign: `relaxlab campaign run`)"
+            f"potentiostat channel and runs {', '.join(RUN_STEP_KINDS)} steps only (oven and operator steps run "
+            "in a campaign, `relaxlab campaign run`; XRD steps are not in the CLI yet)"
         )
     channel = lab_channel(lab, cell)
     mass = lab.cell(cell).active_mass

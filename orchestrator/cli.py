@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import logging
 import math
 import os
 import shlex
@@ -17,6 +18,11 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
+
+# bluesky logs an aborted plan's traceback (e.g. after Ctrl-C) at ERROR; with no handler Python would
+# print it on stderr. The command says what happened in one line instead.
+logging.getLogger("bluesky").addHandler(logging.NullHandler())
+logging.getLogger("bluesky").propagate = False
 
 app = typer.Typer(
     help="relaxlab: automated relaxation experiments on Li-rich cathodes.", no_args_is_help=True
@@ -324,7 +330,8 @@ def _file_kind(path: Path) -> str:
         return "protocol"  # its validator says what is wrong with the file
     if isinstance(head, dict) and ("instruments" in head or "cells" in head):
         return "lab"
-    if isinstance(head, dict) and "steps" not in head and ({"matrix", "samples", "conditions"} & set(head)):
+    campaign_keys = {"matrix", "samples", "conditions", "protocol", "replicates", "cell_prefix"}
+    if isinstance(head, dict) and "steps" not in head and (campaign_keys & set(head)):
         return "campaign"
     return "protocol"
 

@@ -17,6 +17,7 @@ RunEngine gets :class:`CtrlC` as its context manager instead:
 
 from __future__ import annotations
 
+import io
 import signal
 import sys
 import threading
@@ -81,10 +82,18 @@ class CtrlC:
             f"\nCtrl-C: stopping - cells to open circuit, runs closed (Ctrl-C again within {GRACE_S:g} s "
             "to abort at once)"
         )
+        # bluesky prints its own "Aborting: running cleanup ..." on standard output, which may carry
+        # --json: hold it back (only while the abort is requested, and only if nobody else swapped
+        # standard output meanwhile).
+        saved, sink = sys.stdout, io.StringIO()
+        sys.stdout = sink
         try:
             self.RE.abort(reason=REASON)
         except Exception:  # already idle, or stopping on its own: nothing left to abort
             pass
+        finally:
+            if sys.stdout is sink:
+                sys.stdout = saved
 
 
 def _say(text: str) -> None:

@@ -310,6 +310,19 @@ def parse_lab(data: Any, source: str = "<memory>") -> Lab:
     return lab
 
 
+def _toml_problem(exc: tomllib.TOMLDecodeError, text: str) -> str:
+    """tomllib's message with the line it points at (``Cannot overwrite a value`` names no key)."""
+    message = str(exc)
+    found = re.search(r"at line (\d+)", message)
+    lines = text.splitlines()
+    if found and 0 < int(found.group(1)) <= len(lines):
+        line = lines[int(found.group(1)) - 1].strip()[:120]
+        message += f": {line!r}"
+        if "overwrite" in message:
+            message += " (a key given twice, or a table defined twice)"
+    return message
+
+
 def load_lab(path: str | Path) -> Lab:
     """Read and validate a lab file (``.toml``, ``.yaml`` or ``.yml``), or a built-in lab by name."""
     path = Path(path)
@@ -332,5 +345,7 @@ def load_lab(path: str | Path) -> Lab:
             f"lab file {path} cannot be read: {where + ': ' if where else ''}{message}"
         ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise LabFileError(f"lab file {path} cannot be read: not valid TOML: {exc}") from None
+        raise LabFileError(
+            f"lab file {path} cannot be read: not valid TOML: {_toml_problem(exc, text)}"
+        ) from None
     return parse_lab(data, str(path))

@@ -852,7 +852,10 @@ def _compile(
     steps = tuple(s for group in compiled for s in group)
     if len(steps) > MAX_STEPS:
         issue = ProtocolIssue(
-            file, "steps", f"expands to {len(steps)} steps, more than {MAX_STEPS}", "loop: {count: 10, steps: [...]}"
+            file,
+            "steps",
+            f"expands to {len(steps)} steps, more than {MAX_STEPS}",
+            "loop: {count: 10, steps: [...]}",
         )
         return None, [issue]
     description = _substitute(header.description, env, [])
