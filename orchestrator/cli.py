@@ -738,7 +738,20 @@ def sim_serve(
 
 
 def main() -> None:
-    app()
+    """The ``relaxlab`` command: errors a user can cause are one ``error:`` line (see ``_guarded``);
+    anything else is reported in one line too, with the way to see the traceback."""
+    if os.environ.get("RELAXLAB_DEBUG"):
+        app()
+        return
+    try:
+        app(standalone_mode=True)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted (Ctrl-C)", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        typer.echo(f"error: internal error: {type(exc).__name__}: {exc} (RELAXLAB_DEBUG=1 shows where; "
+                   "please report it)", err=True)  # fmt: skip
+        sys.exit(3)
 
 
 if __name__ == "__main__":

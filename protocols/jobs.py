@@ -178,6 +178,14 @@ def run_jobs(jobs: Mapping[str, MsgGen], on_done: Callable[[str, Any], None] | N
             except RunEngineControlException as exc:
                 yield from _unwind([(k, g) for k, (g, _) in parked.items()], exc)
                 raise
+            except Exception as exc:  # a parked job's status failed: that job gets the error
+                failed = [k for k, (_, sts) in parked.items() if any(s.done and not s.success for s in sts)]
+                if not failed:
+                    raise
+                cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc  # say why it failed
+                for key in failed:
+                    runnable[key] = (parked.pop(key)[0], None, cause)
+                continue
         for key, (gen, statuses) in list(parked.items()):
             if any(s.done for s in statuses):
                 del parked[key]

@@ -39,10 +39,21 @@ LAB: dict[str, Any] = {
     "instruments": {
         "smu1": {"driver": "keithley2450", "resource": "sim", "simulated": True, "poll_interval": "1 s"},
         "es1": {"driver": "emstat4", "resource": "COM5", "model": "HR", "sample_interval": "1 s"},
-        "oven1": {"driver": "eurotherm", "resource": "/dev/ttyUSB1", "address": 1, "over_temperature": "250 degC"},
+        "oven1": {
+            "driver": "eurotherm",
+            "resource": "/dev/ttyUSB1",
+            "address": 1,
+            "over_temperature": "250 degC",
+        },
     },
     "cells": [
-        {"name": "A1", "instrument": "smu1", "active_mass": "7 mg", "voltage_max": "4.95 V", "voltage_min": "1.0 V"},
+        {
+            "name": "A1",
+            "instrument": "smu1",
+            "active_mass": "7 mg",
+            "voltage_max": "4.95 V",
+            "voltage_min": "1.0 V",
+        },
         {"name": "A2", "instrument": "es1", "channel": 1, "active_mass": "5 mg", "temperature": "25 degC"},
     ],
 }
@@ -65,8 +76,29 @@ JUNK = st.one_of(
     st.integers(min_value=-(10**30), max_value=10**30),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(
-        ["1e308 s", "inf s", "nan V", "-1 h", "0 V", "1 ns", "C/0", "1e9", "", ".", "../../x", "a/b",
-         "$undefined", "20 mA/g", "24 h", "7 mg", "1e-300 g", "4.8 V", "x" * 300, "\u00e9\u4e2d", "\x07"]
+        [
+            "1e308 s",
+            "inf s",
+            "nan V",
+            "-1 h",
+            "0 V",
+            "1 ns",
+            "C/0",
+            "1e9",
+            "",
+            ".",
+            "../../x",
+            "a/b",
+            "$undefined",
+            "20 mA/g",
+            "24 h",
+            "7 mg",
+            "1e-300 g",
+            "4.8 V",
+            "x" * 300,
+            "\u00e9\u4e2d",
+            "\x07",
+        ]
     ),  # fmt: skip
     st.text(max_size=20),
     st.lists(st.integers(), max_size=3),
@@ -107,7 +139,9 @@ def mutated(draw: Any, base: dict[str, Any]) -> str:
         elif action == "drop" and isinstance(parent, dict):
             del parent[path[-1]]
         elif isinstance(parent, dict):
-            parent[draw(st.sampled_from(["colour", "steps", "name", "until", "matrix", "cells", "x"]))] = draw(JUNK)
+            parent[draw(st.sampled_from(["colour", "steps", "name", "until", "matrix", "cells", "x"]))] = (
+                draw(JUNK)
+            )
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     if draw(st.booleans()) and text:  # double a line: a duplicate key (or just a repeated item)
         lines = text.splitlines()
@@ -124,7 +158,9 @@ def validate(content: str | bytes, name: str, *extra: str) -> None:
             path.write_bytes(content)
         else:
             path.write_text(content, encoding="utf-8", errors="surrogatepass")
-        result = CliRunner(env={"RELAXLAB_DATA": str(Path(tmp) / "data")}).invoke(app, ["validate", str(path), *extra])
+        result = CliRunner(env={"RELAXLAB_DATA": str(Path(tmp) / "data")}).invoke(
+            app, ["validate", str(path), *extra]
+        )
         assert result.exception is None or isinstance(result.exception, SystemExit), (
             f"{result.exception!r} on:\n{content!r}\n{result.output}"
         )
