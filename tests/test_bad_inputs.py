@@ -712,3 +712,48 @@ def test_the_built_in_files_are_not_rejected(tmp_path) -> None:
     code, text = invoke(["validate", *files], tmp_path / "data")
     assert code == 0, text
     assert text.count(": ok") == len(files)
+
+
+# ---------------------------------------------------------------------------------------------
+# a full disk
+
+
+def test_disk_full_mid_run_is_one_line(tmp_path, monkeypatch) -> None:
+    """ENOSPC while the journal is written: one line, a non-zero exit, no traceback."""
+    import errno
+    import os
+
+    import orchestrator.storage as storage
+
+    real, calls = os.fsync, {"n": 0}
+
+    def fsync(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] > 20:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    code, text = invoke(
+        ["demo", "--rest-h", "0.5", "--no-tiled", "--data-dir", tmp_path / "d", "--out", tmp_path / "o"],
+        tmp_path / "env",
+    )
+    assert calls["n"] > 20, "the journal was never synced: this test no longer reaches the disk"
+    assert code != 0 and "disk is full" in text, text
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_export_to_a_full_disk_is_one_line(tmp_path) -> None:
+    from orchestrator.lab import load_lab
+    from orchestrator.runner import Session
+    from protocols.plans import relaxation_protocol
+
+    session = Session(load_lab("simulated"), data_dir=tmp_path / "d", tiled=False)
+    try:
+        (uid,) = session.run(relaxation_protocol(session.channel(), rest_s=600.0))
+    finally:
+        session.close()
+    code, text = invoke(
+        ["data", "export", uid[:8], "--out", "/dev/full", "--data-dir", tmp_path / "d"], tmp_path / "env"
+    )
+    assert code != 0 and "disk is full" in text, text
