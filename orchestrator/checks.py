@@ -38,6 +38,9 @@ class ChannelLimits:
     min_record_interval_s: float
     voltage_min_V: float
     voltage_max_V: float
+    min_current_A: float = 0.0
+    instrument_max_V: float = 6.0
+    instrument_limit: str = ""
 
 
 def _keithley_max_current_A() -> float:
@@ -56,8 +59,16 @@ def instrument_limits(config: InstrumentConfig) -> tuple[float, float]:
 def lab_channel(lab: Lab, cell: str | None) -> ChannelLimits:
     """The limits of one cell (channel) of a lab file."""
     config = lab.cell(cell)
-    current, record = instrument_limits(lab.instruments[config.instrument])
-    return ChannelLimits(config.name, current, record, config.voltage_min, config.voltage_max)
+    instrument = lab.instruments[config.instrument]
+    current, record = instrument_limits(instrument)
+    if instrument.driver == "emstat4":
+        limits = Limits.for_model(instrument.model)
+        return ChannelLimits(config.name, current, record, config.voltage_min, config.voltage_max,
+                             min_current_A=limits.current_ranges_A[0] * 1e-3, instrument_max_V=limits.max_potential_V,
+                             instrument_limit=f"the EmStat4 {instrument.model}'s +-{limits.max_potential_V:g} V")  # fmt: skip
+    return ChannelLimits(config.name, current, record, config.voltage_min, config.voltage_max,
+                         instrument_max_V=instrument.compliance,
+                         instrument_limit=f"the 2450's compliance ({instrument.compliance:g} V; `compliance` in the lab file)")  # fmt: skip
 
 
 def simulated_channel() -> ChannelLimits:
@@ -98,6 +109,11 @@ def step_problems(steps: Sequence[Step], mass_g: float, channel: ChannelLimits) 
         for inner in _flat([step]):
             if isinstance(inner, ConstantCurrent | GITT):
                 current_A = abs(inner.current_mA_g) * mass_g / 1000.0
+                if 0 < current_A < channel.min_current_A:
+                    problems.append(
+                        f"{label}: {abs(inner.current_mA_g):g} mA/g on {mass_g * 1000:g} mg is {current_A:.3g} A, "
+                        f"below the {channel.min_current_A:g} A the instrument of {channel.name} can set"
+                    )
                 if current_A > channel.max_current_A:
                     problems.append(
                         f"{label}: {abs(inner.current_mA_g):g} mA/g on {mass_g * 1000:g} mg is "
@@ -115,6 +131,10 @@ def step_problems(steps: Sequence[Step], mass_g: float, channel: ChannelLimits) 
                     f"(e.g. record_interval: 10 s)"
                 )
             for what, volts in _voltages(inner):
+                if channel.instrument_limit and volts > channel.instrument_max_V:
+                    problems.append(
+                        f"{label}: {what} {volts:g} V is above {channel.instrument_limit} on {channel.name}"
+                    )
                 if not channel.voltage_min_V <= volts <= channel.voltage_max_V:
                     problems.append(
                         f"{label}: {what} {volts:g} V is outside the cell's safety limits "

@@ -69,8 +69,8 @@ class CtrlC:
             signal.signal(signal.SIGINT, self._original or signal.default_int_handler)
             self._installed = False
             raise KeyboardInterrupt
+        again = self._first is not None  # a later Ctrl-C, after the grace period: still stopping
         self._first = now
-        again = _state["kind"] == "stop"
         _state["kind"] = "stop"
         threading.Thread(target=self._stop, args=(again,), name="relaxlab-ctrl-c", daemon=True).start()
 

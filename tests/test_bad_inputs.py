@@ -699,6 +699,7 @@ def test_cli_misuse_is_one_clear_error(tmp_path, index) -> None:
 def test_corpus_size() -> None:
     """The acceptance asks for at least 150 bad inputs; each is one parametrised case above."""
     total = len(PROTOCOLS) + len(RUN_ONLY) + len(LABS) + len(CAMPAIGNS) + len(CAMPAIGN_PROTOCOLS) + 45
+    total += len(LAB_COMBINATIONS)
     assert total >= 150
 
 
@@ -757,3 +758,37 @@ def test_export_to_a_full_disk_is_one_line(tmp_path) -> None:
         ["data", "export", uid[:8], "--out", "/dev/full", "--data-dir", tmp_path / "d"], tmp_path / "env"
     )
     assert code != 0 and "disk is full" in text, text
+
+
+# protocols a given lab's instrument cannot run (what the instrument can do, from the lab file)
+EMSTAT_LR = LAB.replace('driver = "keithley2450"', 'driver = "emstat4"\nmodel = "LR"')
+LOW_COMPLIANCE = LAB.replace("simulated = true", 'simulated = true\ncompliance = "4 V"')
+LAB_COMBINATIONS: list[tuple[str, str, str, str]] = [
+    ("emstat-lr-above-3V", EMSTAT_LR, P("charge: {current: 20 mA/g, until: 4.8 V}"), "EmStat4 LR"),
+    ("emstat-lr-above-10mA", EMSTAT_LR, P("charge: {current: 2000 mA/g, until: 2.9 V}"), "mA the channel"),
+    ("emstat-below-smallest-range", EMSTAT_LR, P("charge: {current: 1e-9 mA/g, until: 2.9 V}"), "can set"),
+    (
+        "keithley-above-compliance",
+        LOW_COMPLIANCE,
+        P("charge: {current: 20 mA/g, until: 4.5 V}"),
+        "compliance",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "lab", "protocol", "expect"), LAB_COMBINATIONS, ids=[c[0] for c in LAB_COMBINATIONS]
+)
+def test_protocol_the_lab_cannot_run_is_rejected(tmp_path, case, lab, protocol, expect) -> None:
+    data = tmp_path / "data"
+    lab_path = _write(tmp_path / "lab.toml", lab)
+    path = _write(tmp_path / "p.yaml", protocol)
+    rejected(["validate", path, "--lab", lab_path], data, expect)
+    rejected(["run", path, "--lab", lab_path, "--data-dir", data], data, expect)
+    campaign = _write(tmp_path / "c.yaml", campaign_with("protocol: relaxation-4.8V-24h", "protocol: p.yaml"))
+    rejected(["validate", campaign, "--lab", lab_path], data, expect)
+    rejected(
+        ["campaign", "run", campaign, "--lab", lab_path, "--data-dir", data, "--out", tmp_path / "o"],
+        data,
+        expect,
+    )
