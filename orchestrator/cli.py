@@ -188,8 +188,7 @@ def demo(
             )
         )
         start, frame = session.read(uid)
-    except (RunEngineInterrupted, KeyboardInterrupt):
-        session.close()
+    except (RunEngineInterrupted, KeyboardInterrupt):  # the session is closed on the way out
         _interrupted("demo", _after_run(started, root, data_dir))
     finally:
         session.close()
@@ -262,8 +261,7 @@ def run(
         }
         (uid,) = session.run(run_protocol(session.channel(config.name), techniques, md))  # type: ignore[arg-type]
         _, frame = session.read(uid)
-    except (RunEngineInterrupted, KeyboardInterrupt):
-        session.close()
+    except (RunEngineInterrupted, KeyboardInterrupt):  # the session is closed on the way out
         again = _command("run", protocol, "--lab", lab_file, *(("--cell", cell) if cell else ()),
                          *(("--data-dir", data_dir) if data_dir else ()))  # fmt: skip
         _interrupted(
@@ -320,10 +318,13 @@ def validate(
 
 def _file_kind(path: Path) -> str:
     """``lab``, ``campaign`` or ``protocol``, from the suffix and the top-level keys."""
+    from orchestrator.campaign_file import list_campaigns
     from protocols.textfiles import InputFileError, load_yaml, read_text_file
 
     if path.suffix == ".toml":
         return "lab"
+    if not path.exists() and path.name in list_campaigns() and path.name == str(path):
+        return "campaign"  # a built-in campaign, by name
     try:
         head = load_yaml(read_text_file(path)) if path.is_file() else None
     except (InputFileError, yaml.YAMLError):
