@@ -91,6 +91,10 @@ class LabFileError(ValueError):
     """The lab file is invalid; the message names the file and every field that is wrong."""
 
 
+class _ReferenceError(ValueError):
+    """Cross-references between cells and instruments are wrong (reported from the raw data)."""
+
+
 def _quantity(unit: str) -> BeforeValidator:
     def convert(value: Any) -> Any:
         if isinstance(value, str):
@@ -197,26 +201,26 @@ def _reference_problems(instruments: Any, cells: Any) -> list[tuple[str, str]]:
         name, inst = cell.get("name"), cell.get("instrument")
         if isinstance(name, str):
             if name in names:
-                problems.append((f"cells.{index}.name", f"duplicate cell name {name!r}"))
+                problems.append((f"cells[{index}].name", f"duplicate cell name {name!r}"))
             names.add(name)
         if isinstance(inst, str):
             config = instruments.get(inst)
             if config is None:
-                problems.append((f"cells.{index}.instrument", f"no instrument named {inst!r} "
+                problems.append((f"cells[{index}].instrument", f"no instrument named {inst!r} "
                                  f"(defined: {', '.join(sorted(map(str, instruments))) or 'none'})"))  # fmt: skip
             elif (
                 isinstance(config, dict)
                 and config.get("driver") in DRIVERS
                 and config["driver"] not in POTENTIOSTATS
             ):
-                problems.append((f"cells.{index}.instrument",
+                problems.append((f"cells[{index}].instrument",
                                  f"{inst!r} is an oven ({config['driver']}), not a potentiostat"))  # fmt: skip
         channel = cell.get("channel", 1)
         key = (inst, channel)
         if isinstance(inst, str) and isinstance(channel, int):
             if key in used:
                 problems.append(
-                    (f"cells.{index}", f"channel {channel} of {inst!r} already holds cell {used[key]!r}")
+                    (f"cells[{index}]", f"channel {channel} of {inst!r} already holds cell {used[key]!r}")
                 )
             used[key] = name
     return problems
@@ -236,7 +240,7 @@ class Lab(_Strict):
         raw_instruments = {k: v.model_dump() for k, v in self.instruments.items()}
         problems = _reference_problems(raw_instruments, [c.model_dump() for c in self.cells])
         if problems:
-            raise ValueError("; ".join(f"{where}: {message}" for where, message in problems))
+            raise _ReferenceError("; ".join(f"{where}: {message}" for where, message in problems))
         return self
 
     @property
@@ -268,7 +272,7 @@ def _error_lines(exc: ValidationError) -> list[tuple[str, str, str]]:
     lines = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        if err["type"] == "value_error" and loc == () and "; " in err["msg"]:
+        if isinstance((err.get("ctx") or {}).get("error"), _ReferenceError):
             continue  # the cross-references, reported from the raw data
         where = ".".join(str(p) for p in loc) or "(top level)"
         message = err["msg"].removeprefix("Value error, ")
@@ -302,7 +306,7 @@ def parse_lab(data: Any, source: str = "<memory>") -> Lab:
         problems = _error_lines(exc)
         lab = None
     for where, message in _reference_problems(data.get("instruments"), data.get("cells")):
-        entry = (where, message, _example(tuple(where.split("."))))
+        entry = (where, message, _example(tuple(re.split(r"[.\[\]]+", where))))
         if entry not in problems:
             problems.append(entry)
     if problems or lab is None:
