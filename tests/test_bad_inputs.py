@@ -614,6 +614,9 @@ def test_campaign_errors_all_at_once(tmp_path) -> None:
 # CLI misuse
 
 
+MISUSES = 46  # rows of the table below
+
+
 def _misuses(tmp: Path) -> list[tuple[str, list[str], str]]:
     a_file = _write(tmp / "a-file", "not a folder")
     good = _write(tmp / "good.yaml", CAMPAIGN)
@@ -677,6 +680,7 @@ def _misuses(tmp: Path) -> list[tuple[str, list[str], str]]:
             "data folder",
         ),
         ("validate-nothing", ["validate"], "missing"),
+        ("validate-device", ["validate", "/dev/zero"], "regular file"),
         ("validate-lab-missing", ["validate", good, "--lab", tmp / "none.toml"], "does not exist"),
         ("export-format", ["data", "export", "abc", "--format", "xls"], "--format"),
         ("export-unknown-run", ["data", "export", "abc"], "abc"),
@@ -687,10 +691,10 @@ def _misuses(tmp: Path) -> list[tuple[str, list[str], str]]:
     ]
 
 
-@pytest.mark.parametrize("index", range(45))
+@pytest.mark.parametrize("index", range(MISUSES))
 def test_cli_misuse_is_one_clear_error(tmp_path, index) -> None:
     cases = _misuses(tmp_path)
-    assert len(cases) == 45
+    assert len(cases) == MISUSES
     case, args, expect = cases[index]
     data = tmp_path / "data"
     rejected(args, data, expect)
@@ -698,7 +702,7 @@ def test_cli_misuse_is_one_clear_error(tmp_path, index) -> None:
 
 def test_corpus_size() -> None:
     """The acceptance asks for at least 150 bad inputs; each is one parametrised case above."""
-    total = len(PROTOCOLS) + len(RUN_ONLY) + len(LABS) + len(CAMPAIGNS) + len(CAMPAIGN_PROTOCOLS) + 45
+    total = len(PROTOCOLS) + len(RUN_ONLY) + len(LABS) + len(CAMPAIGNS) + len(CAMPAIGN_PROTOCOLS) + MISUSES
     total += len(LAB_COMBINATIONS)
     assert total >= 150
 
