@@ -18,6 +18,7 @@ are rejected rather than guessed.
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from typing import Any
@@ -99,10 +100,20 @@ def parse_quantity(text: str | float | int, unit: str) -> float:
     >>> parse_quantity("C/10", "mA/g")
     20.0
     """
+    value = _parse(text, unit)
+    if not math.isfinite(value):
+        raise QuantityError(f"{text!r} is not a finite quantity in {unit}")
+    return value
+
+
+def _parse(text: str | float | int, unit: str) -> float:
     if isinstance(text, bool):
         raise QuantityError(f"{text!r} is not a quantity in {unit}")
     if isinstance(text, int | float):
-        return float(text)
+        try:
+            return float(text)
+        except OverflowError:  # an int beyond a float
+            raise QuantityError(f"{text!r} is too large for a quantity in {unit}") from None
     raw = str(text).strip()
     raw = _rewrite(raw, unit)
     if not _SYNTAX.match(raw):

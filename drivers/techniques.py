@@ -110,7 +110,11 @@ class ConstantVoltage:
 
     def __post_init__(self) -> None:
         ex = "ConstantVoltage(voltage_V=4.8, cutoffs=Cutoffs(current_mA_g=2, duration_s=7200))"
-        _check(0.0 <= self.voltage_V <= 6.0, f"voltage_V must be 0-6 V, got {self.voltage_V}", ex)
+        _check(
+            math.isfinite(self.voltage_V) and 0.0 <= self.voltage_V <= 6.0,
+            f"voltage_V must be 0-6 V, got {self.voltage_V}",
+            ex,
+        )
         _check(
             self.cutoffs.current_mA_g is not None or self.cutoffs.duration_s is not None,
             "a voltage hold needs a current or time cut-off",
@@ -175,7 +179,11 @@ class GITT:
 
     def __post_init__(self) -> None:
         ex = "GITT(current_mA_g=20, pulse_s=1800, rest_s=28800, cutoff_voltage_V=4.8)"
-        _check(self.current_mA_g != 0, "current_mA_g must be non-zero", ex)
+        _check(
+            math.isfinite(self.current_mA_g) and self.current_mA_g != 0,
+            f"current_mA_g must be finite and non-zero, got {self.current_mA_g!r}",
+            ex,
+        )
         _positive(self.pulse_s, "pulse_s", ex)
         _positive(self.rest_s, "rest_s", ex)
         _check(

@@ -27,6 +27,7 @@ A bad file raises :class:`CampaignError` listing every problem with its location
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,8 +47,11 @@ from protocols.schema import (
     validate_protocol_file,
 )
 from protocols.schema import load_protocol as _load_protocol
+from protocols.textfiles import InputFileError, load_yaml, read_text_file, yaml_problem
 
 CAMPAIGNS_DIR = Path(__file__).parent / "campaigns"
+#: Most cells one campaign may expand to.
+MAX_CELLS = 2000
 
 
 class CampaignIssue(ProtocolIssue):
@@ -137,23 +141,26 @@ def _grams(value: Any) -> Any:
     return value
 
 
-Grams = Annotated[float, BeforeValidator(_grams), Field(gt=0, le=100)]
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+Grams = Annotated[float, BeforeValidator(_grams), Field(ge=1e-6, le=1000)]
+#: Ids and names that become file and folder names: no path separators, no leading dot.
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
+ID_RULE = "1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit"
+_TEXT = r"^[^\x00-\x1f]*$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BatchModel(_Strict):
     id: str = Field(pattern=_ID)
-    material: str = "x04"
+    material: str = Field(default="x04", min_length=1, max_length=100, pattern=_TEXT)
 
 
 class PowderModel(_Strict):
     id: str = Field(pattern=_ID)
     mass: Grams
-    charged_to: str = ""
+    charged_to: str = Field(default="", max_length=100, pattern=_TEXT)
 
 
 class SamplesModel(_Strict):
@@ -168,14 +175,14 @@ Scalar = str | int | float
 
 
 class CampaignModel(_Strict):
-    name: str = Field(min_length=1)
-    description: str = ""
-    protocol: str = Field(min_length=1)
+    name: str = Field(pattern=_ID)
+    description: str = Field(default="", max_length=10_000)
+    protocol: str = Field(min_length=1, max_length=4096, pattern=_TEXT)
     replicates: int = Field(default=3, ge=1, le=100)
     cell_prefix: str | None = Field(default=None, pattern=_ID)
     samples: SamplesModel
-    matrix: dict[str, list[Scalar]] | None = None
-    conditions: list[dict[str, Scalar]] | None = None
+    matrix: dict[str, Annotated[list[Scalar], Field(max_length=1000)]] | None = None
+    conditions: list[dict[str, Scalar]] | None = Field(default=None, min_length=1, max_length=1000)
 
     @model_validator(mode="after")
     def _one_of(self) -> CampaignModel:
@@ -186,6 +193,10 @@ class CampaignModel(_Strict):
                 raise ValueError(f"matrix.{key}: needs at least one value")
             if len(set(map(str, values))) != len(values):
                 raise ValueError(f"matrix.{key}: repeated value")
+        cells = self.replicates * math.prod(len(v) for v in (self.matrix or {}).values())
+        cells = self.replicates * len(self.conditions) if self.conditions is not None else cells
+        if cells > MAX_CELLS:
+            raise ValueError(f"{cells} cells (conditions x replicates); a campaign holds at most {MAX_CELLS}")
         return self
 
 
@@ -216,6 +227,10 @@ def _model_issues(exc: ValidationError, file: str) -> list[CampaignIssue]:
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             message = "missing"
+        elif err["type"] == "string_pattern_mismatch" and "[A-Za-z0-9]" in str(
+            err.get("ctx", {}).get("pattern")
+        ):
+            message = f"{given!r} is not a valid name: {ID_RULE}"
         elif err["type"] == "extra_forbidden":
             message = f"{path[-1]!r} is not a field here"
         elif err["type"] != "value_error" and given is not None and not isinstance(given, dict | list):
@@ -274,36 +289,78 @@ def _material_ref(ref: str, base_dir: Path | None, file: str, issues: list[Campa
     return path.stem if path.parent == MATERIALS_DIR else str(path)
 
 
-def _expand(
-    model: CampaignModel, file: str, base_dir: Path | None, source: Path | None
-) -> tuple[Campaign | None, list[CampaignIssue]]:
-    issues: list[CampaignIssue] = []
-    protocol_path = resolve_protocol_path(model.protocol, base_dir)
+def _no_protocol(file: str, name: str) -> CampaignIssue:
+    return CampaignIssue(
+        file,
+        "protocol",
+        f"no protocol file {name!r} (relative to the campaign file) and no built-in example of that name",
+        EXAMPLES["protocol"],
+    )
+
+
+def _protocols(
+    name: str, conditions: list[dict[str, Any]], listed: bool, file: str, base_dir: Path | None
+) -> tuple[Path, list[Protocol | None], list[CampaignIssue]] | None:
+    """The protocol compiled under each condition (None where it is invalid) and the issues found;
+    None when there is no such protocol file."""
+    protocol_path = resolve_protocol_path(name, base_dir)
     if not protocol_path.is_file():
-        issues.append(
-            CampaignIssue(
-                file,
-                "protocol",
-                f"no protocol file {model.protocol!r} (relative to the campaign file) and no built-in "
-                "example of that name",
-                EXAMPLES["protocol"],
-            )
-        )
-        return None, issues
-    conditions = _conditions(model)
-    samples = model.samples
+        return None
+    issues: list[CampaignIssue] = []
     protocols: list[Protocol | None] = []
     for index, condition in enumerate(conditions):
-        where = f"conditions[{index}]" if model.conditions is not None else f"matrix (condition {condition})"
+        where = f"conditions[{index}]" if listed else f"matrix (condition {condition})"
         problems = validate_protocol_file(protocol_path, condition)
         for problem in problems:
-            message = f"protocol {model.protocol}: {problem.location + ': ' if problem.location else ''}"
+            message = f"protocol {name}: {problem.location + ': ' if problem.location else ''}"
             message += problem.message
             if problem.location == "parameters":  # a matrix key the protocol does not declare
-                where = "matrix" if model.conditions is None else f"conditions[{index}]"
+                where = "matrix" if not listed else f"conditions[{index}]"
             if all(i.message != message for i in issues):
                 issues.append(CampaignIssue(file, where, message, problem.example))
         protocols.append(None if problems else _load_protocol(protocol_path, condition))
+    return protocol_path, protocols, issues
+
+
+class _ProtocolPart(BaseModel):
+    """The parts of a campaign file its protocol is checked with, when other parts are invalid."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+    protocol: str = Field(min_length=1, max_length=4096)
+    matrix: dict[str, Annotated[list[Scalar], Field(min_length=1, max_length=1000)]] | None = None
+    conditions: list[dict[str, Scalar]] | None = Field(default=None, min_length=1, max_length=1000)
+
+
+def _protocol_issues_anyway(data: dict[str, Any], file: str, base_dir: Path | None) -> list[CampaignIssue]:
+    """Every problem of the protocol under the campaign's conditions, even when another part of
+    the file is invalid (so a file's errors are all reported at once)."""
+    try:
+        part = _ProtocolPart.model_validate(data)
+    except ValidationError:
+        return []
+    if part.matrix is not None and part.conditions is not None:
+        return []
+    if part.conditions is not None:
+        conditions = [dict(c) for c in part.conditions]
+    elif part.matrix:
+        keys = list(part.matrix)
+        combos = itertools.islice(itertools.product(*part.matrix.values()), MAX_CELLS)
+        conditions = [dict(zip(keys, combo, strict=True)) for combo in combos]
+    else:
+        conditions = [{}]
+    found = _protocols(part.protocol, conditions, part.conditions is not None, file, base_dir)
+    return [_no_protocol(file, part.protocol)] if found is None else found[2]
+
+
+def _expand(
+    model: CampaignModel, file: str, base_dir: Path | None, source: Path | None
+) -> tuple[Campaign | None, list[CampaignIssue]]:
+    conditions = _conditions(model)
+    found = _protocols(model.protocol, conditions, model.conditions is not None, file, base_dir)
+    if found is None:
+        return None, [_no_protocol(file, model.protocol)]
+    protocol_path, protocols, issues = found
+    samples = model.samples
 
     batch = Batch(samples.batch.id, _material_ref(samples.batch.material, base_dir, file, issues))
     powder = None
@@ -408,7 +465,14 @@ def _check(
     try:
         model = CampaignModel.model_validate(data)
     except ValidationError as exc:
-        return None, _model_issues(exc, file)
+        issues = _model_issues(exc, file)
+        located = {i.location for i in issues}
+        more = (
+            []
+            if located & {"protocol", "matrix", "conditions"}
+            else _protocol_issues_anyway(data, file, base_dir)
+        )
+        return None, issues + [i for i in more if i not in issues]
     try:
         return _expand(model, file, base_dir, source)
     except ProtocolError as exc:  # pragma: no cover - validate_protocol_file found nothing, load did
@@ -416,14 +480,15 @@ def _check(
 
 
 def _read(path: Path) -> tuple[Any, list[CampaignIssue]]:
-    if not path.is_file():
-        return None, [CampaignIssue(str(path), "", "campaign file does not exist")]
     try:
-        return yaml.safe_load(path.read_text()), []
+        text = read_text_file(path, "campaign file")
+    except InputFileError as exc:
+        return None, [CampaignIssue(str(path), "", exc.reason)]
+    try:
+        return load_yaml(text), []
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        return None, [CampaignIssue(str(path), where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+        where, message = yaml_problem(exc)
+        return None, [CampaignIssue(str(path), where, message)]
 
 
 def parse_campaign(data: Any, source: str = "<memory>", base_dir: str | Path | None = None) -> Campaign:

@@ -26,6 +26,7 @@ from event_model import RunRouter
 from drivers.clock import SIM_EPOCH_S, Clock, SimClock
 from drivers.operator import Operator, Timer
 from orchestrator.campaign_file import Campaign
+from orchestrator.interrupt import install as install_ctrl_c
 from orchestrator.lab import Lab
 from orchestrator.schedule import split_phases
 from orchestrator.simtime import SimulatedTime
@@ -150,6 +151,7 @@ class CampaignSession:
             simtime.install(RE)
         else:
             RE = RunEngine({})
+        install_ctrl_c(RE)  # Ctrl-C stops cleanly (cells to open circuit), twice aborts at once
         RE.subscribe(RunRouter([lambda name, doc: ([Journal(data_dir)], [])]))
         planned: dict[str, float] = {}
         if progress:

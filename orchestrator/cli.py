@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
+import logging
+import math
+import os
+import shlex
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
+import yaml
+
+# bluesky logs an aborted plan's traceback (e.g. after Ctrl-C) at ERROR; with no handler Python would
+# print it on stderr. The command says what happened in one line instead.
+logging.getLogger("bluesky").addHandler(logging.NullHandler())
+logging.getLogger("bluesky").propagate = False
 
 app = typer.Typer(
     help="relaxlab: automated relaxation experiments on Li-rich cathodes.", no_args_is_help=True
@@ -27,9 +41,101 @@ DataDirOpt = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+# --- one clear line for every bad input, never a traceback ----------------------------------
+
+#: Longest rest the demo takes: 10 years, like any duration in a protocol file.
+MAX_HOURS = 10 * 365.25 * 24
+#: Most simulated channels and ovens a campaign may ask for.
+MAX_CHANNELS = 256
+MAX_OVENS = 64
+
+
+def _os_error(exc: OSError) -> str:
+    """One sentence for a failed file operation: which file and why (disk full, permission ...)."""
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"cannot write{where}: the disk is full (No space left on device); free some space and retry"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write{where}: {exc.strerror} (choose a folder you can write to)"
+    return f"{exc.strerror or exc}{':' + where if where else ''}"
+
+
+def _guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can cause into one ``error:`` line and a non-zero exit."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from orchestrator.campaign_file import CampaignError
+        from orchestrator.lab import LabFileError
+        from protocols.schema import ProtocolError
+        from protocols.textfiles import InputFileError
+
+        try:
+            return command(*args, **kwargs)
+        except (LabFileError, ProtocolError, CampaignError, InputFileError) as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(_os_error(exc))
+        except KeyboardInterrupt:
+            _fail(
+                "interrupted (Ctrl-C); stored runs a crash left open are closed by `relaxlab data recover`",
+                130,
+            )
+
+    return wrapper
+
+
+def _writable_dir(path: Path, what: str, create: bool = True) -> Path:
+    """``path`` as a folder that can be written (created when ``create``), or one clear error.
+
+    Without ``create`` nothing is written: the nearest existing folder must be writable."""
+    path = Path(path).expanduser()
+    try:
+        if not create:
+            existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+            if not existing.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(existing))
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "Permission denied", str(existing))
+            return path
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".relaxlab-write-test-"):
+            pass
+    except OSError as exc:
+        reason = _os_error(exc) if exc.errno in (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS) else (
+            f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""))  # fmt: skip
+        _fail(f"{what} {path} cannot be used: {reason}")
+    return path
+
+
+def _data_root(data_dir: Path | None) -> Path:
+    """The data folder (``--data-dir``, ``$RELAXLAB_DATA`` or the default), created and writable."""
+    from orchestrator.storage import default_data_dir
+
+    return _writable_dir(data_dir or default_data_dir(), "data folder")
+
+
+def _command(*parts: Any) -> str:
+    """A command line to show the user, each argument quoted for the shell."""
+    return " ".join(shlex.quote(str(p)) for p in ("relaxlab", *parts) if p is not None)
+
+
+def _interrupted(what: str, next_steps: list[str]) -> NoReturn:
+    """After Ctrl-C: what state things are in and what to type next; exit 130 (the shell's Ctrl-C code)."""
+    from orchestrator.interrupt import last_interrupt
+
+    if last_interrupt() == "abort":
+        head = (f"{what} aborted at once (second Ctrl-C): the clean-up did not run, so a cell may still be "
+                "sourcing; check the instruments")  # fmt: skip
+    else:
+        head = f"{what} stopped (Ctrl-C): cells at open circuit, runs closed with exit_status abort"
+    typer.echo("\n".join([head, *next_steps]), err=True)
+    raise typer.Exit(130)
 
 
 def _print(data: Any, as_json: bool, human: str) -> None:
@@ -43,24 +149,35 @@ def _session(lab: Any, data_dir: Path | None, tiled: bool, progress: bool, **kw:
 
 
 @app.command()
+@_guarded
 def demo(
     as_json: JsonOpt = False,
     out: Annotated[Path, typer.Option("--out", help="Folder for the PNG.")] = Path("relaxlab-out"),
     data_dir: DataDirOpt = None,
     tiled: Annotated[bool, typer.Option(help="Also store the run in the Tiled catalog.")] = True,
-    rest_h: Annotated[float, typer.Option("--rest-h", help="Open-circuit rest, hours.")] = 24.0,
+    rest_h: Annotated[float, typer.Option("--rest-h", help="Open-circuit rest, hours (> 0).")] = 24.0,
 ) -> None:
     """Run the paper's relaxation protocol on the simulated lab and summarise it.
 
     7 mg of Li1.17Ti0.58Ni0.25O2: 20 mA/g to 4.8 V, 24 h at open circuit, 20 mA/g to 1.85 V.
     """
+    from bluesky.utils import RunEngineInterrupted
+
     from orchestrator.lab import load_lab
     from orchestrator.summary import relaxation_summary, voltage_capacity_png
     from protocols.plans import relaxation_protocol
 
+    if not (math.isfinite(rest_h) and 0 < rest_h <= MAX_HOURS):
+        _fail(f"--rest-h must be a number of hours above 0 and at most {MAX_HOURS:g} (10 years), got {rest_h:g} "
+              "(example: --rest-h 24)")  # fmt: skip
     lab = load_lab("simulated")
+    _writable_dir(out, "--out folder", create=False)
+    root = _data_root(data_dir)
+    out = _writable_dir(out, "--out folder")
     wall0 = time.perf_counter()
-    session = _session(lab, data_dir, tiled, progress=not as_json and sys.stderr.isatty())
+    session = _session(lab, root, tiled, progress=not as_json and sys.stderr.isatty())
+    started: list[str] = []
+    session.subscribe(lambda name, doc: started.append(doc["uid"]) if name == "start" else None)
     try:
         cell = lab.cells[0]
         (uid,) = session.run(
@@ -71,6 +188,8 @@ def demo(
             )
         )
         start, frame = session.read(uid)
+    except (RunEngineInterrupted, KeyboardInterrupt):  # the session is closed on the way out
+        _interrupted("demo", _after_run(started, root, data_dir))
     finally:
         session.close()
     summary = {"run": uid, **relaxation_summary(frame)}
@@ -96,6 +215,7 @@ def demo(
 
 
 @app.command()
+@_guarded
 def run(
     protocol: Annotated[str, typer.Argument(help="Protocol file (YAML) or a built-in example name.")],
     lab_file: Annotated[str, typer.Option("--lab", help="Lab file, or 'simulated' for the built-in lab.")],
@@ -120,45 +240,34 @@ def run(
     plateaus; cycling, GITT, CV: a per-cycle table) and a PNG. With --sim-clock, the lab's
     simulated instruments are the ones a running `relaxlab sim serve` serves (reached over TCP,
     in that process's free-running simulated time)."""
+    from bluesky.utils import RunEngineInterrupted
+
     from drivers.transport import InstrumentError
-    from orchestrator.lab import LabFileError, load_lab
+    from orchestrator.checks import run_problems
+    from orchestrator.lab import load_lab
     from orchestrator.simtime import read_clock_file
     from orchestrator.summary import format_summary, run_summary, summary_png
     from protocols.plans import run_protocol
-    from protocols.schema import ProtocolError, load_protocol
+    from protocols.schema import load_protocol
 
+    lab = load_lab(lab_file)
+    proto = load_protocol(protocol)
+    config = lab.cell(cell)
     clock = None
-    try:
-        lab = load_lab(lab_file)
-        proto = load_protocol(protocol)
-        config = lab.cell(cell)
-        if sim_clock is not None:
+    if sim_clock is not None:
+        try:
             clock = read_clock_file(sim_clock)
             lab = _on_served_instruments(lab, [config.instrument], sim_clock)
-    except (LabFileError, ProtocolError, ValueError) as exc:
-        _fail(str(exc))
-    from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
-
-    techniques = [
-        st
-        for st in proto.steps
-        if isinstance(st, ConstantCurrent | ConstantVoltage | Rest | Sweep | GITT | Loop)
-    ]
-    others = sorted({st.kind for st in proto.steps} - {t.kind for t in techniques})
-    if others:
-        _fail(
-            f"protocol {proto.name!r} has {', '.join(others)} steps; `relaxlab run` drives one potentiostat "
-            "channel and runs cc, cv, rest, gitt, sweep and loop steps only (ovens, XRD and operator steps "
-            "are not wired into `run` yet)"
-        )
+        except ValueError as exc:
+            _fail(str(exc))
+    problems = run_problems(proto, lab, config.name)  # the same checks as `relaxlab validate --lab`
+    if problems:
+        _fail("\n".join(problems))
+    techniques = list(proto.steps)
+    root = _data_root(data_dir or (Path(lab.lab.data_dir) if lab.lab.data_dir else None))
     try:
         session = _session(
-            lab,
-            data_dir,
-            tiled,
-            progress=not as_json and sys.stderr.isatty(),
-            cells=[config.name],
-            clock=clock,
+            lab, root, tiled, progress=not as_json and sys.stderr.isatty(), cells=[config.name], clock=clock
         )
     except InstrumentError as exc:
         _fail(f"cannot reach an instrument: {exc}")
@@ -167,6 +276,8 @@ def run(
             f"cannot serve the simulated instruments on 127.0.0.1: {exc}; if `relaxlab sim serve` "
             "serves this lab, run on it with --sim-clock CLOCK_FILE"
         )
+    started: list[str] = []
+    session.subscribe(lambda name, doc: started.append(doc["uid"]) if name == "start" else None)
     try:
         md = {
             "sample": config.sample,
@@ -174,8 +285,14 @@ def run(
             "material": config.material,
             "protocol": proto.name,
         }
-        (uid,) = session.run(run_protocol(session.channel(config.name), techniques, md))
+        (uid,) = session.run(run_protocol(session.channel(config.name), techniques, md))  # type: ignore[arg-type]
         start, frame = session.read(uid)
+    except (RunEngineInterrupted, KeyboardInterrupt):  # the session is closed on the way out
+        again = _command("run", protocol, "--lab", lab_file, *(("--cell", cell) if cell else ()),
+                         *(("--data-dir", data_dir) if data_dir else ()))  # fmt: skip
+        _interrupted(
+            f"run of {proto.name}", [*_after_run(started, root, data_dir), f"run it again:  {again}"]
+        )
     finally:
         session.close()
     summary = {"run": uid, "protocol": proto.name, **run_summary(_flat_conditions(start), frame)}
@@ -211,68 +328,108 @@ def _on_served_instruments(lab: Any, required: list[str], clock_file: Path) -> A
     return lab.model_copy(update={"instruments": instruments})
 
 
+def _after_run(started: list[str], root: Path, data_dir: Path | None) -> list[str]:
+    where = ("--data-dir", data_dir) if data_dir else ()
+    lines = [f"its points are stored:  {_command('data', 'export', uid[:8], *where)}" for uid in started]
+    return lines + [f"if a run is still open (a second Ctrl-C):  {_command('data', 'recover', *where)}"]
+
+
 @app.command()
+@_guarded
 def validate(
     files: Annotated[
         list[Path], typer.Argument(help="Protocol (YAML), campaign (YAML) or lab (TOML/YAML) files.")
     ],
+    lab_file: Annotated[
+        str | None,
+        typer.Option(
+            "--lab", help="Also check protocols and campaigns against this lab, as run / campaign run do."
+        ),
+    ] = None,
+    cell: Annotated[str | None, typer.Option("--cell", help="Cell of --lab a protocol runs on.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check files before anything touches an instrument; report every error with its location."""
-    import tomllib
+    """Check files before anything touches an instrument; report every error with its location.
 
-    import yaml
-
-    from orchestrator.campaign_file import validate_campaign_file
+    The checks are those of `relaxlab run` and `relaxlab campaign run`: a campaign is checked for
+    the simulated lab (or --lab's channels), a protocol on its own (or on --lab's cell)."""
     from orchestrator.lab import LabFileError, load_lab
-    from protocols.schema import validate_protocol_file
 
+    lab = None
     report: dict[str, list[str]] = {}
+    if lab_file is not None:
+        try:
+            lab = load_lab(lab_file)
+            lab.cell(cell)
+        except LabFileError as exc:
+            report[str(lab_file)] = [str(exc)]
     for path in files:
-        issues: list[str]
-        kind = "lab" if path.suffix == ".toml" else "protocol"
-        if kind == "protocol" and path.exists():
-            try:
-                head = yaml.safe_load(path.read_text())
-            except yaml.YAMLError:
-                head = None
-            if isinstance(head, dict) and ("instruments" in head or "cells" in head):
-                kind = "lab"
-            elif isinstance(head, dict) and "steps" not in head and ("matrix" in head or "samples" in head):
-                kind = "campaign"
-        if kind == "lab" and path.suffix == ".toml" and path.exists():
-            try:
-                head = tomllib.loads(path.read_text())
-            except tomllib.TOMLDecodeError:
-                head = None
-            if isinstance(head, dict) and ("lmct" in head or "branches" in head) and "cells" not in head:
-                kind = "material"
-        if kind == "material":
-            from orchestrator.simlab import material_problem
-
-            problem = material_problem(str(path.resolve()))
-            issues = [problem] if problem else []
-        elif kind == "lab":
-            from orchestrator.simlab import material_problem
-
-            try:
-                lab = load_lab(path)
-                issues = []
-                for cell in lab.cells:
-                    problem = material_problem(cell.material, path.parent)
-                    if problem:
-                        issues.append(f"{path}: cells.{cell.name}.material: {problem}")
-            except LabFileError as exc:
-                issues = [str(exc)]
-        elif kind == "campaign":
-            issues = [str(i) for i in validate_campaign_file(path)]
-        else:
-            issues = [str(i) for i in validate_protocol_file(path)]
-        report[str(path)] = issues
+        report[str(path)] = _file_problems(path, lab, cell)
     lines = [f"{f}: ok" if not issues else "\n".join(issues) for f, issues in report.items()]
     _print(report, as_json, "\n".join(lines))
     if any(report.values()):
         raise typer.Exit(1)
+
+
+def _file_kind(path: Path) -> str:
+    """``lab``, ``campaign`` or ``protocol``, from the suffix and the top-level keys."""
+    from orchestrator.campaign_file import list_campaigns
+    from protocols.textfiles import InputFileError, load_yaml, read_text_file
+
+    if path.suffix == ".toml":
+        import tomllib
+
+        try:
+            head = tomllib.loads(read_text_file(path)) if path.is_file() else None
+        except (InputFileError, tomllib.TOMLDecodeError):
+            return "lab"  # its reader says what is wrong with the file
+        if isinstance(head, dict) and ("lmct" in head or "branches" in head) and "cells" not in head:
+            return "material"
+        return "lab"
+    if not path.exists() and path.name in list_campaigns() and path.name == str(path):
+        return "campaign"  # a built-in campaign, by name
+    try:
+        head = load_yaml(read_text_file(path)) if path.is_file() else None
+    except (InputFileError, yaml.YAMLError):
+        return "protocol"  # its validator says what is wrong with the file
+    if isinstance(head, dict) and ("instruments" in head or "cells" in head):
+        return "lab"
+    campaign_keys = {"matrix", "samples", "conditions", "protocol", "replicates", "cell_prefix"}
+    if isinstance(head, dict) and "steps" not in head and (campaign_keys & set(head)):
+        return "campaign"
+    return "protocol"
+
+
+def _file_problems(path: Path, lab: Any, cell: str | None) -> list[str]:
+    """Every problem ``run`` / ``campaign run`` would find in one file (with ``lab`` when given)."""
+    from orchestrator.campaign_file import load_campaign, validate_campaign_file
+    from orchestrator.checks import campaign_problems, run_problems
+    from orchestrator.lab import LabFileError, load_lab
+    from protocols.schema import load_protocol, validate_protocol_file
+
+    from orchestrator.simlab import material_problem
+
+    kind = _file_kind(path)
+    if kind == "material":
+        problem = material_problem(str(path.resolve()))
+        return [problem] if problem else []
+    if kind == "lab":
+        try:
+            parsed = load_lab(path)
+        except LabFileError as exc:
+            return [str(exc)]
+        return [
+            f"{path}: cells.{c.name}.material: {problem}"
+            for c in parsed.cells
+            if (problem := material_problem(c.material, path.parent))
+        ]
+    if kind == "campaign":
+        issues = [str(i) for i in validate_campaign_file(path)]
+        return issues or campaign_problems(load_campaign(path), lab)
+    issues = [str(i) for i in validate_protocol_file(path)]
+    if issues or lab is None:
+        return issues
+    return run_problems(load_protocol(path), lab, cell)
 
 
 campaign_app = typer.Typer(
@@ -291,12 +448,15 @@ def _load_campaign(name_or_path: str) -> Any:
 
 
 @campaign_app.command("plan")
+@_guarded
 def campaign_plan(
     campaign_file: Annotated[
         str, typer.Argument(help="Campaign file, or a built-in name (e.g. temperature-24h).")
     ],
-    channels: Annotated[int, typer.Option(help="Potentiostat channels available.")] = 16,
-    ovens: Annotated[int, typer.Option(help="Ovens available.")] = 1,
+    channels: Annotated[
+        int, typer.Option(help="Potentiostat channels available.", min=1, max=MAX_CHANNELS)
+    ] = 16,
+    ovens: Annotated[int, typer.Option(help="Ovens available.", min=1, max=MAX_OVENS)] = 1,
     out: Annotated[Path, typer.Option("--out", help="Folder for the Gantt chart.")] = Path("relaxlab-out"),
     as_json: JsonOpt = False,
 ) -> None:
@@ -305,10 +465,8 @@ def campaign_plan(
     from orchestrator.schedule import plan_campaign
 
     campaign = _load_campaign(campaign_file)
-    if channels < 1 or ovens < 1:
-        _fail("--channels and --ovens must be at least 1")
     schedule = plan_campaign(campaign, channels=channels, ovens=ovens, durations=campaign_estimator(campaign))
-    out.mkdir(parents=True, exist_ok=True)
+    out = _writable_dir(out, "--out folder")
     png = schedule.gantt_png(out / f"{campaign.name}-gantt.png")
     frame = schedule.frame
     data = {
@@ -331,16 +489,21 @@ def campaign_plan(
 
 
 @campaign_app.command("run")
+@_guarded
 def campaign_run(
     campaign_file: Annotated[
         str, typer.Argument(help="Campaign file, or a built-in name (e.g. temperature-24h).")
     ],
-    channels: Annotated[int, typer.Option(help="Simulated potentiostat channels.")] = 16,
-    ovens: Annotated[int, typer.Option(help="Simulated ovens.")] = 1,
+    channels: Annotated[
+        int, typer.Option(help="Simulated potentiostat channels.", min=1, max=MAX_CHANNELS)
+    ] = 16,
+    ovens: Annotated[int, typer.Option(help="Simulated ovens.", min=1, max=MAX_OVENS)] = 1,
     resume: Annotated[
         bool, typer.Option("--resume", help="Skip finished jobs of an interrupted run.")
     ] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the simulated measurement noise.")] = 1,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the simulated measurement noise.", min=0, max=2**32 - 1)
+    ] = 1,
     lab_file: Annotated[
         str | None, typer.Option("--lab", help="Run on this lab file's channels (operator prompts here).")
     ] = None,
@@ -360,29 +523,49 @@ def campaign_run(
     Without --lab on the simulated lab (simulated operator); with --lab on that lab's channels,
     asking you at this console for each operator step. With --resume after a crash, finished
     steps are skipped and steps still running on the lab's instruments are re-attached."""
+    from bluesky.utils import RunEngineInterrupted
+
     from drivers.transport import InstrumentError
     from orchestrator.campaign_run import run_campaign
-    from orchestrator.lab import LabFileError, load_lab
+    from orchestrator.checks import campaign_problems
+    from orchestrator.lab import load_lab
     from orchestrator.simtime import read_clock_file
-    from orchestrator.storage import RunIsLive, default_data_dir
+    from orchestrator.storage import RunIsLive
 
     campaign = _load_campaign(campaign_file)
+    lab = load_lab(lab_file) if lab_file else None
+    if sim_clock is not None and lab is None:
+        _fail("--sim-clock needs --lab: the lab file whose instruments `sim serve` serves")
+    problems = campaign_problems(campaign, lab, ovens)  # the same checks as `relaxlab validate`
+    if problems:
+        _fail("\n".join(problems))
     try:
-        lab = load_lab(lab_file) if lab_file else None
-        if sim_clock is not None and lab is None:
-            raise ValueError("--sim-clock needs --lab: the lab file whose instruments `sim serve` serves")
         clock = read_clock_file(sim_clock) if sim_clock is not None else None
         if lab is not None and sim_clock is not None:
             lab = _on_served_instruments(lab, [], sim_clock)
+    except ValueError as exc:
+        _fail(str(exc))
+    _writable_dir(out, "--out folder", create=False)
+    root = _data_root(data_dir)
+    out = _writable_dir(out, "--out folder")
+    try:
         result = run_campaign(
-            campaign, data_dir or default_data_dir(), channels=channels, ovens=ovens,
+            campaign, root, channels=channels, ovens=ovens,
             progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed, lab=lab, clock=clock,
             rerun=rerun,
         )  # fmt: skip
-    except (LabFileError, InstrumentError, ValueError, RunIsLive) as exc:
+    except (RunEngineInterrupted, KeyboardInterrupt):
+        sizes = () if lab else (*(("--channels", channels) if channels != 16 else ()),
+                                *(("--ovens", ovens) if ovens != 1 else ()))  # fmt: skip
+        again = _command("campaign", "run", campaign_file, *sizes, *(("--lab", lab_file) if lab_file else ()),
+                         *(("--sim-clock", sim_clock) if sim_clock else ()),
+                         *(("--data-dir", data_dir) if data_dir else ()), "--resume")  # fmt: skip
+        recover = _command("data", "recover", *(("--data-dir", data_dir) if data_dir else ()))
+        _interrupted(f"campaign {campaign.name}", [f"resume it:  {again}",
+                                                   f"(runs left open by a second Ctrl-C are closed by the resume, or by:  {recover})"])  # fmt: skip
+    except (InstrumentError, ValueError, RunIsLive) as exc:
         _fail(str(exc))
     table = result.table()
-    out.mkdir(parents=True, exist_ok=True)
     csv = out / f"{campaign.name}-cells.csv"
     table.to_csv(csv, index=False)
     data = {"campaign": campaign.name, "cells": len(table), "failed": result.failed,
@@ -401,6 +584,7 @@ def campaign_run(
 
 
 @app.command()
+@_guarded
 def report(
     targets: Annotated[list[str], typer.Argument(help="Run uids (or prefixes) and/or campaign names.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for index.html and the PNGs.")] = Path(
@@ -537,6 +721,7 @@ def _flat_conditions(start: dict[str, Any]) -> dict[str, Any]:
 
 
 @data_app.command("list")
+@_guarded
 def data_list(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     """List stored runs, newest first."""
     from orchestrator.storage import default_data_dir, list_journal_runs
@@ -553,6 +738,7 @@ def data_list(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
 
 
 @data_app.command("recover")
+@_guarded
 def data_recover(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
     """Close runs a crash left open: append the points the spool holds that the journal lacks.
 
@@ -574,6 +760,7 @@ def data_recover(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @data_app.command("export")
+@_guarded
 def data_export(
     run_id: Annotated[str, typer.Argument(help="Run uid (or a unique prefix).")],
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
@@ -615,6 +802,7 @@ def data_export(
 
 
 @sim_app.command("calibrate")
+@_guarded
 def sim_calibrate(
     material: Annotated[
         str | None, typer.Option("--material", help="Shipped material (x04, x05) or a material TOML file.")
@@ -652,13 +840,18 @@ def _lab_lines(lab: Any, resources: dict[str, str]) -> str:
 
 
 @sim_app.command("serve")
+@_guarded
 def sim_serve(
     lab_file: Annotated[
         str, typer.Argument(help="Lab file whose simulated instruments to serve.")
     ] = "simulated",
-    speed: Annotated[float, typer.Option(help="Simulated seconds per wall second.")] = 1.0,
-    base_port: Annotated[int, typer.Option(help="First port for instruments without a TCP resource.")] = 5025,
-    duration_s: Annotated[float | None, typer.Option(help="Stop after this many wall seconds.")] = None,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per wall second (> 0).")] = 1.0,
+    base_port: Annotated[
+        int, typer.Option(help="First port for instruments without a TCP resource.", min=1, max=65535)
+    ] = 5025,
+    duration_s: Annotated[
+        float | None, typer.Option(help="Stop after this many wall seconds.", min=0)
+    ] = None,
     clock_file: Annotated[
         Path, typer.Option(help="Where to publish the clock, for `campaign run --sim-clock`.")
     ] = Path("relaxlab-sim-clock.json"),
@@ -669,21 +862,31 @@ def sim_serve(
     The instruments go on running whether or not an orchestrator is connected; an orchestrator
     started with ``--sim-clock CLOCK_FILE`` shares this process's simulated time."""
     from drivers.clock import ScaledClock
-    from orchestrator.lab import LabFileError, load_lab
+    from orchestrator.lab import load_lab
     from orchestrator.simlab import SimulatedLab
     from orchestrator.simtime import write_clock_file
 
-    try:
-        lab = load_lab(lab_file)
-    except LabFileError as exc:
-        _fail(str(exc))
+    if not (math.isfinite(speed) and 0 < speed <= 1e7):
+        _fail(
+            f"--speed must be above 0 and at most 1e7 simulated seconds per second, got {speed:g} (example: --speed 2000)"
+        )
+    lab = load_lab(lab_file)
+    if base_port + len(lab.instruments) - 1 > 65535:
+        _fail(f"--base-port {base_port} leaves no room for {len(lab.instruments)} instrument port(s) below 65536 "
+              "(example: --base-port 5025)")  # fmt: skip
     clock = ScaledClock(speed)
     simulation = SimulatedLab(lab, clock)
     try:
         ports = simulation.serve_all(base_port)
+        write_clock_file(clock, clock_file)
     except OSError as exc:
         simulation.close()
+        if exc.filename:
+            _fail(f"cannot write the clock file: {_os_error(exc)}")
         _fail(f"cannot serve the simulated instruments on 127.0.0.1: {exc} (is another `sim serve` running?)")
+    except OverflowError as exc:
+        simulation.close()
+        _fail(f"cannot serve the simulated instruments: {exc}")
 
     def resource(name: str, port: int) -> str:
         config = lab.instruments[name]
@@ -717,7 +920,20 @@ def sim_serve(
 
 
 def main() -> None:
-    app()
+    """The ``relaxlab`` command: errors a user can cause are one ``error:`` line (see ``_guarded``);
+    anything else is reported in one line too, with the way to see the traceback."""
+    if os.environ.get("RELAXLAB_DEBUG"):
+        app()
+        return
+    try:
+        app(standalone_mode=True)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted (Ctrl-C)", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        typer.echo(f"error: internal error: {type(exc).__name__}: {exc} (RELAXLAB_DEBUG=1 shows where; "
+                   "please report it)", err=True)  # fmt: skip
+        sys.exit(3)
 
 
 if __name__ == "__main__":

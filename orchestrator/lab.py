@@ -36,6 +36,8 @@ An instrument with ``simulated = true`` is served by relaxlab's simulators: with
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -44,59 +46,104 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from orchestrator.units import QuantityError, parse_quantity
+from protocols.textfiles import InputFileError, load_toml, load_yaml, read_text_file, yaml_problem
 
 DRIVERS = ("keithley2450", "emstat4", "eurotherm")
 POTENTIOSTATS = ("keithley2450", "emstat4")
 #: Serial line speed when the lab file gives none.
 DEFAULT_BAUDRATE = {"keithley2450": 9600, "emstat4": 921600, "eurotherm": 19200}
+#: Names that become file names and device names (cells, instruments): letters, digits, ``_``, ``-``.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+NAME_RULE = "1-64 letters, digits, '_' or '-', starting with a letter or digit (e.g. A1, cell-1)"
+
+#: A valid example for each field of a lab file, shown with its error.
+EXAMPLES = {
+    "lab": '[lab] name = "bench-2"',
+    "name": 'name = "A1"',
+    "seed": "seed = 0",
+    "data_dir": 'data_dir = "/data/relaxlab"',
+    "instruments": '[instruments.smu1] driver = "keithley2450", resource = "GPIB0::18::INSTR"',
+    "driver": 'driver = "keithley2450"   # or "emstat4", "eurotherm"',
+    "resource": 'resource = "GPIB0::18::INSTR"   # or "COM5", "sim" with simulated = true',
+    "simulated": "simulated = true",
+    "poll_interval": 'poll_interval = "1 s"',
+    "timeout": 'timeout = "5 s"',
+    "compliance": 'compliance = "5 V"',
+    "baudrate": "baudrate = 921600",
+    "model": 'model = "HR"',
+    "sample_interval": 'sample_interval = "1 s"',
+    "address": "address = 1",
+    "series": 'series = "2400"',
+    "over_temperature": 'over_temperature = "250 degC"',
+    "cells": '[[cells]] name = "A1", instrument = "smu1", active_mass = "7 mg"',
+    "instrument": 'instrument = "smu1"',
+    "channel": "channel = 1",
+    "sample": 'sample = "LTNO-x04-batch3"',
+    "material": 'material = "x04"',
+    "active_mass": 'active_mass = "7 mg"',
+    "voltage_max": 'voltage_max = "4.95 V"',
+    "voltage_min": 'voltage_min = "1.0 V"',
+    "temperature": 'temperature = "25 degC"',
+}
 
 
 class LabFileError(ValueError):
-    """The lab file is invalid; the message names the file and the field."""
+    """The lab file is invalid; the message names the file and every field that is wrong."""
+
+
+class _ReferenceError(ValueError):
+    """Cross-references between cells and instruments are wrong (reported from the raw data)."""
 
 
 def _quantity(unit: str) -> BeforeValidator:
     def convert(value: Any) -> Any:
         if isinstance(value, str):
             try:
-                return parse_quantity(value, unit)
+                value = parse_quantity(value, unit)
             except QuantityError as exc:
                 raise ValueError(str(exc)) from exc
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number of {unit}")
         return value
 
     return BeforeValidator(convert)
 
 
 Seconds = Annotated[float, _quantity("s"), Field(gt=0)]
-Grams = Annotated[float, _quantity("g"), Field(gt=0, le=10)]
+Interval = Annotated[float, _quantity("s"), Field(ge=0.01, le=3600.0)]
+Timeout = Annotated[float, _quantity("s"), Field(ge=0.05, le=600.0)]
+Grams = Annotated[float, _quantity("g"), Field(ge=1e-6, le=10)]
 Volts = Annotated[float, _quantity("V"), Field(ge=0, le=10)]
 Celsius = Annotated[float, _quantity("degC"), Field(ge=-50, le=400)]
+_TEXT = r"^[^\x00-\x1f]*$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LabInfo(_Strict):
-    name: str = "lab"
-    seed: int = 0
-    data_dir: str | None = None
+    name: str = Field(default="lab", min_length=1, max_length=100, pattern=_TEXT)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    data_dir: str | None = Field(default=None, min_length=1, max_length=4096, pattern=_TEXT)
 
 
 class InstrumentConfig(_Strict):
     driver: Literal["keithley2450", "emstat4", "eurotherm"]
     resource: str = Field(
-        description="'sim', a VISA resource string or a pyserial URL", examples=["GPIB0::18::INSTR"]
-    )
+        description="'sim', a VISA resource string or a pyserial URL", examples=["GPIB0::18::INSTR"],
+        min_length=1, max_length=512, pattern=_TEXT,
+    )  # fmt: skip
     simulated: bool = False
-    poll_interval: Seconds = 1.0
-    timeout: Seconds = 5.0
+    poll_interval: Interval = 1.0
+    timeout: Timeout = 5.0
     compliance: Volts = 5.0
     baudrate: int | None = Field(
-        default=None, gt=0, description="serial ports only (default: EmStat4 921600, Eurotherm 19200)"
-    )
+        default=None, ge=300, le=4_000_000,
+        description="serial ports only (default: EmStat4 921600, Eurotherm 19200)",
+    )  # fmt: skip
     model: Literal["HR", "LR"] = "HR"
-    sample_interval: Seconds = 1.0
+    sample_interval: Interval = 1.0
     # ovens (driver = "eurotherm")
     address: int = Field(default=1, ge=1, le=247, description="Modbus slave address")
     series: Literal["2400", "3200"] = "2400"
@@ -119,11 +166,11 @@ class InstrumentConfig(_Strict):
 
 
 class CellConfig(_Strict):
-    name: str
+    name: str = Field(pattern=NAME_PATTERN)
     instrument: str
     channel: int = Field(default=1, ge=1, le=64)
-    sample: str = "sample"
-    material: str = "x04"
+    sample: str = Field(default="sample", min_length=1, max_length=200, pattern=_TEXT)
+    material: str = Field(default="x04", min_length=1, max_length=100, pattern=_TEXT)
     active_mass: Grams
     voltage_max: Volts = 4.95
     voltage_min: Volts = 1.0
@@ -138,6 +185,50 @@ class CellConfig(_Strict):
         return self
 
 
+def _reference_problems(instruments: Any, cells: Any) -> list[tuple[str, str]]:
+    """Cross-references of a lab file (cell names, instruments, channels) as (location, message),
+    worked out on the raw data so they are reported together with every field error."""
+    problems: list[tuple[str, str]] = []
+    instruments = instruments if isinstance(instruments, dict) else {}
+    for name in instruments:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            problems.append((f"instruments.{name}", f"{name!r} is not a valid instrument name: {NAME_RULE}"))
+    names: set[str] = set()
+    used: dict[tuple[Any, Any], Any] = {}
+    for index, cell in enumerate(cells if isinstance(cells, list) else []):
+        if not isinstance(cell, dict):
+            continue
+        name, inst = cell.get("name"), cell.get("instrument")
+        if isinstance(name, str):
+            if name in names:
+                problems.append((f"cells[{index}].name", f"duplicate cell name {name!r}"))
+            names.add(name)
+        if isinstance(inst, str):
+            config = instruments.get(inst)
+            if config is None:
+                problems.append((f"cells[{index}].instrument", f"no instrument named {inst!r} "
+                                 f"(defined: {', '.join(sorted(map(str, instruments))) or 'none'})"))  # fmt: skip
+            elif (
+                isinstance(config, dict)
+                and config.get("driver") in DRIVERS
+                and config["driver"] not in POTENTIOSTATS
+            ):
+                problems.append((f"cells[{index}].instrument",
+                                 f"{inst!r} is an oven ({config['driver']}), not a potentiostat"))  # fmt: skip
+        channel = cell.get("channel", 1)
+        key = (inst, channel)
+        if isinstance(inst, str) and isinstance(channel, int):
+            if key in used:
+                problems.append(
+                    (f"cells[{index}]", f"channel {channel} of {inst!r} already holds cell {used[key]!r}")
+                )
+            used[key] = name
+    return problems
+
+
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
 class Lab(_Strict):
     lab: LabInfo = LabInfo()
     instruments: dict[str, InstrumentConfig]
@@ -146,29 +237,10 @@ class Lab(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Lab:
-        names = set()
-        used: dict[tuple[str, int], str] = {}
-        for index, cell in enumerate(self.cells):
-            if cell.name in names:
-                raise ValueError(f"cells[{index}].name: duplicate cell name {cell.name!r}")
-            names.add(cell.name)
-            if cell.instrument not in self.instruments:
-                raise ValueError(
-                    f"cells[{index}].instrument: no instrument named {cell.instrument!r} "
-                    f"(defined: {', '.join(sorted(self.instruments)) or 'none'})"
-                )
-            if self.instruments[cell.instrument].driver not in POTENTIOSTATS:
-                raise ValueError(
-                    f"cells[{index}].instrument: {cell.instrument!r} is an oven "
-                    f"({self.instruments[cell.instrument].driver}), not a potentiostat"
-                )
-            key = (cell.instrument, cell.channel)
-            if key in used:
-                raise ValueError(
-                    f"cells[{index}]: channel {cell.channel} of {cell.instrument!r} "
-                    f"already holds cell {used[key]!r}"
-                )
-            used[key] = cell.name
+        raw_instruments = {k: v.model_dump() for k, v in self.instruments.items()}
+        problems = _reference_problems(raw_instruments, [c.model_dump() for c in self.cells])
+        if problems:
+            raise _ReferenceError("; ".join(f"{where}: {message}" for where, message in problems))
         return self
 
     @property
@@ -189,41 +261,95 @@ class Lab(_Strict):
         raise LabFileError(f"{self.source}: no cell named {name!r}")
 
 
-def _format_error(source: str, exc: ValidationError) -> str:
+def _example(loc: tuple[Any, ...]) -> str:
+    for part in reversed(loc):
+        if isinstance(part, str) and part in EXAMPLES:
+            return EXAMPLES[part]
+    return ""
+
+
+def _error_lines(exc: ValidationError) -> list[tuple[str, str, str]]:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        if isinstance((err.get("ctx") or {}).get("error"), _ReferenceError):
+            continue  # the cross-references, reported from the raw data
+        where = ".".join(str(p) for p in loc) or "(top level)"
         message = err["msg"].removeprefix("Value error, ")
         given = err.get("input")
+        if err["type"] == "missing":
+            message = "missing"
+        elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "name":
+            message = f"not a valid name: {NAME_RULE}"
         shown = "" if isinstance(given, dict | list) or given is None else f" (given {given!r})"
-        lines.append(f"  {where}: {message}{shown}")
-    return f"lab file {source} is invalid:\n" + "\n".join(lines)
+        lines.append((where, f"{message}{shown}", _example(loc)))
+    return lines
 
 
-def parse_lab(data: dict[str, Any], source: str = "<memory>") -> Lab:
+def _format(source: str, problems: list[tuple[str, str, str]]) -> str:
+    body = "\n".join(
+        f"  {where}: {message}" + (f" (example: {ex})" if ex else "") for where, message, ex in problems
+    )
+    return f"lab file {source} is invalid:\n" + body
+
+
+def parse_lab(data: Any, source: str = "<memory>") -> Lab:
+    """Validate lab-file data; :class:`LabFileError` lists every problem, each with an example."""
+    if not isinstance(data, dict):
+        raise LabFileError(
+            f"lab file {source}: expected a table at the top level ({EXAMPLES['instruments']})"
+        )
+    problems: list[tuple[str, str, str]] = []
     try:
-        return Lab.model_validate({**data, "source": source})
+        lab = Lab.model_validate({**data, "source": source})
     except ValidationError as exc:
-        raise LabFileError(_format_error(source, exc)) from None
+        problems = _error_lines(exc)
+        lab = None
+    for where, message in _reference_problems(data.get("instruments"), data.get("cells")):
+        entry = (where, message, _example(tuple(re.split(r"[.\[\]]+", where))))
+        if entry not in problems:
+            problems.append(entry)
+    if problems or lab is None:
+        raise LabFileError(_format(source, problems))
+    return lab
+
+
+def _toml_problem(exc: tomllib.TOMLDecodeError, text: str) -> str:
+    """tomllib's message with the line it points at (``Cannot overwrite a value`` names no key)."""
+    message = str(exc)
+    found = re.search(r"at line (\d+)", message)
+    lines = text.splitlines()
+    if found and 0 < int(found.group(1)) <= len(lines):
+        line = lines[int(found.group(1)) - 1].strip()[:120]
+        message += f": {line!r}"
+        if "overwrite" in message:
+            message += " (a key given twice, or a table defined twice)"
+    return message
 
 
 def load_lab(path: str | Path) -> Lab:
-    """Read and validate a lab file (``.toml``, ``.yaml`` or ``.yml``)."""
+    """Read and validate a lab file (``.toml``, ``.yaml`` or ``.yml``), or a built-in lab by name."""
     path = Path(path)
     if not path.exists():
         builtin = Path(__file__).parent / "labs" / f"{path.name}.toml"
-        if builtin.exists():
+        if builtin.exists() and path.name == str(path):
             path = builtin
-        else:
-            raise LabFileError(f"lab file {path} does not exist")
-    text = path.read_text()
+    try:
+        text = read_text_file(path, "lab file")
+    except InputFileError as exc:
+        raise LabFileError(str(exc)) from None
     try:
         if path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         else:
-            data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise LabFileError(f"lab file {path} cannot be read: {exc}") from None
-    if not isinstance(data, dict):
-        raise LabFileError(f"lab file {path}: expected a table at the top level")
+            data = load_toml(text)
+    except yaml.YAMLError as exc:
+        where, message = yaml_problem(exc)
+        raise LabFileError(
+            f"lab file {path} cannot be read: {where + ': ' if where else ''}{message}"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LabFileError(
+            f"lab file {path} cannot be read: not valid TOML: {_toml_problem(exc, text)}"
+        ) from None
     return parse_lab(data, str(path))

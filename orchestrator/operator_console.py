@@ -2,14 +2,17 @@
 
 Each request is answered on its own thread, so a cell waiting for the operator holds up no
 other cell; prompts are serialised (one person, one keyboard). ``ask`` reads a line of
-standard input; tests and other front ends pass their own.
+standard input; tests and other front ends pass their own. While the operator is asked, the
+live progress display is paused (it would redraw over the prompt ten times a second); Ctrl-C
+at a prompt stops the campaign like anywhere else (:mod:`orchestrator.interrupt`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from drivers.operator import OperatorRequest
@@ -30,6 +33,29 @@ def _ask(prompt: str) -> str:
     return line.rstrip("\n")
 
 
+@contextlib.contextmanager
+def live_display_paused() -> Iterator[None]:
+    """Take every rich live display (progress bars, the campaign table) off the terminal while
+    the operator reads and types, and put them back after."""
+    import rich
+
+    console = rich.get_console()
+    lives = list(getattr(console, "_live_stack", []))
+    for live in reversed(lives):
+        transient = live.transient
+        live.transient = True  # erase it rather than leave a copy above the prompt
+        try:
+            live.stop()
+        finally:
+            live.transient = transient
+    try:
+        yield
+    finally:
+        for live in lives:
+            with contextlib.suppress(Exception):
+                live.start()
+
+
 class ConsoleOperator:
     """A :data:`drivers.operator.Responder` that asks a person (prompts on standard error)."""
 
@@ -47,7 +73,7 @@ class ConsoleOperator:
         threading.Thread(target=self._converse, args=(request, done, failed), daemon=True).start()
 
     def _converse(self, request: OperatorRequest, done: Any, failed: Any) -> None:
-        with self._lock:
+        with self._lock, live_display_paused():
             try:
                 self.say(f"\n[{request.job}] {request.instruction}")
                 values: dict[str, float] = {}

@@ -17,6 +17,7 @@ from event_model import DocumentRouter
 from drivers.clock import Clock, SimClock, WallClock
 from drivers.techniques import technique_from_dict
 from orchestrator.connect import ConnectedLab, connect_lab
+from orchestrator.interrupt import install as install_ctrl_c
 from orchestrator.lab import Lab
 from orchestrator.schedule import estimate_step_s
 from orchestrator.simtime import SimulatedTime
@@ -110,6 +111,7 @@ class Session:
             self.simtime.install(self.RE)
         else:
             self.RE = RunEngine({})
+        install_ctrl_c(self.RE)  # Ctrl-C stops cleanly (cells to open circuit), twice aborts at once
         self.journal = Journal(self.data_dir)
         self.RE.subscribe(self.journal)
         self.tiled: TiledStore | None = None

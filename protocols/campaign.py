@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from bluesky import plan_stubs as bps
-from bluesky.utils import Msg, short_uid
+from bluesky.utils import Msg, RunEngineControlException, short_uid
 from ophyd import Signal
 from ophyd.status import Status
 
@@ -92,6 +92,14 @@ class Gate:
         self.error = error
         if not self.status.done:
             self.status.set_finished()
+
+
+def _ended_by(exc: BaseException) -> tuple[str, str]:
+    """(exit_status, reason) of a job's run that ended on ``exc``: ``abort`` when the RunEngine was
+    aborted (Ctrl-C), ``fail`` with the cause otherwise."""
+    if isinstance(exc, RunEngineControlException):
+        return "abort", "interrupted by the operator (Ctrl-C)"
+    return "fail", str(exc)
 
 
 def job_step(
@@ -253,7 +261,7 @@ def portion_job(
     except Exception as exc:
         if oven is not None:
             oven.stop()
-        yield from bps.close_run(exit_status="fail", reason=str(exc))
+        yield from bps.close_run(*_ended_by(exc))
         gate.open(exc)
         raise
     finally:
@@ -448,7 +456,7 @@ def cell_job(
         yield from bps.close_run()
     except Exception as exc:
         channel.stop()
-        yield from bps.close_run(exit_status="fail", reason=str(exc))
+        yield from bps.close_run(*_ended_by(exc))
         raise
     finally:
         channels.release(channel)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
 
-from bluesky.utils import Msg, short_uid
+from bluesky.utils import Msg, RunEngineControlException, short_uid
 from ophyd.status import Status
 
 MsgGen = Generator[Msg, Any, Any]
@@ -97,6 +97,26 @@ class _AnyOf:
         return combined
 
 
+def _unwind(jobs: list[tuple[str, MsgGen]], exc: BaseException) -> MsgGen:
+    """Throw an abort into each job in turn and pass on its clean-up messages (cells to open
+    circuit, ovens safe) until it ends; parking is a no-op while unwinding."""
+    for key, gen in jobs:
+        try:
+            msg = gen.throw(exc)
+            while True:
+                if msg.command == WAIT_FOR:
+                    msg = gen.send(None)
+                    continue
+                try:
+                    reply = yield (msg if msg.run is not None else msg._replace(run=key))
+                except Exception as inner:
+                    msg = gen.throw(inner)
+                    continue
+                msg = gen.send(reply)
+        except (StopIteration, Exception):
+            continue
+
+
 def run_jobs(jobs: Mapping[str, MsgGen], on_done: Callable[[str, Any], None] | None = None) -> MsgGen:
     """Run jobs concurrently; returns ``{key: return value or the exception it raised}``.
 
@@ -140,6 +160,11 @@ def run_jobs(jobs: Mapping[str, MsgGen], on_done: Callable[[str, Any], None] | N
                     msg = msg._replace(run=key)
                 try:
                     reply = yield msg
+                except RunEngineControlException as exc:  # abort/stop (Ctrl-C): every job cleans up
+                    others = [(k, g) for k, (g, *_) in runnable.items()]
+                    others += [(k, g) for k, (g, _) in parked.items()]
+                    yield from _unwind([(key, gen), *others], exc)
+                    raise
                 except Exception as exc:
                     error = exc
         if not parked:
@@ -147,8 +172,20 @@ def run_jobs(jobs: Mapping[str, MsgGen], on_done: Callable[[str, Any], None] | N
         waiting = [s for _, statuses in parked.values() for s in statuses]
         if not any(s.done for s in waiting):
             group = short_uid("any")
-            yield Msg("trigger", _AnyOf(waiting), group=group)
-            yield Msg("wait", None, group=group)
+            try:
+                yield Msg("trigger", _AnyOf(waiting), group=group)
+                yield Msg("wait", None, group=group)
+            except RunEngineControlException as exc:
+                yield from _unwind([(k, g) for k, (g, _) in parked.items()], exc)
+                raise
+            except Exception as exc:  # a parked job's status failed: that job gets the error
+                failed = [k for k, (_, sts) in parked.items() if any(s.done and not s.success for s in sts)]
+                if not failed:
+                    raise
+                cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc  # say why it failed
+                for key in failed:
+                    runnable[key] = (parked.pop(key)[0], None, cause)
+                continue
         for key, (gen, statuses) in list(parked.items()):
             if any(s.done for s in statuses):
                 del parked[key]

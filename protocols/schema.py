@@ -73,8 +73,25 @@ from drivers.techniques import (
     Technique,
     TechniqueError,
 )
+from protocols.textfiles import InputFileError, load_yaml, read_text_file, yaml_problem
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
+
+# ---------------------------------------------------------------------------------------------
+# bounds: what no experiment needs is refused before anything moves
+
+#: Longest duration of any step, cut-off or hold: 10 years.
+MAX_DURATION_S = 10 * 365.25 * 86400.0
+#: Shortest record interval in a protocol file; the instrument may need more (checked with the lab).
+MIN_RECORD_INTERVAL_S = 1e-3
+#: Largest specific current: 500C (100 A/g).
+MAX_SPECIFIC_CURRENT_MA_G = 1e5
+#: Largest loop count, GITT pulse count, sweep cycle count and scan count.
+MAX_COUNT = 10_000
+#: Most steps a protocol may expand to (loops over values unrolled).
+MAX_STEPS = 10_000
+#: Longest protocol name.
+MAX_NAME = 200
 
 # ---------------------------------------------------------------------------------------------
 # relaxlab-level steps (executed by the orchestrator, not by a potentiostat)
@@ -196,25 +213,40 @@ def _quantity(
             sign = ">" if lo_open else ">="
             raise ValueError(f"{value!r}: a {what} must be {sign} {lo:g} {unit}")
         if hi is not None and number > hi:
-            raise ValueError(f"{value!r}: a {what} must be <= {hi:g} {unit}")
+            readable = f" ({hi / (365.25 * 86400):g} years)" if unit == "s" and hi >= 365.25 * 86400 else ""
+            raise ValueError(f"{value!r}: a {what} must be <= {hi:g} {unit}{readable}")
         return number
 
     return BeforeValidator(convert)
 
 
-Duration = Annotated[float, _quantity("s", "duration", lo=0, lo_open=True, needs_unit=True)]
-DurationOrZero = Annotated[float, _quantity("s", "duration", lo=0, needs_unit=True)]
-Voltage = Annotated[float, _quantity("V", "voltage (V)", lo=0, hi=6)]
-SignedCurrent = Annotated[float, _quantity("mA/g", "specific current (mA/g or C-rate)", nonzero=True)]
+_10Y = MAX_DURATION_S
+Duration = Annotated[float, _quantity("s", "duration", lo=0, lo_open=True, hi=_10Y, needs_unit=True)]
+DurationOrZero = Annotated[float, _quantity("s", "duration", lo=0, hi=_10Y, needs_unit=True)]
+RecordInterval = Annotated[
+    float, _quantity("s", "record interval", lo=MIN_RECORD_INTERVAL_S, hi=30 * 86400.0, needs_unit=True)
+]
+Voltage = Annotated[float, _quantity("V", "voltage (V)", lo=0, lo_open=True, hi=6)]
+SignedCurrent = Annotated[
+    float,
+    _quantity(
+        "mA/g", "specific current (mA/g or C-rate)", nonzero=True,
+        lo=-MAX_SPECIFIC_CURRENT_MA_G, hi=MAX_SPECIFIC_CURRENT_MA_G,
+    ),
+]  # fmt: skip
 CurrentMagnitude = Annotated[
     float,
-    _quantity("mA/g", "current magnitude (mA/g or C-rate; the step name sets the sign)", lo=0, lo_open=True),
-]
-Capacity = Annotated[float, _quantity("mAh/g", "specific capacity (mAh/g)", lo=0, lo_open=True)]
-DvDt = Annotated[float, _quantity("V/s", "voltage slope (mV/h, V/s)", lo=0, lo_open=True)]
-ScanRate = Annotated[float, _quantity("mV/s", "scan rate (mV/s)", lo=0, lo_open=True)]
+    _quantity(
+        "mA/g", "current magnitude (mA/g or C-rate; the step name sets the sign)",
+        lo=0, lo_open=True, hi=MAX_SPECIFIC_CURRENT_MA_G,
+    ),
+]  # fmt: skip
+Capacity = Annotated[float, _quantity("mAh/g", "specific capacity (mAh/g)", lo=0, lo_open=True, hi=10_000)]
+DvDt = Annotated[float, _quantity("V/s", "voltage slope (mV/h, V/s)", lo=0, lo_open=True, hi=1.0)]
+ScanRate = Annotated[float, _quantity("mV/s", "scan rate (mV/s)", lo=1e-6, hi=10_000)]
 Temperature = Annotated[float, _quantity("degC", "temperature (degC)", lo=-50, hi=400)]
-RampRate = Annotated[float, _quantity("degC/min", "heating rate (degC/min)", lo=0, lo_open=True)]
+RampRate = Annotated[float, _quantity("degC/min", "heating rate (degC/min)", lo=0, lo_open=True, hi=1000)]
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 
 _CUTOFF_UNITS = (("voltage", "V"), ("capacity", "mAh/g"), ("time", "s"), ("current", "mA/g"), ("dvdt", "V/s"))
 
@@ -244,7 +276,7 @@ def _until_shorthand(value: Any) -> Any:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class CcUntil(_Strict):
@@ -279,7 +311,7 @@ class GittUntil(_Strict):
 
 
 class Defaults(_Strict):
-    record_interval: Duration | None = None
+    record_interval: RecordInterval | None = None
 
 
 class _StepModel(_Strict):
@@ -296,7 +328,7 @@ def _record(own: float | None, defaults: Defaults, fallback: float) -> float:
 class CcStep(_StepModel):
     current: SignedCurrent
     until: Annotated[CcUntil, BeforeValidator(_until_shorthand)]
-    record_interval: Duration | None = None
+    record_interval: RecordInterval | None = None
 
     def signed_current(self) -> float:
         return self.current
@@ -321,7 +353,7 @@ class DischargeStep(CcStep):
 class CvStep(_StepModel):
     voltage: Voltage
     until: Annotated[CvUntil, BeforeValidator(_until_shorthand)]
-    record_interval: Duration | None = None
+    record_interval: RecordInterval | None = None
 
     def build(self, defaults: Defaults) -> Step:
         cutoffs = Cutoffs(current_mA_g=self.until.current, duration_s=self.until.time)
@@ -331,7 +363,7 @@ class CvStep(_StepModel):
 class RestStep(_StepModel):
     duration: Duration
     until: Annotated[RestUntil | None, BeforeValidator(_until_shorthand)] = None
-    record_interval: Duration | None = None
+    record_interval: RecordInterval | None = None
 
     def build(self, defaults: Defaults) -> Step:
         dvdt = self.until.dvdt if self.until is not None else None
@@ -343,8 +375,8 @@ class GittStep(_StepModel):
     pulse: Duration
     rest: Duration
     until: Annotated[GittUntil, BeforeValidator(_until_shorthand)]
-    max_pulses: int = Field(default=1000, ge=1)
-    record_interval: Duration | None = None
+    max_pulses: int = Field(default=1000, ge=1, le=MAX_COUNT * 10)
+    record_interval: RecordInterval | None = None
 
     def build(self, defaults: Defaults) -> Step:
         return GITT(
@@ -362,8 +394,8 @@ class SweepStep(_StepModel):
     vertices: tuple[Voltage, Voltage] | None = None
     to: Voltage | None = None
     rate: ScanRate
-    cycles: int = Field(default=1, ge=1)
-    record_interval: Duration | None = None
+    cycles: int = Field(default=1, ge=1, le=MAX_COUNT)
+    record_interval: RecordInterval | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> SweepStep:
@@ -386,7 +418,7 @@ class HeatStep(_StepModel):
     ramp: RampRate | None = None
     cool_to: Temperature = 25.0
     atmosphere: Literal["Ar", "N2", "vacuum", "air"] = "Ar"
-    log_interval: Duration = 300.0
+    log_interval: RecordInterval = 300.0
 
     def build(self, defaults: Defaults) -> Step:
         return Heat(self.temperature, self.hold, self.ramp, self.cool_to, self.atmosphere, self.log_interval)
@@ -394,7 +426,7 @@ class HeatStep(_StepModel):
 
 class XrdStep(_StepModel):
     every: Duration | None = None
-    scans: int | None = Field(default=None, ge=1)
+    scans: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     scan_time: Duration = 600.0
     two_theta: tuple[float, float] = (15.0, 70.0)
 
@@ -623,7 +655,7 @@ def _substitute(value: Any, env: Mapping[str, Any], missing: list[str]) -> Any:
 
 
 class _Header(_Strict):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_NAME, pattern=r"^[^\x00-\x1f]+$")
     description: str = ""
     defaults: Defaults = Defaults()
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -707,7 +739,7 @@ def _compile_one(raw: Any, where: str, env: Mapping[str, Any], ctx: _Context, in
 
 
 class _LoopHead(_Strict):
-    count: int | None = Field(default=None, ge=1)
+    count: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     over: dict[str, list[Any]] | None = None
     steps: list[Any] = Field(min_length=1)
 
@@ -818,21 +850,29 @@ def _compile(
     if issues or header is None:
         return None, issues
     steps = tuple(s for group in compiled for s in group)
+    if len(steps) > MAX_STEPS:
+        issue = ProtocolIssue(
+            file,
+            "steps",
+            f"expands to {len(steps)} steps, more than {MAX_STEPS}",
+            "loop: {count: 10, steps: [...]}",
+        )
+        return None, [issue]
     description = _substitute(header.description, env, [])
     return Protocol(header.name, description, steps, source, env), issues
 
 
 def _read(path: Path) -> tuple[Any, list[ProtocolIssue]]:
     file = str(path)
-    if not path.exists():
-        return None, [ProtocolIssue(file, "", "file does not exist")]
     try:
-        return yaml.safe_load(path.read_text()), []
+        text = read_text_file(path, "protocol file")
+    except InputFileError as exc:
+        return None, [ProtocolIssue(file, "", exc.reason)]
+    try:
+        return load_yaml(text), []
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        return None, [ProtocolIssue(file, where, f"not valid YAML: {problem}")]
+        where, message = yaml_problem(exc)
+        return None, [ProtocolIssue(file, where, message)]
 
 
 def resolve_protocol_path(name: str | Path, base_dir: str | Path | None = None) -> Path:

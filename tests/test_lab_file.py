@@ -59,7 +59,7 @@ cells:
         (
             'active_mass = "7 mg"',
             "active_mass = -3",
-            r"cells\.0\.active_mass: Input should be greater than 0",
+            r"cells\.0\.active_mass: Input should be greater than",
         ),
         ('instrument = "smu1"', 'instrument = "smu9"', r"no instrument named 'smu9' \(defined: smu1\)"),
         (
