@@ -405,9 +405,8 @@ def _file_problems(path: Path, lab: Any, cell: str | None) -> list[str]:
     from orchestrator.campaign_file import load_campaign, validate_campaign_file
     from orchestrator.checks import campaign_problems, run_problems
     from orchestrator.lab import LabFileError, load_lab
-    from protocols.schema import load_protocol, validate_protocol_file
-
     from orchestrator.simlab import material_problem
+    from protocols.schema import load_protocol, validate_protocol_file
 
     kind = _file_kind(path)
     if kind == "material":
