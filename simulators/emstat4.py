@@ -197,6 +197,9 @@ class SimulatedEmStat4:
             self._advance(self._interp.t)
 
     def measure(self) -> tuple[float, float]:
+        kind, level = self._applied if self.cell_is_on else ("rest", 0.0)
+        if kind != "cv":  # a new current setting shows at once (the ohmic step)
+            self.cell.set_current_A(level if kind == "cc" else 0.0)
         current = self.cell.current_A if self.cell_is_on else 0.0
         return self.cell.measured_voltage_V(), current
 

@@ -141,12 +141,22 @@ class SimulatedKeithley2450:
         else:
             self.cell.constant_voltage(self.voltage_V, dt, current_limit_A=None)
 
+    def _switch_current(self) -> None:
+        """A new current setting shows at once (the ohmic step), not only after time has passed."""
+        if not self.output_on:
+            if self.off_mode == "HIMP":
+                self.cell.set_current_A(0.0)
+        elif self.source_function == "CURR" and not self._tripped:
+            self.cell.set_current_A(self.current_A)
+
     def _measure_voltage(self) -> float:
         if self.output_on and self.source_function == "VOLT":
             return self.voltage_V
+        self._switch_current()
         return float(self.cell.measured_voltage_V())
 
     def _measure_current(self) -> float:
+        self._switch_current()
         return float(self.cell.current_A)
 
     # --- state and commands ------------------------------------------------------------
