@@ -24,6 +24,9 @@ from simulators.electrode import BranchSet, solve, solve_many
 from simulators.lmct import R_J_MOL_K, advance_u, arrhenius_integral, rate_constant
 from simulators.material import Material
 
+_PLAN_MAX = 1000  # points planned ahead for polling-size constant-current calls
+_CHUNK_S = 7200.0  # longest stretch computed in one vectorised chunk
+_CHUNK_LMCT = 0.01  # at most ~1 % of the intermediate converted by LMCT within one chunk
 REASONS = ("time", "v_upper", "v_lower", "capacity", "current", "dvdt")
 
 
@@ -281,8 +284,7 @@ class Sample:
         return self.state.h_ni_mAh_g / self.material.ocv.h_ni_norm_mAh_g
 
 
-@dataclass(frozen=True)
-class Advance:
+class Advance(NamedTuple):
     """Result of advancing a cell.
 
     Attributes
@@ -396,6 +398,8 @@ class Cell:
         self._m_eff = self.active_mass_g * var.capacity_factor  # electrochemically active mass
         self._r_scale = var.impedance_factor
         self._dis_ref: tuple[float, float] | None = None  # what Ni and O held as the discharge began
+        self._plan: list[Any] | None = None  # see _planned
+        self._plans = True
         self._md = _Model.of(self.material)
         self.g_fast_V = 0.0
         self.g_slow_V = 0.0
@@ -551,7 +555,8 @@ class Cell:
     def _discharge_branches(self, c: _Chem) -> BranchSet:
         """Discharge branches scaled to what Ni and O held when this discharge began."""
         ref = self._dis_ref
-        if ref is None or c[0] > ref[0] or c[1] > ref[1]:
+        # LMCT adds a little O during a discharge: the reference follows only when it grows by 1 %
+        if ref is None or c[0] > 1.01 * ref[0] or c[1] > 1.01 * ref[1]:
             if ref is None:
                 ref = (c[0], c[1])
             ref = (max(ref[0], c[0], 1e-3), max(ref[1], c[1], 1e-3))
@@ -597,6 +602,10 @@ class Cell:
         if i_sp == 0.0:
             adv = self.rest(duration_s)
             return adv
+        if capacity_limit_mAh_g is None and self._plans:
+            fast = self._planned(current_A, i_sp, duration_s, v_upper_V, v_lower_V)
+            if fast is not None:
+                return fast
         md = self._md
         k = md.k(self.sample.state.temperature_C)
         c = self.sample._chem()
@@ -653,6 +662,84 @@ class Cell:
                 h_next = h_max if de <= 0.0 else min(h_max, max(1.0, h * 0.01 / de))
             e_prev = e_b
         return Advance(t, reason_end, v, current_A, math.copysign(rate * t, i_sp))
+
+    def _planned(
+        self, current_A: float, i_sp: float, dt: float, v_upper_V: float | None, v_lower_V: float | None
+    ) -> Advance | None:
+        """Serve a short constant-current call from a plan computed for many such calls at once.
+
+        A host polling every ``dt`` calls again and again with the same current and limits; the
+        next points are computed vectorised (:meth:`_chunk`, as :meth:`constant_current_sampled`)
+        up to the point before a limit would be crossed, and each call then just takes its
+        point. Any other call, or a state changed from outside, drops the plan; the crossing
+        itself is always root-found by the exact path.
+        """
+        st = self.sample.state
+        key = (current_A, dt, v_upper_V, v_lower_V, st.temperature_C)
+        plan = self._plan
+        if plan is not None:
+            steps, j = plan[1], plan[2]
+            if (
+                plan[0] == key
+                and st.h_ni_mAh_g == plan[3]
+                and st.h_o_mAh_g == plan[4]
+                and self.g_slow_V == plan[5]
+            ):
+                if not steps:
+                    return None  # nothing to plan from here (a limit is next): the exact path
+                if j < len(steps):
+                    chem, g1, g2, v = steps[j]
+                    plan[2] = j + 1
+                    plan[3], plan[4], plan[5] = chem[0], chem[1], g2
+                    (
+                        st.h_ni_mAh_g,
+                        st.h_o_mAh_g,
+                        st.q_act_mAh_g,
+                        st.q_irr_mAh_g,
+                        st.psi,
+                        st.r_conv_mAh_g,
+                        st.converted_total_mAh_g,
+                    ) = chem
+                    self.g_fast_V, self.g_slow_V, self._i_sp = g1, g2, i_sp
+                    if i_sp > 0.0:
+                        self._dis_ref = None
+                    self.time_s += dt
+                    return Advance(dt, "time", v, current_A, i_sp * dt / 3600.0)
+            self._plan = None
+        rate = abs(i_sp) / 3600.0
+        if dt <= 0.0 or rate * dt > 1.0:  # only for polling-size calls
+            return None
+        md = self._md
+        k = md.k(st.temperature_C)
+        c = self.sample._chem()
+        u = c[0] / md.h_ref
+        k_eff = k * math.exp(-md.beta * (1.0 - min(u, 1.0))) if u > 0 else 0.0
+        chunk_t = min(_CHUNK_S, _CHUNK_LMCT / k_eff if k_eff > 0 else _CHUNK_S)
+        m = min(_PLAN_MAX, int(chunk_t / dt))
+        if m < 8:
+            return None
+        ref = self._dis_ref
+        dq, h_ni, h_o, q_act, psi, r, g1a, g2a, v, cl = self._chunk(c, i_sp, dt, m, k)
+        bad = np.zeros(m, bool)
+        if v_upper_V is not None:
+            bad |= v >= v_upper_V
+        if v_lower_V is not None:
+            bad |= v <= v_lower_V
+        stop = int(np.argmax(bad)) if bad.any() else m
+        if stop < 2:
+            self._dis_ref = ref
+            self._plan = [key, [], 0, c[0], c[1], self.g_slow_V]
+            return None
+        frac = np.arange(1, m + 1) / m
+        q_irr = c[3] + (cl[3] - c[3]) * frac
+        conv = c[6] + (cl[6] - c[6]) * frac
+        cols = [a[:stop].tolist() for a in (h_ni, h_o, q_act, q_irr, psi, r, conv, g1a, g2a, v)]
+        steps = [
+            ((a0, a1, a2, a3, a4, a5, a6), b1, b2, vv)
+            for a0, a1, a2, a3, a4, a5, a6, b1, b2, vv in zip(*cols, strict=True)
+        ]
+        self._plan = [key, steps, 0, c[0], c[1], self.g_slow_V]
+        return self._planned(current_A, i_sp, dt, v_upper_V, v_lower_V)
 
     def rest(self, duration_s: float, dvdt_stop_V_s: float | None = None) -> Advance:
         """Open circuit for ``duration_s`` (exact, O(1) for any duration).
@@ -779,6 +866,58 @@ class Cell:
             a, b, fa = b, b - fb * (b - a) / (fb - fa), fb
         return b
 
+    def _chunk(self, c: _Chem, i_sp: float, interval_s: float, m: int, k: float) -> tuple[Any, ...]:
+        """``m`` points ``interval_s`` apart at constant ``i_sp`` from chemistry ``c`` (vectorised).
+
+        LMCT over the whole chunk is applied first (operator splitting); returns
+        ``(dq, h_ni, h_o, q_act, psi, r_conv, g_fast, g_slow, v, chem after LMCT)``.
+        """
+        md = self._md
+        up = i_sp > 0.0
+        rate = abs(i_sp) / 3600.0
+        a = md.a_fast
+        tau = md.tau_on
+        e = math.exp(-interval_s / tau)
+        cc = tau / interval_s * (1.0 - e)
+        fp = self._fpol
+        irc = i_sp * md.r_rc * fp
+        ir0 = i_sp * md.r_ohm * fp
+        bs = md.charge if up else self._discharge_branches(c)
+        x0 = [c[0], c[1], c[2]] if up else [c[0], c[1]]
+        e_b0 = solve(bs, x0, 1e-9, up)[0]  # 1e-9: the potential just as filling starts
+        er0 = md.e_rest(c[0], c[1], c[4])
+        cl = _lmct(md, c, k * m * interval_s)
+        dq = rate * interval_s * np.arange(1, m + 1)
+        frac = np.arange(1, m + 1) / m  # LMCT over the chunk, shared out linearly in time
+        act = (0, 1, 2) if up else (0, 1)
+        eb, xn = solve_many(bs, x0, dq, up, act)
+        h_ni = xn[0] - (c[0] - cl[0]) * frac
+        if not up:
+            h_ni = np.where(xn[0] > 0.0, np.maximum(h_ni, 0.0), xn[0])
+        h_o = xn[1] + (cl[1] - c[1]) * frac
+        r = c[5] + (cl[5] - c[5]) * frac
+        if up:
+            q_act = xn[2]
+            d_o = (xn[1] - c[1]) + (q_act - c[2])
+            psi = 1.0 - (1.0 - c[4]) * np.exp(-d_o / md.q_psi)
+        else:
+            q_act = np.full(m, c[2])
+            d_o = c[1] - xn[1]
+            psi = -1.0 - (-1.0 - c[4]) * np.exp(-d_o / md.q_psi)
+            if c[1] > 0:
+                r = r * xn[1] / c[1]
+        er = md.e_rest_np(h_ni, h_o, psi)
+        gap = np.concatenate(([e_b0 - er0], eb - er))
+        gap = np.maximum(gap, 0.0) if up else np.minimum(gap, 0.0)
+        ta = a * gap + irc
+        tb = (1.0 - a) * gap
+        ua = (1.0 - cc) * ta[1:] - (e - cc) * ta[:-1]
+        ub = (1.0 - cc) * tb[1:] - (e - cc) * tb[:-1]
+        g1 = lfilter([1.0], [1.0, -e], ua, zi=[e * self.g_fast_V])[0]
+        g2 = lfilter([1.0], [1.0, -e], ub, zi=[e * self.g_slow_V])[0]
+        v = er + g1 + g2 + ir0
+        return dq, h_ni, h_o, q_act, psi, r, g1, g2, v, cl
+
     # -- vectorised path ----------------------------------------------------------------------
     def constant_current_sampled(
         self,
@@ -802,60 +941,37 @@ class Cell:
         """
         if interval_s <= 0 or max_duration_s < 0:
             raise ValueError("interval_s must be > 0 and max_duration_s >= 0")
+        self._plans, self._plan = False, None  # this path steps in chunks itself
+        try:
+            return self._sampled(current_A, interval_s, max_duration_s, v_upper_V, v_lower_V, capacity_limit_mAh_g)
+        finally:
+            self._plans = True
+
+    def _sampled(
+        self,
+        current_A: float,
+        interval_s: float,
+        max_duration_s: float,
+        v_upper_V: float | None,
+        v_lower_V: float | None,
+        capacity_limit_mAh_g: float | None,
+    ) -> tuple[Advance, SampledCurve]:
         i_sp = current_A * 1e3 / self._m_eff
         md = self._md
-        up = i_sp > 0.0
-        rate = abs(i_sp) / 3600.0
         k = md.k(self.sample.state.temperature_C)
         ts, vs, qs = [], [], []
         t_done, q_done = 0.0, 0.0
         n_total = int(math.floor(max_duration_s / interval_s + 1e-9))
         n_done = 0
-        a = md.a_fast
-        tau = md.tau_on
-        e = math.exp(-interval_s / tau)
-        cc = tau / interval_s * (1.0 - e)
-        fp = self._fpol
-        irc = i_sp * md.r_rc * fp
-        ir0 = i_sp * md.r_ohm * fp
         cap_left = None if capacity_limit_mAh_g is None else capacity_limit_mAh_g
         reason, final = "time", None
         while n_done < n_total and i_sp != 0.0:
             c = self.sample._chem()
             u = c[0] / md.h_ref
             k_eff = k * math.exp(-md.beta * (1.0 - min(u, 1.0))) if u > 0 else 0.0
-            chunk_t = min(3600.0, 0.005 / k_eff if k_eff > 0 else 3600.0)
+            chunk_t = min(_CHUNK_S, _CHUNK_LMCT / k_eff if k_eff > 0 else _CHUNK_S)
             m = max(1, min(n_total - n_done, int(chunk_t / interval_s)))
-            bs = md.charge if up else self._discharge_branches(c)
-            x0 = [c[0], c[1], c[2]] if up else [c[0], c[1]]
-            e_b0 = solve(bs, x0, 1e-9, up)[0]  # 1e-9: the potential just as filling starts
-            er0 = md.e_rest(c[0], c[1], c[4])
-            cl = _lmct(md, c, k * m * interval_s)
-            x = [cl[0], cl[1], cl[2]] if up else [cl[0], cl[1]]
-            dq = rate * interval_s * np.arange(1, m + 1)
-            act = (0, 1, 2) if up else (0, 1)
-            eb, xn = solve_many(bs, x, dq, up, act)
-            h_ni, h_o = xn[0], xn[1]
-            if up:
-                q_act = xn[2]
-                d_o = (h_o - cl[1]) + (q_act - cl[2])
-                psi = 1.0 - (1.0 - cl[4]) * np.exp(-d_o / md.q_psi)
-                r = np.full(m, cl[5])
-            else:
-                q_act = np.full(m, cl[2])
-                d_o = cl[1] - h_o
-                psi = -1.0 - (-1.0 - cl[4]) * np.exp(-d_o / md.q_psi)
-                r = cl[5] * h_o / cl[1] if cl[1] > 0 else np.full(m, cl[5])
-            er = md.e_rest_np(h_ni, h_o, psi)
-            gap = np.concatenate(([e_b0 - er0], eb - er))
-            gap = np.maximum(gap, 0.0) if up else np.minimum(gap, 0.0)
-            ta = a * gap + irc
-            tb = (1.0 - a) * gap
-            ua = (1.0 - cc) * ta[1:] - (e - cc) * ta[:-1]
-            ub = (1.0 - cc) * tb[1:] - (e - cc) * tb[:-1]
-            g1 = lfilter([1.0], [1.0, -e], ua, zi=[e * self.g_fast_V])[0]
-            g2 = lfilter([1.0], [1.0, -e], ub, zi=[e * self.g_slow_V])[0]
-            v = er + g1 + g2 + ir0
+            dq, h_ni, h_o, q_act, psi, r, g1, g2, v, cl = self._chunk(c, i_sp, interval_s, m, k)
             bad = np.zeros(m, bool)
             if v_upper_V is not None:
                 bad |= v >= v_upper_V

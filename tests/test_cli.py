@@ -76,7 +76,7 @@ def test_sim_calibrate_json_passes_for_the_paper_material() -> None:
     result = runner.invoke(app, ["sim", "calibrate", "--json"])
     assert result.exit_code == 0, result.output
     targets = json.loads(result.output)
-    assert {t["id"] for t in targets} == {f"T{i}" for i in range(1, 10)}
+    assert {t["id"] for t in targets} == {f"T{i}" for i in range(1, 16)}
     assert all(t["passed"] for t in targets)
 
 
