@@ -24,6 +24,7 @@ from simulators.electrode import BranchSet, solve, solve_many
 from simulators.lmct import R_J_MOL_K, advance_u, arrhenius_integral, rate_constant
 from simulators.material import Material
 
+_PLANS_DEFAULT = True
 _PLAN_MAX = 1000  # points planned ahead for polling-size constant-current calls
 _CHUNK_S = 7200.0  # longest stretch computed in one vectorised chunk
 _CHUNK_LMCT = 0.01  # at most ~1 % of the intermediate converted by LMCT within one chunk
@@ -399,7 +400,8 @@ class Cell:
         self._r_scale = var.impedance_factor
         self._dis_ref: tuple[float, float] | None = None  # what Ni and O held as the discharge began
         self._plan: list[Any] | None = None  # see _planned
-        self._plans = True
+        self._plans = _PLANS_DEFAULT
+        self._cv_h, self._cv_v = 1.0, -1.0  # constant_voltage step size and the voltage it was for
         self._md = _Model.of(self.material)
         self.g_fast_V = 0.0
         self.g_slow_V = 0.0
@@ -468,6 +470,7 @@ class Cell:
             "active_mass_g": self.active_mass_g,
             "variation": None if self.variation is None else asdict(self.variation),
             "discharge_ref_mAh_g": None if self._dis_ref is None else list(self._dis_ref),
+            "cv_step": [self._cv_h, self._cv_v],
             "g_fast_V": self.g_fast_V,
             "g_slow_V": self.g_slow_V,
             "current_mA_g": self._i_sp,
@@ -489,6 +492,7 @@ class Cell:
             d.get("noise_seed"),
             None if var is None else CellVariation(**var),
         )
+        cell._cv_h, cell._cv_v = (float(v) for v in d.get("cv_step", (1.0, -1.0)))
         ref = d.get("discharge_ref_mAh_g")
         cell._dis_ref = None if ref is None else (float(ref[0]), float(ref[1]))
         cell.g_fast_V = float(d["g_fast_V"])
@@ -719,20 +723,19 @@ class Cell:
         if m < 8:
             return None
         ref = self._dis_ref
-        dq, h_ni, h_o, q_act, psi, r, g1a, g2a, v, cl = self._chunk(c, i_sp, dt, m, k)
+        dq, h_ni, h_o, q_act, q_irr, psi, r, conv, g1a, g2a, v = self._chunk(c, i_sp, dt, m, k)
         bad = np.zeros(m, bool)
         if v_upper_V is not None:
             bad |= v >= v_upper_V
         if v_lower_V is not None:
             bad |= v <= v_lower_V
+        if i_sp < 0.0:  # the last mAh/g before empty runs down a steep tail: the exact path
+            bad |= h_ni + h_o < 1.0
         stop = int(np.argmax(bad)) if bad.any() else m
         if stop < 2:
             self._dis_ref = ref
             self._plan = [key, [], 0, c[0], c[1], self.g_slow_V]
             return None
-        frac = np.arange(1, m + 1) / m
-        q_irr = c[3] + (cl[3] - c[3]) * frac
-        conv = c[6] + (cl[6] - c[6]) * frac
         cols = [a[:stop].tolist() for a in (h_ni, h_o, q_act, q_irr, psi, r, conv, g1a, g2a, v)]
         steps = [
             ((a0, a1, a2, a3, a4, a5, a6), b1, b2, vv)
@@ -823,7 +826,9 @@ class Cell:
         k = md.k(self.sample.state.temperature_C)
         r_eff = (md.r_ohm + md.r_rc) * self._fpol
         lim_sp = None if current_limit_A is None else abs(current_limit_A) * 1e3 / self._m_eff
-        t, q, h = 0.0, 0.0, 1.0
+        # a host stepping a sweep holds nearly the same voltage call after call: keep the step size
+        h = self._cv_h if abs(voltage_V - self._cv_v) < 0.005 else 1.0
+        t, q = 0.0, 0.0
         i_prev = self._i_sp
         reason = "time"
         while t < duration_s - 1e-12:
@@ -844,6 +849,7 @@ class Cell:
             if reason == "current":
                 break
             h = min(h * 1.5, 300.0)
+        self._cv_h, self._cv_v = max(h, 1.0), voltage_V
         return Advance(t, reason, self.voltage_V(), self.current_A, q)
 
     def _cv_current(
@@ -859,18 +865,34 @@ class Cell:
             a = 1e-9
         fa = f(a)
         b = a - fa / r
-        for _ in range(40):
+        for _ in range(8):
             fb = f(b)
-            if abs(fb) < 1e-9 or fb == fa:
+            if abs(fb) < 1e-7 or fb == fa:
                 return b
             a, b, fa = b, b - fb * (b - a) / (fb - fa), fb
-        return b
+        # the secant stalls where the current changes sign: charge and discharge branches differ,
+        # so inside the hysteresis the set voltage is held with (almost) no current
+        tiny = 1e-9
+        if f(-tiny) * f(tiny) <= 0.0:
+            return tiny if abs(f(tiny)) < abs(f(-tiny)) else -tiny
+        # otherwise bracket the root and bisect it safely
+        d = max(abs(b) * 1e-3, 1e-6)
+        lo, hi = b - d, b + d
+        flo, fhi = f(lo), f(hi)
+        for _ in range(60):
+            if flo * fhi <= 0.0:
+                break
+            d *= 4.0
+            lo, hi = b - d, b + d
+            flo, fhi = f(lo), f(hi)
+        else:
+            return b
+        return float(brentq(f, lo, hi, xtol=1e-12, rtol=1e-10, maxiter=100))
 
     def _chunk(self, c: _Chem, i_sp: float, interval_s: float, m: int, k: float) -> tuple[Any, ...]:
         """``m`` points ``interval_s`` apart at constant ``i_sp`` from chemistry ``c`` (vectorised).
 
-        LMCT over the whole chunk is applied first (operator splitting); returns
-        ``(dq, h_ni, h_o, q_act, psi, r_conv, g_fast, g_slow, v, chem after LMCT)``.
+        Returns ``(dq, h_ni, h_o, q_act, q_irr, psi, r_conv, converted, g_fast, g_slow, v)``.
         """
         md = self._md
         up = i_sp > 0.0
@@ -886,16 +908,25 @@ class Cell:
         x0 = [c[0], c[1], c[2]] if up else [c[0], c[1]]
         e_b0 = solve(bs, x0, 1e-9, up)[0]  # 1e-9: the potential just as filling starts
         er0 = md.e_rest(c[0], c[1], c[4])
-        cl = _lmct(md, c, k * m * interval_s)
         dq = rate * interval_s * np.arange(1, m + 1)
-        frac = np.arange(1, m + 1) / m  # LMCT over the chunk, shared out linearly in time
         act = (0, 1, 2) if up else (0, 1)
         eb, xn = solve_many(bs, x0, dq, up, act)
-        h_ni = xn[0] - (c[0] - cl[0]) * frac
+        # LMCT along the way (small within a chunk): its rate follows the intermediate as the
+        # current fills or empties it
+        dh = np.zeros(m)
+        for _ in range(2):  # the second pass sees the intermediate LMCT has already taken
+            u = np.clip((xn[0] - dh) / md.h_ref, 0.0, None)
+            rate_u = np.exp(-md.beta * (1.0 - np.minimum(u, 1.0))) * u
+            dh = np.cumsum(k * interval_s * md.h_ref * rate_u) - 0.5 * k * interval_s * md.h_ref * rate_u
+        dh = np.minimum(dh, max(md.o_max - (c[1] + c[2] + c[3]), 0.0))
+        h_ni = xn[0] - dh
         if not up:
             h_ni = np.where(xn[0] > 0.0, np.maximum(h_ni, 0.0), xn[0])
-        h_o = xn[1] + (cl[1] - c[1]) * frac
-        r = c[5] + (cl[5] - c[5]) * frac
+            dh = np.where(xn[0] > 0.0, xn[0] - h_ni, 0.0)
+        h_o = xn[1] + (1.0 - md.phi) * dh
+        q_irr = c[3] + md.phi * dh
+        conv = c[6] + dh
+        r = c[5] + dh
         if up:
             q_act = xn[2]
             d_o = (xn[1] - c[1]) + (q_act - c[2])
@@ -916,7 +947,7 @@ class Cell:
         g1 = lfilter([1.0], [1.0, -e], ua, zi=[e * self.g_fast_V])[0]
         g2 = lfilter([1.0], [1.0, -e], ub, zi=[e * self.g_slow_V])[0]
         v = er + g1 + g2 + ir0
-        return dq, h_ni, h_o, q_act, psi, r, g1, g2, v, cl
+        return dq, h_ni, h_o, q_act, q_irr, psi, r, conv, g1, g2, v
 
     # -- vectorised path ----------------------------------------------------------------------
     def constant_current_sampled(
@@ -971,7 +1002,7 @@ class Cell:
             k_eff = k * math.exp(-md.beta * (1.0 - min(u, 1.0))) if u > 0 else 0.0
             chunk_t = min(_CHUNK_S, _CHUNK_LMCT / k_eff if k_eff > 0 else _CHUNK_S)
             m = max(1, min(n_total - n_done, int(chunk_t / interval_s)))
-            dq, h_ni, h_o, q_act, psi, r, g1, g2, v, cl = self._chunk(c, i_sp, interval_s, m, k)
+            dq, h_ni, h_o, q_act, q_irr, psi, r, conv, g1, g2, v = self._chunk(c, i_sp, interval_s, m, k)
             bad = np.zeros(m, bool)
             if v_upper_V is not None:
                 bad |= v >= v_upper_V
@@ -987,29 +1018,16 @@ class Cell:
                         float(h_ni[j]),
                         float(h_o[j]),
                         float(q_act[j]),
-                        cl[3],
+                        float(q_irr[j]),
                         float(psi[j]),
                         float(r[j]),
-                        cl[6],
+                        float(conv[j]),
                     ),
                     float(g1[j]),
                     float(g2[j]),
                     i_sp,
                     0.0,
                 )
-                # LMCT over the committed points only
-                c2 = self.sample._chem()
-                frac = stop / m
-                lm = (
-                    c2[0],
-                    c2[1],
-                    c2[2],
-                    c[3] + (cl[3] - c[3]) * frac,
-                    c2[4],
-                    c2[5],
-                    c[6] + (cl[6] - c[6]) * frac,
-                )
-                self.sample._set_chem(lm)
                 self.time_s += stop * interval_s
                 ts.append(t_done + interval_s * np.arange(1, stop + 1))
                 vs.append(v[:stop])

@@ -177,7 +177,10 @@ def solve(
             break
         e_prev, s_prev = p, s_p
     if e is None:  # beyond the grid: every active process follows its steep tail
-        n_act = sum(1 for i in idx if (up and starts[i] < inf) or (not up and starts[i] > -inf))
+        if up:
+            n_act = sum(1 for i in idx if starts[i] < inf)
+        else:  # only processes still holding something at the bottom of the grid share the tail
+            n_act = sum(1 for i in idx if starts[i] > -inf and bs.q[i][0] > _EMPTY)
         step = (dq - s_prev) * _TAIL_V_PER_MAH_G / max(n_act, 1)
         e = e_prev + step if up else e_prev - step
     new = list(x)
@@ -221,7 +224,8 @@ def solve_many(
     e = np.interp(dq, sp, ep)
     over = dq > sp[-1]
     if np.any(over):  # beyond the grid: every active process follows its steep tail (as in solve)
-        step = (dq[over] - sp[-1]) * _TAIL_V_PER_MAH_G / len(starts)
+        n_act = len(starts) if up else sum(1 for i in starts if bs.q[i][0] > _EMPTY)
+        step = (dq[over] - sp[-1]) * _TAIL_V_PER_MAH_G / max(n_act, 1)
         e[over] = ep[-1] + step if up else ep[-1] - step
     new = []
     for i in range(bs.n):
