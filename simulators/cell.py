@@ -402,6 +402,7 @@ class Cell:
         self._plan: list[Any] | None = None  # see _planned
         self._plans = _PLANS_DEFAULT
         self._cv_h, self._cv_v = 1.0, -1.0  # constant_voltage step size and the voltage it was for
+        self._cv_slope = 0.0  # dV/d(mA/g) seen by the last constant-voltage solve
         self._md = _Model.of(self.material)
         self.g_fast_V = 0.0
         self.g_slow_V = 0.0
@@ -831,8 +832,10 @@ class Cell:
         t, q = 0.0, 0.0
         i_prev = self._i_sp
         reason = "time"
+        h_nom = h
         while t < duration_s - 1e-12:
-            h = min(h, duration_s - t)
+            left = duration_s - t
+            h = left if left < 1.5 * h_nom else h_nom  # no sliver of a step at the end
             c, g1, g2 = self.sample._chem(), self.g_fast_V, self.g_slow_V
             sol = self._cv_current(c, g1, g2, voltage_V, h, k, i_prev, r_eff)
             if lim_sp is not None and abs(sol) <= lim_sp and t > 0:
@@ -848,8 +851,8 @@ class Cell:
             i_prev = sol
             if reason == "current":
                 break
-            h = min(h * 1.5, 300.0)
-        self._cv_h, self._cv_v = max(h, 1.0), voltage_V
+            h_nom = min(h_nom * 1.5, 300.0)
+        self._cv_h, self._cv_v = h_nom, voltage_V
         return Advance(t, reason, self.voltage_V(), self.current_A, q)
 
     def _cv_current(
@@ -860,19 +863,28 @@ class Cell:
                 i = 1e-12
             return self._sub(c, g1, g2, i, h, k)[3] - vset
 
+        tiny = 1e-9
+        if abs(i0) <= 2.0 * tiny:  # held inside the hysteresis last time: still there?
+            fp, fm = f(tiny), f(-tiny)
+            if fp * fm <= 0.0:
+                return tiny if abs(fp) < abs(fm) else -tiny
         a = i0 if i0 != 0.0 else -(self.voltage_V() - vset) / r
         if a == 0.0:
             a = 1e-9
         fa = f(a)
-        b = a - fa / r
+        if abs(fa) < 1e-6:
+            return a
+        slope = self._cv_slope if self._cv_slope > 0.0 else r  # dV/dI of the last solve
+        b = a - fa / slope
         for _ in range(8):
             fb = f(b)
-            if abs(fb) < 1e-7 or fb == fa:
+            if abs(fb) < 1e-6 or fb == fa:
+                if fb != fa and b != a:
+                    self._cv_slope = max((fb - fa) / (b - a), 1e-9)
                 return b
             a, b, fa = b, b - fb * (b - a) / (fb - fa), fb
         # the secant stalls where the current changes sign: charge and discharge branches differ,
         # so inside the hysteresis the set voltage is held with (almost) no current
-        tiny = 1e-9
         if f(-tiny) * f(tiny) <= 0.0:
             return tiny if abs(f(tiny)) < abs(f(-tiny)) else -tiny
         # otherwise bracket the root and bisect it safely
