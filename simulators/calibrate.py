@@ -398,7 +398,9 @@ def _t13(m: Material) -> TargetResult:
     )
 
 
-def dqdv_peak(v: np.ndarray, q: np.ndarray, lo: float, hi: float, bin_V: float = 0.01) -> tuple[float, float, float]:
+def dqdv_peak(
+    v: np.ndarray, q: np.ndarray, lo: float, hi: float, bin_V: float = 0.01
+) -> tuple[float, float, float]:
     """Peak of |dQ/dV| between ``lo`` and ``hi`` (V): (centre, FWHM, width at 90 % / FWHM)."""
     edges = np.arange(lo, hi + bin_V, bin_V)
     order = np.argsort(v)

@@ -337,7 +337,9 @@ class CellVariation:
     impedance_factor: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (0.1 <= self.capacity_factor <= 2.0 and -0.5 < self.mass_error < 0.5 and self.impedance_factor > 0):
+        if not (
+            0.1 <= self.capacity_factor <= 2.0 and -0.5 < self.mass_error < 0.5 and self.impedance_factor > 0
+        ):
             raise ValueError(
                 "CellVariation: capacity_factor in 0.1..2, mass_error in -0.5..0.5, impedance_factor > 0, "
                 "e.g. CellVariation(capacity_factor=0.99, mass_error=0.004, impedance_factor=1.1)"
@@ -355,7 +357,11 @@ class CellVariation:
 
     def metadata(self, material: Material, active_mass_g: float) -> dict[str, float]:
         """Plain-data record for run metadata (``r_ohm_ohm`` is the cell's ohmic resistance at 25 C)."""
-        r_ohm = material.kinetics.r_ohm_V_per_mA_g * self.impedance_factor / (active_mass_g * self.capacity_factor * 1e-3)
+        r_ohm = (
+            material.kinetics.r_ohm_V_per_mA_g
+            * self.impedance_factor
+            / (active_mass_g * self.capacity_factor * 1e-3)
+        )
         return {
             "capacity_factor": round(self.capacity_factor, 6),
             "mass_error": round(self.mass_error, 6),
@@ -438,12 +444,7 @@ class Cell:
 
     def voltage_V(self) -> float:
         """Terminal voltage now under the present current (no noise)."""
-        return (
-            self._e_rest()
-            + self.g_fast_V
-            + self.g_slow_V
-            + self._i_sp * self._md.r_ohm * self._fpol
-        )
+        return self._e_rest() + self.g_fast_V + self.g_slow_V + self._i_sp * self._md.r_ohm * self._fpol
 
     def measured_voltage_V(self) -> float:
         """Terminal voltage with seeded Gaussian noise (noiseless without a seed)."""
@@ -776,11 +777,7 @@ class Cell:
                 u = cc[0] / md.h_ref
                 dh = -md.h_ref * k * math.exp(-md.beta * (1.0 - u)) * u if u > 0 else 0.0
                 return (
-                    abs(
-                        -g1 / tau_f * math.exp(-tt / tau_f)
-                        - g2 / tau_s * math.exp(-tt / tau_s)
-                        + de_dh * dh
-                    )
+                    abs(-g1 / tau_f * math.exp(-tt / tau_f) - g2 / tau_s * math.exp(-tt / tau_s) + de_dh * dh)
                     - dvdt_stop_V_s
                 )
 
@@ -986,7 +983,9 @@ class Cell:
             raise ValueError("interval_s must be > 0 and max_duration_s >= 0")
         self._plans, self._plan = False, None  # this path steps in chunks itself
         try:
-            return self._sampled(current_A, interval_s, max_duration_s, v_upper_V, v_lower_V, capacity_limit_mAh_g)
+            return self._sampled(
+                current_A, interval_s, max_duration_s, v_upper_V, v_lower_V, capacity_limit_mAh_g
+            )
         finally:
             self._plans = True
 
