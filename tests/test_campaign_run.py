@@ -156,3 +156,11 @@ def test_campaign_report_draws_the_papers_histogram(temperature_series, tmp_path
     summary = pd.read_csv(tmp_path / "campaign_summary.csv")
     assert len(summary) == 5 and (summary["n"] == 3).all()
     assert summary["ni_plateau_mAh_g_mean"].is_monotonic_decreasing
+
+
+def test_each_cell_run_records_its_own_seeded_variation(temperature_series) -> None:
+    data, result = temperature_series
+    starts = [read_journal(data, row["run"])[0] for row in result.cells.values()]
+    variations = [start["cell_variation"] for start in starts]
+    assert all(set(v) >= {"capacity_factor", "mass_error", "r_ohm_ohm"} for v in variations)
+    assert len({v["capacity_factor"] for v in variations}) == len(variations)  # every cell its own
