@@ -563,6 +563,12 @@ class _Sweep(_Segment):
         # The host steps the voltage: the instrument holds the last level the old host set.
         return "voltage", float(self.ctx.inst.source_voltage_V)
 
+    def next_due_s(self) -> float:
+        """The host steps the voltage in 1 mV stairs (at most every poll, at least every record)."""
+        assert self.sweep is not None
+        stair_s = 1.0 / self.sweep.scan_rate_mV_s
+        return min(self.record_s, max(self.ctx.poll_s, stair_s))
+
     def check(self) -> str | None:
         target, done = self._profile(self.ctx.clock.now() - self.t0)
         if done:

@@ -377,6 +377,7 @@ def _run_campaign(
         md = {**base_md, "cell": cell.id, "sample": portion, "portion": portion, "replicate": cell.replicate,
               "condition": dict(cell.condition), **{f"condition_{k}": v for k, v in cell.condition.items()},
               "protocol": cell.protocol.name, "job_key": cell.id,
+              "cell_variation": sim.cell_variation(cell.id, cell.mass_g),
               "resumes": state["jobs"].get(cell.id, {}).get("uid") or progress_before.get("run")}  # fmt: skip
         if state["jobs"].get(cell.id, {}).get("status") == "failed":  # a fault ended its step
             md.update(restarted_step=done_steps, restart_reason=state["jobs"][cell.id].get("reason"))

@@ -808,7 +808,7 @@ def sim_calibrate(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run calibration targets T1-T9 on the cell model and report each one."""
+    """Run calibration targets T1-T15 on the cell model and report each one."""
     from simulators.calibrate import format_table, results_to_json, run_calibration
     from simulators.material import MaterialError
 

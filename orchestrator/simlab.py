@@ -13,12 +13,13 @@ import os
 import random
 import re
 import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
 from drivers.transport import InProcessTransport
 from orchestrator.lab import Lab
-from simulators.cell import Cell, Sample
+from simulators.cell import Cell, CellVariation, Sample
 from simulators.emstat4 import SimulatedEmStat4
 from simulators.eurotherm import SimulatedEurotherm
 from simulators.faults import FaultyEndpoint, parse_fault_spec
@@ -253,6 +254,17 @@ class SimulatedCampaignLab:
             self.portions[name] = Sample(self.material)
             self._bench_since[name] = self.clock.now()
 
+    def _variation(self, cell_id: str) -> CellVariation | None:
+        """The cell's own departure from nominal: seeded by the campaign seed and the cell's id."""
+        if self.noise_seed is None:
+            return None
+        return CellVariation.draw(self.material, zlib.crc32(f"{self.noise_seed}:{cell_id}".encode()))
+
+    def cell_variation(self, cell_id: str, mass_g: float) -> dict[str, float] | None:
+        """What the cell ``cell_id`` will be like (for its run metadata), or None without a seed."""
+        variation = self._variation(cell_id)
+        return None if variation is None else variation.metadata(self.material, mass_g)
+
     def restore_portion(self, name: str, state: dict[str, Any], since_s: float) -> None:
         self.portions[name] = Sample.from_dict(self.material, state)
         self._bench_since[name] = since_s
@@ -306,16 +318,20 @@ class SimulatedCampaignLab:
                     mass_g = float(ctx["mass_g"])
                     seed = None if self.noise_seed is None else self.noise_seed * 100_003 + self._cells_built
                     self._cells_built += 1
+                    # Each real cell differs: active share, resistances, and the weighing error of
+                    # its electrode (7:2 with carbon) that sets its current and its mAh/g.
+                    variation = self._variation(request.job)
                     fresh = Cell(
-                        self._off_bench(ctx["portion"]).copy(), active_mass_g=mass_g, noise_seed=seed
+                        self._off_bench(ctx["portion"]).copy(),
+                        active_mass_g=mass_g,
+                        noise_seed=seed,
+                        variation=variation,
                     )
                     index = self.channels.index(channel)
                     self.instruments[index].cell = fresh
-                    # The operator weighs the electrode; its active share (7:2 with carbon) is
-                    # known to about 1 %, the main source of scatter between replicate cells.
                     recorded = mass_g
-                    if seed is not None:
-                        recorded *= 1.0 + random.Random(seed).gauss(0.0, 0.01)
+                    if variation is not None:
+                        recorded *= 1.0 + variation.mass_error
                     values["active_mass"] = round(recorded * 1000.0, 3)
                 for name, _unit in request.record:
                     if name not in values:

@@ -1,4 +1,4 @@
-"""Calibration targets T1-T9 (science.md section 3) computed from simulated measurements.
+"""Calibration targets T1-T15 (science.md section 3) computed from simulated measurements.
 
 Every number here comes from virtual experiments on :class:`~simulators.cell.Cell` (voltage
 curves, charge counted by the instrument, rest voltages, lattice readings), never from model
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulators.cell import Cell, Sample
+from simulators.cell import Cell, CellVariation, Sample
 from simulators.material import Material, load_material
 
 MASS_G = 0.007
@@ -218,7 +218,8 @@ def _t6(m: Material) -> TargetResult:
     )
 
 
-def _gitt_gap(m: Material, rest_s: float, temperature_C: float) -> float:
+def _gitt(m: Material, rest_s: float, temperature_C: float) -> tuple[np.ndarray, ...]:
+    """GITT at C/10, 0.5 h pulses: cumulative charge and end-of-rest voltage on both branches."""
     cell = Cell(Sample(m), MASS_G, temperature_C=temperature_C)
     qc: list[float] = []
     vc: list[float] = []
@@ -235,8 +236,11 @@ def _gitt_gap(m: Material, rest_s: float, temperature_C: float) -> float:
             vs.append(r.voltage_V)
             if adv.reason != "time":
                 break
-    qc_a, vc_a = np.asarray(qc), np.asarray(vc)
-    qd_a, vd_a = np.asarray(qd)[::-1], np.asarray(vd)[::-1]
+    return np.asarray(qc), np.asarray(vc), np.asarray(qd)[::-1], np.asarray(vd)[::-1]
+
+
+def _gitt_gap(m: Material, rest_s: float, temperature_C: float) -> float:
+    qc_a, vc_a, qd_a, vd_a = _gitt(m, rest_s, temperature_C)
     lo, hi = max(qc_a.min(), qd_a.min()), min(qc_a.max(), qd_a.max())
     grid = np.linspace(lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo), 50)
     gap = np.interp(grid, qc_a, vc_a) - np.interp(grid, qd_a, vd_a)
@@ -294,6 +298,174 @@ def _t9(m: Material) -> TargetResult:
     )
 
 
+def _t10_t11(m: Material) -> list[TargetResult]:
+    cell = Cell(Sample(m), MASS_G)
+    adv = cell.constant_current(I_C10_A, LONG_S, v_upper_V=4.8, capacity_limit_mAh_g=200.0)
+    t10 = TargetResult(
+        "T10",
+        "C/10 charge to 200 mAh/g: voltage at its end",
+        f"{adv.voltage_V:.3f} V at {adv.charge_mAh_g:.1f} mAh/g",
+        "4.40 V",
+        "+-0.05 V",
+        bool(adv.reason == "capacity" and abs(adv.voltage_V - 4.40) <= 0.05),
+    )
+    cell = Cell(Sample(m), MASS_G)
+    q = _charge(cell, 4.5)
+    ni, o = _plateaus(cell)
+    t11 = TargetResult(
+        "T11",
+        "C/10 charge to 4.5 V, then discharge at once: both plateaus",
+        f"charge {q:.1f} mAh/g; Ni plateau {ni:.1f}, O plateau {o:.1f} mAh/g",
+        "> 200 mAh/g; Ni >= 50, O >= 60 mAh/g",
+        "as stated",
+        bool(q > 200.0 and ni >= 50.0 and o >= 60.0),
+    )
+    return [t10, t11]
+
+
+def _rest_after(cell: Cell) -> tuple[float, float, float, float]:
+    """Rest a cell that was just charged: (ohmic step, expected I*R_ohm, largest rise, end - start)."""
+    v_load = cell.voltage_V()
+    i_a = cell.current_A
+    r_ohm = cell.material.kinetics.r_ohm_V_per_mA_g
+    expected = i_a * 1e3 / MASS_G * r_ohm  # the nominal cell at 25 C: I * R_ohm
+    v = [cell.rest(0.0).voltage_V]
+    step = v_load - v[0]
+    t_prev = 0.0
+    for t in np.geomspace(0.5, 48 * 3600.0, 200):
+        v.append(cell.rest(float(t - t_prev)).voltage_V)
+        t_prev = float(t)
+    va = np.asarray(v)
+    rise = max(float(np.max(np.diff(va))), float(va.max() - v_load))
+    return step, expected, rise, float(va[-1] - va[0])
+
+
+def _t12(m: Material) -> TargetResult:
+    charges = {
+        "4.8 V": {"v_upper_V": 4.8},
+        "4.5 V": {"v_upper_V": 4.5},
+        "200 mAh/g": {"v_upper_V": 4.8, "capacity_limit_mAh_g": 200.0},
+        "Ni 0.5 h": {"v_upper_V": 4.8, "capacity_limit_mAh_g": 10.0},
+        "O 0.5 h": {"v_upper_V": 4.8, "capacity_limit_mAh_g": 150.0},
+    }
+    worst_rise, worst_step, text = -1.0, 0.0, []
+    for label, kw in charges.items():
+        cell = Cell(Sample(m), MASS_G)
+        cell.constant_current(I_C10_A, LONG_S, **kw)  # type: ignore[arg-type]
+        step, expected, rise, _ = _rest_after(cell)
+        worst_rise = max(worst_rise, rise)
+        worst_step = max(worst_step, abs(step - expected))
+        text.append(f"{label} {1e3 * step:.1f}")
+    # a charge pulse in GITT after a discharge (the O plateau re-oxidised)
+    cell = Cell(Sample(m), MASS_G)
+    _charge(cell)
+    cell.constant_current(-I_C10_A, LONG_S, v_lower_V=2.0)
+    cell.rest(8 * 3600.0)
+    cell.constant_current(I_C10_A, 1800.0, v_upper_V=4.8)
+    step, expected, rise, _ = _rest_after(cell)
+    worst_rise = max(worst_rise, rise)
+    worst_step = max(worst_step, abs(step - expected))
+    text.append(f"recharge pulse {1e3 * step:.1f}")
+    return TargetResult(
+        "T12",
+        "open circuit after a charge: voltage only falls; first rest point is one ohmic step below",
+        f"largest rise {1e3 * worst_rise:.3f} mV; ohmic steps (mV) {', '.join(text)}; "
+        f"I*R_ohm {1e3 * expected:.1f} mV",
+        "no rise; step = I*R_ohm",
+        "1 mV",
+        bool(worst_rise <= 1e-3 and worst_step <= 1e-3),
+    )
+
+
+def _t13(m: Material) -> TargetResult:
+    qc, vc, qd, vd = _gitt(m, 8 * 3600.0, 25.0)
+    spread_c = float(vc.max() - vc.min())
+    spread_d = float(vd.max() - vd.min())
+    lo, hi = max(qc.min(), qd.min()), min(qc.max(), qd.max())
+    grid = np.linspace(lo, hi, 200)
+    gap = float((np.interp(grid, qc, vc) - np.interp(grid, qd, vd)).min())
+    # the middle half of the discharge branch (the O couple) is not flat either
+    mid = (qd > qd.min() + 0.25 * np.ptp(qd)) & (qd < qd.max() - 0.25 * np.ptp(qd))
+    spread_mid = float(np.ptp(vd[mid])) if mid.sum() > 1 else 0.0
+    return TargetResult(
+        "T13",
+        "GITT (0.5 h C/10, 8 h rests): end-of-rest voltages follow state of charge on both branches",
+        f"spread charge {spread_c:.2f} V, discharge {spread_d:.2f} V (middle half {spread_mid:.2f} V); "
+        f"smallest gap {gap:.2f} V",
+        ">= 0.2 V spread on each branch; branches never meet",
+        "as stated",
+        bool(spread_c >= 0.2 and spread_d >= 0.2 and spread_mid >= 0.05 and gap > 0.0),
+    )
+
+
+def dqdv_peak(
+    v: np.ndarray, q: np.ndarray, lo: float, hi: float, bin_V: float = 0.01
+) -> tuple[float, float, float]:
+    """Peak of |dQ/dV| between ``lo`` and ``hi`` (V): (centre, FWHM, width at 90 % / FWHM)."""
+    edges = np.arange(lo, hi + bin_V, bin_V)
+    order = np.argsort(v)
+    qi = np.interp(edges, v[order], q[order])
+    dens = np.abs(np.diff(qi)) / bin_V
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    k = int(np.argmax(dens))
+    half = dens[k] / 2.0
+    a = k
+    while a > 0 and dens[a - 1] >= half:
+        a -= 1
+    b = k
+    while b < len(dens) - 1 and dens[b + 1] >= half:
+        b += 1
+    fwhm = (b - a + 1) * bin_V
+    top = int(np.sum(dens[a : b + 1] >= 0.9 * dens[k])) * bin_V
+    return float(0.5 * (centres[a] + centres[b])), float(fwhm), float(top / fwhm)
+
+
+def _t14(m: Material) -> TargetResult:
+    cell = Cell(Sample(m), MASS_G)
+    _charge(cell)
+    _, dis = cell.constant_current_sampled(-I_C10_A, 10.0, LONG_S, v_lower_V=1.85)
+    v, q = dis.voltage_V, -dis.charge_mAh_g
+    ok, parts = True, []
+    for name, want, lo, hi in (("Ni", 3.8, 3.2, 4.5), ("O", 2.2, 1.9, 2.6)):
+        centre, fwhm, flat = dqdv_peak(v, q, lo, hi)
+        ok &= abs(centre - want) <= 0.15 and 0.05 <= fwhm <= 0.5 and flat < 0.7
+        parts.append(f"{name} {centre:.2f} V FWHM {fwhm:.2f} V (top {100 * flat:.0f} % of FWHM)")
+    return TargetResult(
+        "T14",
+        "discharge dQ/dV after a C/10 charge to 4.8 V: peaks, not steps",
+        "; ".join(parts),
+        "peaks at 3.8 and 2.2 V, flat top < 70 % of FWHM",
+        "centres +-0.15 V; FWHM 0.05-0.5 V",
+        bool(ok),
+    )
+
+
+T15_SEEDS = tuple(range(1, 9))
+
+
+def _t15(m: Material) -> TargetResult:
+    powder = _charged_powder(m)
+    o_caps = []
+    for seed, portion in zip(T15_SEEDS, powder.split(len(T15_SEEDS)), strict=True):
+        var = CellVariation.draw(m, seed)
+        cell = Cell(portion, MASS_G, variation=var)
+        recorded_g = MASS_G * (1.0 + var.mass_error)  # the operator's weighing sets current and mAh/g
+        i_a = C10_MA_G * recorded_g * 1e-3
+        cell.rest(900.0)
+        cell.constant_current(-i_a, LONG_S, v_lower_V=2.5)
+        adv = cell.constant_current(-i_a, LONG_S, v_lower_V=1.85)
+        o_caps.append(adv.elapsed_s * i_a / 3.6 / recorded_g)
+    sd = float(np.std(o_caps, ddof=1))
+    return TargetResult(
+        "T15",
+        f"{len(o_caps)} replicate cells of one powder (seeded variation): O-plateau scatter",
+        f"O plateau {np.mean(o_caps):.1f} +- {sd:.2f} mAh/g (std)",
+        "std 1-4 mAh/g",
+        "as stated",
+        bool(1.0 <= sd <= 4.0),
+    )
+
+
 def run_calibration(material_path: Path | None = None) -> list[TargetResult]:
     """Run all calibration experiments.
 
@@ -305,13 +477,15 @@ def run_calibration(material_path: Path | None = None) -> list[TargetResult]:
     Returns
     -------
     list of TargetResult
-        T1..T9 in order.
+        T1..T15 in order.
     """
     m = load_material(material_path)
     out = _t1(m)
     out.append(_t2(m))
     out += _t3_t4(m)
     out += [_t5(m), _t6(m), _t7(m), _t8(m), _t9(m)]
+    out += _t10_t11(m)
+    out += [_t12(m), _t13(m), _t14(m), _t15(m)]
     return out
 
 

@@ -4,8 +4,13 @@ Each process ``i`` has a monotone table ``Q_i(E)``: on charge the capacity it ho
 potential has reached ``E``; on discharge the capacity it still holds at ``E``. Passing a charge ``dq``
 moves the electrode potential to the ``E`` where ``sum_i max(0, Q_i(E) - x_i) = dq`` (charge) or
 ``sum_i max(0, x_i - Q_i(E)) = dq`` (discharge): the process at the lowest (charge) or highest
-(discharge) potential is driven first and processes at equal potential share the current. Tables
-are piecewise linear on one shared grid, so the solution is exact and found by walking segments.
+(discharge) potential is driven first and processes at equal potential share the current.
+
+The tables of a material file are knots; they are interpolated with a monotone cubic (PCHIP) onto a
+fine shared grid, so voltage curves are smooth and dQ/dV shows peaks rather than rectangles. The
+fine tables are piecewise linear, so the solution is exact and found by walking segments.
+Discharge tables may be fractions of a reference amount (:meth:`BranchSet.scaled`): a process then
+releases whatever it held at the start of the discharge along the same potential profile.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 from bisect import bisect_right
 
 import numpy as np
+from scipy.interpolate import PchipInterpolator
 
 _EMPTY = 1e-9
 _TAIL_V_PER_MAH_G = 0.5  # beyond the table ends the potential moves steeply (cut-offs always reached)
+_FINE_V = 0.005  # spacing of the fine grid the knots are interpolated onto
 
 
 class BranchSet:
@@ -24,27 +31,42 @@ class BranchSet:
     Parameters
     ----------
     tables : list of (list of float, list of float)
-        ``(E_V, Q_mAh_g)`` per process, both strictly increasing.
+        ``(E_V, Q_mAh_g)`` knots per process, both strictly increasing.
     """
 
     def __init__(self, tables: list[tuple[list[float], list[float]]]) -> None:
-        grid = sorted({float(e) for ev, _ in tables for e in ev})
-        self.grid: list[float] = grid
-        self.grid_np = np.asarray(grid)
+        lo = min(float(ev[0]) for ev, _ in tables)
+        hi = max(float(ev[-1]) for ev, _ in tables)
+        n = max(2, int(round((hi - lo) / _FINE_V)) + 1)
+        knots = {float(e) for ev, _ in tables for e in ev}
+        grid = np.unique(np.concatenate([np.linspace(lo, hi, n), np.asarray(sorted(knots))]))
+        self.grid_np = grid
+        self.grid: list[float] = [float(v) for v in grid]
         self.q: list[list[float]] = []
         self.q_np: list[np.ndarray] = []
         for ev, qv in tables:
-            qg = np.interp(self.grid_np, np.asarray(ev, float), np.asarray(qv, float))
+            e_k, q_k = np.asarray(ev, float), np.asarray(qv, float)
+            qg = np.empty_like(grid)
+            inside = (grid >= e_k[0]) & (grid <= e_k[-1])
+            qg[inside] = PchipInterpolator(e_k, q_k)(grid[inside])
             # outside the table range keep a small slope so every Q_i is strictly increasing
-            lo, hi = ev[0], ev[-1]
-            below = self.grid_np < lo
-            qg[below] = qv[0] - 1e-6 * (lo - self.grid_np[below])
-            above = self.grid_np > hi
-            slope_hi = (qv[-1] - qv[-2]) / (ev[-1] - ev[-2])
-            qg[above] = qv[-1] + slope_hi * (self.grid_np[above] - hi)
-            self.q.append([float(v) for v in qg])
+            below = grid < e_k[0]
+            qg[below] = q_k[0] - 1e-6 * (e_k[0] - grid[below])
+            above = grid > e_k[-1]
+            slope_hi = (q_k[-1] - q_k[-2]) / (e_k[-1] - e_k[-2])
+            qg[above] = q_k[-1] + slope_hi * (grid[above] - e_k[-1])
+            qg = np.maximum.accumulate(qg)
             self.q_np.append(qg)
+            self.q.append([float(v) for v in qg])
         self.n = len(tables)
+
+    def scaled(self, factors: tuple[float, ...]) -> BranchSet:
+        """A copy whose process ``i`` holds ``factors[i]`` times its table."""
+        out = object.__new__(BranchSet)
+        out.grid_np, out.grid, out.n = self.grid_np, self.grid, self.n
+        out.q_np = [q * f for q, f in zip(self.q_np, factors, strict=True)]
+        out.q = [[float(v) for v in q] for q in out.q_np]
+        return out
 
     def q_at(self, i: int, e: float) -> float:
         """Capacity of process ``i`` on this branch at potential ``e``."""
@@ -54,7 +76,8 @@ class BranchSet:
         if e >= g[-1]:
             return q[-1] + (e - g[-1]) / _TAIL_V_PER_MAH_G
         j = bisect_right(g, e) - 1
-        return q[j] + (q[j + 1] - q[j]) * (e - g[j]) / (g[j + 1] - g[j])
+        q0 = q[j]
+        return q0 + (q[j + 1] - q0) * (e - g[j]) / (g[j + 1] - g[j])
 
     def e_of(self, i: int, x: float) -> float:
         """Potential at which process ``i`` holds capacity ``x`` (inverse of :meth:`q_at`)."""
@@ -64,6 +87,8 @@ class BranchSet:
         if x >= q[-1]:
             return g[-1] + (x - q[-1]) * _TAIL_V_PER_MAH_G
         j = bisect_right(q, x) - 1
+        while q[j + 1] == q[j]:  # flat stretch (table saturated): take its far end
+            j += 1
         return g[j] + (g[j + 1] - g[j]) * (x - q[j]) / (q[j + 1] - q[j])
 
 
@@ -114,24 +139,48 @@ def solve(
     if dq <= 0.0:
         return e0, list(x)
     g = bs.grid
-    # breakpoints beyond e0 in walking direction: grid points and the other processes' starts
+    ng = len(g)
+    # walk the breakpoints beyond e0: grid points merged with the other processes' starts
     if up:
-        j = bisect_right(g, e0)
-        pts = sorted([p for p in g[j:]] + [s for s in starts if e0 < s < inf])
+        others = sorted(s for s in starts if e0 < s < inf)
+        k = bisect_right(g, e0)
     else:
-        j = bisect_right(g, e0)
-        pts = sorted([p for p in g[:j] if p < e0] + [s for s in starts if -inf < s < e0])
-        pts.reverse()
+        others = sorted((s for s in starts if -inf < s < e0), reverse=True)
+        k = bisect_right(g, e0) - 1
+        if k >= 0 and g[k] >= e0:
+            k -= 1
     e_prev, s_prev = e0, 0.0
     e = None
-    for p in pts:
+    o = 0
+    while True:
+        if up:
+            gp = g[k] if k < ng else inf
+            op = others[o] if o < len(others) else inf
+            if gp == inf and op == inf:
+                break
+            if op < gp:
+                p, o = op, o + 1
+            else:
+                p, k = gp, k + 1
+        else:
+            gp = g[k] if k >= 0 else -inf
+            op = others[o] if o < len(others) else -inf
+            if gp == -inf and op == -inf:
+                break
+            if op > gp:
+                p, o = op, o + 1
+            else:
+                p, k = gp, k - 1
         s_p = _sum_active(bs, x, starts, p, up)
         if s_p >= dq:
-            e = e_prev + (p - e_prev) * (dq - s_prev) / (s_p - s_prev)
+            e = e_prev + (p - e_prev) * (dq - s_prev) / (s_p - s_prev) if s_p > s_prev else p
             break
         e_prev, s_prev = p, s_p
     if e is None:  # beyond the grid: every active process follows its steep tail
-        n_act = sum(1 for i in idx if (up and starts[i] < inf) or (not up and starts[i] > -inf))
+        if up:
+            n_act = sum(1 for i in idx if starts[i] < inf)
+        else:  # only processes still holding something at the bottom of the grid share the tail
+            n_act = sum(1 for i in idx if starts[i] > -inf and bs.q[i][0] > _EMPTY)
         step = (dq - s_prev) * _TAIL_V_PER_MAH_G / max(n_act, 1)
         e = e_prev + step if up else e_prev - step
     new = list(x)
@@ -153,14 +202,13 @@ def solve_many(
     Valid for charges inside the table grid; entries beyond it fall back to :func:`solve`.
     """
     starts = {i: bs.e_of(i, x[i]) for i in active if up or x[i] > _EMPTY}
-    if not starts:
+    empty = not starts
+    if empty:  # everything empty: the first process follows its steep tail (as in solve)
         starts = {active[0]: bs.e_of(active[0], x[active[0]])}
     pts = np.unique(np.concatenate([bs.grid_np, np.asarray(list(starts.values()))]))
     s = np.zeros_like(pts)
-    qs = {}
     for i in starts:
         qi = np.interp(pts, bs.grid_np, bs.q_np[i])
-        qs[i] = qi
         if up:
             s += np.where(pts > starts[i], qi - x[i], 0.0)
         else:
@@ -172,16 +220,23 @@ def solve_many(
     else:
         keep = pts <= e0
         sp, ep = s[keep][::-1], pts[keep][::-1]
+    sp = np.maximum.accumulate(sp)
     e = np.interp(dq, sp, ep)
     over = dq > sp[-1]
-    if np.any(over):
-        for k in np.nonzero(over)[0]:
-            e[k] = solve(bs, x, float(dq[k]), up, active)[0]
+    if np.any(over):  # beyond the grid: every active process follows its steep tail (as in solve)
+        n_act = len(starts) if up else sum(1 for i in starts if bs.q[i][0] > _EMPTY)
+        step = (dq[over] - sp[-1]) * _TAIL_V_PER_MAH_G / max(n_act, 1)
+        e[over] = ep[-1] + step if up else ep[-1] - step
     new = []
     for i in range(bs.n):
         if i in starts:
             qi = np.interp(e, bs.grid_np, bs.q_np[i])
-            new.append(np.maximum(x[i], qi) if up else np.maximum(0.0, np.minimum(x[i], qi)))
+            if up:
+                new.append(np.maximum(x[i], qi))
+            elif empty:  # below empty along the tail, remembered (see solve)
+                new.append(np.minimum(x[i], [bs.q_at(i, float(v)) for v in e]))
+            else:
+                new.append(np.maximum(0.0, np.minimum(x[i], qi)))
         else:
             new.append(np.full_like(e, x[i]))
     return e, new

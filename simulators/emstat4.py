@@ -384,6 +384,9 @@ class SimulatedEmStat4:
 
     def measure(self) -> tuple[float, float]:
         """(potential, current) now; the potential saturates at the compliance (+-6 V HR)."""
+        kind, level = self._applied if self.cell_is_on else ("rest", 0.0)
+        if kind != "cv":  # a new current setting shows at once (the ohmic step)
+            self.cell.set_current_A(level if kind == "cc" else 0.0)
         current = self.cell.current_A if self.cell_is_on else 0.0
         voltage = self.cell.measured_voltage_V()
         limit = self.max_potential_V

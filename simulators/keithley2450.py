@@ -426,8 +426,17 @@ class SimulatedKeithley2450:
             return self._clamp_V
         return float(self.cell.measured_voltage_V())
 
+    def _switch_current(self) -> None:
+        """A new current setting shows at once (the ohmic step), not only after time has passed."""
+        kind, level, _ = self._drive()
+        if kind == "open":
+            self.cell.set_current_A(0.0)
+        elif kind == "I" and not self._tripped:
+            self.cell.set_current_A(level)
+
     def _measure(self, function: str) -> float:
         sense = self.sense[function]
+        self._switch_current()
         if function == "VOLT":
             value = self._terminal_voltage()
         elif function == "CURR":

@@ -51,12 +51,20 @@ class Lmct(_Strict):
 
 
 class Ocv(_Strict):
-    """Rest (open-circuit) potential E_eq + s f_Ni + M psi and the O-couple hysteresis state."""
+    """Rest (open-circuit) potential and the O-couple hysteresis state.
+
+    ``E_rest = E_eq + (s + M psi+) f_Ni - psi- (M - s_o x_O)`` with ``f_Ni = h_Ni / h_ni_norm``,
+    ``x_O = h_O / h_o_norm``, ``psi+ = max(psi, 0)``, ``psi- = max(-psi, 0)``: on the charge side
+    the hysteresis is carried by the Ni intermediate (relaxed samples extrapolate to ``E_eq``), on
+    the discharge side the O couple sits ``M`` below ``E_eq`` and follows its state of charge.
+    """
 
     E_eq_V: Annotated[float, _rng(2.0, 5.0)]
     s_V: Annotated[float, _rng(0.0, 2.0)]
     M_V: Annotated[float, _rng(0.0, 2.0)]
+    s_o_V: Annotated[float, _rng(0.0, 2.0, "rest potential slope with oxidised O (discharge side)")]
     h_ni_norm_mAh_g: Annotated[float, _rng(1.0, 400.0, "in-cycling Ni after a 4.5 V charge")]
+    h_o_norm_mAh_g: Annotated[float, _rng(1.0, 1000.0, "in-cycling oxidised O after a 4.8 V charge")]
     psi_charge_mAh_g: Annotated[float, _rng(0.1, 500.0, "O charge per e-fold of psi")]
     psi_pristine: Annotated[float, _rng(-1.0, 1.0)]
 
@@ -70,10 +78,13 @@ class Kinetics(_Strict):
     tau_fast_s: Annotated[float, _rng(0.1, 1e5)]
     tau_slow_s: Annotated[float, _rng(1.0, 1e7)]
     tau_on_s: Annotated[float, _rng(0.1, 1e4, "lag of the overpotential under current")]
+    tau_soc_per_mAh_g: Annotated[
+        float, _rng(0.0, 1.0, "relative lengthening of tau_fast/tau_slow per mAh/g of Li removed")
+    ]
     Ea_polarisation_kJ_mol: Annotated[float, _rng(0.0, 200.0)]
 
 
-def _check_table(name: str, v: list[float], q: list[float]) -> None:
+def _check_table(name: str, v: list[float], q: list[float], unit: str = "mAh_g") -> None:
     if len(v) != len(q):
         raise ValueError(f"{name}: V and mAh_g lists differ in length ({len(v)} vs {len(q)})")
     if len(v) < 2:
@@ -83,9 +94,11 @@ def _check_table(name: str, v: list[float], q: list[float]) -> None:
             raise ValueError(f"{name}_V must be strictly increasing")
     for a, b in zip(q, q[1:], strict=False):
         if not b > a:
-            raise ValueError(f"{name}_mAh_g must be strictly increasing")
+            raise ValueError(f"{name}_{unit} must be strictly increasing")
     if q[0] != 0.0:
-        raise ValueError(f"{name}_mAh_g must start at 0")
+        raise ValueError(f"{name}_{unit} must start at 0")
+    if unit == "fraction" and q[-1] != 1.0:
+        raise ValueError(f"{name}_{unit} must end at 1")
 
 
 _V = Annotated[float, _rng(0.0, 10.0)]
@@ -109,18 +122,27 @@ class ChargeBranches(_Strict):
         return self
 
 
+_F = Annotated[float, _rng(0.0, 1.0)]
+
+
 class DischargeBranches(_Strict):
-    """Capacity still oxidised vs electrode potential while discharging (each process)."""
+    """Share still oxidised vs electrode potential while discharging (each process).
+
+    Fractions of what the process held when the discharge began: a process releases its charge
+    along the same potential profile (a dQ/dV peak at a fixed position) whatever its amount.
+    """
 
     ni_V: list[_V]
-    ni_mAh_g: list[_Q]
+    ni_fraction: list[_F]
     o_V: list[_V]
-    o_mAh_g: list[_Q]
+    o_fraction: list[_F]
 
     @model_validator(mode="after")
     def _tables(self) -> DischargeBranches:
         for n in ("ni", "o"):
-            _check_table(f"branches.discharge.{n}", getattr(self, n + "_V"), getattr(self, n + "_mAh_g"))
+            _check_table(
+                f"branches.discharge.{n}", getattr(self, n + "_V"), getattr(self, n + "_fraction"), "fraction"
+            )
         return self
 
 
@@ -146,6 +168,14 @@ class Noise(_Strict):
     current_rel_of_range: Annotated[float, _rng(0.0, 0.1)]
 
 
+class Variation(_Strict):
+    """Cell-to-cell variation of a real lab (relative standard deviations, seeded per cell)."""
+
+    capacity_rel_sd: Annotated[float, _rng(0.0, 0.5, "share of the powder that is active")]
+    mass_rel_sd: Annotated[float, _rng(0.0, 0.5, "weighing error of the active mass")]
+    impedance_rel_sd: Annotated[float, _rng(0.0, 2.0, "ohmic and RC resistances (log-normal)")]
+
+
 class Material(_Strict):
     """A validated material parameter set (see ``simulators/materials/x04.toml``)."""
 
@@ -156,6 +186,7 @@ class Material(_Strict):
     branches: Branches
     lattice: Lattice
     noise: Noise
+    variation: Variation
     source: str = ""
 
 

@@ -203,3 +203,11 @@ def test_oven_run_records_the_whole_thermal_profile_and_exports_it(temperature_s
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["points"] == len(record) > 100
+
+
+def test_each_cell_run_records_its_own_seeded_variation(temperature_series) -> None:
+    data, result = temperature_series
+    starts = [read_journal(data, row["run"])[0] for row in result.cells.values()]
+    variations = [start["cell_variation"] for start in starts]
+    assert all(set(v) >= {"capacity_factor", "mass_error", "r_ohm_ohm"} for v in variations)
+    assert len({v["capacity_factor"] for v in variations}) == len(variations)  # every cell its own

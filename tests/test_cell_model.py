@@ -169,3 +169,39 @@ def test_discharging_a_pristine_cell_falls_however_finely_time_is_sliced(slice_s
     assert fresh.constant_current(-1e-4, 3600.0, v_lower_V=1.85).reason == "v_lower"
     # and it charges normally afterwards
     assert fresh.constant_current(1e-4, 30 * 3600.0, v_upper_V=4.8).charge_mAh_g > 250.0
+
+
+def test_cell_variation_is_seeded_and_changes_what_a_cell_gives() -> None:
+    from simulators.cell import CellVariation
+
+    a, b, c = CellVariation.draw(M, 11), CellVariation.draw(M, 11), CellVariation.draw(M, 12)
+    assert a == b and a != c
+    nominal = Cell(charged().sample.copy(), MASS)
+    varied = Cell(charged().sample.copy(), MASS, variation=a)
+    q_nom = -nominal.constant_current(-I_A, 1e7, v_lower_V=1.85).elapsed_s
+    q_var = -varied.constant_current(-I_A, 1e7, v_lower_V=1.85).elapsed_s
+    # the same current on less (or more) active material runs out sooner (or later)
+    assert q_var / q_nom == pytest.approx(a.capacity_factor, rel=0.01)
+    md = a.metadata(M, MASS)
+    assert set(md) >= {"capacity_factor", "mass_error", "r_ohm_ohm"} and md["r_ohm_ohm"] > 0
+    clone = Cell.from_dict(M, json.loads(json.dumps(varied.to_dict())))
+    assert clone.variation == a
+
+
+def test_campaign_lab_records_each_cells_variation_from_the_seed() -> None:
+    from drivers.clock import SimClock
+    from orchestrator.simlab import SimulatedCampaignLab
+
+    lab = SimulatedCampaignLab(SimClock(), channels=1, ovens=0, noise_seed=5)
+    first = lab.cell_variation("T140-r1", 0.005)
+    assert first == SimulatedCampaignLab(SimClock(), 1, 0, noise_seed=5).cell_variation("T140-r1", 0.005)
+    assert first != lab.cell_variation("T140-r2", 0.005)
+    assert SimulatedCampaignLab(SimClock(), 1, 0, noise_seed=None).cell_variation("T140-r1", 0.005) is None
+
+
+def test_rest_after_charge_starts_with_the_ohmic_step_and_only_falls() -> None:
+    cell = charged(4.5)
+    v_load = cell.voltage_V()
+    v = [cell.rest(0.0).voltage_V] + [cell.rest(600.0).voltage_V for _ in range(100)]
+    assert v_load - v[0] == pytest.approx(20.0 * M.kinetics.r_ohm_V_per_mA_g, abs=1e-6)
+    assert max(np.diff(v)) <= 0.0

@@ -50,7 +50,8 @@ def test_same_protocol_gives_the_same_capacities_on_emstat4_and_keithley2450(tmp
     # Cut-offs: the EmStat4 checks them on every 1 s sample, the 2450 host at its 1 s poll.
     one_second_mAh_g = 20.0 / 3600.0
     for key in ("charge_capacity_mAh_g", "discharge_capacity_mAh_g"):
-        assert a[key] == pytest.approx(b[key], abs=3 * one_second_mAh_g), key
+        # + the cell model's planned (vectorised) stepping of polled calls: within 0.05 % of capacity
+        assert a[key] == pytest.approx(b[key], abs=3 * one_second_mAh_g + 5e-4 * abs(b[key])), key
     # Plateau splits interpolate between recorded points (every 60 s = 0.33 mAh/g here), which
     # the two instruments take at different moments.
     one_record_mAh_g = 20.0 * 60 / 3600.0

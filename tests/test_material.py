@@ -36,8 +36,8 @@ def test_default_is_x04_and_sister_loads() -> None:
         ("beta = 6.34\n", "", "field lmct.beta is missing"),
         ("tau_slow_s = 7200.0", 'tau_slow_s = "long"', "field kinetics.tau_slow_s"),
         (
-            "ni_V     = [3.70, 3.76, 4.00",
-            "ni_V     = [3.70, 3.76, 3.00",
+            "ni_V     = [3.45, 3.55, 3.80",
+            "ni_V     = [3.45, 3.55, 3.00",
             "branches.charge.ni_V must be strictly increasing",
         ),
     ],

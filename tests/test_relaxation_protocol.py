@@ -19,7 +19,8 @@ def test_capacities_match_the_paper(paper_run) -> None:
     assert 55 < s["ni_plateau_mAh_g"] < 72
     assert 140 < s["o_plateau_mAh_g"] < 165
     assert s["rest_duration_h"] == pytest.approx(24.0, abs=1e-6)
-    assert 4.4 < s["rest_end_voltage_V"] < 4.8
+    # relaxed towards E_eq + (s + M) f_Ni (about 4.39 V for the 4.8 V intermediate), minus LMCT
+    assert 4.2 < s["rest_end_voltage_V"] < 4.6
 
 
 def test_steps_end_at_their_cutoffs_and_hand_over_without_delay(paper_run) -> None:
