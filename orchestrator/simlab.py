@@ -10,7 +10,6 @@ to them through pyvisa-py or pyserial exactly as to hardware.
 from __future__ import annotations
 
 import os
-import random
 import re
 import threading
 import zlib
