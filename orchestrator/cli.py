@@ -113,7 +113,7 @@ def run(
     plateaus; cycling, GITT, CV: a per-cycle table) and a PNG."""
     from drivers.transport import InstrumentError
     from orchestrator.lab import LabFileError, load_lab
-    from orchestrator.summary import format_summary, run_summary, summary_png
+    from orchestrator.storage import default_data_dir, read_journal
     from protocols.plans import run_protocol
     from protocols.schema import ProtocolError, load_protocol
 
@@ -130,13 +130,18 @@ def run(
         for st in proto.steps
         if isinstance(st, ConstantCurrent | ConstantVoltage | Rest | Sweep | GITT | Loop)
     ]
-    others = sorted({st.kind for st in proto.steps} - {t.kind for t in techniques})
-    if others:
-        _fail(
-            f"protocol {proto.name!r} has {', '.join(others)} steps; `relaxlab run` drives one potentiostat "
-            "channel and runs cc, cv, rest, gitt, sweep and loop steps only (ovens, XRD and operator steps "
-            "are not wired into `run` yet)"
-        )
+    if len(techniques) < len(proto.steps):  # heat, xrd or manual steps: orchestrator/example_lab.py
+        from orchestrator.example_lab import check_lab, run_on_simulated_lab
+
+        try:
+            check_lab(proto, lab)
+            done = run_on_simulated_lab(proto, lab, config, data_dir or default_data_dir(), tiled=tiled)
+            start, frame = read_journal(data_dir or default_data_dir(), done.uid)
+        except (ValueError, RuntimeError) as exc:
+            _fail(str(exc))
+        _run_summary(proto.name, done.uid, start, frame, out, as_json, {"portion_run": done.portion_uid,
+                     "simulated_h": done.simulated_h, "wall_s": done.wall_s, "recorded": done.recorded})  # fmt: skip
+        return
     try:
         session = _session(
             lab, data_dir, tiled, progress=not as_json and sys.stderr.isatty(), cells=[config.name]
@@ -154,10 +159,19 @@ def run(
         start, frame = session.read(uid)
     finally:
         session.close()
-    summary = {"run": uid, "protocol": proto.name, **run_summary(_flat_conditions(start), frame)}
-    png = summary_png(_flat_conditions(start), frame, out / f"{proto.name}-{uid[:8]}.png")
+    _run_summary(proto.name, uid, start, frame, out, as_json)
+
+
+def _run_summary(
+    name: str, uid: str, start: Any, frame: Any, out: Path, as_json: bool, extra: dict[str, Any] | None = None
+) -> None:
+    from orchestrator.summary import format_summary, run_summary, summary_png
+
+    summary = {"run": uid, "protocol": name, **run_summary(_flat_conditions(start), frame)}
+    png = summary_png(_flat_conditions(start), frame, out / f"{name}-{uid[:8]}.png")
     summary["plot"] = str(png) if png else None
     summary["export"] = f"relaxlab data export {uid[:8]} --format csv"
+    summary.update(extra or {})
     _print(summary, as_json, format_summary(summary))
 
 
