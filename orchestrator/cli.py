@@ -36,6 +36,41 @@ def _print(data: Any, as_json: bool, human: str) -> None:
     typer.echo(json.dumps(data, indent=2, default=str) if as_json else human)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"relaxlab {version('relaxlab')}")
+        except PackageNotFoundError:
+            typer.echo("relaxlab (not installed: no version)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """relaxlab: automated relaxation experiments on Li-rich cathodes."""
+
+
+@app.command()
+def examples(as_json: JsonOpt = False) -> None:
+    """List the shipped example protocols and campaigns with their one-line descriptions."""
+    from orchestrator.catalog import shipped
+
+    rows = shipped()
+    lines = []
+    for kind in ("protocol", "campaign"):
+        lines.append("example protocols (relaxlab run NAME --lab simulated):" if kind == "protocol"
+                     else "\ncampaigns (relaxlab campaign plan|run NAME):")  # fmt: skip
+        width = max(len(r["name"]) for r in rows)
+        lines += [f"  {r['name']:{width}s}  {r['description']}" for r in rows if r["kind"] == kind]
+    _print(rows, as_json, "\n".join(lines))
+
+
 def _session(lab: Any, data_dir: Path | None, tiled: bool, progress: bool, **kw: Any) -> Any:
     from orchestrator.runner import Session
 
@@ -122,7 +157,7 @@ def run(
         proto = load_protocol(protocol)
         config = lab.cell(cell)
     except (LabFileError, ProtocolError) as exc:
-        _fail(str(exc))
+        _fail(str(exc) + _hint(protocol, lab_file, cell))
     from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
 
     techniques = [
@@ -140,7 +175,8 @@ def run(
         except (ValueError, RuntimeError) as exc:
             _fail(str(exc))
         _run_summary(proto.name, done.uid, start, frame, out, as_json, {"portion_run": done.portion_uid,
-                     "simulated_h": done.simulated_h, "wall_s": done.wall_s, "recorded": done.recorded})  # fmt: skip
+                     "simulated_h": done.simulated_h, "wall_s": done.wall_s, "recorded": done.recorded,
+                     "xrd_scans": done.scans})  # fmt: skip
         return
     try:
         session = _session(
@@ -173,6 +209,20 @@ def _run_summary(
     summary["export"] = f"relaxlab data export {uid[:8]} --format csv"
     summary.update(extra or {})
     _print(summary, as_json, format_summary(summary))
+
+
+def _hint(protocol: str, lab_file: str, cell: str | None) -> str:
+    """"Did you mean" for a mistyped example, lab or cell name (orchestrator/catalog.py)."""
+    from orchestrator.catalog import did_you_mean, example_names, lab_names, missing_name_hint
+    from orchestrator.lab import LabFileError, load_lab
+
+    hint = missing_name_hint(protocol, example_names()) or missing_name_hint(lab_file, lab_names())
+    if not hint and cell is not None:
+        try:
+            hint = did_you_mean(cell, [c.name for c in load_lab(lab_file).cells])
+        except LabFileError:
+            pass
+    return hint
 
 
 @app.command()
@@ -226,11 +276,12 @@ app.add_typer(campaign_app, name="campaign")
 
 def _load_campaign(name_or_path: str) -> Any:
     from orchestrator.campaign_file import CampaignError, load_campaign
+    from orchestrator.catalog import campaign_names, missing_name_hint
 
     try:
         return load_campaign(name_or_path)
     except CampaignError as exc:
-        _fail(str(exc))
+        _fail(str(exc) + missing_name_hint(name_or_path, campaign_names()))
 
 
 @campaign_app.command("plan")

@@ -140,6 +140,9 @@ class ExampleResult:
     simulated_h: float
     wall_s: float
     recorded: dict[str, Any]
+    #: One entry per XRD scan read: ``time_h`` since the run started and the fitted ``lattice_A``
+    #: (None when the fit failed its quality gate).
+    scans: list[dict[str, Any]]
 
 
 def run_on_simulated_lab(
@@ -223,6 +226,18 @@ def run_on_simulated_lab(
     channel.spool = spool
     uids: list[str] = []
     RE.subscribe(lambda name, doc: uids.append(doc["uid"]) if name == "start" else None)
+    scans: list[dict[str, Any]] = []
+    xrd_descriptors: set[str] = set()
+
+    def count_scans(name: str, doc: dict[str, Any]) -> None:
+        if name == "descriptor" and doc.get("name") == "xrd":
+            xrd_descriptors.add(doc["uid"])
+        elif name == "event" and doc["descriptor"] in xrd_descriptors:
+            a = doc["data"].get("xrd_lattice_A")
+            scans.append({"time_h": round((doc["data"]["xrd_scan_end_s"] - t0) / 3600.0, 3),
+                          "lattice_A": None if a is None or a != a else round(float(a), 4)})  # fmt: skip
+
+    RE.subscribe(count_scans)
     base_md = {"cell": config.name, "sample": config.sample, "material": config.material,
                "protocol": protocol.name, "lab": lab.lab.name, "spool": spool.session,
                "simulated_operator": True}  # fmt: skip
@@ -237,7 +252,7 @@ def run_on_simulated_lab(
             mass_mg = config.active_mass * 1000.0
             job = portion_job("portion", portion_phase, Pool("ovens", sim.ovens), operator, timer, gate, md,
                               {"portion_mass": mass_mg})  # fmt: skip
-            results.update(RE(run_jobs({"portion": job}, lambda k, v: results.__setitem__(k, v))) or {})
+            RE(run_jobs({"portion": job}, lambda k, v: results.__setitem__(k, v)))
             _raise_failed(results, "portion")
             portion_uid = uids[-1]
         context: dict[str, Any] = {"channel": channel, "mass_g": config.active_mass,
@@ -258,7 +273,7 @@ def run_on_simulated_lab(
             store.close()
     cell_result = results[config.name]
     return ExampleResult(uids[-1], portion_uid, (clock.now() - t0) / 3600.0, time.perf_counter() - wall0,
-                         cell_result.get("recorded", {}))  # fmt: skip
+                         cell_result.get("recorded", {}), scans)  # fmt: skip
 
 
 def _raise_failed(results: dict[str, Any], key: str) -> None:
