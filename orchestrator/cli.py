@@ -176,7 +176,7 @@ def run(
             _fail(str(exc))
         _run_summary(proto.name, done.uid, start, frame, out, as_json, {"portion_run": done.portion_uid,
                      "simulated_h": done.simulated_h, "wall_s": done.wall_s, "recorded": done.recorded,
-                     "xrd_scans": done.scans})  # fmt: skip
+                     "xrd_scans": done.scans if as_json else _scans_text(done.scans)})  # fmt: skip
         return
     try:
         session = _session(
@@ -196,6 +196,14 @@ def run(
     finally:
         session.close()
     _run_summary(proto.name, uid, start, frame, out, as_json)
+
+
+def _scans_text(scans: list[dict[str, Any]]) -> str:
+    fitted = [s["lattice_A"] for s in scans if s["lattice_A"] is not None]
+    text = f"{len(scans)} scans"
+    if fitted:
+        text += f", lattice {fitted[0]:.4f} -> {fitted[-1]:.4f} A ({len(fitted)} fitted)"
+    return text
 
 
 def _run_summary(
