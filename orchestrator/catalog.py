@@ -47,7 +47,9 @@ def shipped() -> list[dict[str, Any]]:
             row: dict[str, Any] = {"kind": kind, "name": path.stem,
                                    "description": str(data.get("description", "")).strip(), "file": str(path)}  # fmt: skip
             if kind == "protocol":
-                row["steps"] = sorted({next(iter(s)) for s in data.get("steps", []) if isinstance(s, dict) and s})
+                row["steps"] = sorted(
+                    {next(iter(s)) for s in data.get("steps", []) if isinstance(s, dict) and s}
+                )
             else:
                 row["protocol"] = data.get("protocol")
             rows.append(row)

@@ -30,7 +30,7 @@ from typing import Any
 
 from bluesky import RunEngine
 
-from drivers.clock import SimClock
+from drivers.clock import Clock, SimClock
 from drivers.operator import Operator, Timer
 from drivers.xrd import Diffractometer, ExportFolderWatcher
 from orchestrator.lab import CellConfig, Lab
@@ -182,7 +182,9 @@ def run_on_simulated_lab(
     heats = any(isinstance(s, Heat) for s in protocol.steps)
     sim = SimulatedCampaignLab(clock, channels=1, ovens=1 if heats else 0, material=config.material)
     instrument, channel = sim.instruments[0], sim.channels[0]
-    instrument.cell = Cell(Sample(sim.material), active_mass_g=config.active_mass, temperature_C=config.temperature)
+    instrument.cell = Cell(
+        Sample(sim.material), active_mass_g=config.active_mass, temperature_C=config.temperature
+    )
     channel.active_mass_g.put(config.active_mass)
     oven = sim.ovens[0] if sim.ovens else None
     in_oven = CellInOven(instrument)
@@ -258,7 +260,7 @@ def run_on_simulated_lab(
         context: dict[str, Any] = {"channel": channel, "mass_g": config.active_mass,
                                    "portion": "portion" if portion_phase else None,
                                    "active_mass": config.active_mass * 1000.0,
-                                   "electrode_mass": round(config.active_mass * 1000.0 / 0.7, 3)}  # fmt: skip
+                                   "electrode_mass": round(config.active_mass * 1000.0 * 9.0 / 7.0, 3)}  # fmt: skip
         if portion_phase:
             context["action"] = "build_cell"
         md = {**base_md, "job": "cell", "condition": dict(protocol.parameters), "portion_run": portion_uid}
@@ -296,7 +298,7 @@ class ScanJobs(Diffractometer):
                          poll_interval_s=min(60.0, first.scan_time_s / 10.0), before_poll=self._catch_up)  # fmt: skip
 
     @staticmethod
-    def _watcher(clock: SimClock, folder: Path, step: Xrd) -> ExportFolderWatcher:
+    def _watcher(clock: Clock, folder: Path, step: Xrd) -> ExportFolderWatcher:
         folder.mkdir(parents=True, exist_ok=True)
         return ExportFolderWatcher(folder, clock, scan_time_s=step.scan_time_s, a_guess_A=4.14)
 

@@ -142,6 +142,7 @@ def cell_protocol_job(
                 if "active_mass" in entered:  # mg, as weighed by the operator
                     yield from await_status("set", channel.active_mass_g, entered["active_mass"] / 1000.0)
             elif isinstance(step, Heat):
+                assert oven is not None  # checked when the plan was created
                 into = Manual(f"Put cell {cell} (on its channel, at open circuit) into {oven.name}")
                 yield from ask_operator(operator, cell, into, action="load_cell", oven=oven)
                 yield from heat(oven, timer, step)

@@ -82,7 +82,8 @@ def test_no_file_points_to_the_science_notes_outside_the_repository() -> None:
         str(p.relative_to(ROOT))
         for pattern in ("*.py", "*.toml", "*.yaml", "*.md")
         for p in ROOT.rglob(pattern)
-        if ".git" not in p.parts and "science.md" in p.read_text(errors="ignore")
+        if ".git" not in p.parts
+        and "science.md" in p.read_text(errors="ignore")
         and p.name != Path(__file__).name
     ]
     assert offenders == []

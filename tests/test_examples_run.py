@@ -43,7 +43,9 @@ def _steps(name: str) -> list[tuple[str, dict]]:
 def _example(name: str):  # type: ignore[no-untyped-def]
     marks = []
     if name in SLOW:
-        marks.append(pytest.mark.skipif(not os.environ.get("RELAXLAB_SLOW"), reason="slow: set RELAXLAB_SLOW=1"))
+        marks.append(
+            pytest.mark.skipif(not os.environ.get("RELAXLAB_SLOW"), reason="slow: set RELAXLAB_SLOW=1")
+        )
     return pytest.param(name, marks=marks, id=name)
 
 
@@ -55,7 +57,8 @@ def test_there_are_fifteen_shipped_examples() -> None:
 def test_every_shipped_example_runs_on_the_simulated_lab(name: str, tmp_path: Path) -> None:
     data = tmp_path / "data"
     result = runner.invoke(
-        app, ["run", name, "--lab", "simulated", "--json", "--data-dir", str(data), "--out", str(tmp_path / "o")]
+        app,
+        ["run", name, "--lab", "simulated", "--json", "--data-dir", str(data), "--out", str(tmp_path / "o")],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.index("{") :])
@@ -103,8 +106,19 @@ def test_titration_portion_relaxes_the_powder_in_the_oven_before_the_fresh_cell(
         path = tmp_path / f"titration-{temperature.split()[0]}.yaml"
         path.write_text(yaml.safe_dump(protocol))
         result = runner.invoke(
-            app, ["run", str(path), "--lab", "simulated", "--json", "--no-tiled",
-                  "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o")],  # fmt: skip
+            app,
+            [
+                "run",
+                str(path),
+                "--lab",
+                "simulated",
+                "--json",
+                "--no-tiled",
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--out",
+                str(tmp_path / "o"),
+            ],  # fmt: skip
         )
         assert result.exit_code == 0, result.output
         summary = json.loads(result.stdout[result.stdout.index("{") :])
@@ -130,8 +144,11 @@ active_mass = "7 mg"
 
 @pytest.mark.parametrize(
     ("name", "missing"),
-    [("solid-state-55C", ["oven", "diffractometer"]), ("in-situ-xrd-cycling", ["diffractometer"]),
-     ("titration-portion", ["oven"])],  # fmt: skip
+    [
+        ("solid-state-55C", ["oven", "diffractometer"]),
+        ("in-situ-xrd-cycling", ["diffractometer"]),
+        ("titration-portion", ["oven"]),
+    ],  # fmt: skip
 )
 def test_a_real_lab_without_the_instruments_is_refused_before_anything_moves(
     name: str, missing: list[str], tmp_path: Path
