@@ -163,3 +163,17 @@ def test_a_real_lab_without_the_instruments_is_refused_before_anything_moves(
     # refused from the lab file alone: the GPIB instrument was never opened, nothing was stored
     assert "cannot reach" not in message and "Nothing was started" in message
     assert not (tmp_path / "d" / "journal").exists() or not any((tmp_path / "d" / "journal").iterdir())
+
+
+def test_in_situ_xrd_sees_the_papers_charged_lattice(tmp_path: Path) -> None:
+    """Li et al. 2022: a = 4.111 A at the end of the in-situ charge to 4.8 V; the lattice then grows."""
+    result = runner.invoke(
+        app, ["run", "in-situ-xrd-cycling", "--lab", "simulated", "--json", "--no-tiled",
+              "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o")],  # fmt: skip
+    )
+    assert result.exit_code == 0, result.output
+    scans = json.loads(result.stdout[result.stdout.index("{") :])["xrd_scans"]
+    lattice = [s["lattice_A"] for s in scans if s["lattice_A"] is not None]
+    smallest = min(lattice)
+    assert smallest == pytest.approx(4.111, abs=0.005)
+    assert lattice[0] > smallest + 0.02 and lattice[-1] > smallest + 0.02  # pristine, and after discharge
