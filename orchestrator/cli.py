@@ -145,7 +145,9 @@ def run(
     """Run a protocol on one cell of a lab (real instruments or the simulated lab).
 
     Ends with the summary that fits the technique (relaxation: charge, rest, OCV, discharge and
-    plateaus; cycling, GITT, CV: a per-cycle table) and a PNG."""
+    plateaus; cycling, GITT, CV: a per-cycle table) and a PNG. Heat, XRD and manual steps run on
+    the simulated lab (simulated oven, diffractometer and operator; `relaxlab examples` lists the
+    shipped protocols)."""
     from drivers.transport import InstrumentError
     from orchestrator.lab import LabFileError, load_lab
     from orchestrator.storage import default_data_dir, read_journal
