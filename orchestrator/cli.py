@@ -142,6 +142,41 @@ def _print(data: Any, as_json: bool, human: str) -> None:
     typer.echo(json.dumps(data, indent=2, default=str) if as_json else human)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"relaxlab {version('relaxlab')}")
+        except PackageNotFoundError:
+            typer.echo("relaxlab (not installed: no version)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """relaxlab: automated relaxation experiments on Li-rich cathodes."""
+
+
+@app.command()
+def examples(as_json: JsonOpt = False) -> None:
+    """List the shipped example protocols and campaigns with their one-line descriptions."""
+    from orchestrator.catalog import shipped
+
+    rows = shipped()
+    lines = []
+    for kind in ("protocol", "campaign"):
+        lines.append("example protocols (relaxlab run NAME --lab simulated):" if kind == "protocol"
+                     else "\ncampaigns (relaxlab campaign plan|run NAME):")  # fmt: skip
+        width = max(len(r["name"]) for r in rows)
+        lines += [f"  {r['name']:{width}s}  {r['description']}" for r in rows if r["kind"] == kind]
+    _print(rows, as_json, "\n".join(lines))
+
+
 def _session(lab: Any, data_dir: Path | None, tiled: bool, progress: bool, **kw: Any) -> Any:
     from orchestrator.runner import Session
 
@@ -239,20 +274,45 @@ def run(
     Ends with the summary that fits the technique (relaxation: charge, rest, OCV, discharge and
     plateaus; cycling, GITT, CV: a per-cycle table) and a PNG. With --sim-clock, the lab's
     simulated instruments are the ones a running `relaxlab sim serve` serves (reached over TCP,
-    in that process's free-running simulated time)."""
+    in that process's free-running simulated time). Heat, XRD and manual steps run on the
+    simulated lab (simulated oven, diffractometer and operator; `relaxlab examples` lists the
+    shipped protocols)."""
     from bluesky.utils import RunEngineInterrupted
 
     from drivers.transport import InstrumentError
     from orchestrator.checks import run_problems
-    from orchestrator.lab import load_lab
+    from orchestrator.lab import LabFileError, load_lab
     from orchestrator.simtime import read_clock_file
-    from orchestrator.summary import format_summary, run_summary, summary_png
+    from orchestrator.storage import default_data_dir, read_journal
     from protocols.plans import run_protocol
     from protocols.schema import load_protocol
 
-    lab = load_lab(lab_file)
-    proto = load_protocol(protocol)
-    config = lab.cell(cell)
+    try:
+        lab = load_lab(lab_file)
+        proto = load_protocol(protocol)
+        config = lab.cell(cell)
+    except (LabFileError, ProtocolError) as exc:
+        _fail(str(exc) + _hint(protocol, lab_file, cell))
+    from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
+
+    kinds = (ConstantCurrent, ConstantVoltage, Rest, Sweep, GITT, Loop)
+    problems = run_problems(proto, lab, config.name)  # the same checks as `relaxlab validate --lab`
+    if problems:
+        _fail("\n".join(problems))
+    if sim_clock is None and not all(isinstance(st, kinds) for st in proto.steps):
+        # heat, xrd or manual steps: on the simulated lab (orchestrator/example_lab.py)
+        from orchestrator.example_lab import check_lab, run_on_simulated_lab
+
+        try:
+            check_lab(proto, lab)
+            done = run_on_simulated_lab(proto, lab, config, data_dir or default_data_dir(), tiled=tiled)
+            start, frame = read_journal(data_dir or default_data_dir(), done.uid)
+        except (ValueError, RuntimeError) as exc:
+            _fail(str(exc))
+        _run_summary(proto.name, done.uid, start, frame, out, as_json, {"portion_run": done.portion_uid,
+                     "simulated_h": done.simulated_h, "wall_s": done.wall_s, "recorded": done.recorded,
+                     "xrd_scans": done.scans if as_json else _scans_text(done.scans)})  # fmt: skip
+        return
     clock = None
     if sim_clock is not None:
         try:
@@ -295,10 +355,27 @@ def run(
         )
     finally:
         session.close()
-    summary = {"run": uid, "protocol": proto.name, **run_summary(_flat_conditions(start), frame)}
-    png = summary_png(_flat_conditions(start), frame, out / f"{proto.name}-{uid[:8]}.png")
+    _run_summary(proto.name, uid, start, frame, out, as_json)
+
+
+def _scans_text(scans: list[dict[str, Any]]) -> str:
+    fitted = [s["lattice_A"] for s in scans if s["lattice_A"] is not None]
+    text = f"{len(scans)} scans"
+    if fitted:
+        text += f", lattice {fitted[0]:.4f} -> {fitted[-1]:.4f} A ({len(fitted)} fitted)"
+    return text
+
+
+def _run_summary(
+    name: str, uid: str, start: Any, frame: Any, out: Path, as_json: bool, extra: dict[str, Any] | None = None
+) -> None:
+    from orchestrator.summary import format_summary, run_summary, summary_png
+
+    summary = {"run": uid, "protocol": name, **run_summary(_flat_conditions(start), frame)}
+    png = summary_png(_flat_conditions(start), frame, out / f"{name}-{uid[:8]}.png")
     summary["plot"] = str(png) if png else None
     summary["export"] = f"relaxlab data export {uid[:8]} --format csv"
+    summary.update(extra or {})
     _print(summary, as_json, format_summary(summary))
 
 
@@ -332,6 +409,20 @@ def _after_run(started: list[str], root: Path, data_dir: Path | None) -> list[st
     where = ("--data-dir", data_dir) if data_dir else ()
     lines = [f"its points are stored:  {_command('data', 'export', uid[:8], *where)}" for uid in started]
     return lines + [f"if a run is still open (a second Ctrl-C):  {_command('data', 'recover', *where)}"]
+
+
+def _hint(protocol: str, lab_file: str, cell: str | None) -> str:
+    """"Did you mean" for a mistyped example, lab or cell name (orchestrator/catalog.py)."""
+    from orchestrator.catalog import did_you_mean, example_names, lab_names, missing_name_hint
+    from orchestrator.lab import LabFileError, load_lab
+
+    hint = missing_name_hint(protocol, example_names()) or missing_name_hint(lab_file, lab_names())
+    if not hint and cell is not None:
+        try:
+            hint = did_you_mean(cell, [c.name for c in load_lab(lab_file).cells])
+        except LabFileError:
+            pass
+    return hint
 
 
 @app.command()
@@ -439,11 +530,12 @@ app.add_typer(campaign_app, name="campaign")
 
 def _load_campaign(name_or_path: str) -> Any:
     from orchestrator.campaign_file import CampaignError, load_campaign
+    from orchestrator.catalog import campaign_names, missing_name_hint
 
     try:
         return load_campaign(name_or_path)
     except CampaignError as exc:
-        _fail(str(exc))
+        _fail(str(exc) + missing_name_hint(name_or_path, campaign_names()))
 
 
 @campaign_app.command("plan")

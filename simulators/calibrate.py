@@ -1,4 +1,4 @@
-"""Calibration targets T1-T15 (science.md section 3) computed from simulated measurements.
+"""Calibration targets T1-T15 (docs/model.md section 3) computed from simulated measurements.
 
 Every number here comes from virtual experiments on :class:`~simulators.cell.Cell` (voltage
 curves, charge counted by the instrument, rest voltages, lattice readings), never from model

@@ -1,6 +1,6 @@
 """Sample (powder chemistry) and half-cell model of a Li-rich DRX cathode vs Li.
 
-Physics (science.md section 2): the charge held by the Ni intermediate (``h_Ni``), by reversibly
+Physics (docs/model.md): the charge held by the Ni intermediate (``h_Ni``), by reversibly
 oxidised oxygen (``h_O``) and by the first-charge activation (``q_act``) follow parallel redox
 branches (:mod:`simulators.electrode`); LMCT converts ``h_Ni`` into ``h_O`` and lost charge at all
 times with the closed-form kinetics of :mod:`simulators.lmct`. The terminal voltage is

@@ -40,7 +40,7 @@ class Meta(_Strict):
 
 
 class Lmct(_Strict):
-    """LMCT conversion of the Ni intermediate (science.md section 2)."""
+    """LMCT conversion of the Ni intermediate (docs/model.md)."""
 
     k413_per_s: Annotated[float, _rng(1e-9, 10.0, "rate constant at 413.15 K")]
     Ea_kJ_mol: Annotated[float, _rng(10.0, 200.0, "activation energy")]

@@ -57,7 +57,7 @@ def test_remaining_fraction_matches_numerical_integration_and_the_calibration_ta
     )  # fmt: skip
     ours = remaining_fraction(sol.t, 110.0, **TRUE, u0=0.8)
     np.testing.assert_allclose(ours, sol.y[0], rtol=1e-7)
-    # science.md: 24 h at 25/50/80/110/140 C converts 12/33/59/79/92 %
+    # docs/model.md: 24 h at 25/50/80/110/140 C converts 12/33/59/79/92 %
     converted = 1 - remaining_fraction(86400.0, [25, 50, 80, 110, 140], **TRUE)
     np.testing.assert_allclose(converted, [0.12, 0.33, 0.59, 0.79, 0.92], atol=0.006)
 

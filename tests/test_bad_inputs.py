@@ -204,8 +204,6 @@ RUN_ONLY: list[tuple[str, str, str]] = [
         P("sweep: {start: 3 V, vertices: [4.8 V, 0.5 V], rate: 0.05 mV/s}"),
         "safety limits",
     ),
-    ("heat-in-run", P("heat: {temperature: 140 degC, hold: 1 h}"), "heat"),
-    ("manual-in-run", P("manual: {instruction: weigh the cell}"), "manual"),
 ]
 
 

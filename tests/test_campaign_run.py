@@ -37,7 +37,7 @@ def test_temperature_series_moves_capacity_from_ni_to_o_plateau(temperature_seri
     ni = means.loc[temperatures, "ni_plateau_mAh_g"].to_numpy()
     o = means.loc[temperatures, "o_plateau_mAh_g"].to_numpy()
     assert np.all(np.diff(ni) < 0) and np.all(np.diff(o) > 0)  # hotter: more LMCT conversion
-    assert ni[-1] < 0.2 * ni[0]  # 140 C for 24 h converts > 85 % (science.md T4)
+    assert ni[-1] < 0.2 * ni[0]  # 140 C for 24 h converts > 85 % (docs/model.md, T4)
     assert (stds > 0).all()  # replicates are separate cells, not copies
 
 

@@ -12,7 +12,7 @@ from orchestrator.summary import relaxation_summary
 def test_capacities_match_the_paper(paper_run) -> None:
     _, _, _, frame, _ = paper_run
     s = relaxation_summary(frame)
-    # science.md: first charge ~290 mAh/g; in-cycling Ni plateau ~70, O plateau ~150 mAh/g;
+    # docs/model.md: first charge ~290 mAh/g; in-cycling Ni plateau ~70, O plateau ~150 mAh/g;
     # a 24 h room-temperature rest converts ~12 % of the Ni intermediate.
     assert 270 < s["charge_capacity_mAh_g"] < 300
     assert s["charge_end_voltage_V"] == pytest.approx(4.8, abs=1e-3)
