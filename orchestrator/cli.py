@@ -285,7 +285,7 @@ def run(
     from orchestrator.simtime import read_clock_file
     from orchestrator.storage import default_data_dir, read_journal
     from protocols.plans import run_protocol
-    from protocols.schema import load_protocol
+    from protocols.schema import ProtocolError, load_protocol
 
     try:
         lab = load_lab(lab_file)
