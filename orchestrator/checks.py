@@ -149,15 +149,13 @@ def run_problems(protocol: Protocol, lab: Lab, cell: str | None) -> list[str]:
     source = str(protocol.source or protocol.name)
     problems: list[str] = []
     others = sorted({s.kind for s in protocol.steps if isinstance(s, Heat | Xrd | Manual)})
-    # the in-process simulated lab runs them (simulated oven, diffractometer and operator)
-    in_process = all(i.simulated and i.resource == "sim" for i in lab.instruments.values())
-    if others and not in_process:
-        problems.append(
-            f"{source}: protocol {protocol.name!r} has {', '.join(others)} steps; `relaxlab run` drives one "
-            f"potentiostat channel and runs {', '.join(RUN_STEP_KINDS)} steps only (on real instruments oven and "
-            "operator steps run in a campaign, `relaxlab campaign run --lab`; heat, XRD and manual steps run "
-            "on the simulated lab, `--lab simulated`)"
-        )
+    if others:  # the in-process simulated lab runs them; a lab lacking an oven/diffractometer cannot
+        from orchestrator.example_lab import check_lab
+
+        try:
+            check_lab(protocol, lab)
+        except ValueError as exc:
+            problems.append(f"{source}: {exc}")
     channel = lab_channel(lab, cell)
     mass = lab.cell(cell).active_mass
     steps = [s for s in protocol.steps if not isinstance(s, Heat | Xrd | Manual)]

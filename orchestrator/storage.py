@@ -761,6 +761,14 @@ def write_export(frame: pd.DataFrame, path: Path, fmt: str) -> None:
     import tempfile
 
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # a device or a pipe (e.g. /dev/stdout): write into it, never rename over it
+        with open(path, "wb") as f:
+            if fmt == "csv":
+                frame.to_csv(f, index=False)
+            else:
+                frame.to_parquet(f, index=False)
+        return
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else "."
     )

@@ -38,7 +38,6 @@ class Pool:
     def __init__(self, name: str, items: Sequence[Any]) -> None:
         self.name = name
         self.free = list(items)
-        self._order = list(items)
         self._waiters: list[Status] = []
 
     def acquire(self, name: str | None = None) -> MsgGen:
@@ -48,7 +47,7 @@ class Pool:
         ----------
         name : str, optional
             Wait for the item of this name (the one a campaign's schedule assigned); without
-            it, take the first free item in the pool's own order.
+            it, take the item that has been free longest.
 
         Yields
         ------
@@ -65,7 +64,7 @@ class Pool:
             status = Status()
             self._waiters.append(status)
             yield from wait_for([status])
-        item = min(wanted(), key=self._order.index)
+        item = wanted()[0]  # the longest free: a channel that just failed a cell goes to the back
         self.free.remove(item)
         return item
 
