@@ -428,11 +428,13 @@ class SimulatedKeithley2450:
 
     def _switch_current(self) -> None:
         """A new current setting shows at once (the ohmic step), not only after time has passed."""
-        kind, level, _ = self._drive()
+        kind, level, limit = self._drive()
         if kind == "open":
             self.cell.set_current_A(0.0)
         elif kind == "I" and not self._tripped:
             self.cell.set_current_A(level)
+        elif kind == "V" and self._voltage_limited:  # driving at the current limit
+            self.cell.set_current_A(self._hold_sign * limit)
 
     def _measure(self, function: str) -> float:
         sense = self.sense[function]
