@@ -1010,6 +1010,52 @@ def sim_serve(
         simulation.close()
 
 
+@app.command()
+@_guarded
+def monitor(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", "--data", help="Data folder to watch (default $RELAXLAB_DATA or ~/.local/share/relaxlab)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to serve on; other than loopback needs --api-key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8765,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Key every request must carry (X-API-Key header or ?key=); default $RELAXLAB_MONITOR_KEY."),
+    ] = None,
+    campaign: Annotated[
+        list[Path] | None,
+        typer.Option("--campaign", help="Campaign file for the Gantt and ETA (shipped campaigns are found by name)."),
+    ] = None,
+    station: Annotated[str | None, typer.Option(help="Name of this station on the page.")] = None,
+) -> None:
+    """Serve a live web page of the lab: every station, channel and cell with its step, live
+    voltage-time curves, ETA, the campaign Gantt (planned vs ran) and alarms (safety faults,
+    failed cells). Read-only; loopback only unless an API key is given."""
+    import socket
+
+    from orchestrator.campaign_file import load_campaign
+    from orchestrator.monitor import MonitorConfigError, check_binding, serve
+    from orchestrator.storage import default_data_dir
+
+    key = api_key or os.environ.get("RELAXLAB_MONITOR_KEY") or None
+    try:
+        check_binding(host, key)
+    except MonitorConfigError as exc:
+        _fail(str(exc))
+    files = {load_campaign(path).name: path for path in campaign or []}
+    folder = data_dir or default_data_dir()
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            _fail(f"cannot serve on {host}:{port}: {exc.strerror or exc} (another monitor? try --port {port + 1})")
+    typer.echo(f"relaxlab monitor of {folder} on http://{host}:{port}/" + ("?key=..." if key else "")
+               + " (Ctrl-C stops it)")  # fmt: skip
+    sys.stdout.flush()
+    serve(folder, host=host, port=port, api_key=key, campaign_files=files, station=station)
+
+
 def main() -> None:
     """The ``relaxlab`` command: errors a user can cause are one ``error:`` line (see ``_guarded``);
     anything else is reported in one line too, with the way to see the traceback."""
