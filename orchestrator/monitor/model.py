@@ -224,8 +224,9 @@ class Monitor:
             }
 
     def status(self) -> dict[str, Any]:
-        """Stations (channels, ovens), cells, campaigns (ETA, Gantt) and alarms."""
-        self.refresh()
+        """Stations (channels, ovens), cells, campaigns (ETA, Gantt) and alarms, as stored now
+        (always read afresh; the points a page asks for next are served from this reading)."""
+        self.refresh(force=True)
         with self._lock:
             self.polls += 1
             return self._status()
