@@ -20,7 +20,7 @@ pytest.importorskip("httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
 from orchestrator.monitor import create_app  # noqa: E402
-from orchestrator.monitor.app import check_binding, MonitorConfigError  # noqa: E402
+from orchestrator.monitor.app import MonitorConfigError, check_binding  # noqa: E402
 from orchestrator.storage import list_journal_runs, read_raw_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -276,24 +276,24 @@ class Monitor:
         run = self.runs[track.runs[-1]]
         status = self._cell_status(track)
         kinds = list(run.start.get("step_types") or [])
-        step = None
+        step: dict[str, Any] | None = None
+        index, elapsed = 0, 0.0
         if run.step is not None:
             # a resumed cell's run goes on from the steps its earlier runs ran
             index = run.step + sum(len(self.runs[u].spans) for u in track.runs[:-1] if u in self.runs)
+            elapsed = (track.last_ts or 0.0) - (run.step_started_ts or 0.0)
             kind = kinds[run.step] if run.step < len(kinds) else None
-            step = {"index": index, "kind": kind, "of": len(kinds) or None,
-                    "elapsed_s": (track.last_ts or 0.0) - (run.step_started_ts or 0.0),
-                    "label": None}  # fmt: skip
+            step = {"index": index, "kind": kind, "of": len(kinds) or None, "elapsed_s": elapsed, "label": None}
         eta = None
         if camp is not None and camp.get("plan_rows") is not None:
             rows = [r for r in camp["plan_rows"] if r["cell"] == track.cell]
+            current = min(index, len(rows) - 1)
             if rows and step is not None:
-                step["label"] = rows[min(step["index"], len(rows) - 1)]["label"]
+                step["label"] = rows[current]["label"]
             if status in ("done", "failed", "aborted"):
                 eta = 0.0 if status == "done" else None
             elif rows and step is not None:
-                current = min(step["index"], len(rows) - 1)
-                left = max(rows[current]["end_s"] - rows[current]["start_s"] - step["elapsed_s"], 0.0)
+                left = max(rows[current]["end_s"] - rows[current]["start_s"] - elapsed, 0.0)
                 eta = left + sum(r["end_s"] - r["start_s"] for r in rows[current + 1 :])
             elif rows:
                 eta = camp["planned_end_s"].get(track.cell)
@@ -346,7 +346,7 @@ class Monitor:
         jobs = state.get("jobs", {})
         cells = list(dict.fromkeys([*(row["cell"] for row in plan_rows or []),
                                     *(r.start.get("cell") for r in runs if r.start.get("cell"))]))  # fmt: skip
-        planned_end = {}
+        planned_end: dict[str, float] = {}
         for row in plan_rows or []:
             planned_end[row["cell"]] = max(planned_end.get(row["cell"], 0.0), float(row["end_s"]))
         makespan = max(planned_end.values(), default=None)
