@@ -79,6 +79,13 @@ def test_points_are_the_journal_voltages_and_since_returns_only_newer_points(cam
         rest = client.get(f"/api/cells/{cell['id']}/points", params={"since": half}).json()
         assert rest["seq"][0] == half + 1 and rest["voltage_V"] == whole["voltage_V"][half:]
         assert client.get(f"/api/cells/{cell['id']}/points", params={"since": len(frame)}).json()["seq"] == []
+    ids = {c["id"]: 10 for c in status["cells"]}
+    many = client.post("/api/points", json={"since": {**ids, "nobody": 0}}).json()
+    assert set(many) == set(ids)  # unknown cells left out
+    for cell_id, got in many.items():
+        one = client.get(f"/api/cells/{cell_id}/points", params={"since": 10}).json()
+        assert got == one and got["seq"][0] == 11
+    assert client.post("/api/points", json={"since": {"x": "y"}}).status_code == 400
     assert client.get("/api/cells/nobody/points").status_code == 404
     assert client.get(f"/api/cells/{status['cells'][0]['id']}/points", params={"since": "x"}).status_code == 400
 

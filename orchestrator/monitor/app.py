@@ -1,7 +1,9 @@
 """The monitor's web app: one static page and a JSON API it polls.
 
 Routes: ``/`` (the page), ``/api/status`` (stations, cells, campaigns with their Gantt and ETA,
-alarms), ``/api/cells/<id>/points?since=N`` (a cell's curve after point ``N``), ``/healthz``.
+alarms), ``/api/cells/<id>/points?since=N`` (a cell's curve after point ``N``), ``POST
+/api/points`` with ``{"since": {"<id>": N, ...}}`` (several cells in one request, as the page
+asks), ``/healthz``.
 With an API key every route asks for it (``X-API-Key`` header, ``Authorization: Bearer KEY``
 or ``?key=KEY`` for the page); a request without it gets 401.
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -121,6 +124,14 @@ def create_app(
             return _json({"error": f"no cell {request.path_params['cell_id']!r}"}, 404)
         return _json(out)
 
+    async def points_many(request: Request) -> Response:
+        try:
+            body = await request.json()
+            since = {str(k): int(v) for k, v in body["since"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return _json({"error": 'send {"since": {"<cell id>": <last point number you have>, ...}}'}, 400)
+        return _json(await run_in_threadpool(monitor.points_of, since))
+
     async def healthz(request: Request) -> Response:
         return _json({"ok": True})
 
@@ -129,6 +140,7 @@ def create_app(
             Route("/", index),
             Route("/api/status", status),
             Route("/api/cells/{cell_id:path}/points", points),
+            Route("/api/points", points_many, methods=["POST"]),
             Route("/healthz", healthz),
         ]
     )

@@ -205,23 +205,31 @@ class Monitor:
 
     # --- what the API serves ---------------------------------------------------------------
     def points(self, cell_id: str, since: int = 0) -> dict[str, Any] | None:
-        """The points of a cell's curve after point number ``since`` (1-based, as ``seq``)."""
+        """The points of a cell's curve after point number ``since`` (1-based, as ``seq``):
+        ``time_s`` from the cell's first point, ``voltage_V``; None for an unknown cell."""
+        return self.points_of({cell_id: since}).get(cell_id)
+
+    def points_of(self, since: dict[str, int]) -> dict[str, dict[str, Any]]:
+        """:meth:`points` of several cells at once (``{cell id: since}``); unknown cells left out."""
         self.refresh()
+        out = {}
         with self._lock:
-            track = self.tracks.get(cell_id)
-            if track is None:
-                return None
-            lo = _bisect_right(track.seq, since)
-            return {
-                "id": cell_id,
-                "t0": track.t0,
-                "total": track.total,
-                "stride": track.stride,
-                "last_seq": track.total,
-                "seq": track.seq[lo:],
-                "time_s": track.t[lo:],
-                "voltage_V": track.v[lo:],
-            }
+            for cell_id, after in since.items():
+                track = self.tracks.get(cell_id)
+                if track is None:
+                    continue
+                lo = _bisect_right(track.seq, int(after))
+                out[cell_id] = {
+                    "id": cell_id,
+                    "t0": track.t0,
+                    "total": track.total,
+                    "stride": track.stride,
+                    "last_seq": track.total,
+                    "seq": track.seq[lo:],
+                    "time_s": track.t[lo:],
+                    "voltage_V": track.v[lo:],
+                }
+        return out
 
     def status(self) -> dict[str, Any]:
         """Stations (channels, ovens), cells, campaigns (ETA, Gantt) and alarms, as stored now
@@ -246,6 +254,7 @@ class Monitor:
         cells.sort(key=lambda c: (c["campaign"] or "", c["cell"]))
         for camp in campaigns.values():
             camp.pop("planned_end_s", None)
+            camp.pop("plan_rows", None)
             etas = [c["eta_s"] for c in cells if c["campaign"] == camp["name"] and c["eta_s"] is not None]
             camp["eta_s"] = max(etas) if etas else None
         return {
