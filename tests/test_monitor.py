@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
-from starlette.testclient import TestClient  # noqa: E402
+with warnings.catch_warnings():  # starlette asks for httpx2 one day; httpx is what it uses today
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from starlette.testclient import TestClient  # noqa: E402
 
 from orchestrator.monitor import create_app  # noqa: E402
 from orchestrator.monitor.app import MonitorConfigError, check_binding  # noqa: E402
