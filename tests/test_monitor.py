@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 with warnings.catch_warnings():  # starlette asks for httpx2 one day; httpx is what it uses today
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient  # noqa: E402
 
 from orchestrator.monitor import create_app  # noqa: E402

@@ -182,7 +182,7 @@ class Monitor:
 
     # --- campaign plans --------------------------------------------------------------------
     def _plan(self, campaign: str, channels: int, ovens: int) -> Any:
-        """``campaign plan``'s schedule of ``campaign`` (a DataFrame), or a string saying why not."""
+        """``campaign plan``'s schedule of ``campaign`` (its rows), or a string saying why not."""
         cached = self._plans.get(campaign)
         if cached is not None and cached[:2] == (channels, ovens):
             return cached[2]
@@ -192,9 +192,9 @@ class Monitor:
             from orchestrator.schedule import plan_campaign
 
             loaded = load_campaign(self.campaign_files.get(campaign, campaign))
-            plan: Any = plan_campaign(
-                loaded, channels=channels, ovens=ovens, durations=campaign_estimator(loaded)
-            ).frame
+            frame = plan_campaign(loaded, channels=channels, ovens=ovens, durations=campaign_estimator(loaded)).frame
+            plan: Any = [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+                         for row in frame.to_dict("records")]  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - the page says why there is no plan
             plan = (
                 f"no plan: campaign {campaign!r} is not a shipped campaign and no --campaign file "
@@ -250,11 +250,11 @@ class Monitor:
                     status = state.get("status", "waiting")
                     cells.append({"id": f"{name}:{cell}", "cell": cell, "campaign": name,
                                   "station": self.source.station, "channel": None, "status": status,
-                                  "step": None, "points": 0, "eta_s": camp["planned_end_s"].get(cell)})  # fmt: skip
+                                  "step": None, "points": 0, "eta_s": _left(camp, cell)})  # fmt: skip
         cells.sort(key=lambda c: (c["campaign"] or "", c["cell"]))
         for camp in campaigns.values():
             camp.pop("planned_end_s", None)
-            camp.pop("plan_rows", None)
+            camp.pop("plan_by_cell", None)
             etas = [c["eta_s"] for c in cells if c["campaign"] == camp["name"] and c["eta_s"] is not None]
             camp["eta_s"] = max(etas) if etas else None
         return {
@@ -294,8 +294,8 @@ class Monitor:
             kind = kinds[run.step] if run.step < len(kinds) else None
             step = {"index": index, "kind": kind, "of": len(kinds) or None, "elapsed_s": elapsed, "label": None}
         eta = None
-        if camp is not None and camp.get("plan_rows") is not None:
-            rows = [r for r in camp["plan_rows"] if r["cell"] == track.cell]
+        if camp is not None and camp.get("plan_by_cell") is not None:
+            rows = camp["plan_by_cell"].get(track.cell, [])
             current = min(index, len(rows) - 1)
             if rows and step is not None:
                 step["label"] = rows[current]["label"]
@@ -305,7 +305,7 @@ class Monitor:
                 left = max(rows[current]["end_s"] - rows[current]["start_s"] - elapsed, 0.0)
                 eta = left + sum(r["end_s"] - r["start_s"] for r in rows[current + 1 :])
             elif rows:
-                eta = camp["planned_end_s"].get(track.cell)
+                eta = _left(camp, track.cell)
         return {
             "id": track.id,
             "cell": track.cell,
@@ -332,7 +332,7 @@ class Monitor:
         lasts = [r.last_ts for r in runs if r.last_ts is not None]
         t0 = min(firsts) if firsts else None
         elapsed = (max(lasts) - t0) if (lasts and t0 is not None) else 0.0
-        plan_rows = None if isinstance(plan, str) else plan.to_dict("records")
+        plan_rows = None if isinstance(plan, str) else plan
         done = []
         for r in runs:
             if t0 is None or r.first_ts is None:
@@ -356,7 +356,9 @@ class Monitor:
         cells = list(dict.fromkeys([*(row["cell"] for row in plan_rows or []),
                                     *(r.start.get("cell") for r in runs if r.start.get("cell"))]))  # fmt: skip
         planned_end: dict[str, float] = {}
+        by_cell: dict[str, list[dict[str, Any]]] = {}
         for row in plan_rows or []:
+            by_cell.setdefault(row["cell"], []).append(row)
             planned_end[row["cell"]] = max(planned_end.get(row["cell"], 0.0), float(row["end_s"]))
         makespan = max(planned_end.values(), default=None)
         return {
@@ -368,7 +370,7 @@ class Monitor:
             "cells_done": sum(1 for j in jobs.values() if j.get("status") == "done"),
             "cells_failed": sum(1 for j in jobs.values() if j.get("status") == "failed"),
             "plan_note": plan if isinstance(plan, str) else None,
-            "plan_rows": plan_rows,
+            "plan_by_cell": by_cell if plan_rows is not None else None,
             "planned_end_s": planned_end,
             "gantt": {
                 "planned": [{k: row[k] for k in ("cell", "channel", "task", "start_s", "end_s", "label")}
@@ -439,6 +441,12 @@ class Monitor:
             add("damaged", uid[:8], why, run=uid)
         order = {"safety": 0, "failed": 1, "damaged": 2, "warning": 3}
         return sorted(alarms, key=lambda a: order.get(a["level"], 9))
+
+
+def _left(camp: dict[str, Any], cell: str) -> float | None:
+    """Time left until a cell that has not begun its steps ends, as planned."""
+    end = camp["planned_end_s"].get(cell)
+    return None if end is None else max(end - camp["elapsed_s"], 0.0)
 
 
 def _bisect_right(values: list[int], x: int) -> int:
