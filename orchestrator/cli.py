@@ -1050,6 +1050,8 @@ def monitor(
             probe.bind((host, port))
         except OSError as exc:
             _fail(f"cannot serve on {host}:{port}: {exc.strerror or exc} (another monitor? try --port {port + 1})")
+    if not (folder / "journal").is_dir():
+        typer.echo(f"note: {folder} holds no runs yet; the page fills in as relaxlab writes there", err=True)
     typer.echo(f"relaxlab monitor of {folder} on http://{host}:{port}/" + ("?key=..." if key else "")
                + " (Ctrl-C stops it)")  # fmt: skip
     sys.stdout.flush()

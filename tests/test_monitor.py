@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -43,9 +44,21 @@ def campaign_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _client(data: Path, **kw) -> TestClient:
-    """The monitor of ``data``, given the campaign file the writer ran (as ``--campaign FILE``)."""
+    """The monitor of ``data``, given the campaign file the writer ran (as ``--campaign FILE``),
+    once it has planned the campaigns it found (planning runs beside the requests)."""
     kw.setdefault("campaign_files", {"monitor-demo": data.parent / "monitor-demo.yaml"})
-    return TestClient(create_app(data, **kw))
+    app = create_app(data, **kw)
+    deadline = time.monotonic() + 300
+    while not _monitor(app).plans_ready():
+        assert time.monotonic() < deadline, "the campaign plan never came"
+        time.sleep(0.05)
+    return TestClient(app)
+
+
+def _monitor(app):
+    while not hasattr(app, "state"):
+        app = app.app  # inside the API-key guard
+    return app.state.monitor
 
 
 def _runs_by_cell(data: Path) -> dict[str, dict]:

@@ -101,6 +101,7 @@ class Monitor:
         self.tracks: dict[str, _Track] = {}
         self.states: dict[str, dict[str, Any]] = {}
         self._plans: dict[str, tuple[int, int, Any]] = {}  # campaign -> (channels, ovens, plan or error)
+        self._planning: set[str] = set()
         self.polls = 0
 
     # --- reading ---------------------------------------------------------------------------
@@ -181,11 +182,18 @@ class Monitor:
                 run.track.add(ts, float(volt), float(amp))
 
     # --- campaign plans --------------------------------------------------------------------
-    def _plan(self, campaign: str, channels: int, ovens: int) -> Any:
-        """``campaign plan``'s schedule of ``campaign`` (its rows), or a string saying why not."""
+    def _plan(self, campaign: str, channels: int, ovens: int) -> dict[str, Any] | str | None:
+        """``campaign plan``'s schedule of ``campaign`` (``rows``, ``cells``, ``portions``), a
+        string saying why there is none, or None while it is being computed. Planning runs the
+        cell model (seconds for a large campaign), so it runs in a thread of its own, again when
+        the campaign has taken more channels or ovens; meanwhile the last plan is served."""
         cached = self._plans.get(campaign)
-        if cached is not None and cached[:2] == (channels, ovens):
-            return cached[2]
+        if (cached is None or cached[:2] != (channels, ovens)) and campaign not in self._planning:
+            self._planning.add(campaign)
+            threading.Thread(target=self._make_plan, args=(campaign, channels, ovens), daemon=True).start()
+        return None if cached is None else cached[2]
+
+    def _make_plan(self, campaign: str, channels: int, ovens: int) -> None:
         try:
             from orchestrator.campaign_file import load_campaign
             from orchestrator.estimate import campaign_estimator
@@ -193,15 +201,25 @@ class Monitor:
 
             loaded = load_campaign(self.campaign_files.get(campaign, campaign))
             frame = plan_campaign(loaded, channels=channels, ovens=ovens, durations=campaign_estimator(loaded)).frame
-            plan: Any = [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-                         for row in frame.to_dict("records")]  # fmt: skip
+            rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+                    for row in frame.to_dict("records")]  # fmt: skip
+            plan: Any = {"rows": rows, "cells": [c.id for c in loaded.cells],
+                         "portions": [p.id for p in loaded.portions]}  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - the page says why there is no plan
             plan = (
                 f"no plan: campaign {campaign!r} is not a shipped campaign and no --campaign file "
                 f"names it ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
             )
+        finally:
+            self._planning.discard(campaign)
         self._plans[campaign] = (channels, ovens, plan)
-        return plan
+
+    def plans_ready(self) -> bool:
+        """True once every campaign seen has its plan (or the reason it has none) for the
+        channels and ovens it uses now."""
+        self.status()
+        with self._lock:
+            return not self._planning
 
     # --- what the API serves ---------------------------------------------------------------
     def points(self, cell_id: str, since: int = 0) -> dict[str, Any] | None:
@@ -332,7 +350,7 @@ class Monitor:
         lasts = [r.last_ts for r in runs if r.last_ts is not None]
         t0 = min(firsts) if firsts else None
         elapsed = (max(lasts) - t0) if (lasts and t0 is not None) else 0.0
-        plan_rows = None if isinstance(plan, str) else plan
+        plan_rows = plan["rows"] if isinstance(plan, dict) else None
         done = []
         for r in runs:
             if t0 is None or r.first_ts is None:
@@ -353,8 +371,10 @@ class Monitor:
                              "state": "running" if running else ("failed" if failed and index == r.step else "done")})  # fmt: skip
         state = self.states.get(name, {})
         jobs = state.get("jobs", {})
-        cells = list(dict.fromkeys([*(row["cell"] for row in plan_rows or []),
-                                    *(r.start.get("cell") for r in runs if r.start.get("cell"))]))  # fmt: skip
+        # the campaign's cells, in plan order, and any cell that ran but is not in the plan
+        planned_cells = plan["cells"] if isinstance(plan, dict) else []
+        cells = list(dict.fromkeys([*planned_cells, *(r.start.get("cell") for r in runs if r.start.get("cell"))]))
+        rows = list(dict.fromkeys([*(row["cell"] for row in plan_rows or []), *(b["cell"] for b in done)]))
         planned_end: dict[str, float] = {}
         by_cell: dict[str, list[dict[str, Any]]] = {}
         for row in plan_rows or []:
@@ -367,9 +387,10 @@ class Monitor:
             "elapsed_s": elapsed,
             "makespan_s": makespan,
             "cells": cells,
-            "cells_done": sum(1 for j in jobs.values() if j.get("status") == "done"),
-            "cells_failed": sum(1 for j in jobs.values() if j.get("status") == "failed"),
-            "plan_note": plan if isinstance(plan, str) else None,
+            "cells_done": sum(1 for c in cells if jobs.get(c, {}).get("status") == "done"),
+            "cells_failed": sum(1 for c in cells if jobs.get(c, {}).get("status") == "failed"),
+            "plan_note": plan if isinstance(plan, str) else ("planning..." if plan is None else None),
+            "gantt_rows": rows,
             "plan_by_cell": by_cell if plan_rows is not None else None,
             "planned_end_s": planned_end,
             "gantt": {
