@@ -143,8 +143,8 @@ def test_page_follows_a_running_campaign_and_shows_a_safety_fault(tmp_path: Path
             # after the campaign: the Gantt shows every cell, planned and ran
             final = _journal_points(data)
             _wait("the final points", lambda: all(_page_points(page).get(c) == n for c, n in final.items()))
-            bars = page.evaluate("() => [...document.querySelectorAll('svg.gantt rect.done')].length")
-            planned = page.evaluate("() => [...document.querySelectorAll('svg.gantt rect.planned')].length")
+            count = "() => [document.querySelectorAll('svg.gantt rect.planned').length, document.querySelectorAll('svg.gantt rect.done').length]"
+            planned, bars = _wait("the Gantt with the plan", lambda: (lambda n: n if n[0] else None)(page.evaluate(count)))
             browser.close()
         assert writer.wait(timeout=TIMEOUT_S) == 0
     finally:
