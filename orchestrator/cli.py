@@ -1028,6 +1028,7 @@ def monitor(
         typer.Option("--campaign", help="Campaign file for the Gantt and ETA (shipped campaigns are found by name)."),
     ] = None,
     station: Annotated[str | None, typer.Option(help="Name of this station on the page.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Serve a live web page of the lab: every station, channel and cell with its step, live
     voltage-time curves, ETA, the campaign Gantt (planned vs ran) and alarms (safety faults,
@@ -1052,8 +1053,9 @@ def monitor(
             _fail(f"cannot serve on {host}:{port}: {exc.strerror or exc} (another monitor? try --port {port + 1})")
     if not (folder / "journal").is_dir():
         typer.echo(f"note: {folder} holds no runs yet; the page fills in as relaxlab writes there", err=True)
-    typer.echo(f"relaxlab monitor of {folder} on http://{host}:{port}/" + ("?key=..." if key else "")
-               + " (Ctrl-C stops it)")  # fmt: skip
+    url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+    _print({"url": url, "data_dir": str(folder), "api_key": bool(key)}, as_json,
+           f"relaxlab monitor of {folder} on {url}" + ("?key=..." if key else "") + " (Ctrl-C stops it)")  # fmt: skip
     sys.stdout.flush()
     serve(folder, host=host, port=port, api_key=key, campaign_files=files, station=station)
 

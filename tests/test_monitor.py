@@ -208,3 +208,50 @@ def test_page_is_served_without_outside_resources(campaign_data: Path) -> None:
     assert "api/status" in page and "getContext" in page  # polls the API, draws on a canvas itself
     for outside in ("http://", "https://", "//cdn", "<script src", "<link"):
         assert outside not in page
+
+
+class _ListSource:
+    """A source of documents held in memory: what another source (a Tiled server) provides."""
+
+    station = "bench-9"
+
+    def __init__(self) -> None:
+        self.damaged: dict[str, str] = {}
+        self.pending: list[tuple[str, str, dict]] = []
+
+    def new_documents(self):
+        docs, self.pending = self.pending, []
+        yield from docs
+
+    def campaign_states(self) -> dict:
+        return {}
+
+
+def test_any_source_feeds_the_monitor_and_long_curves_are_thinned_keeping_the_newest_point() -> None:
+    from event_model import compose_run
+
+    from orchestrator.monitor.model import MAX_POINTS, Monitor
+
+    source = _ListSource()
+    monitor = Monitor(source)
+    run = compose_run(metadata={"cell": "Z9", "channel": "chA", "step_types": ["rest"]})
+    desc = run.compose_descriptor(name="primary", data_keys={k: {"source": "x", "dtype": "number", "shape": []}
+                                                             for k in ("voltage_V", "current_A", "step")})  # fmt: skip
+    uid = run.start_doc["uid"]
+    source.pending += [(uid, "start", dict(run.start_doc)), (uid, "descriptor", dict(desc.descriptor_doc))]
+    n = 2 * MAX_POINTS + 123
+    for lo in range(0, n, 1000):
+        k = list(range(lo, min(lo + 1000, n)))
+        data = {"voltage_V": [3.0 + i * 1e-6 for i in k], "current_A": [0.0] * len(k), "step": [0] * len(k)}
+        source.pending.append((uid, "event_page", {"descriptor": desc.descriptor_doc["uid"], "data": data,
+                                                   "timestamps": {key: [1000.0 + i for i in k] for key in data}}))  # fmt: skip
+    (cell,) = monitor.status()["cells"]
+    assert cell["id"] == f"Z9@{uid[:8]}" and cell["station"] == "bench-9" and cell["status"] == "running"
+    assert cell["points"] == n and cell["voltage_V"] == pytest.approx(3.0 + (n - 1) * 1e-6)
+    curve = monitor.points(cell["id"], 0)
+    assert curve is not None and curve["total"] == n
+    assert MAX_POINTS // 2 <= len(curve["seq"]) <= MAX_POINTS and curve["stride"] > 1
+    assert curve["seq"] == sorted(curve["seq"]) and curve["seq"][0] == 1
+    assert curve["time_s"][0] == 0 and curve["time_s"][-1] == pytest.approx(curve["seq"][-1] - 1)
+    newer = monitor.points(cell["id"], curve["seq"][-2])
+    assert newer is not None and newer["seq"] == curve["seq"][-1:]
