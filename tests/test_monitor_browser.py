@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
@@ -157,3 +158,42 @@ def test_page_follows_a_running_campaign_and_shows_a_safety_fault(tmp_path: Path
         # every cell's curve was seen growing while the campaign ran (several sizes, increasing)
         assert len(counts) >= 2 and counts == sorted(counts) and counts[-1] == final[cell], (cell, counts)
     assert planned == 9 and bars >= 8  # 3 cells x 3 planned steps; the faulted cell ran 2
+
+
+def test_page_with_an_api_key_in_its_address_sends_it_and_without_gets_401(tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writer = subprocess.run([sys.executable, "-m", "tests.test_monitor_writer", str(data)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert writer.returncode == 0, writer.stderr
+    port = _port()
+    monitor = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "monitor", "--data-dir", str(data), "--port", str(port),
+         "--api-key", "k-42"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+
+        def up() -> bool:
+            assert monitor.poll() is None, monitor.communicate()[1]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            except urllib.error.HTTPError as exc:
+                return exc.code == 401
+            except OSError:
+                return False
+            return False
+
+        _wait("the monitor to answer", up)
+        journal = _journal_points(data)
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"))
+            page = browser.new_page()
+            assert page.goto(f"http://127.0.0.1:{port}/").status == 401
+            page.goto(f"http://127.0.0.1:{port}/?key=k-42")
+            _wait("every cell's curve", lambda: _page_points(page) == journal)
+            browser.close()
+    finally:
+        monitor.terminate()
+        monitor.wait(timeout=30)
