@@ -40,7 +40,9 @@ the cell's Randles circuit: its ohmic resistance in series with its RC element (
 model's ``r_ohm`` and ``r_rc``, time constant ``tau_fast``), at the cell's temperature.
 
 A served EmStat4 has one owner, as a serial port has: :attr:`one_connection` tells the TCP
-server to refuse a second connection with :attr:`refusal`.
+server to refuse a second connection with :attr:`refusal`. When the owner's connection closes,
+what it had not finished sending (half a line, a script still loading) is dropped: the next
+owner starts clean.
 """
 
 from __future__ import annotations
@@ -173,6 +175,12 @@ class SimulatedEmStat4:
             raise OSError("the port is in use by another connection")
         self._owner = _Connection(self)
         return self._owner
+
+    def _drop_unfinished_input(self) -> None:
+        self._inbuf.clear()
+        self._overlong = False
+        self._loading = None
+        self._discarding = False
 
     def _release(self, session: _Connection) -> None:
         if self._owner is session:
@@ -534,8 +542,14 @@ class _Connection:
         return b"" if self.closed else self.instrument._take_output()
 
     def close(self) -> None:
-        """The owner left (a host that died mid-script finds its output buffered on return)."""
+        """The owner left: whatever it had not finished sending (half a line, a script whose
+        closing empty line never came) is dropped, so the next owner starts clean; a script
+        already running goes on, its output buffered for the next owner (a host that died
+        mid-script finds it on return)."""
+        if self.closed:
+            return
         self.closed = True
+        self.instrument._drop_unfinished_input()
         self.instrument._release(self)
 
 
@@ -580,7 +594,9 @@ def docs_markdown() -> str:
         "Any other command answers `<first character>!0003`; while a script runs, commands other "
         "than `Z`, `h` and `H` answer `<first character>!0006`. A served EmStat4 takes one TCP "
         "connection at a time (a second one gets `" + SimulatedEmStat4.refusal.decode().strip() + "` "
-        "and is closed).",
+        "and is closed); when it closes, what it had not finished sending (half a line, a script "
+        "still loading) is dropped, while a running script goes on and its output waits for the "
+        "next connection.",
         "",
         "## Script commands",
         "",
@@ -590,9 +606,12 @@ def docs_markdown() -> str:
         "",
         "Technique ids after `M`: LSV, CV, CA, CP, OCP and EIS as in the manual and PalmSens' "
         "output; DPV, SWV, NPV, ACV and PAD follow PalmSens' technique numbering; LSP (`0013`) "
-        "and GEIS (`0015`) are the simulator's assumption. Timing: sweeps take E_step / scan_rate "
-        "per point, SWV half a period per half-step, DPV/NPV/PAD sample at the end of each pulse "
-        "and (DPV, PAD) just before it, EIS/GEIS three periods (at least 0.1 s) per frequency.",
+        "and GEIS (`0015`) are the simulator's assumption. An LSV from E_begin to E_end has "
+        "round(abs(E_end - E_begin) / E_step) + 1 points, both ends included (-500m to 500m in "
+        "10m steps: 101); each further segment of a CV scan adds round(abs(dE) / E_step). "
+        "Timing: sweeps take E_step / scan_rate per point, SWV half a period per half-step, "
+        "DPV/NPV/PAD sample at the end of each pulse and (DPV, PAD) just before it, EIS/GEIS "
+        "three periods (at least 0.1 s) per frequency.",
         "",
         "Operands are literals (`500m`, `10i`, `0x1F`), variables or array elements (`a[i]`). "
         "Data packages carry the variable types above; `ba` currents carry status and range "

@@ -211,10 +211,14 @@ COMMANDS: dict[str, CommandSpec] = {
     "cell_on": CommandSpec(0, 1, doc="connect the cell; cell_on ocp(v): first set E to the value of v"),
     "cell_off": CommandSpec(0, 0, doc="disconnect the cell (open circuit)"),
     "meas": CommandSpec(3, 3, (1,), "meas t out type: one reading (ab potential or ba current) "
-                        "averaged over t seconds", (2,)),
+                        "averaged over t seconds; other types (e.g. ef, board temperature) !001B", (2,)),
     "timer_start": CommandSpec(0, 0, doc="restart the script timer"),
     "timer_get": CommandSpec(1, 1, (0,), "seconds since timer_start (type eb)"),
     "wait": CommandSpec(1, 1, doc="wait t seconds"),
+    "hibernate": CommandSpec(2, 2, doc="hibernate mask t: with the timer as the only wake-up source "
+                             "(mask 0x04) the script sleeps t seconds, the cell kept as set; other "
+                             "wake-up sources (communication 0x01, WAKE pin 0x02, tap 0x08) !001B"),
+    "notify_led": CommandSpec(1, 1, doc="accepted (the status LED is not simulated)"),
     "set_int": CommandSpec(1, 1, doc="start an interval timer of t seconds"),
     "await_int": CommandSpec(0, 0, doc="wait for the interval timer's next tick"),
     "pck_start": CommandSpec(0, 0, doc="start a data package"),
@@ -236,6 +240,11 @@ BLOCK_COMMANDS = {
     "on_finished:": "block run when the script ends or is aborted (not after a runtime error)",
 }
 
+#: Variable types ``meas`` reads on the simulated EmStat4 (others: !001B, no such sensor).
+MEAS_TYPES = ("ab", "ba")
+#: ``hibernate``'s wake-up bit of the timer, the only wake-up source simulated.
+HIBERNATE_TIMER = 0x04
+
 #: MethodSCRIPT commands for hardware the simulated EmStat4 lacks: refused with !001B.
 DEVICE_SPECIFIC = (
     "set_gpio", "set_gpio_cfg", "set_gpio_msk", "set_gpio_pullup", "get_gpio",
@@ -244,7 +253,7 @@ DEVICE_SPECIFIC = (
     "display_text", "display_clear", "display_draw", "display_icon", "display_btns",
     "display_progress", "display_inp_num", "display_scroll_add", "display_scroll_get",
     "mux_config", "mux_set_channel", "mux_get_channel_count", "meas_loop_ca_alt_mux",
-    "hibernate", "rtc_get", "rtc_set", "get_time", "battery_perc", "notify_led", "beep",
+    "rtc_get", "rtc_set", "get_time", "battery_perc", "beep",
     "qr_scan", "set_bipot_mode", "set_bipot_potential", "set_e_aux", "set_cr", "set_poly_we_mode",
 )  # fmt: skip
 
@@ -579,6 +588,12 @@ def _check_args(
             scope.check_output(a, number, col)
         else:
             scope.check_value(a, number, col)
+    if name == "meas" and args[2] not in MEAS_TYPES:
+        raise ScriptError(0x001B, number, cols[2])  # a quantity this unit has no sensor for
+    if name == "hibernate":
+        lit = parse_literal(args[0])
+        if lit is not None and to_int(lit[0]) != HIBERNATE_TIMER:
+            raise ScriptError(0x001B, number, cols[0])  # a wake-up source needing hardware
     if name == "set_pgstat_mode":
         lit = parse_literal(args[0])
         if lit is not None and int(lit[0]) not in (0, *POTENTIOSTAT_MODES, GALVANOSTAT_MODE):
@@ -741,6 +756,10 @@ class Interpreter:
             if type(node) is Cmd:
                 if node.name == "wait":
                     yield from self._wait(self.t + self._nonneg(node.args[0], node.line), node.line)
+                elif node.name == "hibernate":
+                    if to_int(self.value(node.args[0], node.line)) != HIBERNATE_TIMER:
+                        raise ScriptError(0x001B, node.line)
+                    yield from self._wait(self.t + self._nonneg(node.args[1], node.line), node.line)
                 elif node.name == "await_int":
                     yield from self._await_int(node.line)
                 else:
@@ -1153,7 +1172,7 @@ class Interpreter:
                 "send_string": self._send_string, "timer_start": self._timer_start,
                 "timer_get": self._timer_get, "breakloop": self._breakloop, "abort": self._abort,
                 "set_int": self._set_int, "set_script_output": self._set_script_output,
-                "meas": self._meas,
+                "meas": self._meas, "notify_led": self._notify_led,
             }  # fmt: skip
             for name in self._ARITH:
                 self.__handlers[name] = functools.partial(self._binary, name)
@@ -1322,6 +1341,9 @@ class Interpreter:
 
             text = _FIELD.sub(field_text, text)
         self.emit("T" + text)
+
+    def _notify_led(self, a: list[str], line: int) -> None:
+        self.value(a[0], line)  # the LED state: nothing to simulate
 
     def _timer_start(self, a: list[str], line: int) -> None:
         self.timer0 = self.t

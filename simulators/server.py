@@ -8,12 +8,15 @@ never touch a model at the same time.
 
 An instrument that offers ``connect()`` (the Keithley 2450) gets one session per connection:
 each host has its own input buffer and output queue, as on the real unit's interfaces, and a
-connection that closes mid-message takes its half message with it (``close()``); ``connect()``
-raising ``OSError`` refuses the connection (closed at once). Others share one byte stream. A host that stops reading is dropped once a send has waited
+connection that closes mid-message takes its half message with it (``close()``, which may be
+called more than once); ``connect()`` raising ``OSError`` refuses the connection (closed at
+once). Others share one byte stream. A host that stops reading is dropped once a send has waited
 ``push_interval_s`` (it would otherwise hold the lock), so a stuck client cannot stall the lab.
 An endpoint whose ``one_connection`` is true (a serial instrument: one owner per port) takes
 one live connection at a time; a second one gets the endpoint's ``refusal`` bytes and is
-closed, so it can neither read the owner's data nor abort the owner's script.
+closed, so it can neither read the owner's data nor abort the owner's script. An owner whose
+peer is already gone (killed, reset) is let go when the next host connects, even if its own
+handler has not noticed yet, so the next host is not refused and finds none of its input.
 """
 
 from __future__ import annotations
@@ -43,8 +46,19 @@ class Endpoint(Protocol):
     def take_output(self) -> bytes: ...
 
 
+_TCP_ESTABLISHED = 1  # tcpi_state of Linux's struct tcp_info
+
+
 def _alive(conn: socket.socket) -> bool:
-    """Whether a connection's peer is still there (a closed peer reads as EOF at once)."""
+    """Whether a connection's peer is still there: the TCP state where the kernel tells it
+    (a peer that closed or reset is gone even with bytes of it not yet read), else a peek (a
+    closed peer reads as EOF at once)."""
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    if tcp_info is not None:
+        try:
+            return conn.getsockopt(socket.IPPROTO_TCP, tcp_info, 1)[0] == _TCP_ESTABLISHED
+        except OSError:
+            return False
     try:
         readable, _, _ = select.select([conn], [], [], 0)
         return not (readable and conn.recv(1, socket.MSG_PEEK) == b"")
@@ -60,16 +74,28 @@ def _session(endpoint: Any) -> Any:
     return connect() if callable(connect) else endpoint
 
 
+def _close_session(endpoint: Any, session: Any) -> None:
+    """End a connection's session (its unfinished input goes with it)."""
+    close = getattr(session, "close", None)
+    if session is not endpoint and callable(close):
+        close()
+
+
 class _Handler(socketserver.BaseRequestHandler):
     server: _Server
 
     def setup(self) -> None:
         with self.server.lock:
             # An instrument with one owner (a serial port) refuses a second live connection:
-            # it gets the endpoint's refusal bytes and is closed.
-            self.refused = bool(getattr(self.server.endpoint, "one_connection", False)) and any(
-                _alive(c) for c in list(self.server.connections)
-            )
+            # it gets the endpoint's refusal bytes and is closed. An owner already gone (its
+            # handler has not noticed yet) is let go first, so its successor is not refused.
+            one_owner = bool(getattr(self.server.endpoint, "one_connection", False))
+            if one_owner:
+                for conn, session in list(self.server.connections.items()):
+                    if not _alive(conn):
+                        self.server.connections.pop(conn, None)
+                        _close_session(self.server.endpoint, session)
+            self.refused = one_owner and bool(self.server.connections)
             if self.refused:
                 self.session = None
                 return
@@ -85,9 +111,7 @@ class _Handler(socketserver.BaseRequestHandler):
             return
         with self.server.lock:
             self.server.connections.pop(self.request, None)
-            close = getattr(self.session, "close", None)
-            if self.session is not self.server.endpoint and callable(close):
-                close()
+            _close_session(self.server.endpoint, self.session)  # closing twice is harmless
 
     def handle(self) -> None:
         conn: socket.socket = self.request

@@ -477,6 +477,47 @@ endloop
 """,
         4,
     ),
+    "cell bias kept while hibernating on the timer, then ocp": (
+        SETUP_POT
+        + """
+var k
+var e
+var t
+store_var k 0i ja
+loop k < 3i
+  set_e 3300m
+  cell_on
+  hibernate 0x04i 30   # wake-up source: the timer only
+  cell_off
+  timer_start
+  meas_loop_ocp e 100m 500m
+    timer_get t
+    pck_start
+    pck_add t
+    pck_add e
+    pck_end
+  endloop
+  add_var k 1i
+endloop
+on_finished:
+  cell_off
+""",
+        3 * 5,
+    ),
+    "status led in a timed loop": (
+        """
+var k
+store_var k 0i ja
+loop k < 4i
+  notify_led 5
+  wait 500m
+  notify_led 1
+  wait 500m
+  add_var k 1i
+endloop
+""",
+        0,
+    ),
     "computed array size and breakloop on a mean": (
         SETUP_POT
         + """
@@ -826,6 +867,31 @@ def test_device_specific_commands_are_refused_before_anything_runs(command: str)
 @pytest.mark.parametrize(
     ("script", "reply"),
     [
+        ("var t\nset_pgstat_mode 2\nmeas 100m t ef", "!001B: Line 3, Col 13"),  # no board thermometer
+        ("hibernate 0x02i 60", "!001B: Line 1, Col 11"),  # woken by the WAKE pin: no such pin
+        ("hibernate 0x0B 0", "!001B: Line 1, Col 11"),  # communication, pin or tap
+    ],
+)
+def test_what_needs_hardware_the_unit_lacks_is_refused_before_anything_runs(script: str, reply: str) -> None:
+    assert run(script) == ["e", reply, ""]
+
+
+def test_hibernate_sleeps_on_the_timer_with_the_cell_as_set() -> None:
+    sim, clock = _sim()
+    t0 = clock.now()
+    lines = run(SETUP_POT + "var t\nvar i\nset_e 3600m\ncell_on\ntimer_start\nhibernate 4i 30\n"
+                "timer_get t\nmeas 100m i ba\ncell_off\npck_start\npck_add t\npck_add i\npck_end",
+                sim=sim, clock=clock)  # fmt: skip
+    (t, i), = packages(lines)
+    assert t == pytest.approx(30.0)  # the script slept the 30 s it asked for
+    assert i > 1e-6  # 3.6 V held above the cell's ~3.3 V all along: it charged
+    assert run("var m\nstore_var m 2i ja\nhibernate m 5", sim=sim, clock=clock) == ["e", "!001B: Line 3", ""]
+    assert clock.now() >= t0
+
+
+@pytest.mark.parametrize(
+    ("script", "reply"),
+    [
         ("var a\nfrobnicate a", "!4001: Line 2, Col 1"),
         ("array a 4\nstore_var b[0] 1 ja", "!420B: Line 2, Col 11"),
         ("array a 4\nvar x\ncopy_var a[y] x", "!420B: Line 3, Col 12"),
@@ -962,6 +1028,39 @@ def test_a_second_connection_is_refused_and_cannot_abort_the_first_ones_script()
         server.push_now()
         assert reader.readline().startswith(b"Pab")
         owner.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.tcp
+@pytest.mark.parametrize(
+    "unfinished",
+    [b"i", b"e\nvar a\n", b'e\nvar a\nsend_string "half', b"e\nvar a\n" + b"x" * 5000],
+    ids=["half a command", "a script without its empty line", "half a script line", "an overlong line"],
+)
+def test_a_host_killed_mid_line_leaves_no_trace_for_the_next(unfinished: bytes) -> None:
+    import struct
+
+    sim, _ = _sim()
+    server = InstrumentServer(sim).start()
+    try:
+        for reset in (True, False):  # killed (connection reset) or closed without finishing
+            dead = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            dead.sendall(b"v\n")
+            with dead.makefile("rb") as reader:
+                assert reader.readline() == b"v1.8\n"  # it owned the port
+            dead.sendall(unfinished)
+            if reset:
+                dead.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            dead.close()
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as nxt:
+                nxt.sendall(b"t\n")
+                with nxt.makefile("rb") as reader:
+                    assert reader.readline().startswith(b"tes4_hr")  # not refused, nor "it", nor a script line
+                    assert reader.readline() == b"R*\n"
+                    nxt.sendall(b"i\n")
+                    assert reader.readline() == b"iES4HR25SIM001\n"
+        assert sim.scripts_run == 0  # nothing of the dead hosts' scripts ran
     finally:
         server.stop()
 
