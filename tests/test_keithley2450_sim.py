@@ -393,3 +393,30 @@ def test_200_connections_then_a_killed_one_leaves_nothing_behind(served) -> None
             assert _ask(sock, ":OUTP?;:SOUR:VOLT?") == "0;1.990000E+00"
     with _connect(server.port) as sock:
         assert _ask(sock, ":SYST:ERR?") == '0,"No error"'
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS line")
+
+
+@pytest.mark.tcp
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="needs /proc (Linux)")
+def test_200_open_connections_are_served_in_bounded_memory(served) -> None:
+    instrument, server = served
+    gc.collect()
+    before = _rss_bytes()
+    socks = [_connect(server.port) for _ in range(200)]
+    try:
+        for sock in socks:  # all 200 open at once, each with its own session and thread
+            assert _ask(sock, "*IDN?").startswith("KEITHLEY")
+        grown = _rss_bytes() - before
+    finally:
+        for sock in socks:
+            sock.close()
+    # `sim serve` measured 18 MB more resident memory with 200 hosts connected; a session that
+    # kept every host's bytes, or a thread stack per host fully touched (8 MB each), would not fit
+    assert grown < 64 * (1 << 20), f"{grown / (1 << 20):.1f} MB for 200 connections"
