@@ -32,7 +32,15 @@ SIMULATORS = [
         "input buffer and output queue; settings, buffers and the error queue are the "
         "instrument's.",
     ),
-    ("EmStat4 (MethodSCRIPT)", "simulators.emstat4", "SimulatedEmStat4", ""),
+    (
+        "EmStat4 (MethodSCRIPT)",
+        "simulators.emstat4",
+        "SimulatedEmStat4",
+        "Online commands are `\\n`-terminated lines; a script is `e` (or `l`), its lines, then an "
+        "empty line. Arguments are literals (`500m`, `10i`, `0x1F`), variables or array elements. "
+        "Output framing, technique ids, timing and the error codes: `docs/simulator-emstat4.md` "
+        "(`python -m simulators.emstat4`).",
+    ),
     ("Eurotherm 2400/3200 (Modbus RTU)", "simulators.eurotherm", "SimulatedEurotherm", ""),
 ]
 

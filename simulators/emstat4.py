@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from simulators.methodscript import (
     CURRENT_RANGES,
@@ -74,6 +74,13 @@ _R_J_MOL_K = 8.314462618
 
 class ClockLike(Protocol):
     def now(self) -> float: ...
+
+
+class CommandRow(NamedTuple):
+    """One row of the docs table of ``docs/simulators.md``."""
+
+    pattern: str
+    doc: str
 
 
 class SimulatedEmStat4:
@@ -121,6 +128,23 @@ class SimulatedEmStat4:
         self._range_now = self._range_start
         self._applied: tuple[str, float] = ("rest", 0.0)
         self.scripts_run = 0
+
+    @classmethod
+    def command_table(cls) -> list[CommandRow]:
+        """Every online and script command the simulator takes (for ``docs/simulators.md``)."""
+        from simulators.methodscript import DEVICE_SPECIFIC, command_table
+
+        rows = [CommandRow(name, f"online command: {doc}") for name, doc in ONLINE_COMMANDS.items()]
+        for name, args, doc in command_table():
+            if args[:1].isdigit():  # an argument count
+                rows.append(CommandRow(name, f"{doc} ({args} argument{'' if args == '1' else 's'})"))
+            else:
+                rows.append(CommandRow(f"{name} {args}".strip(), doc))
+        rows.append(CommandRow(" ".join(DEVICE_SPECIFIC), "need hardware the simulated unit lacks (GPIO, "
+                               "files, I2C, display, multiplexer, RTC, bipotentiostat, auxiliary DAC, "
+                               "other boards' channels): a script using one is refused at load time "
+                               "with `!001B: Line L, Col C`, nothing runs"))  # fmt: skip
+        return rows
 
     # ------------------------------------------------------------------ byte endpoint
     def receive(self, data: bytes) -> None:
