@@ -790,82 +790,82 @@ class SimulatedKeithley2450:
         add("SOURce[1]:VOLTage:PROTection:TRIPped?", lambda c: "0", "1 if the overvoltage protection tripped")
 
         # sense
-        add("SENSe[1]:FUNCtion[:ON]", self._cmd_sense_function, 'measure function: "VOLT", "CURR" or "RES"')
+        add("[SENSe[1]]:FUNCtion[:ON]", self._cmd_sense_function, 'measure function: "VOLT", "CURR" or "RES"')
         add(
-            "SENSe[1]:FUNCtion[:ON]?",
+            "[SENSe[1]]:FUNCtion[:ON]?",
             lambda c: f'"{self.sense_function}:DC"' if self.sense_function != "RES" else '"RES"',
             "measure function",
         )
         add(
-            "SENSe[1]:<function>[:DC]:RANGe[:UPPer]",
+            "[SENSe[1]]:<function>[:DC]:RANGe[:UPPer]",
             self._cmd_sense_range,
             "measure range (MIN/MAX/DEF); turns autorange off",
             sens,
         )
         add(
-            "SENSe[1]:<function>[:DC]:RANGe[:UPPer]?",
+            "[SENSe[1]]:<function>[:DC]:RANGe[:UPPer]?",
             lambda c: _e(self._sense_range(c.function)),
             "measure range in use",
             sens,
         )
         add(
-            "SENSe[1]:<function>[:DC]:RANGe:AUTO", self._cmd_sense_autorange, "measure autorange ON/OFF", sens
+            "[SENSe[1]]:<function>[:DC]:RANGe:AUTO", self._cmd_sense_autorange, "measure autorange ON/OFF", sens
         )
         add(
-            "SENSe[1]:<function>[:DC]:RANGe:AUTO?",
+            "[SENSe[1]]:<function>[:DC]:RANGe:AUTO?",
             lambda c: _b(self.sense[c.function].auto),
             "measure autorange",
             sens,
         )
         add(
-            "SENSe[1]:<function>[:DC]:NPLCycles",
+            "[SENSe[1]]:<function>[:DC]:NPLCycles",
             self._cmd_nplc,
             "integration time, 0.01-10 power-line cycles",
             sens,
         )
-        add("SENSe[1]:<function>[:DC]:NPLCycles?", lambda c: _e(self.sense[c.function].nplc), "NPLC", sens)
-        add("SENSe[1]:<function>[:DC]:AVERage[:STATe]", self._cmd_average, "averaging filter ON/OFF", sens)
+        add("[SENSe[1]]:<function>[:DC]:NPLCycles?", lambda c: _e(self.sense[c.function].nplc), "NPLC", sens)
+        add("[SENSe[1]]:<function>[:DC]:AVERage[:STATe]", self._cmd_average, "averaging filter ON/OFF", sens)
         add(
-            "SENSe[1]:<function>[:DC]:AVERage[:STATe]?",
+            "[SENSe[1]]:<function>[:DC]:AVERage[:STATe]?",
             lambda c: _b(self.sense[c.function].average),
             "averaging filter",
             sens,
         )
-        add("SENSe[1]:<function>[:DC]:AVERage:COUNt", self._cmd_average_count, "filter count 1-100", sens)
+        add("[SENSe[1]]:<function>[:DC]:AVERage:COUNt", self._cmd_average_count, "filter count 1-100", sens)
         add(
-            "SENSe[1]:<function>[:DC]:AVERage:COUNt?",
+            "[SENSe[1]]:<function>[:DC]:AVERage:COUNt?",
             lambda c: str(self.sense[c.function].average_count),
             "filter count",
             sens,
         )
         add(
-            "SENSe[1]:<function>[:DC]:AVERage:TCONtrol",
+            "[SENSe[1]]:<function>[:DC]:AVERage:TCONtrol",
             self._cmd_average_type,
             "filter type REPeat or MOVing",
             sens,
         )
         add(
-            "SENSe[1]:<function>[:DC]:AVERage:TCONtrol?",
+            "[SENSe[1]]:<function>[:DC]:AVERage:TCONtrol?",
             lambda c: self.sense[c.function].average_type,
             "filter type",
             sens,
         )
-        add("SENSe[1]:<function>[:DC]:RSENse", self._cmd_rsense, "4-wire (ON) or 2-wire (OFF) sense", sens)
+        add("[SENSe[1]]:<function>[:DC]:RSENse", self._cmd_rsense, "4-wire (ON) or 2-wire (OFF) sense", sens)
         add(
-            "SENSe[1]:<function>[:DC]:RSENse?",
+            "[SENSe[1]]:<function>[:DC]:RSENse?",
             lambda c: _b(self.sense[c.function].four_wire),
             "4-wire sense",
             sens,
         )
-        add("SENSe[1]:<function>[:DC]:AZERo[:STATe]", self._cmd_autozero, "autozero ON/OFF", sens)
+        add("[SENSe[1]]:<function>[:DC]:AZERo[:STATe]", self._cmd_autozero, "autozero ON/OFF", sens)
         add(
-            "SENSe[1]:<function>[:DC]:AZERo[:STATe]?",
+            "[SENSe[1]]:<function>[:DC]:AZERo[:STATe]?",
             lambda c: _b(self.sense[c.function].autozero),
             "autozero",
             sens,
         )
-        add("SENSe[1]:COUNt", self._cmd_count, "readings per READ?/MEAS?/INIT, 1-300000")
-        add("SENSe[1]:COUNt?", lambda c: str(self.sense_count), "readings per measure request")
+        add("[SENSe[1]]:COUNt", self._cmd_count, "readings per READ?/MEAS?/INIT, 1-300000")
+        add("[SENSe[1]]:COUNt?", lambda c: str(self.sense_count), "readings per measure request")
 
         # measure
         add("READ?", self._cmd_read, 'measure into a buffer: READ? ["buffer"[, elements]]')

@@ -54,7 +54,7 @@ class _Mnemonic:
 
     def match(self, token: str) -> str | None:
         """The canonical word this token names, or None."""
-        m = re.fullmatch(r"([A-Za-z*]+)(\d*)", token)
+        m = re.fullmatch(r"([A-Za-z*][A-Za-z0-9*]*?)(\d*)", token)  # PK2Pk: digits inside a word
         if not m:
             return None
         word, digits = m.group(1).upper(), m.group(2)
@@ -74,7 +74,7 @@ def _mnemonic(word: str, optional: bool, functions: dict[str, str]) -> _Mnemonic
     if word == "<function>":
         choices = tuple((f, long.upper()) for f, long in functions.items())
         return _Mnemonic("<function>", "<function>", optional, suffix_ok, choices)
-    short = "".join(c for c in word if c.isupper() or c == "*")
+    short = "".join(c for c in word if c.isupper() or c.isdigit() or c == "*")
     return _Mnemonic(short, word.upper(), optional, suffix_ok)
 
 
@@ -176,7 +176,7 @@ class ScpiParser:
         common = stem.lstrip(":").startswith("*")
         absolute = stem.startswith(":") or common or not path
         tokens = stem.lstrip(":").split(":")
-        if any(not re.fullmatch(r"\*?[A-Za-z]+\d*", t) for t in tokens):
+        if any(not re.fullmatch(r"\*?[A-Za-z][A-Za-z0-9]*", t) for t in tokens):
             raise ScpiError(*UNDEFINED_HEADER if re.fullmatch(r"[\w:*]*", stem) else SYNTAX_ERROR)
         candidates = [tokens] if absolute else [path + tokens, tokens]
         for candidate in candidates:

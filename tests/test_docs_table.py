@@ -15,11 +15,12 @@ def test_simulator_command_table_is_up_to_date() -> None:
 
 
 def _short_form(pattern: str, functions: tuple[str, ...]) -> str:
-    """The shortest header a pattern accepts, e.g. SOURce[1]:CURRent:VLIMit[:LEVel]? -> SOUR:CURR:VLIM?"""
+    """The shortest header a pattern accepts, e.g. SOURce[1]:CURRent:VLIMit[:LEVel]? -> SOUR:CURR:VLIM?
+    (digits inside a mnemonic belong to it: PK2Pk -> PK2P)"""
     body = re.sub(r"\[[^\]]*\]", "", pattern)
     if functions:
         body = body.replace("<function>", functions[0])
-    return ":".join("".join(c for c in node if c.isupper() or c in "*?") for node in body.split(":"))
+    return ":".join("".join(c for c in node if c.isupper() or c.isdigit() or c in "*?") for node in body.split(":"))
 
 
 def test_every_documented_keithley_query_is_answered() -> None:

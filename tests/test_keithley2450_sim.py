@@ -420,3 +420,23 @@ def test_200_open_connections_are_served_in_bounded_memory(served) -> None:
     # `sim serve` measured 18 MB more resident memory with 200 hosts connected; a session that
     # kept every host's bytes, or a thread stack per host fully touched (8 MB each), would not fit
     assert grown < 64 * (1 << 20), f"{grown / (1 << 20):.1f} MB for 200 connections"
+
+
+def test_sense_is_an_optional_root_node_as_in_the_manual(lab) -> None:
+    *_, host = lab  # the manual writes [:SENSe[1]]:...: the root may be left out
+    assert host.query(":CURR:RANG 1e-3;:CURR:RANG?;:SENS:CURR:RANG:AUTO?") == "1.000000E-03;0"
+    assert host.query(":FUNC 'VOLT';:SENS:FUNC?") == '"VOLT:DC"'
+    assert host.query(":COUN 3;:SENS:COUN?") == "3"
+    host.write(":SENS:VOLT:NPLC 2;:CURR:NPLC 0.5")  # a relative header after a rootless one
+    assert host.query(":SENS:VOLT:NPLC?;:SENS:CURR:NPLC?") == "2.000000E+00;5.000000E-01"
+    assert host.errors() == []
+
+
+def test_a_mnemonic_with_a_digit_inside_takes_its_short_and_long_forms(lab) -> None:
+    *_, host = lab
+    host.write(":SOUR:FUNC CURR;:SOUR:CURR 1e-4;:OUTP ON")
+    host.write(":TRAC:TRIG;:TRAC:TRIG")
+    assert host.query(':TRAC:STAT:PK2P? "defbuffer1"') == host.query(":TRACe:STATistics:PK2Pk?")
+    assert host.errors() == []
+    host.write(":TRAC:STAT:PKP?")  # not a form of PK2Pk
+    assert host.errors() == ['-113,"Undefined header"']
