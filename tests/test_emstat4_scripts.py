@@ -1092,3 +1092,43 @@ def test_docs_table_of_commands_is_generated_from_the_simulator() -> None:
     assert committed.read_text() == docs_markdown(), (
         "docs/simulator-emstat4.md is stale: python -m simulators.emstat4 > docs/simulator-emstat4.md"
     )
+
+
+@pytest.mark.tcp
+def test_served_unit_survives_junk_a_50_MB_line_and_200_connections() -> None:
+    import random
+    import tracemalloc
+
+    sim, _ = _sim()
+    server = InstrumentServer(sim).start()
+    rng = random.Random(4)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as owner:
+            junk = [b"\x00\xff\xfe\n", b"::::\n", b"G\n", b"Szz\n", b"\r\n\r\n", b"Fmscr extra\n"]
+            junk += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))) + b"\n" for _ in range(50)]
+            for chunk in junk:
+                owner.sendall(chunk)
+            owner.sendall(b"\nZ\n\ni\n")  # end a script the junk may have begun; abort one it ran
+            with owner.makefile("rb") as reader:
+                while (line := reader.readline()) != b"iES4HR25SIM001\n":
+                    assert line, "the server closed the connection"
+                tracemalloc.start()
+                try:
+                    chunk = b"x" * (1 << 20)
+                    for _ in range(50):  # a 50 MB line
+                        owner.sendall(chunk)
+                    owner.sendall(b"\ni\n")
+                    assert reader.readline() == b"!0008\n"
+                    assert reader.readline() == b"iES4HR25SIM001\n"
+                    _, peak = tracemalloc.get_traced_memory()
+                finally:
+                    tracemalloc.stop()
+                assert peak < 8 * (1 << 20)  # the 50 MB never accumulated (the test's chunk is 1 MB)
+                others = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(199)]
+                for other in others:  # one owner per port: every other host is turned away
+                    with other, other.makefile("rb") as refused:
+                        assert refused.read().startswith(b"!0006")
+                owner.sendall(b"v\n")
+                assert reader.readline() == b"v1.8\n"  # the owner was never disturbed
+    finally:
+        server.stop()
