@@ -524,7 +524,7 @@ class TiledStore:
             self.client = from_context(self.context)
         else:
             self.context = None
-            self.client = from_uri(uri)
+            self.client = _server_client(uri)
         # Our documents are already in the current event-model schema: skip the normaliser,
         # which re-validates every point of every page one event at a time, and append each
         # event page to the stream's table as one columnar block (_PageWriter).
@@ -542,7 +542,18 @@ class TiledStore:
         return writer
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        self.writer(name, doc)
+        if self.context is None:  # a server: a run it does not take carries on (journal first)
+            self._remote_hook()(name, doc)
+        else:
+            self.writer(name, doc)
+
+    def _remote_hook(self) -> Any:
+        hook = self.__dict__.get("_remote")
+        if hook is None:
+            from orchestrator.tiled_server import RemoteTiled
+
+            hook = self._remote = RemoteTiled(lambda: self, self.data_dir)
+        return hook
 
     def read_run(self, uid: str) -> tuple[dict[str, Any], pd.DataFrame]:
         if uid not in self.client:  # a unique prefix, as the journal's file names resolve it
@@ -566,6 +577,13 @@ class TiledStore:
     def close(self) -> None:
         if self.context is not None:
             self.context.close()
+
+
+def _server_client(uri: str) -> Any:
+    """A client of the Tiled server at ``uri`` (one clear error when it does not answer)."""
+    from orchestrator.tiled_server import connect
+
+    return connect(uri)
 
 
 class Spool:

@@ -1,0 +1,97 @@
+"""Startup script of a relaxlab station's RE Manager (see :mod:`orchestrator.station`).
+
+Run by bluesky-queueserver's worker on every environment open, with the settings in
+``RELAXLAB_STATION_*`` environment variables. It defines, in the worker's namespace:
+
+* ``RE``: the RunEngine of a :class:`~orchestrator.runner.Session` on the station's lab (in
+  simulated time when the lab is simulated), writing every document to the local journal first
+  and then to the shared Tiled server (``RELAXLAB_STATION_TILED``; when it is down the runs are
+  kept in the journal and marked unsynced, see :class:`~orchestrator.tiled_server.RemoteTiled`);
+* one device per cell of the lab: its potentiostat channel, named by
+  :func:`~orchestrator.station.device_name`;
+* the plans ``run_protocol``, ``relaxation_protocol`` and ``rest_at_open_circuit`` (device
+  parameters annotated as ``Readable`` so the queueserver passes the device, not its name).
+
+No ``from __future__ import annotations`` here: the queueserver reads the plans' annotations.
+"""
+
+import os
+import typing
+from pathlib import Path
+
+from bluesky import preprocessors as bpp
+from bluesky.protocols import Readable
+
+from drivers.techniques import Rest, technique_from_dict
+from orchestrator.lab import load_lab
+from orchestrator.runner import Session
+from orchestrator.station import device_name
+from orchestrator.storage import TiledStore
+from orchestrator.tiled_server import RemoteTiled
+from protocols import plans as _plans
+
+_NAME = os.environ.get("RELAXLAB_STATION_NAME", "station")
+_LAB = load_lab(os.environ.get("RELAXLAB_STATION_LAB", "simulated"))
+_DATA = Path(os.environ.get("RELAXLAB_STATION_DATA") or ".")
+_TILED = os.environ.get("RELAXLAB_STATION_TILED")
+
+# Embedded catalog when no server is given; with a server, the journal first and the server
+# after (a server that is down at start-up is retried at every run).
+_session = Session(_LAB, data_dir=_DATA, tiled=_TILED is None)
+if _TILED:
+    _session.subscribe(RemoteTiled(lambda: TiledStore(_DATA, _TILED), _DATA))
+
+RE = _session.RE
+
+for _cell in _LAB.cells:
+    globals()[device_name(_cell.name)] = _session.channel(_cell.name)
+
+
+def _station_md(plan: typing.Any) -> typing.Any:
+    """Stamp each run with the station, the lab, the spool and the clock time it starts at."""
+    md = {"clock_start_s": _session.clock.now(), "lab": _LAB.lab.name, "spool": _session.spool.session,
+          "station": _NAME}  # fmt: skip
+    return (yield from bpp.inject_md_wrapper(plan, md))
+
+
+def run_protocol(
+    channel: Readable,
+    steps: typing.List[typing.Dict[str, typing.Any]],  # noqa: UP006 (read by the queueserver)
+    md: typing.Optional[typing.Dict[str, typing.Any]] = None,  # noqa: UP006, UP007
+):
+    """A protocol's steps (each a technique as plain data, as in a run's start document)
+    on ``channel``, one run."""
+    techniques = [technique_from_dict(dict(step)) for step in steps]
+    yield from _station_md(_plans.run_protocol(channel, techniques, md=md))
+
+
+def relaxation_protocol(
+    channel: Readable,
+    charge_current_mA_g: float = 20.0,
+    charge_voltage_V: float = 4.8,
+    rest_s: float = 86400.0,
+    discharge_current_mA_g: float = 20.0,
+    discharge_voltage_V: float = 1.85,
+    record_interval_s: float = 10.0,
+    rest_record_interval_s: float = 60.0,
+    md: typing.Optional[typing.Dict[str, typing.Any]] = None,  # noqa: UP006, UP007
+):
+    """Charge, rest at open circuit, discharge (the paper's protocol), one run."""
+    yield from _station_md(
+        _plans.relaxation_protocol(
+            channel, charge_current_mA_g=charge_current_mA_g, charge_voltage_V=charge_voltage_V, rest_s=rest_s,
+            discharge_current_mA_g=discharge_current_mA_g, discharge_voltage_V=discharge_voltage_V,
+            record_interval_s=record_interval_s, rest_record_interval_s=rest_record_interval_s, md=md,
+        )  # fmt: skip
+    )
+
+
+def rest_at_open_circuit(
+    channel: Readable,
+    duration_s: float,
+    record_interval_s: float = 60.0,
+    md: typing.Optional[typing.Dict[str, typing.Any]] = None,  # noqa: UP006, UP007
+):
+    """An open-circuit rest of ``duration_s`` on ``channel``, one run."""
+    rest = Rest(duration_s=duration_s, record_interval_s=record_interval_s)
+    yield from _station_md(_plans.run_protocol(channel, [rest], md=md))
