@@ -859,6 +859,9 @@ def data_export(
     source: Annotated[str, typer.Option(help="Read from the 'journal' or the 'tiled' catalog.")] = "journal",
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
+    tiled_uri: Annotated[
+        str | None, typer.Option("--tiled", help="Read from this Tiled server (api key: $TILED_API_KEY).")
+    ] = None,
 ) -> None:
     """Export a run's points: time_s, voltage_V, current_A, specific_current_mA_g, capacity_mAh_g, ..."""
     from orchestrator.storage import JournalDamaged, TiledStore, default_data_dir, read_journal, write_export
@@ -867,8 +870,8 @@ def data_export(
         _fail(f"--format must be csv or parquet, not {fmt!r}")
     root = data_dir or default_data_dir()
     try:
-        if source == "tiled":
-            store = TiledStore(root)
+        if source == "tiled" or tiled_uri:
+            store = TiledStore(root, tiled_uri)
             try:
                 start, frame = store.read_run(run_id)
             finally:
@@ -1058,6 +1061,12 @@ def monitor(
            f"relaxlab monitor of {folder} on {url}" + ("?key=..." if key else "") + " (Ctrl-C stops it)")  # fmt: skip
     sys.stdout.flush()
     serve(folder, host=host, port=port, api_key=key, campaign_files=files, station=station)
+
+
+# Multi-station commands (station serve, data sync): orchestrator/station_cli.py
+from orchestrator.station_cli import register as _register_stations  # noqa: E402
+
+_register_stations(app, data_app)
 
 
 def main() -> None:

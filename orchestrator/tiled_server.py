@@ -37,7 +37,7 @@ from typing import Any
 DEFAULT_ADMIN_DSN = "postgresql://127.0.0.1:5432/test"
 
 
-class TiledUnavailable(RuntimeError):
+class TiledUnavailable(ConnectionError):
     """The Tiled server could not be reached or refused a request."""
 
 
