@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bluesky import preprocessors as bpp
 from bluesky.protocols import Readable
+from bluesky_queueserver import parameter_annotation_decorator
 
 from drivers.techniques import Rest, technique_from_dict
 from orchestrator.lab import load_lab
@@ -43,8 +44,14 @@ if _TILED:
 
 RE = _session.RE
 
+_CHANNELS = [device_name(cell.name) for cell in _LAB.cells]
 for _cell in _LAB.cells:
     globals()[device_name(_cell.name)] = _session.channel(_cell.name)
+
+# A plan naming a channel this station does not hold is refused when it is queued.
+_on_a_channel = parameter_annotation_decorator(
+    {"parameters": {"channel": {"annotation": "Channels", "devices": {"Channels": _CHANNELS}}}}
+)
 
 
 def _station_md(plan: typing.Any) -> typing.Any:
@@ -54,6 +61,7 @@ def _station_md(plan: typing.Any) -> typing.Any:
     return (yield from bpp.inject_md_wrapper(plan, md))
 
 
+@_on_a_channel
 def run_protocol(
     channel: Readable,
     steps: typing.List[typing.Dict[str, typing.Any]],  # noqa: UP006 (read by the queueserver)
@@ -65,6 +73,7 @@ def run_protocol(
     yield from _station_md(_plans.run_protocol(channel, techniques, md=md))
 
 
+@_on_a_channel
 def relaxation_protocol(
     channel: Readable,
     charge_current_mA_g: float = 20.0,
@@ -86,6 +95,7 @@ def relaxation_protocol(
     )
 
 
+@_on_a_channel
 def rest_at_open_circuit(
     channel: Readable,
     duration_s: float,
