@@ -10,7 +10,9 @@ Run by bluesky-queueserver's worker on every environment open, with the settings
 * one device per cell of the lab: its potentiostat channel, named by
   :func:`~orchestrator.station.device_name`;
 * the plans ``run_protocol``, ``relaxation_protocol`` and ``rest_at_open_circuit`` (device
-  parameters annotated as ``Readable`` so the queueserver passes the device, not its name).
+  parameters annotated as ``Readable`` so the queueserver passes the device, not its name), and
+  ``campaign_cells``: campaign cells at once, each on its channel and in its own run (what
+  ``relaxlab campaign run --stations`` queues).
 
 No ``from __future__ import annotations`` here: the queueserver reads the plans' annotations.
 """
@@ -23,6 +25,7 @@ from bluesky import preprocessors as bpp
 from bluesky.protocols import Readable
 from bluesky_queueserver import parameter_annotation_decorator
 
+from drivers.operator import Operator
 from drivers.techniques import Rest, technique_from_dict
 from orchestrator.lab import load_lab
 from orchestrator.runner import Session
@@ -30,6 +33,8 @@ from orchestrator.station import device_name
 from orchestrator.storage import TiledStore
 from orchestrator.tiled_server import RemoteTiled
 from protocols import plans as _plans
+from protocols.campaign import Pool, cell_job
+from protocols.jobs import run_jobs
 
 _NAME = os.environ.get("RELAXLAB_STATION_NAME", "station")
 _LAB = load_lab(os.environ.get("RELAXLAB_STATION_LAB", "simulated"))
@@ -52,6 +57,9 @@ for _cell in _LAB.cells:
 _on_a_channel = parameter_annotation_decorator(
     {"parameters": {"channel": {"annotation": "Channels", "devices": {"Channels": _CHANNELS}}}}
 )
+_on_channels = parameter_annotation_decorator(
+    {"parameters": {"channels": {"annotation": "typing.List[Channels]", "devices": {"Channels": _CHANNELS}}}}
+)
 
 
 def _station_md(plan: typing.Any) -> typing.Any:
@@ -65,7 +73,7 @@ def _station_md(plan: typing.Any) -> typing.Any:
 def run_protocol(
     channel: Readable,
     steps: typing.List[typing.Dict[str, typing.Any]],  # noqa: UP006 (read by the queueserver)
-    md: typing.Optional[typing.Dict[str, typing.Any]] = None,  # noqa: UP006, UP007
+    md: typing.Dict[str, typing.Any] | None = None,  # noqa: UP006, UP007
 ):
     """A protocol's steps (each a technique as plain data, as in a run's start document)
     on ``channel``, one run."""
@@ -83,7 +91,7 @@ def relaxation_protocol(
     discharge_voltage_V: float = 1.85,
     record_interval_s: float = 10.0,
     rest_record_interval_s: float = 60.0,
-    md: typing.Optional[typing.Dict[str, typing.Any]] = None,  # noqa: UP006, UP007
+    md: typing.Dict[str, typing.Any] | None = None,  # noqa: UP006, UP007
 ):
     """Charge, rest at open circuit, discharge (the paper's protocol), one run."""
     yield from _station_md(
@@ -100,8 +108,42 @@ def rest_at_open_circuit(
     channel: Readable,
     duration_s: float,
     record_interval_s: float = 60.0,
-    md: typing.Optional[typing.Dict[str, typing.Any]] = None,  # noqa: UP006, UP007
+    md: typing.Dict[str, typing.Any] | None = None,  # noqa: UP006, UP007
 ):
     """An open-circuit rest of ``duration_s`` on ``channel``, one run."""
     rest = Rest(duration_s=duration_s, record_interval_s=record_interval_s)
     yield from _station_md(_plans.run_protocol(channel, [rest], md=md))
+
+
+@_on_channels
+def campaign_cells(
+    channels: typing.List[Readable],  # noqa: UP006
+    cells: typing.List[typing.Dict[str, typing.Any]],  # noqa: UP006
+):
+    """Campaign cells at once, cell ``i`` on ``channels[i]``, each its own run (as in one process).
+
+    Each of ``cells`` is ``{"cell": id, "steps": [technique dicts], "active_mass_mg": m,
+    "md": {...}}``: the cell was mounted by the operator (who weighed it: ``active_mass_mg``)
+    when the dispatcher queued it; the station's operator step records that mass.
+    """
+    if len(channels) != len(cells):
+        raise ValueError(f"{len(channels)} channels for {len(cells)} cells: give one channel per cell")
+    masses = {str(c["cell"]): float(c["active_mass_mg"]) for c in cells}
+
+    def mounted(request, done, failed):  # noqa: ANN001 (an Operator responder)
+        if request.job in masses:
+            done({"active_mass": masses[request.job]})
+        else:
+            failed(f"no cell {request.job!r} queued on this station")
+
+    operator = Operator(_session.clock, mounted, name=f"operator of {_NAME}")
+    pool = Pool("channels", list(channels))
+    jobs = {}
+    for channel, cell in zip(channels, cells, strict=True):
+        steps = [technique_from_dict(dict(step)) for step in cell["steps"]]
+        md = {**dict(cell.get("md") or {}), "job_key": str(cell["cell"]), "station": _NAME}
+        jobs[str(cell["cell"])] = cell_job(str(cell["cell"]), steps, pool, operator, None, md,
+                                           channel_name=channel.name)  # fmt: skip
+    # A cell that fails is closed with its reason in its run's stop document; the others go
+    # on, and the plan completes (a failed plan would go back to the front of the queue).
+    yield from _station_md(run_jobs(jobs))

@@ -501,7 +501,7 @@ class TiledStore:
     """
 
     def __init__(self, data_dir: Path, uri: str | None = None, batch_points: int = 20_000) -> None:
-        from tiled.client import Context, from_context, from_uri
+        from tiled.client import Context, from_context
 
         self.data_dir = Path(data_dir)
         if uri is None:

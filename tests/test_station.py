@@ -18,13 +18,18 @@ pytest.importorskip("bluesky_queueserver")
 pytest.importorskip("bluesky_queueserver_api")
 redis = pytest.importorskip("redis")
 
-from tests.test_tiled_server import _same_points, tiled_server  # noqa: E402, F401
+from tests.test_tiled_server import _same_points, serve_tiled  # noqa: E402
 
 STEPS = [  # a charge to 4.5 V, a 2 h rest, a discharge to 2.5 V (as plain data, as queued)
     {"kind": "cc", "current_mA_g": 20.0, "cutoffs": {"voltage_V": 4.5}, "record_interval_s": 60.0},
     {"kind": "rest", "duration_s": 7200.0, "record_interval_s": 120.0},
     {"kind": "cc", "current_mA_g": -20.0, "cutoffs": {"voltage_V": 2.5}, "record_interval_s": 60.0},
 ]
+
+
+@pytest.fixture(scope="module")
+def tiled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    yield from serve_tiled(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -32,13 +32,17 @@ def _postgres_or_skip() -> None:
 
     try:
         asyncio.run(ping())
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
 
 
 @pytest.fixture(scope="module")
 def tiled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A `tiled serve catalog` process on a fresh PostgreSQL database."""
+    yield from serve_tiled(tmp_path_factory)
+
+
+def serve_tiled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A `tiled serve catalog` process on a fresh PostgreSQL database (dropped afterwards)."""
     _postgres_or_skip()
     from orchestrator.tiled_server import TiledServer, create_database, drop_database
 
