@@ -608,6 +608,12 @@ def campaign_run(
     rerun: Annotated[
         bool, typer.Option("--rerun", help="Run a campaign that already ran again from the start.")
     ] = False,
+    stations_file: Annotated[
+        Path | None, typer.Option("--stations", help="Dispatch to the stations of this file (needs --tiled).")
+    ] = None,
+    tiled_uri: Annotated[
+        str | None, typer.Option("--tiled", help="The stations' Tiled server (api key: $TILED_API_KEY).")
+    ] = None,
 ) -> None:
     """Run a campaign: every cell concurrently, ovens shared, progress per cell.
 
@@ -640,11 +646,16 @@ def campaign_run(
     root = _data_root(data_dir)
     out = _writable_dir(out, "--out folder")
     try:
-        result = run_campaign(
-            campaign, root, channels=channels, ovens=ovens,
-            progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed, lab=lab, clock=clock,
-            rerun=rerun,
-        )  # fmt: skip
+        if stations_file is not None:  # across stations: orchestrator/station_dispatch.py
+            from orchestrator.station_cli import dispatch
+
+            result = dispatch(campaign, stations_file, root, tiled_uri, resume, rerun, interactive=not as_json)
+        else:
+            result = run_campaign(
+                campaign, root, channels=channels, ovens=ovens,
+                progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed, lab=lab, clock=clock,
+                rerun=rerun,
+            )  # fmt: skip
     except (RunEngineInterrupted, KeyboardInterrupt):
         sizes = () if lab else (*(("--channels", channels) if channels != 16 else ()),
                                 *(("--ovens", ovens) if ovens != 1 else ()))  # fmt: skip

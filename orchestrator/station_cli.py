@@ -104,3 +104,25 @@ def data_sync(
     lines = [f"{uid[:8]}: {what}" for uid, what in done.items()]
     copied = sum(v != "present" for v in done.values())
     cli._print(done, as_json, "\n".join([*lines, f"{copied} run(s) copied to {tiled}"]))
+
+
+def dispatch(campaign: Any, stations_file: Path, data_dir: Path, tiled: str | None, resume: bool, rerun: bool,
+             interactive: bool) -> Any:  # fmt: skip
+    """``campaign run --stations``: the operator mounts each cell (asked at this console when it is
+    a terminal, else the campaign's cell mass is used and announced)."""
+    import sys
+
+    from orchestrator.station_dispatch import dispatch_campaign
+    from orchestrator.stations_file import load_stations
+
+    if not tiled:
+        raise ValueError("--stations needs --tiled URI: the Tiled server the stations write to")
+    stations = load_stations(stations_file)
+
+    def mount(cell: str, station: str, channel: str) -> float:
+        return float(typer.prompt(f"Mount cell {cell} on station {station}, channel {channel}; active mass (mg)",
+                                  type=float))  # fmt: skip
+
+    say = (lambda line: typer.echo(line, err=True)) if interactive else (lambda line: None)
+    return dispatch_campaign(campaign, stations, data_dir, tiled, mount if interactive and sys.stdin.isatty() else None,
+                             resume=resume, rerun=rerun, say=say)  # fmt: skip

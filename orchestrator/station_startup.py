@@ -25,6 +25,7 @@ from bluesky import preprocessors as bpp
 from bluesky.protocols import Readable
 from bluesky_queueserver import parameter_annotation_decorator
 
+from drivers.device import PotentiostatChannel
 from drivers.operator import Operator
 from drivers.techniques import Rest, technique_from_dict
 from orchestrator.lab import load_lab
@@ -62,6 +63,12 @@ _on_channels = parameter_annotation_decorator(
 )
 
 
+def _channel(device: typing.Any) -> PotentiostatChannel:
+    if not isinstance(device, PotentiostatChannel):
+        raise TypeError(f"{device!r} is not a potentiostat channel of station {_NAME}")
+    return device
+
+
 def _station_md(plan: typing.Any) -> typing.Any:
     """Stamp each run with the station, the lab, the spool and the clock time it starts at."""
     md = {"clock_start_s": _session.clock.now(), "lab": _LAB.lab.name, "spool": _session.spool.session,
@@ -78,7 +85,7 @@ def run_protocol(
     """A protocol's steps (each a technique as plain data, as in a run's start document)
     on ``channel``, one run."""
     techniques = [technique_from_dict(dict(step)) for step in steps]
-    yield from _station_md(_plans.run_protocol(channel, techniques, md=md))
+    yield from _station_md(_plans.run_protocol(_channel(channel), techniques, md=md))
 
 
 @_on_a_channel
@@ -96,7 +103,7 @@ def relaxation_protocol(
     """Charge, rest at open circuit, discharge (the paper's protocol), one run."""
     yield from _station_md(
         _plans.relaxation_protocol(
-            channel, charge_current_mA_g=charge_current_mA_g, charge_voltage_V=charge_voltage_V, rest_s=rest_s,
+            _channel(channel), charge_current_mA_g=charge_current_mA_g, charge_voltage_V=charge_voltage_V, rest_s=rest_s,
             discharge_current_mA_g=discharge_current_mA_g, discharge_voltage_V=discharge_voltage_V,
             record_interval_s=record_interval_s, rest_record_interval_s=rest_record_interval_s, md=md,
         )  # fmt: skip
@@ -112,7 +119,7 @@ def rest_at_open_circuit(
 ):
     """An open-circuit rest of ``duration_s`` on ``channel``, one run."""
     rest = Rest(duration_s=duration_s, record_interval_s=record_interval_s)
-    yield from _station_md(_plans.run_protocol(channel, [rest], md=md))
+    yield from _station_md(_plans.run_protocol(_channel(channel), [rest], md=md))
 
 
 @_on_channels
