@@ -31,8 +31,8 @@ from drivers.techniques import Rest, technique_from_dict
 from orchestrator.lab import load_lab
 from orchestrator.runner import Session
 from orchestrator.station import device_name
-from orchestrator.storage import TiledStore
-from orchestrator.tiled_server import RemoteTiled
+from orchestrator.storage import TiledStore, recover
+from orchestrator.tiled_server import RemoteTiled, sync_runs, unsynced_runs
 from protocols import plans as _plans
 from protocols.campaign import Pool, cell_job
 from protocols.jobs import run_jobs
@@ -41,6 +41,19 @@ _NAME = os.environ.get("RELAXLAB_STATION_NAME", "station")
 _LAB = load_lab(os.environ.get("RELAXLAB_STATION_LAB", "simulated"))
 _DATA = Path(os.environ.get("RELAXLAB_STATION_DATA") or ".")
 _TILED = os.environ.get("RELAXLAB_STATION_TILED")
+
+# A station killed mid-run left its runs open: close them with every point the spool holds
+# (runs of a live process are left alone) and give the server its copy of every run it lacks.
+_recovered = recover(_DATA, tiled=_TILED is None)
+if _TILED:
+    try:
+        _store = TiledStore(_DATA, _TILED)
+        try:
+            sync_runs(_store, _DATA, sorted(set(unsynced_runs(_DATA)) | set(_recovered.recovered)))
+        finally:
+            _store.close()
+    except Exception as _exc:  # the server is down: the runs stay listed as unsynced
+        print(f"station {_NAME}: Tiled server not reached at start-up ({_exc}); runs kept in the journal")
 
 # Embedded catalog when no server is given; with a server, the journal first and the server
 # after (a server that is down at start-up is retried at every run).
