@@ -102,8 +102,11 @@ def data_sync(
     finally:
         store.close()
     lines = [f"{uid[:8]}: {what}" for uid, what in done.items()]
-    copied = sum(v != "present" for v in done.values())
+    copied = sum(v in ("copied", "rewritten") for v in done.values())
+    failed = [uid for uid, v in done.items() if v.startswith("failed")]
     cli._print(done, as_json, "\n".join([*lines, f"{copied} run(s) copied to {tiled}"]))
+    if failed:
+        raise typer.Exit(1)
 
 
 def dispatch(campaign: Any, stations_file: Path, data_dir: Path, tiled: str | None, resume: bool, rerun: bool,

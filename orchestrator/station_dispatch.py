@@ -189,7 +189,8 @@ def dispatch_campaign(
                     cells_state[a.cell] = info
                     continue
                 if info.get("item_uid") in pending_items:
-                    continue  # still queued or running on its station: wait for it, never twice
+                    info["status"] = "queued"  # still queued or running on its station: wait for it, never twice
+                    continue
                 turns.setdefault((a.station, a.turn), []).append(a)
             state.save()
 
@@ -234,6 +235,10 @@ def dispatch_campaign(
                                 reason=run["reason"] or None)  # fmt: skip
             state.data["clock"] = time.time()
             state.save()
+            unfinished = sorted(c for c, info in cells_state.items() if info.get("status") == "not finished")
+            if unfinished:
+                say(f"{len(unfinished)} cell(s) not finished ({', '.join(unfinished)}): "
+                    "`relaxlab campaign run ... --stations FILE --resume` continues them")  # fmt: skip
 
             out = CampaignResult(campaign.name)
             for cell in campaign.cells:

@@ -3,8 +3,8 @@
 Run by bluesky-queueserver's worker on every environment open, with the settings in
 ``RELAXLAB_STATION_*`` environment variables. It defines, in the worker's namespace:
 
-* ``RE``: the RunEngine of a :class:`~orchestrator.runner.Session` on the station's lab (in
-  simulated time when the lab is simulated), writing every document to the local journal first
+* ``RE``: a RunEngine on the station's lab (in simulated time when the lab is simulated),
+  writing every document to the local journal first (one file per run)
   and then to the shared Tiled server (``RELAXLAB_STATION_TILED``; when it is down the runs are
   kept in the journal and marked unsynced, see :class:`~orchestrator.tiled_server.RemoteTiled`);
 * one device per cell of the lab: its potentiostat channel, named by
@@ -21,17 +21,21 @@ import os
 import typing
 from pathlib import Path
 
+from bluesky import RunEngine
 from bluesky import preprocessors as bpp
 from bluesky.protocols import Readable
 from bluesky_queueserver import parameter_annotation_decorator
+from event_model import RunRouter
 
+from drivers.clock import SimClock, WallClock
 from drivers.device import PotentiostatChannel
 from drivers.operator import Operator
 from drivers.techniques import Rest, technique_from_dict
+from orchestrator.connect import connect_lab
 from orchestrator.lab import load_lab
-from orchestrator.runner import Session
+from orchestrator.simtime import SimulatedTime
 from orchestrator.station import device_name
-from orchestrator.storage import TiledStore, recover
+from orchestrator.storage import Journal, Spool, TiledStore, recover
 from orchestrator.tiled_server import RemoteTiled, sync_runs, unsynced_runs
 from protocols import plans as _plans
 from protocols.campaign import Pool, cell_job
@@ -49,23 +53,41 @@ if _TILED:
     try:
         _store = TiledStore(_DATA, _TILED)
         try:
-            sync_runs(_store, _DATA, sorted(set(unsynced_runs(_DATA)) | set(_recovered.recovered)))
+            _synced = sync_runs(_store, _DATA, sorted(set(unsynced_runs(_DATA)) | set(_recovered.recovered)))
+            for _uid, _what in _synced.items():
+                if _what.startswith("failed"):
+                    print(f"station {_NAME}: run {_uid[:8]} not copied to the Tiled server: {_what}")
         finally:
             _store.close()
     except Exception as _exc:  # the server is down: the runs stay listed as unsynced
-        print(f"station {_NAME}: Tiled server not reached at start-up ({_exc}); runs kept in the journal")
+        print(f"station {_NAME}: Tiled server not reached at start-up ({type(_exc).__name__}: {_exc}); "
+              "runs kept in the journal")  # fmt: skip
 
+# The RunEngine, in simulated time on a simulated lab. Cells run concurrently (campaign_cells):
+# one journal file per run (a RunRouter of Journals), as the one-process campaign does.
+_clock = SimClock() if _LAB.simulated else WallClock()
+if isinstance(_clock, SimClock):
+    _simtime = SimulatedTime(_clock)
+    RE = RunEngine({}, during_task=_simtime)
+    _simtime.install(RE)
+else:
+    RE = RunEngine({})
+RE.subscribe(RunRouter([lambda name, doc: ([Journal(_DATA)], [])]))
 # Embedded catalog when no server is given; with a server, the journal first and the server
 # after (a server that is down at start-up is retried at every run).
-_session = Session(_LAB, data_dir=_DATA, tiled=_TILED is None)
 if _TILED:
-    _session.subscribe(RemoteTiled(lambda: TiledStore(_DATA, _TILED), _DATA))
-
-RE = _session.RE
+    RE.subscribe(RemoteTiled(lambda: TiledStore(_DATA, _TILED), _DATA))
+else:
+    RE.subscribe(TiledStore(_DATA))
+_connected = connect_lab(_LAB, _clock)
+# Points are spooled the moment they are read (fsynced on the wall clock).
+_spool = Spool(_DATA, fsync=not _clock.simulated)
+for _channel_device in _connected.channels.values():
+    _channel_device.spool = _spool
 
 _CHANNELS = [device_name(cell.name) for cell in _LAB.cells]
 for _cell in _LAB.cells:
-    globals()[device_name(_cell.name)] = _session.channel(_cell.name)
+    globals()[device_name(_cell.name)] = _connected.channels[_cell.name]
 
 # A plan naming a channel this station does not hold is refused when it is queued.
 _on_a_channel = parameter_annotation_decorator(
@@ -84,7 +106,7 @@ def _channel(device: typing.Any) -> PotentiostatChannel:
 
 def _station_md(plan: typing.Any) -> typing.Any:
     """Stamp each run with the station, the lab, the spool and the clock time it starts at."""
-    md = {"clock_start_s": _session.clock.now(), "lab": _LAB.lab.name, "spool": _session.spool.session,
+    md = {"clock_start_s": _clock.now(), "lab": _LAB.lab.name, "spool": _spool.session,
           "station": _NAME}  # fmt: skip
     return (yield from bpp.inject_md_wrapper(plan, md))
 
@@ -156,7 +178,7 @@ def campaign_cells(
         else:
             failed(f"no cell {request.job!r} queued on this station")
 
-    operator = Operator(_session.clock, mounted, name=f"operator of {_NAME}")
+    operator = Operator(_clock, mounted, name=f"operator of {_NAME}")
     pool = Pool("channels", list(channels))
     jobs = {}
     for channel, cell in zip(channels, cells, strict=True):

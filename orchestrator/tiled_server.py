@@ -261,7 +261,8 @@ def sync_runs(store: Any, data_dir: Path, uids: list[str] | None = None) -> dict
 
     ``uids=None``: the unsynced runs and every journal run the server lacks. A run the server
     holds whole (with its stop document) is left alone; one it holds in part is rewritten from
-    the journal. Returns ``{uid: "copied" | "rewritten" | "present"}``.
+    the journal. Returns ``{uid: "copied" | "rewritten" | "present" | "failed: <why>"}`` (a run
+    that fails stays listed as unsynced; the others are still copied).
     """
     from orchestrator.storage import list_journal_runs, rebuild_in_tiled, run_is_live
 
@@ -276,7 +277,11 @@ def sync_runs(store: Any, data_dir: Path, uids: list[str] | None = None) -> dict
         if whole:
             out[uid] = "present"
             continue
-        rebuild_in_tiled(store, data_dir, uid)
+        try:
+            rebuild_in_tiled(store, data_dir, uid)
+        except Exception as exc:  # this run stays unsynced; the others are copied
+            out[uid] = f"failed: {type(exc).__name__}: {exc}"
+            continue
         (unsynced_dir(data_dir) / uid).unlink(missing_ok=True)
         out[uid] = "rewritten" if present else "copied"
     return out

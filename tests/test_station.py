@@ -18,7 +18,7 @@ pytest.importorskip("bluesky_queueserver")
 pytest.importorskip("bluesky_queueserver_api")
 redis = pytest.importorskip("redis")
 
-from tests.test_tiled_server import _same_points, serve_tiled  # noqa: E402
+from tests.test_tiled_server import _same_points, forget_station, serve_tiled, station_name  # noqa: E402
 
 STEPS = [  # a charge to 4.5 V, a 2 h rest, a discharge to 2.5 V (as plain data, as queued)
     {"kind": "cc", "current_mA_g": 20.0, "cutoffs": {"voltage_V": 4.5}, "record_interval_s": 60.0},
@@ -46,7 +46,7 @@ def station(redis_up: None, tiled_server: object, tmp_path: Path, monkeypatch: p
     from orchestrator.tiled_server import free_port
 
     monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)  # type: ignore[attr-defined]
-    config = StationConfig(f"test-{tmp_path.name[-12:]}".replace("_", "-"), "simulated", tmp_path / "station",
+    config = StationConfig(station_name("test"), "simulated", tmp_path / "station",
                            tiled=tiled_server.uri, control_port=free_port(), info_port=free_port())  # type: ignore[attr-defined]  # fmt: skip
     with Station(config) as st:
         api = st.api(timeout_s=120)
@@ -59,6 +59,7 @@ def station(redis_up: None, tiled_server: object, tmp_path: Path, monkeypatch: p
         api.environment_close()
         api.wait_for_idle(timeout=120)
         api.close()
+    forget_station(config.name)
 
 
 def test_a_queued_protocol_runs_on_the_station_and_equals_the_one_process_run(

@@ -18,7 +18,7 @@ pytest.importorskip("bluesky_queueserver")
 pytest.importorskip("bluesky_queueserver_api")
 redis = pytest.importorskip("redis")
 
-from tests.test_tiled_server import serve_tiled  # noqa: E402
+from tests.test_tiled_server import forget_station, serve_tiled, station_name  # noqa: E402
 
 CAMPAIGN = """\
 name: two-stations
@@ -73,7 +73,7 @@ def test_a_campaign_across_two_stations_equals_the_one_process_run(
     configs = []
     for name, cells in holds.items():
         (tmp_path / f"{name}.toml").write_text(_lab(name, cells))
-        configs.append(StationConfig(f"{name}-{tmp_path.name[-8:]}".replace("_", "-"), str(tmp_path / f"{name}.toml"),
+        configs.append(StationConfig(station_name(name), str(tmp_path / f"{name}.toml"),
                                      tmp_path / name, tiled=tiled_server.uri,  # type: ignore[attr-defined]
                                      control_port=free_port(), info_port=free_port()))  # fmt: skip
     (tmp_path / "stations.toml").write_text("".join(
@@ -82,14 +82,18 @@ def test_a_campaign_across_two_stations_equals_the_one_process_run(
     ).replace("'", '"'))  # fmt: skip
     stations = load_stations(tmp_path / "stations.toml")
     said: list[str] = []
-    with Station(configs[0]) as a, Station(configs[1]) as b:
-        result = dispatch_campaign(campaign, stations, tmp_path / "dispatcher", tiled_server.uri,  # type: ignore[attr-defined]
-                                   say=said.append, poll_s=0.5)  # fmt: skip
-        for st in (a, b):
-            api = st.api()
-            api.environment_close()
-            api.wait_for_idle(timeout=120)
-            api.close()
+    try:
+        with Station(configs[0]) as a, Station(configs[1]) as b:
+            result = dispatch_campaign(campaign, stations, tmp_path / "dispatcher", tiled_server.uri,  # type: ignore[attr-defined]
+                                       say=said.append, poll_s=0.5)  # fmt: skip
+            for st in (a, b):
+                api = st.api()
+                api.environment_close()
+                api.wait_for_idle(timeout=120)
+                api.close()
+    finally:
+        for config in configs:
+            forget_station(config.name)
     assert not result.failed, result.failed
     table = result.table()
     assert len(table) == 4 and set(table["status"]) == {"done"}
@@ -113,3 +117,96 @@ def test_a_campaign_across_two_stations_equals_the_one_process_run(
                 column, end, stations_mean[end], one_mean[end], scatter[end])
     # the 4.8 V charge stores more than the 4.5 V one, as in the paper
     assert table.groupby("charge_end")["charge_capacity_mAh_g"].mean().diff().iloc[-1] > 0
+
+
+def test_a_station_killed_mid_campaign_resumes_its_cells_and_loses_no_point(
+    tiled_server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from orchestrator.campaign_file import load_campaign
+    from orchestrator.station import Station, StationConfig
+    from orchestrator.station_dispatch import dispatch_campaign
+    from orchestrator.stations_file import load_stations
+    from orchestrator.storage import journal_documents, read_journal
+    from orchestrator.tiled_server import free_port
+
+    monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)  # type: ignore[attr-defined]
+    (tmp_path / "c.yaml").write_text(CAMPAIGN.replace("rest: [2 h]", "rest: [200 h]"))
+    campaign = load_campaign(tmp_path / "c.yaml")  # 4 cells, 2 turns on 2 channels
+    (tmp_path / "a.toml").write_text(_lab("bench-a", ["pos0", "pos1"]))
+    config = StationConfig(station_name("bench-a"), str(tmp_path / "a.toml"), tmp_path / "a",
+                           tiled=tiled_server.uri, control_port=free_port(), info_port=free_port())  # type: ignore[attr-defined]  # fmt: skip
+    (tmp_path / "stations.toml").write_text(
+        f'[stations.bench-a]\ncontrol = "{config.control_address}"\nchannels = ["pos0", "pos1"]\n'
+    )
+    stations = load_stations(tmp_path / "stations.toml")
+    dispatcher = tmp_path / "dispatcher"
+    said: list[str] = []
+    station = Station(config).start()
+    try:
+        first = threading.Thread(target=dispatch_campaign, daemon=True, kwargs=dict(
+            campaign=campaign, stations=stations, data_dir=dispatcher, tiled_uri=tiled_server.uri,  # type: ignore[attr-defined]
+            say=said.append, poll_s=0.2))  # fmt: skip
+        first.start()
+        journal = config.data_dir / "journal"
+        # kill the station once both cells of its first turn have points read (spooled) and their
+        # runs a page in the journal (waiting for that, not for a time)
+        def reading() -> int:
+            spooled = sum(p.stat().st_size > 0 for p in (config.data_dir / "spool").glob("*/*.jsonl"))
+            paged = sum(any(name == "event_page" for name, _ in _documents(p)) for p in journal.glob("*.jsonl"))
+            return min(spooled, paged)
+
+        while reading() < 2:
+            time.sleep(0.05)
+        station.kill()
+        killed_runs = sorted(p.stem for p in journal.glob("*.jsonl")
+                             if not any(name == "stop" for name, _ in _documents(p)))  # fmt: skip
+        station = Station(config).start()  # back (its queue stopped: the dispatcher gives up on it)
+        api = station.api(timeout_s=120)
+        api.environment_open()
+        api.wait_for_idle(timeout=600)
+        api.close()
+        first.join(timeout=600)
+        assert not first.is_alive()
+        assert any("not finished" in line and "--resume" in line for line in said)
+
+        result = dispatch_campaign(campaign, stations, dispatcher, tiled_server.uri, resume=True,  # type: ignore[attr-defined]
+                                   say=said.append, poll_s=0.2)  # fmt: skip
+        api = station.api()
+        api.environment_close()
+        api.wait_for_idle(timeout=120)
+        api.close()
+    finally:
+        station.stop()
+        forget_station(config.name)
+    assert not result.failed, result.failed
+    table = result.table()
+    assert set(table["status"]) == {"done"} and len(table) == 4
+    # the runs the kill interrupted were closed, and every point the station read (its spool, per
+    # channel and session) is in a run
+    runs_of: dict[tuple[str, str], list[int]] = {}
+    for path in journal.glob("*.jsonl"):
+        start, frame = read_journal(config.data_dir, path.stem)
+        runs_of.setdefault((start["spool"], start["channel"]), []).append(len(frame))
+        assert any(name == "stop" for name, _ in journal_documents(path))
+    for (session, channel), lengths in runs_of.items():
+        spool = config.data_dir / "spool" / session / f"{channel}.jsonl"
+        assert sum(lengths) == sum(1 for line in spool.read_text().splitlines() if line.endswith("]")) > 0
+    assert killed_runs
+    # the cells that were interrupted ran again, each new run naming the interrupted one
+    resumes = {read_journal(config.data_dir, uid)[0].get("resumes") for uid in table["run"]}
+    assert set(killed_runs) <= resumes
+
+
+def _documents(path: Path) -> list[tuple[str, dict]]:
+    import json
+
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(tuple(json.loads(line)))
+        except ValueError:
+            pass  # a torn last line
+    return out  # type: ignore[return-value]

@@ -19,7 +19,7 @@ pytest.importorskip("bluesky_queueserver")
 pytest.importorskip("bluesky_queueserver_api")
 redis = pytest.importorskip("redis")
 
-from tests.test_tiled_server import _same_points, serve_tiled  # noqa: E402
+from tests.test_tiled_server import _same_points, forget_station, serve_tiled, station_name  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_a_station_killed_mid_run_loses_no_point(
     from orchestrator.tiled_server import free_port
 
     monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)  # type: ignore[attr-defined]
-    config = StationConfig(f"kill-{tmp_path.name[-10:]}".replace("_", "-"), "simulated", tmp_path / "station",
+    config = StationConfig(station_name("kill"), "simulated", tmp_path / "station",
                            tiled=tiled_server.uri, control_port=free_port(), info_port=free_port())  # type: ignore[attr-defined]  # fmt: skip
     station = Station(config).start()
     try:
@@ -85,6 +85,7 @@ def test_a_station_killed_mid_run_loses_no_point(
         api.close()
     finally:
         station.stop()
+        forget_station(config.name)
 
     start, frame = read_journal(config.data_dir, uid)
     # every point the station read (its spool) is in the run

@@ -55,6 +55,21 @@ def serve_tiled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         drop_database(name)
 
 
+def station_name(kind: str) -> str:
+    """A station name of its own for each test (its Redis prefix must not meet an earlier one)."""
+    return f"{kind}-{secrets.token_hex(4)}"
+
+
+def forget_station(name: str) -> None:
+    """Delete a test station's queue and history from the shared Redis."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    keys = list(client.scan_iter(match=f"relaxlab-{name}_*"))
+    if keys:
+        client.delete(*keys)
+
+
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     import os
 
