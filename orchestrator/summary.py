@@ -25,6 +25,14 @@ from analysis.steps import annotate, cycle_table, half_cycle_table
 OCV_READ_S = S.OCV_READ_S
 #: A rest at least this long after a charge or before a discharge makes a relaxation run.
 RELAXATION_REST_S = 900.0
+#: How the per-cycle and per-half-cycle capacities are integrated (``capacity_method`` of a
+#: summary that has them): see :mod:`analysis.steps`.
+CAPACITY_METHOD = (
+    "within each step and sub-step the instrument's charge counter (the current read at each "
+    "poll times the time since the previous poll); across counter restarts the recorded current "
+    "by trapezoids; a half-cycle is its net charge, reversals under 1 % of the largest segment "
+    "counted against it"
+)
 
 
 def relaxation_summary(frame: pd.DataFrame) -> dict[str, Any]:
@@ -118,6 +126,7 @@ def run_summary(start: dict[str, Any], frame: pd.DataFrame, with_cycles: bool = 
     table = cycles(start, frame)
     halves = half_cycle_table(annotate(frame, start.get("active_mass_g")))
     out["cycles"] = _records(table)
+    out["capacity_method"] = CAPACITY_METHOD
     out["half_cycles"] = _records(
         halves[
             [
@@ -154,12 +163,14 @@ def format_summary(summary: dict[str, Any]) -> str:
             return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
         return "-" if v is None else str(v)
 
-    head = [f"{k:26s} {fmt(v)}" for k, v in summary.items() if k not in ("cycles", "half_cycles")]
+    tables = ("cycles", "half_cycles", "capacity_method")
+    head = [f"{k:26s} {fmt(v)}" for k, v in summary.items() if k not in tables]
     if "cycles" not in summary:
         return "\n".join(head)
     table = pd.DataFrame(summary["cycles"])
     if table.empty:
         return "\n".join([*head, "no complete charge or discharge in this run"])
+    method = [f"capacities: {summary['capacity_method']}"] if "capacity_method" in summary else []
     cols = {
         "cycle": "cycle", "charge_mAh_g": "charge mAh/g", "discharge_mAh_g": "discharge mAh/g",
         "coulombic_efficiency": "CE %", "charge_end_V": "charge to V", "discharge_end_V": "discharge to V",
@@ -173,7 +184,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{v:.{digits}f}" if v is not None and np.isfinite(v) else "-" for v in shown[c].astype(float)
         ]
     text = shown.rename(columns=cols).to_string(index=False)
-    return "\n".join([*head, "", text])
+    return "\n".join([*head, "", text, *method])
 
 
 def summary_png(

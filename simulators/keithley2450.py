@@ -95,6 +95,26 @@ MSB, EAV, QSB, MAV, ESB, MSS, OSB = 1, 4, 8, 16, 32, 64, 128
 OPC, QYE, DDE, EXE, CME, PON = 1, 4, 8, 16, 32, 128
 
 
+SINK_PERIOD_S = 5.0
+"""Control period of a sinking voltage hold: it adjusts its current at least this often."""
+SINK_READING_S = 60.0
+"""A sinking voltage hold's reading: its mean current over this long (or since the last visit)."""
+
+
+def _recent_mean_A(pieces: list[tuple[float, float]], window_s: float) -> float:
+    """Mean current (A) over the last ``window_s`` of ``pieces`` ((duration s, charge A s))."""
+    span, charge = 0.0, 0.0
+    for duration, q in reversed(pieces):
+        if duration <= 0:
+            continue
+        take = min(duration, window_s - span)
+        span += take
+        charge += q * take / duration
+        if span >= window_s:
+            break
+    return charge / span if span > 0 else 0.0
+
+
 class ClockLike(Protocol):
     def now(self) -> float: ...
 
@@ -321,7 +341,7 @@ class SimulatedKeithley2450:
         if drive != self._last_drive:
             self._last_drive = drive
             self._tripped = False
-            self._voltage_limited = True
+            self._voltage_limited = False
             # the new drive at this very instant: no current through an open relay or a 0 A
             # source; a source already beyond its limit is in compliance from the start
             kind, level, limit = drive
@@ -330,7 +350,7 @@ class SimulatedKeithley2450:
             elif kind == "I":
                 self._source_current(level, limit, 0.0)
             else:
-                self._source_voltage(level, limit, 0.0)
+                self._start_voltage(level, limit)
         if dt <= 0:
             return
         kind, level, limit = drive
@@ -347,20 +367,62 @@ class SimulatedKeithley2450:
             adv = self.cell.constant_current(level_A, remaining, v_upper_V=vlim_V, v_lower_V=-vlim_V)
             remaining -= adv.elapsed_s
             if adv.reason in ("v_upper", "v_lower"):
+                # in compliance: a voltage source at the limit that never passes more than |level|
+                # (beyond the limit from the start, it pulls the cell back at |level|)
                 self._tripped = True
                 self._clamp_V = vlim_V if adv.reason == "v_upper" else -vlim_V
-                # beyond the limit from the start: the source pulls the cell back at |level|
-                self._voltage_limited = adv.elapsed_s == 0.0
+                self._start_voltage(self._clamp_V, abs(level_A))
         if self._tripped and remaining > 0:
-            # in compliance: a voltage source at the limit that never passes more than |level|
             self._source_voltage(self._clamp_V, abs(level_A), remaining)
 
+    def _start_voltage(self, level_V: float, ilim_A: float) -> None:
+        """A voltage source takes over at this instant (a new level, or a voltage limit reached).
+
+        At once the current that puts the terminal at ``level_V`` flows (the ohmic step, so a
+        hold that follows a constant current at the same voltage starts at that current), or
+        the limit in that direction when more would be needed. The direction of the hold is
+        the sign of that current, whatever the source did before.
+        """
+        needed = self._needed_current_A(level_V, ilim_A)
+        self._hold_sign = 1.0 if needed >= 0 else -1.0
+        self._voltage_limited = abs(needed) > ilim_A * (1 + 1e-9)
+        current = self._hold_sign * ilim_A if self._voltage_limited else needed
+        self.cell.set_current_A(current)
+        self._hold_current_A = current
+        self._hold_pull_A = abs(current)
+
+    def _needed_current_A(self, level_V: float, scale_A: float) -> float:
+        """The current that would put the terminal at ``level_V`` now (the ohmic step alone)."""
+        cell = self.cell
+        present = float(cell.current_A)
+        cell.set_current_A(0.0)
+        v_open = float(cell.voltage_V())
+        probe = max(scale_A, 1e-12)
+        cell.set_current_A(probe)
+        r_ohm = (float(cell.voltage_V()) - v_open) / probe  # the terminal voltage is linear in I
+        cell.set_current_A(present)
+        return (level_V - v_open) / r_ohm if r_ohm > 0 else math.copysign(math.inf, level_V - v_open)
+
     def _source_voltage(self, level_V: float, ilim_A: float, dt: float) -> None:
-        remaining, charge_As = dt, 0.0
+        """Hold ``level_V`` within ``±ilim_A`` for ``dt`` (from the state :meth:`_start_voltage` set).
+
+        In current limit the source drives the limit towards the level until the cell gets
+        there. Holding, a source that passes charge into the cell is the cell model's voltage
+        hold (its current solved step by step; the reading is the current of the last step,
+        flowing now); one that takes charge out is :meth:`_hold_sinking` (its current flips
+        between halves and doubles, so its reading is the mean over the last
+        :data:`SINK_READING_S` or since the last visit if shorter: the current flowing now at
+        the resolution of the hold). The hold changes direction when the cell does: the
+        sourcing hold turns sinking when its current turns negative, the sinking hold turns
+        sourcing when nothing is left to pull and the cell would fall below the level.
+        ``_hold_current_A`` is the held current a reading shows.
+        """
+        if dt <= 0:
+            return
+        remaining = dt
+        pieces: list[tuple[float, float]] = []  # (duration s, charge A s), oldest first
         if self._voltage_limited:
-            # Driving at the current limit towards the set voltage, if the cell is away from it.
-            current = ilim_A if level_V > self.cell.voltage_V() else -ilim_A
-            self._hold_sign = 1.0 if current > 0 else -1.0
+            current = self._hold_sign * ilim_A
             adv = self.cell.constant_current(
                 current,
                 remaining,
@@ -368,48 +430,74 @@ class SimulatedKeithley2450:
                 v_lower_V=level_V if current < 0 else None,
             )
             remaining -= adv.elapsed_s
-            charge_As += current * adv.elapsed_s
+            pieces.append((adv.elapsed_s, current * adv.elapsed_s))
             if adv.reason in ("v_upper", "v_lower"):
                 self._voltage_limited = False
                 self._hold_pull_A = ilim_A
-        if not self._voltage_limited and remaining > 0:
-            if self._hold_sign < 0:
-                # holding a cell that relaxes upwards (a discharge held at its floor)
-                charge_As += self._hold_sinking(level_V, ilim_A, remaining)
+                self._hold_current_A = current  # until the hold has run
             else:
-                self.cell.constant_voltage(level_V, remaining)
-                if abs(self.cell.current_A) > ilim_A * (1 + 1e-9):
-                    self._voltage_limited = True
-        if dt > 0:
-            self._hold_current_A = charge_As / dt if self._hold_sign < 0 else float(self.cell.current_A)
+                self._hold_current_A = current
+                return
+        if self._hold_sign < 0 and remaining > 1e-9:
+            remaining -= self._hold_sinking(level_V, ilim_A, remaining, pieces)
+            self._hold_current_A = _recent_mean_A(pieces, SINK_READING_S)
+            if remaining > 1e-9:  # nothing left to pull: the cell would fall below the level
+                self._hold_sign = 1.0
+        if self._hold_sign > 0 and remaining > 1e-9:
+            self.cell.constant_voltage(level_V, remaining)
+            current = float(self.cell.current_A)
+            if abs(current) < ilim_A * 1e-9:  # the model holds inside its hysteresis: no current
+                current = 0.0
+            self._hold_current_A = current
+            if current > ilim_A * (1 + 1e-9):
+                self._voltage_limited = True
+                self.cell.set_current_A(ilim_A)
+            elif current < 0:  # the cell relaxes above the level: the source sinks from now on
+                self._hold_sign = -1.0
+                self._hold_pull_A = -current
 
-    def _hold_sinking(self, level_V: float, ilim_A: float, duration_s: float) -> float:
+    def _hold_sinking(
+        self, level_V: float, ilim_A: float, duration_s: float, pieces: list[tuple[float, float]]
+    ) -> float:
         """Hold a cell that relaxes upwards at ``level_V``, sinking at most ``ilim_A``.
 
         The source pulls the cell down to the set voltage with a current that halves each time
         the cell gets there (and may double again, never beyond the limit, as it relaxes): a
         constant voltage within the current limit, stable where the cell model's own voltage
-        hold is not (an empty cathode). The cell never goes below the set voltage; the current
-        read is the mean since the last reading. Returns the charge passed, A s.
+        hold is not (an empty cathode). When nothing is left to pull the cell stays at open
+        circuit while it relaxes upwards; once it would fall below the set voltage, the hold
+        must source: it returns early. Appends (duration s, charge A s) of what it did to
+        ``pieces``; returns the time held (s).
         """
-        charge_As, left = 0.0, duration_s
+        left = duration_s
         current = self._hold_pull_A
         while left > 1e-9:
-            chunk = min(left, 60.0)
-            left -= chunk
+            chunk = min(left, SINK_PERIOD_S)
             current = min(ilim_A, 2.0 * current)
+            if self.cell.voltage_V() > level_V:  # it relaxed above the level: pull it back at once
+                current = min(ilim_A, max(current, -self._needed_current_A(level_V, ilim_A)))
             while chunk > 1e-9:
                 adv = self.cell.constant_current(-current, chunk, v_lower_V=level_V)
-                charge_As -= current * adv.elapsed_s
+                pieces.append((adv.elapsed_s, -current * adv.elapsed_s))
                 chunk -= adv.elapsed_s
+                left -= adv.elapsed_s
                 if adv.reason == "time":
                     break
-                if current < ilim_A * 1e-9:  # nothing left to pull: the cell follows at rest
-                    self.cell.rest(chunk)
+                if current < ilim_A * 1e-9:  # nothing left to pull: at open circuit a while
+                    probe = min(chunk, 1.0)
+                    self.cell.rest(probe)
+                    pieces.append((probe, 0.0))
+                    left -= probe
+                    if self.cell.voltage_V() < level_V:  # it falls below the level: source
+                        self._hold_pull_A = current
+                        return duration_s - left
+                    self.cell.rest(chunk - probe)  # it relaxes upwards: pull again later
+                    pieces.append((chunk - probe, 0.0))
+                    left -= chunk - probe
                     break
                 current /= 2.0
         self._hold_pull_A = current
-        return charge_As
+        return duration_s
 
     def _in_limit(self) -> bool:
         if self._drive() != self._last_drive:
@@ -433,8 +521,19 @@ class SimulatedKeithley2450:
             self.cell.set_current_A(0.0)
         elif kind == "I" and not self._tripped:
             self.cell.set_current_A(level)
-        elif kind == "V" and self._voltage_limited:  # driving at the current limit
-            self.cell.set_current_A(self._hold_sign * limit)
+        elif self._voltage_limited:  # a voltage source (or a tripped current source) at its limit
+            self.cell.set_current_A(self._hold_sign * (limit if kind == "V" else abs(level)))
+
+    def _current_now(self) -> float:
+        """The current flowing now, as the instrument measures it (without noise)."""
+        kind, level, _ = self._drive()
+        if kind == "open":
+            return 0.0
+        if kind == "I" and not self._tripped:
+            return level  # the source is regulating: its level flows from the first instant
+        if self._voltage_limited:
+            return float(self.cell.current_A)  # at the limit
+        return self._hold_current_A  # holding a voltage (or a tripped current source's clamp)
 
     def _measure(self, function: str) -> float:
         sense = self.sense[function]
@@ -442,18 +541,10 @@ class SimulatedKeithley2450:
         if function == "VOLT":
             value = self._terminal_voltage()
         elif function == "CURR":
-            kind, level, _ = self._drive()
             noise = float(self.cell.measured_current_A(self._present_current_range())) - self.cell.current_A
-            if kind == "I" and not self._tripped:
-                value = level + noise  # the source is regulating: its level flows from the first instant
-            elif kind == "open":
-                value = noise
-            elif kind == "V" and not self._voltage_limited and self._hold_sign < 0:
-                value = self._hold_current_A + noise  # an integrating reading of the sinking hold
-            else:
-                value = float(self.cell.current_A) + noise
+            value = self._current_now() + noise
         else:
-            current = float(self.cell.current_A)
+            current = self._current_now()
             value = OVERFLOW if abs(current) < 1e-15 else abs(self._terminal_voltage() / current)
         if not sense.auto and abs(value) > sense.range * 1.05:
             return OVERFLOW
@@ -463,9 +554,8 @@ class SimulatedKeithley2450:
         function = self.source_function
         if not self.source[function].readback:
             return self.source[function].level
-        kind, level, _ = self._drive()
         if function == "CURR":
-            return level if kind == "I" and not self._tripped else float(self.cell.current_A)
+            return self._current_now()
         return self._terminal_voltage()
 
     def _take_readings(self, buffer_name: str, count: int | None = None) -> _Reading:
