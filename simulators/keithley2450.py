@@ -23,7 +23,13 @@ state. Source limits are symmetric and always applied: in current mode the volta
 ``VLIM`` clamps the terminal voltage to ``[-VLIM, +VLIM]`` (constant current turns into
 constant voltage, ``:SOUR:CURR:VLIM:TRIP?`` reports 1); in voltage mode the current limit
 ``ILIM`` bounds ``|I|`` (the source drives ``±ILIM`` until the cell reaches the set voltage,
-``:SOUR:VOLT:ILIM:TRIP?`` reports 1 meanwhile, then holds it). With the output off the
+``:SOUR:VOLT:ILIM:TRIP?`` reports 1 meanwhile, then holds it). A voltage source (or a
+clamped current source) takes over with the current that puts the terminal at its level at
+that instant (the ohmic step; a hold after a constant current at the same voltage starts at
+that current), or the limit in that direction; which way it holds follows the cell, never what
+the source did before. The current read while it holds is the current flowing then (the cell
+model's last time step; for a hold that sinks, its mean over the last minute or since the last
+reading), so readings times the time between them add up to the charge that flowed. With the output off the
 output-off state of the present source function applies (``:OUTP:<function>:SMOD``): ``HIMP``
 opens the relay (the cell rests); ``NORM`` connects 0 V behind a limit of 0.5 % of the present
 current range and ``ZERO`` 0 V behind its full scale, both of which discharge a battery, as on
@@ -95,10 +101,9 @@ MSB, EAV, QSB, MAV, ESB, MSS, OSB = 1, 4, 8, 16, 32, 64, 128
 OPC, QYE, DDE, EXE, CME, PON = 1, 4, 8, 16, 32, 128
 
 
-SINK_PERIOD_S = 5.0
-"""Control period of a sinking voltage hold: it adjusts its current at least this often."""
 SINK_READING_S = 60.0
-"""A sinking voltage hold's reading: its mean current over this long (or since the last visit)."""
+"""A sinking voltage hold adjusts its current at least this often, and a reading of it is its
+mean current over this long (or since the last visit, if shorter)."""
 
 
 def _recent_mean_A(pieces: list[tuple[float, float]], window_s: float) -> float:
@@ -472,10 +477,8 @@ class SimulatedKeithley2450:
         left = duration_s
         current = self._hold_pull_A
         while left > 1e-9:
-            chunk = min(left, SINK_PERIOD_S)
+            chunk = min(left, SINK_READING_S)
             current = min(ilim_A, 2.0 * current)
-            if self.cell.voltage_V() > level_V:  # it relaxed above the level: pull it back at once
-                current = min(ilim_A, max(current, -self._needed_current_A(level_V, ilim_A)))
             while chunk > 1e-9:
                 adv = self.cell.constant_current(-current, chunk, v_lower_V=level_V)
                 pieces.append((adv.elapsed_s, -current * adv.elapsed_s))

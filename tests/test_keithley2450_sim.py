@@ -272,6 +272,27 @@ def test_current_mode_voltage_limit_is_symmetric(lab) -> None:
     assert voltages[-1] == pytest.approx(limit, abs=1e-6)  # held at the limit, not below it
 
 
+def test_a_charge_clamped_at_its_voltage_limit_reads_the_current_it_still_passes(lab) -> None:
+    # After *RST (a voltage source at 0 V, output off in NORM) the clamp used to hold as if it
+    # were sinking: the cell rested while the terminal read 4.6 V and the current 0 A.
+    clock, cell, _, host = lab
+    host.write("*RST")
+    host.write(":SOUR:FUNC CURR;:SENS:FUNC 'VOLT';:SOUR:CURR:VLIM 4.6;:SOUR:CURR 1.4e-4;:OUTP ON")
+    while host.query(":SOUR:CURR:VLIM:TRIP?") == "0":
+        clock.set_time(clock.now() + 600)
+    currents = []
+    for _ in range(6):
+        clock.set_time(clock.now() + 300)
+        voltage, current = (float(x) for x in host.query(':READ? "defbuffer1", READ, SOUR').split(","))
+        assert voltage == pytest.approx(4.6) and cell.voltage_V() == pytest.approx(4.6, abs=1e-3)
+        currents.append(current)
+    assert all(0 < i < 1.4e-4 for i in currents) and currents == sorted(currents, reverse=True)
+    # a CV step at the clamp voltage (ILIM 0.1 A, as the driver sets it) goes on from that current
+    host.write(":SOUR:FUNC VOLT;:SOUR:VOLT 4.6;:SOUR:VOLT:ILIM 0.1;:OUTP ON")
+    assert float(host.query(":MEAS:CURR?")) == pytest.approx(currents[-1], rel=0.05)
+    assert host.query(":SOUR:VOLT:ILIM:TRIP?") == "0"
+
+
 # --- connections ------------------------------------------------------------------------------
 
 
