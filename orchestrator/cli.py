@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -882,6 +883,12 @@ def data_export(
     root = data_dir or default_data_dir()
     try:
         if source == "tiled" or tiled_uri:
+            if tiled_uri is None:  # the embedded catalog: first what the journal has more
+                from orchestrator.storage import _journal_path
+                from orchestrator.tiled_fill import fill
+
+                with contextlib.suppress(KeyError):
+                    fill(root, [_journal_path(root, run_id).stem])
             store = TiledStore(root, tiled_uri)
             try:
                 start, frame = store.read_run(run_id)
@@ -1083,6 +1090,9 @@ _register_stations(app, data_app)
 def main() -> None:
     """The ``relaxlab`` command: errors a user can cause are one ``error:`` line (see ``_guarded``);
     anything else is reported in one line too, with the way to see the traceback."""
+    from orchestrator.quiet import quiet_console
+
+    quiet_console()  # third-party warnings off the console (not for tests, which call `app`)
     if os.environ.get("RELAXLAB_DEBUG"):
         app()
         return

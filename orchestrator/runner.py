@@ -115,9 +115,14 @@ class Session:
         self.journal = Journal(self.data_dir)
         self.RE.subscribe(self.journal)
         self.tiled: TiledStore | None = None
-        if tiled:
+        self.tiled_embedded = tiled and tiled_uri is None
+        if tiled and tiled_uri is not None:  # a Tiled server: written as the run goes
             self.tiled = TiledStore(self.data_dir, tiled_uri)
             self.RE.subscribe(self.tiled)
+        elif tiled:  # the embedded catalog: filled from the journal in the background
+            from orchestrator.tiled_fill import FillOnStop
+
+            self.RE.subscribe(FillOnStop(self.data_dir))
         self.progress = ProgressReporter(self.clock, enabled=progress)
         self.RE.subscribe(self.progress)
         self.connected: ConnectedLab = connect_lab(lab, self.clock, cells, noise=noise)
@@ -139,9 +144,18 @@ class Session:
 
     def read(self, uid: str, source: str = "journal") -> Any:
         if source == "tiled":
-            if self.tiled is None:
+            if self.tiled is not None:
+                return self.tiled.read_run(uid)
+            if not self.tiled_embedded:
                 raise RuntimeError("this session has no Tiled catalog")
-            return self.tiled.read_run(uid)
+            from orchestrator.tiled_fill import fill
+
+            fill(self.data_dir, [uid])  # waits for the background filler, copies what it lacks
+            store = TiledStore(self.data_dir)
+            try:
+                return store.read_run(uid)
+            finally:
+                store.close()
         return read_journal(self.data_dir, uid)
 
     def subscribe(self, callback: Callable[[str, dict[str, Any]], None]) -> int:
