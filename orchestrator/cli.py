@@ -178,7 +178,14 @@ def examples(as_json: JsonOpt = False) -> None:
     _print(rows, as_json, "\n".join(lines))
 
 
-def _session(lab: Any, data_dir: Path | None, tiled: bool, progress: bool, **kw: Any) -> Any:
+def progress_mode(as_json: bool) -> str:
+    """Progress display: live on a terminal, one line per event when stdout is piped, none with --json."""
+    from orchestrator.progress import progress_mode as mode
+
+    return mode(as_json)
+
+
+def _session(lab: Any, data_dir: Path | None, tiled: bool, progress: bool | str, **kw: Any) -> Any:
     from orchestrator.runner import Session
 
     return Session(lab, data_dir=data_dir, tiled=tiled, progress=progress, **kw)
@@ -211,7 +218,7 @@ def demo(
     root = _data_root(data_dir)
     out = _writable_dir(out, "--out folder")
     wall0 = time.perf_counter()
-    session = _session(lab, root, tiled, progress=not as_json and sys.stderr.isatty())
+    session = _session(lab, root, tiled, progress=progress_mode(as_json))
     started: list[str] = []
     session.subscribe(lambda name, doc: started.append(doc["uid"]) if name == "start" else None)
     try:
@@ -328,7 +335,7 @@ def run(
     root = _data_root(data_dir or (Path(lab.lab.data_dir) if lab.lab.data_dir else None))
     try:
         session = _session(
-            lab, root, tiled, progress=not as_json and sys.stderr.isatty(), cells=[config.name], clock=clock
+            lab, root, tiled, progress=progress_mode(as_json), cells=[config.name], clock=clock
         )
     except InstrumentError as exc:
         _fail(f"cannot reach an instrument: {exc}")
@@ -654,7 +661,7 @@ def campaign_run(
         else:
             result = run_campaign(
                 campaign, root, channels=channels, ovens=ovens,
-                progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed, lab=lab, clock=clock,
+                progress=progress_mode(as_json), resume=resume, seed=seed, lab=lab, clock=clock,
                 rerun=rerun,
             )  # fmt: skip
     except (RunEngineInterrupted, KeyboardInterrupt):
