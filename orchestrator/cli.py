@@ -892,10 +892,13 @@ def data_export(
         if source == "tiled" or tiled_uri:
             if tiled_uri is None:  # the embedded catalog: first what the journal has more
                 from orchestrator.storage import _journal_path
-                from orchestrator.tiled_fill import fill
+                from orchestrator.tiled_fill import fill, filler_running, pending
 
                 with contextlib.suppress(KeyError):
-                    fill(root, [_journal_path(root, run_id).stem])
+                    uid = _journal_path(root, run_id).stem
+                    if pending(root, [uid]) or filler_running(root):
+                        typer.echo("bringing the Tiled catalog up to date with the journal ...", err=True)
+                    fill(root, [uid])
             store = TiledStore(root, tiled_uri)
             try:
                 start, frame = store.read_run(run_id)
