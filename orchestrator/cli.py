@@ -186,9 +186,18 @@ def progress_mode(as_json: bool) -> str:
 
 
 def _session(lab: Any, data_dir: Path | None, tiled: bool, progress: bool | str, **kw: Any) -> Any:
-    from orchestrator.runner import Session
+    status = progress == "live" and sys.stderr.isatty()
+    if status:  # a status line while storage and the instruments open (erased once they are)
+        sys.stderr.write("opening storage and instruments ...")
+        sys.stderr.flush()
+    try:
+        from orchestrator.runner import Session
 
-    return Session(lab, data_dir=data_dir, tiled=tiled, progress=progress, **kw)
+        return Session(lab, data_dir=data_dir, tiled=tiled, progress=progress, **kw)
+    finally:
+        if status:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
 
 
 @app.command()
