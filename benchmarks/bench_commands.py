@@ -86,7 +86,7 @@ def main() -> None:
         for name in examples:
             target = 3.0 if name.startswith("cv-") else 5.0
             wall, rc, out = row(
-                f"run {name}", ["run", name, "--lab", "simulated", "--json", "--data-dir", str(data)], target
+                f"run {name}", ["run", name, "--lab", "simulated", "--json", "--data-dir", str(data), "--out", str(out_dir)], target
             )
             if rc == 0:
                 last_run = name

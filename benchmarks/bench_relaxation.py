@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_relaxation            # all but the 720,000-point memory run
     python -m benchmarks.bench_relaxation --long     # also the 200 h, 1 point/s rest
+    python -m benchmarks.bench_relaxation --storage  # only the storage ingest figures
 
 Targets on the 2-core reference machine: the paper's protocol in <= 2 s in-process
 (>= 100,000x real time) and <= 5 s over TCP; per-point overhead <= 1.2x a bare bluesky
@@ -73,58 +74,61 @@ def bare_count_per_event(n: int = 2000) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def storage_ingest(points: int = 200_000, page: int = 1000) -> tuple[float, float]:
-    """Points/s through the journal alone, and through journal + embedded Tiled."""
+def _ingest_docs(points: int, page: int) -> list[tuple[str, dict]]:
     from event_model import compose_run
 
-    from orchestrator.storage import Journal, TiledStore
+    keys = ["voltage_V", "current_A", "specific_current_mA_g", "capacity_mAh_g", "temperature_C", "step", "substep"]
+    bundle = compose_run(metadata={"plan_name": "ingest"})
+    desc = bundle.compose_descriptor(
+        name="primary", data_keys={k: {"source": "bench", "dtype": "number", "shape": []} for k in keys}
+    )
+    docs: list[tuple[str, dict]] = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
+    for i in range(points // page):
+        values = [float(j) for j in range(i * page, (i + 1) * page)]
+        docs.append(("event_page", desc.compose_event_page(
+            data={k: values for k in keys}, timestamps={k: values for k in keys},
+            seq_num=list(range(i * page + 1, (i + 1) * page + 1)), validate=False)))  # fmt: skip
+    docs.append(("stop", bundle.compose_stop()))
+    return docs
 
-    keys = [
-        "voltage_V",
-        "current_A",
-        "specific_current_mA_g",
-        "capacity_mAh_g",
-        "temperature_C",
-        "step",
-        "substep",
-    ]
-    results = []
-    for with_tiled in (False, True):
-        with tempfile.TemporaryDirectory() as tmp:
-            sinks = [Journal(Path(tmp))]
-            if with_tiled:
-                sinks.append(TiledStore(Path(tmp)))
-            bundle = compose_run(metadata={"plan_name": "ingest"})
-            desc = bundle.compose_descriptor(
-                name="primary",
-                data_keys={k: {"source": "bench", "dtype": "number", "shape": []} for k in keys},
-            )
-            docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
-            for name, doc in docs:
-                for sink in sinks:
-                    sink(name, doc)
-            pages = []
-            for i in range(points // page):
-                values = [float(j) for j in range(i * page, (i + 1) * page)]
-                pages.append(
-                    desc.compose_event_page(
-                        data={k: values for k in keys},
-                        timestamps={k: values for k in keys},
-                        seq_num=list(range(i * page + 1, (i + 1) * page + 1)),
-                        validate=False,
-                    )
-                )
-            t0 = time.perf_counter()
-            for doc in pages:
-                for sink in sinks:
-                    sink("event_page", doc)
-            stop = bundle.compose_stop()
+
+def storage_ingest(points: int = 200_000, page: int = 1000) -> dict[str, float]:
+    """Points/s: the journal alone (fsynced per page, as a run writes it); the journal with
+    Tiled written as the run goes (``TiledStore`` subscribed, how a run on a Tiled server is
+    stored); and the embedded catalog filled from the journal afterwards in 100,000-point
+    blocks (:mod:`orchestrator.tiled_fill`, what a run does now), alone and journal + fill."""
+    from orchestrator.storage import Journal, TiledStore
+    from orchestrator.tiled_fill import fill_run, open_embedded
+
+    docs = _ingest_docs(points, page)
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = Journal(Path(tmp))
+        t0 = time.perf_counter()
+        for name, doc in docs:
+            journal(name, doc)
+        t_journal = time.perf_counter() - t0
+        out["journal"] = points / t_journal
+        context, _ = open_embedded(Path(tmp))  # created once, before (as the first run's filler does)
+        context.close()
+        t0 = time.perf_counter()
+        context, client = open_embedded(Path(tmp))  # what each filler process does once
+        out["open_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        fill_run(client, Path(tmp), str(docs[0][1]["uid"]))
+        t_fill = time.perf_counter() - t0
+        context.close()
+        out["fill"] = points / t_fill
+        out["journal_then_fill"] = points / (t_journal + out["open_s"] + t_fill)
+    with tempfile.TemporaryDirectory() as tmp:
+        sinks = [Journal(Path(tmp)), TiledStore(Path(tmp))]
+        t0 = time.perf_counter()
+        for name, doc in docs:
             for sink in sinks:
-                sink("stop", stop)
-            results.append(points / (time.perf_counter() - t0))
-            if with_tiled:
-                sinks[1].close()
-    return results[0], results[1]
+                sink(name, doc)
+        out["journal_and_live_tiled"] = points / (time.perf_counter() - t0)
+        sinks[1].close()
+    return out
 
 
 def long_rest_memory(points: int) -> tuple[float, float]:
@@ -144,10 +148,26 @@ def long_rest_memory(points: int) -> tuple[float, float]:
     return growth, wall
 
 
+def _print_storage() -> None:
+    rates = storage_ingest()
+    print(
+        f"storage ingest             : journal {rates['journal']:,.0f} points/s; Tiled filled from the journal "
+        f"{rates['fill']:,.0f} points/s (target >= 100,000; opening the catalog {rates['open_s']:.2f} s once per filler; "
+        f"journal, open and fill {rates['journal_then_fill']:,.0f}); "
+        f"journal + Tiled written as the run goes {rates['journal_and_live_tiled']:,.0f} points/s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--long", action="store_true", help="also the 720,000-point rest")
+    parser.add_argument("--storage", action="store_true", help="only the storage ingest figures")
     args = parser.parse_args()
+    if args.storage:
+        bare = bare_count_per_event()
+        print(f"bare bluesky count per event: {bare * 1e6:.0f} us (this machine, now)")
+        _print_storage()
+        return
 
     wall, points, sim_s = paper_protocol(tcp=False)
     per_point = wall / points
@@ -162,11 +182,7 @@ def main() -> None:
         f"per point (whole protocol) : {per_point * 1e6:6.0f} us; bare bluesky count per event "
         f"{bare * 1e6:.0f} us; ratio {per_point / bare:.2f} (target <= 1.2)"
     )
-    journal, tiled = storage_ingest()
-    print(
-        f"storage ingest             : journal {journal:,.0f} points/s; journal + Tiled "
-        f"{tiled:,.0f} points/s (target >= 100,000)"
-    )
+    _print_storage()
     n = 720_000 if args.long else 72_000
     growth, wall_rest = long_rest_memory(n)
     print(

@@ -56,7 +56,7 @@ def run_on_lab(
     data_dir: Path,
     lab: Lab,
     responder: Any = None,
-    progress: bool = False,
+    progress: bool | str = False,
     on_job_done: Any = None,
     resume: bool = False,
     clock: Clock | None = None,

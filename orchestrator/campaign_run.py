@@ -56,23 +56,35 @@ class CampaignResult:
 
 
 class CampaignProgress:
-    """One line per cell: where it is, the campaign time, and when the schedule expects it to end
-    (rich live table when enabled), plus the campaign's ETA from the same schedule as
-    ``relaxlab campaign plan``."""
+    """One line per cell: its current step, its own simulated time, the campaign time, and when
+    the schedule expects it to end; plus the campaign's ETA in simulated time (the same schedule
+    as ``relaxlab campaign plan``) and in wall-clock time (at the pace so far). ``enabled``:
+    ``"live"`` (rich live table, also ``True``), ``"lines"`` (one plain line per event: a cell
+    starts, starts a step, ends), ``"off"`` (also ``False``)."""
 
     def __init__(
-        self, clock: Any, cells: list[str], enabled: bool, planned_end_s: dict[str, float] | None = None
-    ) -> None:
+        self, clock: Any, cells: list[str], enabled: bool | str, planned_end_s: dict[str, float] | None = None,
+        stream: Any = None,
+    ) -> None:  # fmt: skip
+        from orchestrator.progress import LinePrinter, Pace, as_mode
+
         self.clock = clock
-        self.enabled = enabled
+        self.mode = as_mode(enabled)
+        self.enabled = self.mode != "off"
         self.state = {cell: "waiting" for cell in cells}
         self.planned_end_s = planned_end_s or {}
         self.makespan_s = max(self.planned_end_s.values(), default=0.0)
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
         self._run_cell: dict[str, str] = {}
+        self._steps: dict[str, Any] = {}  # cell -> StepTracker of its current run
+        self._began: dict[str, float] = {}  # cell -> clock time its run started
+        self._ended: dict[str, float] = {}  # cell -> clock time its run ended
+        self._descriptors: dict[str, str] = {}  # descriptor uid -> cell
         self._t0 = clock.now()
-        if enabled:
+        self._pace = Pace(self._t0)
+        self._print = LinePrinter(stream)
+        if self.mode == "live":
             from rich.progress import Progress, TextColumn
 
             self._progress = Progress(
@@ -86,38 +98,78 @@ class CampaignProgress:
     def elapsed_h(self) -> float:
         return (self.clock.now() - self._t0) / 3600.0
 
+    def _left_s(self, end_s: float | None) -> float | None:
+        return None if end_s is None else max(end_s - (self.clock.now() - self._t0), 0.0)
+
     def overall(self) -> str:
-        """``t = 3.2 h of ~49.1 h planned (ETA in 45.9 h); 4/33 done``"""
+        """``t = 3.2 h of ~49.1 h planned (ETA in 45.9 h simulated, ~1 min 05 s wall); 4/33 cells done``"""
+        from orchestrator.progress import wall_text
+
         done = sum(s == "done" for s in self.state.values())
         text = f"t = {self.elapsed_h():.1f} h"
         if self.makespan_s:
-            left_h = max(self.makespan_s / 3600.0 - self.elapsed_h(), 0.0)
-            text += f" of ~{self.makespan_s / 3600.0:.1f} h planned (ETA in {left_h:.1f} h)"
-        return f"{text}; {done}/{len(self.state)} cells done"
+            left_s = self._left_s(self.makespan_s) or 0.0
+            wall = self._pace.wall_left_s(self.clock.now(), left_s)
+            wall_part = f", ~{wall_text(wall)} wall" if wall is not None else ""
+            text += f" of ~{self.makespan_s / 3600.0:.1f} h planned (ETA in {left_s / 3600.0:.1f} h simulated{wall_part})"
+        return f"{text}; {done}/{len(self.state)} cells done; wall {wall_text(self._pace.wall_s())}"
+
+    def cell_s(self, cell: str) -> float:
+        """The cell's own simulated time: since its run started, up to now or to its end."""
+        if cell not in self._began:
+            return 0.0
+        return self._ended.get(cell, self.clock.now()) - self._began[cell]
 
     def line(self, cell: str) -> str:
+        from orchestrator.progress import sim_text
+
         end = self.planned_end_s.get(cell)
         planned = f"; planned end {end / 3600.0:.1f} h" if end is not None else ""
-        return f"{self.state[cell]}  (t = {self.elapsed_h():.1f} h{planned})"
+        status = self.state[cell]
+        if cell in self._steps and status.startswith("running"):
+            status = f"{status}, {self._steps[cell].text()}"
+        own = f", cell {sim_text(self.cell_s(cell))}" if cell in self._began else ""
+        eta = ""
+        if status.startswith("running") and end is not None:
+            eta = f"; {self._pace.eta(self.clock.now(), self._left_s(end))}"
+        return f"{status}  (t = {self.elapsed_h():.1f} h{own}{planned}{eta})"
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        from orchestrator.progress import StepTracker
+
         if name == "start" and doc.get("job") == "cell":
-            self._run_cell[doc["uid"]] = doc["cell"]
-            self._set(doc["cell"], f"running on {doc.get('channel')}")
+            cell = doc["cell"]
+            self._run_cell[doc["uid"]] = cell
+            self._steps[cell] = StepTracker(list(doc.get("step_types", [])))
+            self._began[cell] = float(self.clock.now())
+            self._ended.pop(cell, None)
+            self._set(cell, f"running on {doc.get('channel')}")
         elif name == "event_page":
-            if self._progress is not None:
+            cell = self._descriptors.get(doc.get("descriptor", ""))
+            if cell is not None and "step" in doc.get("data", {}) and self._steps[cell].update(doc["data"]["step"][-1]):
+                self._set(cell, self.state[cell])
+            elif self._progress is not None:
                 self._progress.update(self._tasks["campaign"], status=self.overall())
+                for running in (c for c, st in self.state.items() if st.startswith("running")):
+                    self._progress.update(self._tasks[running], status=self.line(running))
+        elif name == "descriptor" and doc.get("run_start") in self._run_cell:
+            self._descriptors[doc["uid"]] = self._run_cell[doc["run_start"]]
         elif name == "stop" and doc["run_start"] in self._run_cell:
             cell = self._run_cell[doc["run_start"]]
+            self._ended[cell] = float(self.clock.now())
             self._set(cell, "done" if doc["exit_status"] == "success" else f"FAILED: {doc.get('reason', '')}")
 
     def _set(self, cell: str, status: str) -> None:
         self.state[cell] = status
+        if self.mode == "lines":
+            self._print(self._pace.wall_s(), self.clock.now() - self._t0, f"{cell}: {self.line(cell)}")
         if self._progress is not None:
             self._progress.update(self._tasks[cell], status=self.line(cell))
             self._progress.update(self._tasks["campaign"], status=self.overall())
 
     def close(self) -> None:
+        if self.mode == "lines":
+            self._print(self._pace.wall_s(), self.clock.now() - self._t0, f"campaign: {self.overall()}")
         if self._progress is not None:
             self._progress.stop()
 
@@ -141,7 +193,7 @@ class CampaignSession:
         data_dir: Path,
         campaign: Campaign,
         state: dict[str, Any],
-        progress: bool,
+        progress: bool | str,
         resources: tuple[int, int] = (16, 1),
     ) -> CampaignSession:
         """``resources`` = (channels, ovens), for the schedule behind the progress ETA."""
@@ -153,8 +205,10 @@ class CampaignSession:
             RE = RunEngine({})
         install_ctrl_c(RE)  # Ctrl-C stops cleanly (cells to open circuit), twice aborts at once
         RE.subscribe(RunRouter([lambda name, doc: ([Journal(data_dir)], [])]))
+        from orchestrator.progress import as_mode
+
         planned: dict[str, float] = {}
-        if progress:
+        if as_mode(progress) != "off":
             from orchestrator.estimate import campaign_estimator
             from orchestrator.schedule import plan_campaign
 
@@ -226,7 +280,7 @@ def run_campaign(
     data_dir: Path,
     channels: int = 16,
     ovens: int = 1,
-    progress: bool = False,
+    progress: bool | str = False,
     resume: bool = False,
     noise: bool = True,
     seed: int = 1,
@@ -276,7 +330,7 @@ def _run_campaign(
     data_dir: Path,
     channels: int,
     ovens: int,
-    progress: bool,
+    progress: bool | str,
     resume: bool,
     noise: bool,
     seed: int,

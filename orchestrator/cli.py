@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -177,10 +178,26 @@ def examples(as_json: JsonOpt = False) -> None:
     _print(rows, as_json, "\n".join(lines))
 
 
-def _session(lab: Any, data_dir: Path | None, tiled: bool, progress: bool, **kw: Any) -> Any:
-    from orchestrator.runner import Session
+def progress_mode(as_json: bool) -> str:
+    """Progress display: live on a terminal, one line per event when stdout is piped, none with --json."""
+    from orchestrator.progress import progress_mode as mode
 
-    return Session(lab, data_dir=data_dir, tiled=tiled, progress=progress, **kw)
+    return mode(as_json)
+
+
+def _session(lab: Any, data_dir: Path | None, tiled: bool, progress: bool | str, **kw: Any) -> Any:
+    status = progress == "live" and sys.stderr.isatty()
+    if status:  # a status line while storage and the instruments open (erased once they are)
+        sys.stderr.write("opening storage and instruments ...")
+        sys.stderr.flush()
+    try:
+        from orchestrator.runner import Session
+
+        return Session(lab, data_dir=data_dir, tiled=tiled, progress=progress, **kw)
+    finally:
+        if status:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
 
 
 @app.command()
@@ -210,7 +227,7 @@ def demo(
     root = _data_root(data_dir)
     out = _writable_dir(out, "--out folder")
     wall0 = time.perf_counter()
-    session = _session(lab, root, tiled, progress=not as_json and sys.stderr.isatty())
+    session = _session(lab, root, tiled, progress=progress_mode(as_json))
     started: list[str] = []
     session.subscribe(lambda name, doc: started.append(doc["uid"]) if name == "start" else None)
     try:
@@ -327,7 +344,7 @@ def run(
     root = _data_root(data_dir or (Path(lab.lab.data_dir) if lab.lab.data_dir else None))
     try:
         session = _session(
-            lab, root, tiled, progress=not as_json and sys.stderr.isatty(), cells=[config.name], clock=clock
+            lab, root, tiled, progress=progress_mode(as_json), cells=[config.name], clock=clock
         )
     except InstrumentError as exc:
         _fail(f"cannot reach an instrument: {exc}")
@@ -653,7 +670,7 @@ def campaign_run(
         else:
             result = run_campaign(
                 campaign, root, channels=channels, ovens=ovens,
-                progress=not as_json and sys.stderr.isatty(), resume=resume, seed=seed, lab=lab, clock=clock,
+                progress=progress_mode(as_json), resume=resume, seed=seed, lab=lab, clock=clock,
                 rerun=rerun,
             )  # fmt: skip
     except (RunEngineInterrupted, KeyboardInterrupt):
@@ -882,6 +899,15 @@ def data_export(
     root = data_dir or default_data_dir()
     try:
         if source == "tiled" or tiled_uri:
+            if tiled_uri is None:  # the embedded catalog: first what the journal has more
+                from orchestrator.storage import _journal_path
+                from orchestrator.tiled_fill import fill, filler_running, pending
+
+                with contextlib.suppress(KeyError):
+                    uid = _journal_path(root, run_id).stem
+                    if pending(root, [uid]) or filler_running(root):
+                        typer.echo("bringing the Tiled catalog up to date with the journal ...", err=True)
+                    fill(root, [uid])
             store = TiledStore(root, tiled_uri)
             try:
                 start, frame = store.read_run(run_id)
@@ -1083,6 +1109,9 @@ _register_stations(app, data_app)
 def main() -> None:
     """The ``relaxlab`` command: errors a user can cause are one ``error:`` line (see ``_guarded``);
     anything else is reported in one line too, with the way to see the traceback."""
+    from orchestrator.quiet import quiet_console
+
+    quiet_console()  # third-party warnings off the console (not for tests, which call `app`)
     if os.environ.get("RELAXLAB_DEBUG"):
         app()
         return

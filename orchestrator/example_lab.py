@@ -37,7 +37,7 @@ from orchestrator.lab import CellConfig, Lab
 from orchestrator.schedule import split_phases
 from orchestrator.simlab import SimulatedCampaignLab
 from orchestrator.simtime import SimulatedTime
-from orchestrator.storage import Journal, Spool, TiledStore
+from orchestrator.storage import Journal, Spool
 from protocols.campaign import Gate, Pool, portion_job
 from protocols.jobs import run_jobs
 from protocols.mixed import cell_protocol_job
@@ -221,9 +221,10 @@ def run_on_simulated_lab(
     simtime.install(RE)
     journal = Journal(data_dir, fsync=False)
     RE.subscribe(journal)
-    store = TiledStore(data_dir) if tiled else None
-    if store is not None:
-        RE.subscribe(WithoutStreams(store, ("xrd",)))
+    if tiled:  # the embedded catalog is filled from the journal in the background (streams of arrays stay out)
+        from orchestrator.tiled_fill import FillOnStop
+
+        RE.subscribe(FillOnStop(data_dir))
     spool = Spool(data_dir, fsync=False)
     channel.spool = spool
     uids: list[str] = []
@@ -271,8 +272,6 @@ def run_on_simulated_lab(
     finally:
         journal.close()
         spool.close()
-        if store is not None:
-            store.close()
     cell_result = results[config.name]
     return ExampleResult(uids[-1], portion_uid, (clock.now() - t0) / 3600.0, time.perf_counter() - wall0,
                          cell_result.get("recorded", {}), scans)  # fmt: skip

@@ -6,7 +6,6 @@ In simulated mode the clock is a :class:`~drivers.clock.SimClock` driven by
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -19,62 +18,87 @@ from drivers.techniques import technique_from_dict
 from orchestrator.connect import ConnectedLab, connect_lab
 from orchestrator.interrupt import install as install_ctrl_c
 from orchestrator.lab import Lab
+from orchestrator.progress import LinePrinter, Pace, StepTracker, as_mode, sim_text, wall_text
 from orchestrator.schedule import estimate_step_s
 from orchestrator.simtime import SimulatedTime
 from orchestrator.storage import Journal, Spool, TiledStore, default_data_dir, read_journal
 
 
 class ProgressReporter(DocumentRouter):
-    """A rich progress bar: simulated (or real) elapsed time, wall time and ETA."""
+    """A run's progress: its current step, simulated and wall time, and the ETA in simulated and
+    wall-clock time. ``mode`` (see :mod:`orchestrator.progress`): ``"live"`` a rich bar on the
+    terminal, ``"lines"`` one plain line per event (run start, step start, run end) on ``stream``,
+    ``"off"``; ``True``/``False`` mean live/off."""
 
-    def __init__(self, clock: Clock, enabled: bool = True) -> None:
+    def __init__(self, clock: Clock, enabled: bool | str = True, stream: Any = None) -> None:
         super().__init__()
         self.clock = clock
-        self.enabled = enabled
+        self.mode = as_mode(enabled)
+        self.enabled = self.mode != "off"
+        self._print = LinePrinter(stream)
         self._progress: Any = None
         self._task: Any = None
         self._t0 = 0.0
-        self._wall0 = 0.0
         self._steps: list[float] = []
+        self._tracker = StepTracker([])
+        self._pace = Pace(0.0)
+        self._label = "run"
+
+    def _sim_s(self) -> float:
+        return self.clock.now() - self._t0
+
+    def _left_s(self, point_s: float) -> float:
+        """Simulated time left by the steps' estimates: the rest of the current step (at least
+        nothing) and every step after it."""
+        i = max(self._tracker.index, 0)
+        done_before = sum(self._steps[:i])
+        in_step = min(max(point_s - done_before, 0.0), self._steps[i] if i < len(self._steps) else 0.0)
+        return max(sum(self._steps) - done_before - in_step, 0.0)
 
     def start(self, doc: dict[str, Any]) -> None:  # type: ignore[override]
-        self._t0 = float(doc.get("clock_start_s", self.clock.now()))
-        self._wall0 = time.perf_counter()
-        self._steps = [estimate_step_s(technique_from_dict(s)) for s in doc.get("steps", [])]
         if not self.enabled:
             return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        self._t0 = float(doc.get("clock_start_s", self.clock.now()))
+        self._pace = Pace(self._sim_s())  # simulated seconds from the run's start
+        self._steps = [estimate_step_s(technique_from_dict(s)) for s in doc.get("steps", [])]
+        self._tracker = StepTracker(list(doc.get("step_types", [])))
+        self._label = str(doc.get("cell") or doc.get("plan_name", "run"))
+        if self.mode == "lines":
+            self._print(0.0, 0.0, f"{self._label}: run {str(doc['uid'])[:8]} started, {len(self._steps)} steps, "
+                                  f"~{sim_text(sum(self._steps))} simulated planned")  # fmt: skip
+            return
+        from rich.progress import BarColumn, Progress, TextColumn
 
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeRemainingColumn(),
-            transient=True,
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"), transient=True
         )
         self._progress.start()
-        total = max(sum(self._steps), 1.0)
-        label = doc.get("cell") or doc.get("plan_name", "run")
-        self._task = self._progress.add_task(str(label), total=total, status="")
+        self._task = self._progress.add_task(self._label, total=max(sum(self._steps), 1.0), status="starting")
 
     def event_page(self, doc: dict[str, Any]) -> None:  # type: ignore[override]
-        if self._progress is None:
+        if not self.enabled or "step" not in doc.get("data", {}):
             return
-        step = int(doc["data"]["step"][-1])
-        t_sim = self.clock.now() - self._t0
-        done_before = sum(self._steps[:step])
-        elapsed_in_step = float(doc["timestamps"]["step"][-1]) - self._t0 - done_before
-        completed = done_before + max(
-            0.0, min(elapsed_in_step, self._steps[step] if step < len(self._steps) else 0)
-        )
-        wall = time.perf_counter() - self._wall0
-        self._progress.update(
-            self._task,
-            completed=min(completed, sum(self._steps)),
-            status=f"step {step + 1}/{len(self._steps)}  sim {t_sim / 3600:7.2f} h  wall {wall:6.1f} s",
-        )
+        new_step = self._tracker.update(doc["data"]["step"][-1])
+        point_s = float(doc["timestamps"]["step"][-1]) - self._t0
+        sim = self._sim_s()
+        left = self._left_s(point_s)
+        eta = self._pace.eta(sim, left)
+        if self.mode == "lines":
+            if new_step:
+                self._print(self._pace.wall_s(), sim, f"{self._label}: now on {self._tracker.text()}; {eta}")
+            return
+        if self._progress is not None:
+            total = max(sum(self._steps), 1.0)
+            self._progress.update(
+                self._task, completed=min(max(total - left, 0.0), total),
+                status=f"{self._tracker.text()}  sim {sim_text(sim)}  wall {wall_text(self._pace.wall_s())}  {eta}",
+            )  # fmt: skip
 
     def stop(self, doc: dict[str, Any]) -> None:  # type: ignore[override]
+        if self.mode == "lines":
+            self._print(self._pace.wall_s(), self._sim_s(),
+                        f"{self._label}: run ended ({doc.get('exit_status')}) after {sim_text(self._sim_s())} "
+                        f"simulated, {wall_text(self._pace.wall_s())} wall")  # fmt: skip
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -89,7 +113,7 @@ class Session:
         data_dir: Path | None = None,
         tiled: bool = True,
         tiled_uri: str | None = None,
-        progress: bool = False,
+        progress: bool | str = False,
         noise: bool = False,
         cells: list[str] | None = None,
         clock: Clock | None = None,
@@ -115,9 +139,14 @@ class Session:
         self.journal = Journal(self.data_dir)
         self.RE.subscribe(self.journal)
         self.tiled: TiledStore | None = None
-        if tiled:
+        self.tiled_embedded = tiled and tiled_uri is None
+        if tiled and tiled_uri is not None:  # a Tiled server: written as the run goes
             self.tiled = TiledStore(self.data_dir, tiled_uri)
             self.RE.subscribe(self.tiled)
+        elif tiled:  # the embedded catalog: filled from the journal in the background
+            from orchestrator.tiled_fill import FillOnStop
+
+            self.RE.subscribe(FillOnStop(self.data_dir))
         self.progress = ProgressReporter(self.clock, enabled=progress)
         self.RE.subscribe(self.progress)
         self.connected: ConnectedLab = connect_lab(lab, self.clock, cells, noise=noise)
@@ -139,9 +168,18 @@ class Session:
 
     def read(self, uid: str, source: str = "journal") -> Any:
         if source == "tiled":
-            if self.tiled is None:
+            if self.tiled is not None:
+                return self.tiled.read_run(uid)
+            if not self.tiled_embedded:
                 raise RuntimeError("this session has no Tiled catalog")
-            return self.tiled.read_run(uid)
+            from orchestrator.tiled_fill import fill
+
+            fill(self.data_dir, [uid])  # waits for the background filler, copies what it lacks
+            store = TiledStore(self.data_dir)
+            try:
+                return store.read_run(uid)
+            finally:
+                store.close()
         return read_journal(self.data_dir, uid)
 
     def subscribe(self, callback: Callable[[str, dict[str, Any]], None]) -> int:

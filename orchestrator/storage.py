@@ -17,7 +17,9 @@ Nothing is lost and nothing is written twice whatever kills the process:
   as the last point of the previous one is kept, and running it again appends nothing;
 * one writer: a live run holds a lock (``<data>/locks/<uid>.lock``, :mod:`filelock`); recovery
   leaves live runs alone; a campaign holds ``<data>/campaigns/<name>/lock`` while it runs;
-* after recovery the Tiled catalog is rebuilt for the recovered runs from the journal;
+* the embedded Tiled catalog is filled from the journal in the background when a run stops
+  (:mod:`orchestrator.tiled_fill`: blocks of 100,000 points, idempotent), and after recovery for
+  the recovered runs;
 * exports are written to a temporary file and renamed into place.
 """
 
@@ -477,12 +479,12 @@ def _page_writer(client: Any, batch_points: int) -> Any:
             if pending:  # single events received earlier go first
                 self._write_internal_data(pending, desc_node=desc_node)
                 pending.clear()
+            table = pyarrow.concat_tables([t for _, t in pages]) if len(pages) > 1 else pages[0][1]
             if name not in self._internal_tables:
-                # The stock writer creates the table (schema, metadata) from the first rows.
-                first = pages.pop(0)[1]
-                self._write_internal_data(first.to_pylist(), desc_node=desc_node)
-            if pages:
-                table = pyarrow.concat_tables([t for _, t in pages])
+                # The stock writer creates the table (schema, metadata) from its first row.
+                self._write_internal_data(table.slice(0, 1).to_pylist(), desc_node=desc_node)
+                table = table.slice(1)
+            if table.num_rows:
                 self._internal_tables[name].append_partition(0, table)
 
         def stop(self, doc: Any) -> None:
@@ -496,32 +498,19 @@ def _page_writer(client: Any, batch_points: int) -> Any:
 class TiledStore:
     """A Tiled catalog and the bluesky TiledWriter that fills it.
 
-    ``uri=None`` opens (creating if needed) an embedded SQLite catalog under ``data_dir``;
-    otherwise ``uri`` is a Tiled server (``http://host:port``; api key from ``TILED_API_KEY``).
+    ``uri=None`` opens (creating it once, see :func:`orchestrator.tiled_fill.open_embedded`) the
+    embedded SQLite catalog under ``data_dir``; otherwise ``uri`` is a Tiled server
+    (``http://host:port``; api key from ``TILED_API_KEY``). A :class:`~orchestrator.runner.Session`
+    writes through this class only to a server; the embedded catalog is filled from the journal
+    in the background (:mod:`orchestrator.tiled_fill`).
     """
 
     def __init__(self, data_dir: Path, uri: str | None = None, batch_points: int = 20_000) -> None:
-        from tiled.client import Context, from_context
-
         self.data_dir = Path(data_dir)
         if uri is None:
-            from tiled.catalog import from_uri as catalog_from_uri
-            from tiled.server.app import build_app
+            from orchestrator.tiled_fill import open_embedded
 
-            root = self.data_dir / "tiled"
-            (root / "data").mkdir(parents=True, exist_ok=True)
-            # Two first runs at once would both create the catalog's tables: one at a time.
-            with FileLock(root / "init.lock", timeout=120):
-                adapter = catalog_from_uri(
-                    f"sqlite:///{root / 'catalog.db'}",
-                    writable_storage=[
-                        f"file://{(root / 'data').resolve()}",
-                        f"sqlite:///{(root / 'tables.sqlite').resolve()}",
-                    ],
-                    init_if_not_exists=True,
-                )
-            self.context = Context.from_app(build_app(adapter))
-            self.client = from_context(self.context)
+            self.context, self.client = open_embedded(self.data_dir)
         else:
             self.context = None
             self.client = _server_client(uri)
@@ -687,14 +676,12 @@ def recover(data_dir: Path, tiled: bool = True) -> Recovery:
             )
         finally:
             lock.release()
-    if tiled and report.recovered and (data_dir / "tiled" / "catalog.db").exists():
-        store = TiledStore(data_dir)
-        try:
-            for run_uid in report.recovered:
-                rebuild_in_tiled(store, data_dir, run_uid)
-                report.tiled.append(run_uid)
-        finally:
-            store.close()
+    if tiled and report.recovered and (data_dir / "tiled").is_dir():
+        from orchestrator.tiled_fill import fill
+
+        # a partial copy (the run died while being filled) is deleted and copied again, whole
+        copied = set(fill(data_dir, list(report.recovered)))
+        report.tiled = [uid for uid in report.recovered if uid in copied]
     return report
 
 

@@ -1,0 +1,116 @@
+"""What a user sees while a run or a campaign goes (issue 15): the step each cell is on, its
+simulated time, the wall time and the ETA in simulated and wall-clock time; one plain line per
+event when stdout is not a terminal. The output of short simulated runs is captured and read as
+a user would read it (no timings are asserted: the wall figures depend on the machine)."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from drivers.clock import SimClock
+from drivers.techniques import ConstantCurrent, Cutoffs, Rest
+from orchestrator.campaign_run import CampaignProgress
+from orchestrator.cli import app
+from orchestrator.lab import load_lab
+from orchestrator.progress import progress_mode
+from orchestrator.runner import Session
+from protocols.plans import run_protocol
+
+LINE = re.compile(r"^\[wall +[\d.]+ s(?:| min [\d ]+s| h \d+ min) \| sim +([\d.]+) (s|min|h)\] (.*)$")
+UNIT_S = {"s": 1.0, "min": 60.0, "h": 3600.0}
+
+
+def _lines(text: str) -> list[tuple[float, str]]:
+    """(simulated seconds, message) of each progress line; fails on a line of another shape."""
+    out = []
+    for line in text.splitlines():
+        match = LINE.match(line)
+        assert match, f"not a progress line: {line!r}"
+        out.append((float(match.group(1)) * UNIT_S[match.group(2)], match.group(3)))
+    return out
+
+
+def test_the_mode_follows_the_terminal() -> None:
+    assert progress_mode(as_json=True) == "off"
+    assert progress_mode(stream=io.StringIO()) == "lines"  # a pipe, a file, CI
+
+
+def test_a_piped_run_says_each_step_as_it_starts_with_times_and_etas(tmp_path, capsys) -> None:
+    steps = [ConstantCurrent(100.0, Cutoffs(capacity_mAh_g=20.0), record_interval_s=60.0),
+             Rest(2 * 3600.0, record_interval_s=60.0),
+             ConstantCurrent(100.0, Cutoffs(duration_s=1800.0), record_interval_s=60.0)]  # fmt: skip
+    with Session(load_lab("simulated"), data_dir=tmp_path, tiled=False, progress="lines") as session:
+        (uid,) = session.run(run_protocol(session.channel(), steps, {"cell": "A1"}))
+        _, frame = session.read(uid)
+    lines = _lines(capsys.readouterr().out)
+    messages = [m for _, m in lines]
+    assert messages[0].startswith(f"A1: run {uid[:8]} started, 3 steps")
+    assert [m.split(";")[0] for m in messages[1:4]] == ["A1: now on step 1/3 cc", "A1: now on step 2/3 rest",
+                                                        "A1: now on step 3/3 cc"]  # fmt: skip
+    assert messages[4].startswith("A1: run ended (success) after ")
+    assert len(lines) == 5
+    times = [t for t, _ in lines]
+    assert times == sorted(times)  # simulated time never goes back
+    # a step is announced once its points exist, never before it began
+    for (t, _), step in zip(lines[1:4], range(3), strict=True):
+        assert t >= frame.loc[frame["step"] == step, "time_s"].iloc[0] - 60.0
+    # the end line gives the run's simulated length, as the journal has it
+    end_h = float(re.search(r"after ([\d.]+) h simulated", messages[4]).group(1))
+    assert end_h == pytest.approx(frame["time_s"].iloc[-1] / 3600.0, abs=0.02)
+    # ETA in simulated and in wall-clock time, counting down
+    etas = [re.search(r"ETA ([\d.]+) (s|min|h) simulated", m) for m in messages[1:4]]
+    assert all(etas)
+    left = [float(e.group(1)) * UNIT_S[e.group(2)] for e in etas]
+    assert left == sorted(left, reverse=True) and left[0] > left[-1]
+    assert all(" wall" in m for m in messages[2:4])
+
+
+def test_the_run_command_piped_shows_progress_then_the_summary(tmp_path) -> None:
+    protocol = tmp_path / "short.yaml"
+    protocol.write_text("name: short\ndescription: a short run\nsteps:\n"
+                        "  - rest: {duration: 1 h, record_interval: 60 s}\n"
+                        "  - discharge: {current: 50 mA/g, until: 2.5 V}\n")  # fmt: skip
+    result = CliRunner().invoke(app, ["run", str(protocol), "--lab", "simulated", "--no-tiled",
+                                      "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    progress = [line for line in result.output.splitlines() if line.startswith("[wall")]
+    assert any("now on step 1/2 rest" in line for line in progress)
+    assert any("now on step 2/2 cc" in line for line in progress)
+    assert "run ended (success)" in progress[-1]
+    assert result.output.index("run ended") < result.output.index("export")  # then the summary
+
+
+def test_a_campaign_says_per_cell_its_step_and_its_own_time_which_stops_when_it_ends() -> None:
+    clock = SimClock()
+    out = io.StringIO()
+    progress = CampaignProgress(clock, ["A1", "A2"], "lines", {"A1": 12 * 3600.0, "A2": 30 * 3600.0}, stream=out)
+    t0 = clock.now()
+
+    def page(descriptor: str, step: int) -> dict:
+        return {"descriptor": descriptor, "data": {"step": [step]}, "timestamps": {"step": [clock.now()]}}
+
+    for cell, uid in (("A1", "u1"), ("A2", "u2")):
+        progress("start", {"job": "cell", "uid": uid, "cell": cell, "channel": f"ch0{uid[-1]}",
+                           "step_types": ["cc", "rest"]})  # fmt: skip
+        progress("descriptor", {"uid": f"d{uid}", "run_start": uid, "name": "primary"})
+        progress("event_page", page(f"d{uid}", 7))
+    clock.set_time(t0 + 2 * 3600)
+    progress("event_page", page("du1", 8))  # A1 moves to its rest
+    clock.set_time(t0 + 11 * 3600)
+    progress("stop", {"run_start": "u1", "exit_status": "success"})
+    clock.set_time(t0 + 20 * 3600)
+    assert progress.line("A1").startswith("done") and "cell 11.00 h" in progress.line("A1")  # not stale, not 0
+    assert "cell 20.00 h" in progress.line("A2") and "step 1/2 cc" in progress.line("A2")
+    assert "ETA 10.00 h simulated" in progress.line("A2")  # planned end 30 h, now 20 h
+    progress.close()
+    lines = _lines(out.getvalue())
+    said = [m for _, m in lines]
+    assert any(m.startswith("A1: running on ch01, step 1/2 cc") for m in said)
+    assert any(m.startswith("A1: running on ch01, step 2/2 rest") for m in said)
+    assert any(m.startswith("A1: done") and "cell 11.00 h" in m for m in said)
+    assert said[-1].startswith("campaign: t = 20.0 h of ~30.0 h planned (ETA in 10.0 h simulated")
+    assert "1/2 cells done" in said[-1]
