@@ -153,7 +153,7 @@ class ServedClock(SimClock):
         return float(reply[1])
 
     def _move_served(self, when_s: float) -> None:
-        self.request(f"ADVANCE {when_s!r}")
+        self.request(f"ADVANCE {float(when_s)!r}")
 
     def close(self) -> None:
         self._reader.close()
