@@ -214,13 +214,21 @@ def reference(folder: Path) -> tuple[dict[str, Any], tuple[float, float]]:
     finally:
         served.close()
     state = json.loads((folder / "data" / "campaigns" / "drill" / "state.json").read_text())
-    stamps = [read_runs(folder / "data", state["cells"][c]["runs"])[1]["timestamp_s"] for c in result["cells"]]
+    stamps = [
+        read_runs(folder / "data", state["cells"][c]["runs"])[1]["timestamp_s"] for c in result["cells"]
+    ]
     return result, (min(float(s.iloc[0]) for s in stamps), max(float(s.iloc[-1]) for s in stamps))
 
 
 def killed_campaign(
-    folder: Path, number: int, ref: dict[str, Any], ref_data: Path, span: tuple[float, float], rng: random.Random,
-    kills: int, max_dead_s: float,
+    folder: Path,
+    number: int,
+    ref: dict[str, Any],
+    ref_data: Path,
+    span: tuple[float, float],
+    rng: random.Random,
+    kills: int,
+    max_dead_s: float,
 ) -> tuple[list[Kill], list[CellOutcome]]:
     """One campaign killed ``kills`` times at seeded random moments within the reference's span
     (shifted by the dead time so far), resumed after each; compared with the reference."""
@@ -258,7 +266,9 @@ def _keys(frame: Any) -> set[tuple[int, int, float]]:
     return set(zip(frame["step"].astype(int), frame["substep"].astype(int), rel, strict=True))
 
 
-def compare(number: int, data: Path, result: dict[str, Any], ref: dict[str, Any], ref_data: Path) -> list[CellOutcome]:
+def compare(
+    number: int, data: Path, result: dict[str, Any], ref: dict[str, Any], ref_data: Path
+) -> list[CellOutcome]:
     from orchestrator.storage import read_runs
 
     state = json.loads((data / "campaigns" / "drill" / "state.json").read_text())
@@ -276,7 +286,9 @@ def compare(number: int, data: Path, result: dict[str, Any], ref: dict[str, Any]
         for session in {str(s) for s in _spools(data, runs)}:
             path = data / "spool" / session / f"{start['channel']}.jsonl"
             if path.exists():
-                spooled |= {float(json.loads(line)[1]) for line in path.read_text().splitlines() if line.strip()}
+                spooled |= {
+                    float(json.loads(line)[1]) for line in path.read_text().splitlines() if line.strip()
+                }
         lost = len(spooled - set(stamps.tolist()))
         r = ref["cells"][cell]
         # an EmStat4 times every point itself: the record is the reference's, point for point

@@ -145,7 +145,9 @@ class ServedClock(SimClock):
             self._sock.sendall((line + "\n").encode("ascii"))
             reply = self._reader.readline().decode("ascii", errors="replace").split()
         except OSError as exc:
-            raise ConnectionError(f"lost the clock of `relaxlab sim serve` at {self.address}: {exc}") from None
+            raise ConnectionError(
+                f"lost the clock of `relaxlab sim serve` at {self.address}: {exc}"
+            ) from None
         if len(reply) != 2 or reply[0] != "OK":
             raise ConnectionError(
                 f"the clock of `relaxlab sim serve` at {self.address} answered {' '.join(reply) or 'nothing'!r}"

@@ -107,11 +107,16 @@ def test_sigkill_mid_rest_then_resume_reattaches_every_running_step(tmp_path: Pa
             assert _keys(rest) <= _keys(ref_rest)
             assert len(rest) + outcome.in_transit == len(ref_rest)
         else:  # the Keithley 2450 held open circuit; no host read it meanwhile: a gap
-            gap = rest[(rest["timestamp_s"] > killed_at_s)]["timestamp_s"].iloc[0] - before["timestamp_s"].iloc[-1]
+            gap = (
+                rest[(rest["timestamp_s"] > killed_at_s)]["timestamp_s"].iloc[0]
+                - before["timestamp_s"].iloc[-1]
+            )
             assert gap >= DEAD_S
 
 
-def test_sigkill_mid_discharge_every_cell_stays_within_its_cut_off_and_resumes(tmp_path: Path, uninterrupted) -> None:
+def test_sigkill_mid_discharge_every_cell_stays_within_its_cut_off_and_resumes(
+    tmp_path: Path, uninterrupted
+) -> None:
     """The orchestrator dies while every cell discharges: the Keithley 2450s hold their cells at
     the cut-off (a voltage source there, the discharge current as its limit) and the EmStat4s run
     their scripts; resumed, nothing is below 1.85 V, doubled, or counted twice."""
