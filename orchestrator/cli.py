@@ -279,6 +279,7 @@ def run(
     shipped protocols)."""
     from bluesky.utils import RunEngineInterrupted
 
+    from drivers.base import SafetyLimitError
     from drivers.transport import InstrumentError
     from orchestrator.checks import run_problems
     from orchestrator.lab import LabFileError, load_lab
@@ -353,6 +354,10 @@ def run(
         _interrupted(
             f"run of {proto.name}", [*_after_run(started, root, data_dir), f"run it again:  {again}"]
         )
+    except (InstrumentError, SafetyLimitError, ConnectionError) as exc:  # a fault, a limit, a lab gone
+        where = ("--data-dir", data_dir) if data_dir else ()
+        _fail("\n".join([f"the run stopped: {exc}",
+                         *(f"its points are stored:  {_command('data', 'export', u[:8], *where)}" for u in started)]))  # fmt: skip
     finally:
         session.close()
     _run_summary(proto.name, uid, start, frame, out, as_json)
@@ -971,6 +976,9 @@ def sim_serve(
         _fail(
             f"--speed must be above 0 and at most 1e7 simulated seconds per second, got {speed:g} (example: --speed 2000)"
         )
+    if stepped and speed != 1.0:
+        _fail("--speed sets a free-running clock; --stepped moves with the orchestrator: give one of them "
+              "(example: --stepped)")  # fmt: skip
     lab = load_lab(lab_file)
     if base_port + len(lab.instruments) - 1 > 65535:
         _fail(f"--base-port {base_port} leaves no room for {len(lab.instruments)} instrument port(s) below 65536 "
