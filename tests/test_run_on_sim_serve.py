@@ -128,3 +128,31 @@ def test_run_without_the_clock_on_a_served_lab_says_to_pass_it(served, tmp_path)
     assert result.exit_code != 0
     assert "--sim-clock CLOCK_FILE" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_stepped_served_clock_moves_only_when_told_never_back_and_holds_where_asked() -> None:
+    import threading
+
+    from simulators.clockserver import ClockControl, SteppedClock
+
+    clock = SteppedClock(1000.0)
+    control = ClockControl(clock, threading.RLock()).start()
+    try:
+        host, other = ServedClock(control.address), ServedClock(control.address)
+        assert host.now() == 1000.0 and host.request("NOW") == 1000.0  # it started where the lab is
+        host.set_time(1010.0)  # the orchestrator's clock moves: the served one follows
+        assert other.request("NOW") == 1010.0
+        assert other.request("ADVANCE 1005") == 1010.0  # never back
+        assert other.request("HOLD 1100") == 1010.0
+        moved: list[float] = []
+        mover = threading.Thread(target=lambda: moved.append(host.request("ADVANCE 1200")))
+        mover.start()
+        assert other.request("WAIT_HELD 600") == 1010.0  # the host waits at the hold, time stands
+        assert other.request("ADVANCE 1050") == 1050.0  # the holder moves it (the host is dead, say)
+        assert other.request("RELEASE") == 1050.0
+        mover.join(600)
+        assert moved == [1200.0]
+        host.close()
+        other.close()
+    finally:
+        control.stop()
