@@ -47,6 +47,7 @@ matrix:
   current: [100 mA/g]
 """
 CUT_OFFS_V = (1.85, 4.8)  # the campaign's discharge and charge cut-offs
+LIMITS_V = (1.0, 4.95)  # the lab cells' voltage_min and voltage_max (the lab file's defaults)
 PHASES = {0: "mount", 1: "charge", 2: "rest", 3: "discharge"}  # protocol step index -> phase
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -189,6 +190,9 @@ class CellOutcome:
     in_transit: int  # sent by the instrument before the host died, never read (vs the reference)
     counted: int  # what the campaign reports as lost in transit (points_lost)
     doubled: int
+    past_cut_off: (
+        int  # points beyond a cut-off that are not the last of their step (never, if stopped in time)
+    )
     v_min: float
     v_max: float
     charge_dev_pct: float
@@ -276,7 +280,7 @@ def compare(
     out = []
     for cell, row in sorted(result["cells"].items()):
         if cell in result["failed"]:
-            out.append(CellOutcome(number, cell, "", 0, 0, 0, 0, 0, float("nan"), float("nan"), float("nan"),
+            out.append(CellOutcome(number, cell, "", 0, 0, 0, 0, 0, 0, float("nan"), float("nan"), float("nan"),
                                    float("nan"), failed=str(result["failed"][cell])))  # fmt: skip
             continue
         runs = state["cells"][cell]["runs"]
@@ -298,12 +302,18 @@ def compare(
             _, ref_frame = read_runs(ref_data, ref_state["cells"][cell]["runs"])
             in_transit = len(_keys(ref_frame) - _keys(frame))
         doubled = int(frame.duplicated(["step", "substep", "timestamp_s"]).sum())
+        low, high = CUT_OFFS_V
+        beyond = ((frame["current_A"] < 0) & (frame["voltage_V"] < low - 1e-6)) | (
+            (frame["current_A"] > 0) & (frame["voltage_V"] > high + 1e-6)
+        )
+        last = ~frame.duplicated(["step", "substep"], keep="last")
+        past_cut_off = int((beyond & ~last).sum())
 
         def dev(key: str, row: dict[str, Any] = row, r: dict[str, Any] = r) -> float:
             return 100.0 * (row[key] - r[key]) / abs(r[key])
 
         out.append(CellOutcome(number, cell, str(row.get("channel")), len(runs), lost, in_transit,
-                               int(row.get("points_lost") or 0), doubled, float(frame["voltage_V"].min()),
+                               int(row.get("points_lost") or 0), doubled, past_cut_off, float(frame["voltage_V"].min()),
                                float(frame["voltage_V"].max()), dev("charge_capacity_mAh_g"),
                                dev("discharge_capacity_mAh_g")))  # fmt: skip
     return out
@@ -335,21 +345,22 @@ def print_drill(result: Drill) -> None:
         print(f"{k.campaign:8d} {k.moment_h:11.3f} {k.dead_s:8.0f}  {', '.join(k.phases.values())}")
     print()
     print(f"{'campaign':>8} {'cell':>24} {'channel':>8} {'runs':>4} {'lost':>4} {'transit':>7} {'counted':>7} {'doubled':>7} "
-          f"{'V min':>6} {'V max':>6} {'charge %':>8} {'disch. %':>8}")  # fmt: skip
+          f"{'past':>4} {'V min':>6} {'V max':>6} {'charge %':>8} {'disch. %':>8}")  # fmt: skip
     for c in result.cells:
         if c.failed:
             print(f"{c.campaign:8d} {c.cell:>24} FAILED: {c.failed}")
             continue
         print(f"{c.campaign:8d} {c.cell:>24} {c.channel:>8} {c.runs:4d} {c.lost:4d} {c.in_transit:7d} {c.counted:7d} {c.doubled:7d} "
-              f"{c.v_min:6.3f} {c.v_max:6.3f} {c.charge_dev_pct:+8.3f} {c.discharge_dev_pct:+8.3f}")  # fmt: skip
+              f"{c.past_cut_off:4d} {c.v_min:6.3f} {c.v_max:6.3f} {c.charge_dev_pct:+8.3f} {c.discharge_dev_pct:+8.3f}")  # fmt: skip
     ok = [c for c in result.cells if not c.failed]
     low, high = CUT_OFFS_V
     print(
         f"\n{len(result.kills)} kills in {len({k.campaign for k in result.kills})} campaigns, "
         f"{len(result.cells) - len(ok)} cells failed, {sum(c.lost for c in ok)} points lost, "
         f"{sum(c.in_transit for c in ok)} in transit when the host died ({sum(c.counted for c in ok)} counted), "
-        f"{sum(c.doubled for c in ok)} doubled, "
-        f"voltage {min(c.v_min for c in ok):.3f}-{max(c.v_max for c in ok):.3f} V (cut-offs {low}-{high} V), "
+        f"{sum(c.doubled for c in ok)} doubled, {sum(c.past_cut_off for c in ok)} points past a cut-off before "
+        f"the step's last, voltage {min(c.v_min for c in ok):.3f}-{max(c.v_max for c in ok):.3f} V (cut-offs "
+        f"{low}-{high} V, cell limits {LIMITS_V[0]}-{LIMITS_V[1]} V), "
         f"largest capacity deviation {max(max(abs(c.charge_dev_pct), abs(c.discharge_dev_pct)) for c in ok):.3f} %; "
         f"{result.wall_s:.0f} s wall"
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.drill_random_kills import CUT_OFFS_V, ServedLab, _keys, compare, lab_data, reference
+from benchmarks.drill_random_kills import LIMITS_V, ServedLab, _keys, compare, lab_data, reference
 from orchestrator.storage import list_journal_runs, read_journal, read_runs
 
 pytestmark = pytest.mark.tcp
@@ -43,13 +43,15 @@ def _step_window(frames, step: int) -> tuple[float, float]:
     return max(starts), min(ends)
 
 
-def _kill_and_resume(tmp_path: Path, uninterrupted, step: int, into_s: float):
-    """Hold the lab ``into_s`` after every cell started protocol step ``step``, kill the
-    orchestrator there, let the instruments run on for DEAD_S, resume."""
+def _kill_and_resume(tmp_path: Path, uninterrupted, step: int, into_s: float, ends_while_dead: bool = False):
+    """Hold the lab ``into_s`` after every cell started protocol step ``step`` (before every cell
+    ends it, if negative), kill the orchestrator there, let the instruments run on for DEAD_S,
+    resume."""
     ref, ref_data, ref_frames = uninterrupted
     first, last = _step_window(ref_frames, step)
-    hold_s = first + into_s
-    assert hold_s + DEAD_S < last  # the step is still under way when the host comes back
+    hold_s = first + into_s if into_s >= 0 else last + into_s
+    # the step is still under way when the host comes back (or, if asked, it ended meanwhile)
+    assert (hold_s + DEAD_S > last) if ends_while_dead else (hold_s + DEAD_S < last)
     served = ServedLab(tmp_path, lab_data())
     data = tmp_path / "data"
     try:
@@ -68,7 +70,6 @@ def _common_checks(result, data, outcomes, step: int) -> None:
     assert not result["failed"], result["failed"]
     state = json.loads((data / "campaigns" / "drill" / "state.json").read_text())
     runs = {r["uid"]: r for r in list_journal_runs(data)}
-    low, high = CUT_OFFS_V
     for outcome in outcomes:
         chain = state["cells"][outcome.cell]["runs"]
         assert [runs[uid]["exit_status"] for uid in chain] == ["abort", "success"]
@@ -80,9 +81,10 @@ def _common_checks(result, data, outcomes, step: int) -> None:
         assert list(frame.groupby("step")["step_type"].first()) == ["cc", "rest", "cc"]
         assert outcome.lost == 0  # every point the host read is in the record
         assert outcome.doubled == 0
-        # the instruments kept the cells inside the cut-offs while no host was there (an EmStat4
-        # sees the cut-off at its next sample: a fraction of a mV past it)
-        assert low - 2e-3 <= outcome.v_min and outcome.v_max <= high + 2e-3
+        # the instruments kept the cells inside their limits while no host was there, and every
+        # step stopped at the first point past its cut-off (an EmStat4 sees it at its next sample)
+        assert LIMITS_V[0] <= outcome.v_min and outcome.v_max <= LIMITS_V[1]
+        assert outcome.past_cut_off == 0
         # what never reached the host is what the campaign reports lost in transit, and no more
         # than the EmStat4 sent between two polls of its host
         assert outcome.counted == outcome.in_transit
@@ -119,9 +121,22 @@ def test_sigkill_mid_discharge_every_cell_stays_within_its_cut_off_and_resumes(
 ) -> None:
     """The orchestrator dies while every cell discharges: the Keithley 2450s hold their cells at
     the cut-off (a voltage source there, the discharge current as its limit) and the EmStat4s run
-    their scripts; resumed, nothing is below 1.85 V, doubled, or counted twice."""
+    their scripts; resumed, no step went on past its cut-off, nothing is doubled or counted twice."""
     ref, ref_frames, result, data, _, outcomes = _kill_and_resume(tmp_path, uninterrupted, 3, 800.0)
     _common_checks(result, data, outcomes, 3)
     for outcome in outcomes:
         # the charge and the rest were over before the kill: the same as without it
         assert outcome.charge_dev_pct == pytest.approx(0.0, abs=1e-9)
+
+
+def test_sigkill_just_before_the_charge_ends_the_step_that_ended_meanwhile_is_picked_up(
+    tmp_path: Path, uninterrupted
+) -> None:
+    """The charge reaches its cut-off while no host is there: the EmStat4 ended its script and kept
+    its output for the next host, the Keithley 2450 held the cell at 4.8 V; resumed, the charge is
+    complete (not failed and run again) and the campaign goes on."""
+    ref, ref_frames, result, data, _, outcomes = _kill_and_resume(tmp_path, uninterrupted, 1, -60.0, True)
+    _common_checks(result, data, outcomes, 1)
+    for outcome in outcomes:
+        if outcome.channel.startswith("ch-es"):  # every point of its charge is the reference's
+            assert outcome.charge_dev_pct == pytest.approx(0.0, abs=1e-9)
