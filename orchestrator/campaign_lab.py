@@ -121,6 +121,8 @@ def run_on_lab(
         def step_done(cell_id: str, steps_done: int, channel: Any) -> None:
             cell_state = state["cells"][cell_id]
             cell_state.update(steps_done=steps_done, running=None)
+            if channel.points_missing:  # durable at once: a later kill must not forget them
+                cell_state["points_missing"] = cell_state.get("points_missing", 0) + channel.points_missing
             write_state()
             if on_step_done is not None:
                 on_step_done(cell_id, steps_done)
@@ -190,8 +192,10 @@ def run_on_lab(
 
         def job_done(key: str, value: Any) -> None:
             done = value if isinstance(value, dict) else {}  # a cell's result, or what a portion recorded
+            # points lost in transit over every session of the cell (each counted as its step ended)
+            missing = state["cells"].get(key, {}).get("points_missing", done.get("points_missing", 0))
             session.job_ended(key, value, channel=lab_cell.get(done.get("channel", "")),
-                              points_missing=done.get("points_missing", 0))  # fmt: skip
+                              points_missing=missing)  # fmt: skip
             write_state()
             if on_job_done is not None:
                 on_job_done(key, value)

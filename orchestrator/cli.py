@@ -296,6 +296,7 @@ def run(
     shipped protocols)."""
     from bluesky.utils import RunEngineInterrupted
 
+    from drivers.base import SafetyLimitError
     from drivers.transport import InstrumentError
     from orchestrator.checks import run_problems
     from orchestrator.lab import LabFileError, load_lab
@@ -370,6 +371,10 @@ def run(
         _interrupted(
             f"run of {proto.name}", [*_after_run(started, root, data_dir), f"run it again:  {again}"]
         )
+    except (InstrumentError, SafetyLimitError, ConnectionError) as exc:  # a fault, a limit, a lab gone
+        where = ("--data-dir", data_dir) if data_dir else ()
+        _fail("\n".join([f"the run stopped: {exc}",
+                         *(f"its points are stored:  {_command('data', 'export', u[:8], *where)}" for u in started)]))  # fmt: skip
     finally:
         session.close()
     _run_summary(proto.name, uid, start, frame, out, as_json)
@@ -986,31 +991,49 @@ def sim_serve(
     clock_file: Annotated[
         Path, typer.Option(help="Where to publish the clock, for `campaign run --sim-clock`.")
     ] = Path("relaxlab-sim-clock.json"),
+    stepped: Annotated[
+        bool,
+        typer.Option(
+            "--stepped",
+            help="Simulated time moves only when the orchestrator (--sim-clock) waits for its next "
+            "poll, so runs are deterministic; between orchestrators the lab stands still.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Serve the lab's simulated instruments over TCP on 127.0.0.1 only (free-running clock).
+    """Serve the lab's simulated instruments over TCP on 127.0.0.1 only.
 
-    The instruments go on running whether or not an orchestrator is connected; an orchestrator
-    started with ``--sim-clock CLOCK_FILE`` shares this process's simulated time."""
+    On a free-running clock (--speed) the instruments go on running whether or not an
+    orchestrator is connected; with --stepped the orchestrator started with ``--sim-clock
+    CLOCK_FILE`` moves this lab's simulated time as it waits, exactly as in-process."""
     from drivers.clock import ScaledClock
     from orchestrator.lab import load_lab
     from orchestrator.simlab import SimulatedLab
     from orchestrator.simtime import write_clock_file
+    from simulators.clockserver import ClockControl, SteppedClock
 
     if not (math.isfinite(speed) and 0 < speed <= 1e7):
         _fail(
             f"--speed must be above 0 and at most 1e7 simulated seconds per second, got {speed:g} (example: --speed 2000)"
         )
+    if stepped and speed != 1.0:
+        _fail("--speed sets a free-running clock; --stepped moves with the orchestrator: give one of them "
+              "(example: --stepped)")  # fmt: skip
     lab = load_lab(lab_file)
     if base_port + len(lab.instruments) - 1 > 65535:
         _fail(f"--base-port {base_port} leaves no room for {len(lab.instruments)} instrument port(s) below 65536 "
               "(example: --base-port 5025)")  # fmt: skip
-    clock = ScaledClock(speed)
+    clock: Any = SteppedClock() if stepped else ScaledClock(speed)
     simulation = SimulatedLab(lab, clock)
+    control: Any = None
     try:
         ports = simulation.serve_all(base_port)
-        write_clock_file(clock, clock_file)
+        if stepped:
+            control = ClockControl(clock, simulation.lock).start()
+        write_clock_file(clock, clock_file, control=control.address if control else None)
     except OSError as exc:
+        if control is not None:
+            control.stop()
         simulation.close()
         if exc.filename:
             _fail(f"cannot write the clock file: {_os_error(exc)}")
@@ -1028,17 +1051,18 @@ def sim_serve(
         return f"socket://127.0.0.1:{port}"  # serial instruments: a pyserial URL
 
     info = {name: resource(name, port) for name, port in ports.items()}
-    write_clock_file(clock, clock_file, info)  # with where each instrument is served
+    write_clock_file(clock, clock_file, info, control.address if control else None)  # and where they are
     lab_lines = _lab_lines(lab, info)
+    pace = "on a stepped clock (it moves as the orchestrator waits)" if stepped else f"at {speed:g} simulated s per s"
     human = (
-        f"# serving {lab.source} on 127.0.0.1 at {speed:g} simulated s per s; clock: {clock_file}\n"
+        f"# serving {lab.source} on 127.0.0.1 {pace}; clock: {clock_file}\n"
         "# lab-file lines that reach each served instrument:\n"
         f"{lab_lines}\n"
         f"# run a protocol on it: relaxlab run PROTOCOL --lab {lab_file} --sim-clock {clock_file}\n"
         f"# or a campaign: relaxlab campaign run CAMPAIGN --lab {lab_file} --sim-clock {clock_file}"
     )
-    _print({"instruments": info, "speed": speed, "clock_file": str(clock_file), "lab_lines": lab_lines},
-           as_json, human)  # fmt: skip
+    _print({"instruments": info, "speed": None if stepped else speed, "stepped": stepped,
+            "clock_file": str(clock_file), "lab_lines": lab_lines}, as_json, human)  # fmt: skip
     sys.stdout.flush()
     try:
         wall0 = time.monotonic()
@@ -1047,6 +1071,8 @@ def sim_serve(
     except KeyboardInterrupt:
         pass
     finally:
+        if control is not None:
+            control.stop()
         simulation.close()
 
 

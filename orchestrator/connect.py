@@ -71,7 +71,8 @@ def connect_lab(
     chosen = [lab.cell(name) for name in cells] if cells else list(lab.cells)
     connected = ConnectedLab(lab, clock, reset=reset)
     used = [lab.instruments[c.instrument] for c in chosen] + [lab.instruments[o] for o in lab.ovens if ovens]
-    in_process = clock.simulated or any(config.resource == "sim" for config in used)
+    served = getattr(clock, "served", False)  # a `sim serve --stepped` lab: its instruments are there
+    in_process = (clock.simulated and not served) or any(config.resource == "sim" for config in used)
     if in_process and any(config.simulated for config in used):
         from orchestrator.simlab import SimulatedLab
 

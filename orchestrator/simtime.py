@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -109,15 +110,72 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-# --- free-running simulated time shared between processes ----------------------------------
+# --- simulated time shared with a `relaxlab sim serve` process ------------------------------
 
 
-def write_clock_file(clock: ScaledClock, path: Path, instruments: dict[str, str] | None = None) -> None:
-    """Publish a free-running clock (``relaxlab sim serve``) for orchestrators in other processes.
+class ServedClock(SimClock):
+    """The simulated time of a ``relaxlab sim serve --stepped`` lab, driven by this orchestrator.
 
-    ``instruments`` (name -> resource on 127.0.0.1) tells them where each served instrument is.
+    A :class:`SimClock` (the RunEngine moves it through :class:`SimulatedTime`, to the next poll
+    and only while it waits) whose every move is made on the served lab first: the served clock
+    is moved to the same time and every instrument's output up to then is on the wire before any
+    poll due then runs here. So a run on served instruments is as deterministic as in-process,
+    however busy the machine. It starts at the served lab's present time (a resumed orchestrator
+    meets instruments that ran on while it was away).
     """
-    data: dict[str, object] = {"speed": clock.speed, "start_s": clock.start_s, "wall0_s": clock.wall0_s}
+
+    served = True
+
+    def __init__(self, address: str, timeout_s: float = 600.0) -> None:
+        host, _, port = address.rpartition(":")
+        self.address = address
+        try:
+            self._sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"cannot reach the clock of `relaxlab sim serve` at {address}: {exc} (is it running?)"
+            ) from None
+        self._reader = self._sock.makefile("rb")
+        super().__init__(self.request("NOW"))
+        self.add_listener(self._move_served)
+
+    def request(self, line: str) -> float:
+        """Send one control line, return the served time it answers with."""
+        try:
+            self._sock.sendall((line + "\n").encode("ascii"))
+            reply = self._reader.readline().decode("ascii", errors="replace").split()
+        except OSError as exc:
+            raise ConnectionError(
+                f"lost the clock of `relaxlab sim serve` at {self.address}: {exc}"
+            ) from None
+        if len(reply) != 2 or reply[0] != "OK":
+            raise ConnectionError(
+                f"the clock of `relaxlab sim serve` at {self.address} answered {' '.join(reply) or 'nothing'!r}"
+            )
+        return float(reply[1])
+
+    def _move_served(self, when_s: float) -> None:
+        self.request(f"ADVANCE {float(when_s)!r}")
+
+    def close(self) -> None:
+        self._reader.close()
+        self._sock.close()
+
+
+def write_clock_file(
+    clock: Any, path: Path, instruments: dict[str, str] | None = None, control: str | None = None
+) -> None:
+    """Publish a served lab's clock (``relaxlab sim serve``) for orchestrators in other processes.
+
+    A free-running :class:`~drivers.clock.ScaledClock` is published as its speed and origin; a
+    stepped one (``control``: its ``host:port``) as where to move it. ``instruments`` (name ->
+    resource on 127.0.0.1) tells them where each served instrument is.
+    """
+    data: dict[str, object]
+    if control is not None:
+        data = {"mode": "stepped", "control": control, "start_s": clock.now()}
+    else:
+        data = {"speed": clock.speed, "start_s": clock.start_s, "wall0_s": clock.wall0_s}
     if instruments:
         data["instruments"] = instruments
     tmp = Path(path).with_suffix(".tmp")
@@ -134,12 +192,17 @@ def read_served_instruments(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in served.items()} if isinstance(served, dict) else {}
 
 
-def read_clock_file(path: Path) -> ScaledClock:
-    """The free-running clock a ``relaxlab sim serve`` process published (ValueError if unusable)."""
+def read_clock_file(path: Path) -> ScaledClock | ServedClock:
+    """The clock a ``relaxlab sim serve`` process published (ValueError if unusable): its
+    free-running clock, or (``--stepped``) a :class:`ServedClock` that drives the served one."""
     try:
         data = json.loads(Path(path).read_text())
+        if data.get("mode") == "stepped":
+            return ServedClock(str(data["control"]))
         return ScaledClock(float(data["speed"]), float(data["start_s"]), float(data["wall0_s"]))
     except FileNotFoundError:
         raise ValueError(f"no simulated-lab clock file {path}: is `relaxlab sim serve` running?") from None
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, ValueError) and "sim serve" in str(exc):
+            raise
         raise ValueError(f"simulated-lab clock file {path} is not usable: {exc}") from None

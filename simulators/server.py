@@ -186,8 +186,12 @@ class InstrumentServer:
         """
         server = self._server
         with server.lock:
+            if not server.connections:
+                return  # nobody to send to: what the instrument produces stays in its buffer
             shared = server.endpoint.take_output()
             for conn, session in list(server.connections.items()):
+                if not _alive(conn):  # its host is gone: what it would have read stays buffered
+                    continue
                 out = shared if session is server.endpoint else session.take_output()
                 if not out:
                     continue

@@ -1,0 +1,178 @@
+"""A served lab's simulated time that moves only when told to (``relaxlab sim serve --stepped``).
+
+A free-running served clock (``--speed``) ties simulated time to wall time, so what an
+orchestrator in another process sees depends on how fast that process runs: on a busy machine
+its polls come late. A :class:`SteppedClock` instead stands still until a client moves it. The
+orchestrator that runs on the served lab (``--sim-clock``) moves it exactly as it moves its own
+simulated clock, to the next poll it has scheduled and only while its RunEngine waits, so a run on
+served instruments gives the same data however busy the machine is. While no orchestrator is
+connected (it was killed), the lab stands still until someone - a crash drill, a test - moves it
+on: the instruments then run on by that much, as hardware would while the host is away.
+
+:class:`ClockControl` serves the clock on 127.0.0.1 with a line protocol (one reply line each):
+
+``NOW``            -> ``OK <now_s>``
+``ADVANCE <t_s>``  -> moves the clock to ``t_s`` (never back), then ``OK <now_s>``; every
+                      instrument's output up to then is on the wire before the reply
+``HOLD <t_s>``     -> ``OK <now_s>``; from now on an ``ADVANCE`` past ``t_s`` from another
+                      connection waits (the lab freezes at a chosen moment, e.g. to kill the
+                      orchestrator there); the connection that set the hold is not held
+``WAIT_HELD <s>``  -> ``OK <now_s>`` once an ``ADVANCE`` waits at the hold, ``ERR`` after ``s``
+                      wall seconds (a guard against a hang, not a measurement)
+``RELEASE``        -> ``OK <now_s>``; the hold is lifted (advances of closed connections are dropped)
+
+Simulated time is seconds since the POSIX epoch, as everywhere in relaxlab.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from simulators.server import LOOPBACK, _alive
+
+#: Where a served stepped clock starts: 2026-01-01T00:00:00Z, as an orchestrator's simulated clock.
+EPOCH_S = 1767225600.0
+
+
+class SteppedClock:
+    """Simulated time that moves only through :meth:`move_to` (instruments only read ``now``)."""
+
+    simulated = True
+
+    def __init__(self, start_s: float = EPOCH_S) -> None:
+        self._now = float(start_s)
+        self._listeners: list[Callable[[float], None]] = []
+
+    def now(self) -> float:
+        return self._now
+
+    def add_listener(self, listener: Callable[[float], None]) -> None:
+        """Call ``listener(new_now)`` after each move (the servers push the output produced)."""
+        self._listeners.append(listener)
+
+    def move_to(self, when_s: float) -> float:
+        if when_s > self._now:
+            self._now = float(when_s)
+            for listener in self._listeners:
+                listener(self._now)
+        return self._now
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        control = self.server.control
+        holder = False
+        for raw in self.rfile:
+            words = raw.decode("ascii", errors="replace").split()
+            try:
+                reply = control.command(words, self.request, holder)
+            except (ValueError, IndexError) as exc:
+                reply = f"ERR {exc}"
+            if reply is None:
+                return  # the client went away while its move was held
+            if words and words[0].upper() == "HOLD":
+                holder = True
+            try:
+                self.wfile.write((reply + "\n").encode("ascii"))
+                self.wfile.flush()
+            except OSError:
+                return
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, port: int, control: ClockControl) -> None:
+        self.control = control
+        super().__init__((LOOPBACK, port), _Handler)
+
+
+class ClockControl:
+    """Serve a :class:`SteppedClock` on ``127.0.0.1:port`` (0 picks a free port).
+
+    ``lock`` is the lock the instrument servers hold while they touch a model: a move takes it,
+    so no host's command is ever handled halfway through a move.
+    """
+
+    def __init__(self, clock: SteppedClock, lock: Any, port: int = 0) -> None:
+        self.clock = clock
+        self.lock = lock
+        self._cond = threading.Condition()
+        self._hold_s: float | None = None
+        self._waiting = 0  # moves waiting at the hold
+        self._server = _Server(port, self)
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def start(self) -> ClockControl:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cond:
+            self._hold_s = None
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def advance(self, when_s: float, conn: socket.socket | None = None, held: bool = True) -> float | None:
+        """Move the clock to ``when_s``; None when ``conn`` closed while the move was held."""
+        with self._cond:
+            while held and self._hold_s is not None and when_s > self._hold_s:
+                self._waiting += 1
+                self._cond.notify_all()
+                self._cond.wait(0.05)
+                self._waiting -= 1
+                if conn is not None and not _alive(conn):
+                    return None
+        with self.lock:
+            return self.clock.move_to(when_s)
+
+    def command(self, words: list[str], conn: socket.socket, holder: bool) -> str | None:
+        verb = words[0].upper() if words else ""
+        if verb == "NOW":
+            return f"OK {self.clock.now()!r}"
+        if verb == "ADVANCE":
+            now = self.advance(_seconds(words[1]), conn, held=not holder)
+            return None if now is None else f"OK {now!r}"
+        if verb == "HOLD":
+            with self._cond:
+                self._hold_s = _seconds(words[1])
+                self._cond.notify_all()
+            return f"OK {self.clock.now()!r}"
+        if verb == "RELEASE":
+            with self._cond:
+                self._hold_s = None
+                self._cond.notify_all()
+            return f"OK {self.clock.now()!r}"
+        if verb == "WAIT_HELD":
+            guard = time.monotonic() + _seconds(words[1])  # wall time: only a guard against a hang
+            with self._cond:
+                while self._waiting == 0:
+                    left = guard - time.monotonic()
+                    if left <= 0:
+                        return "ERR nothing is held"
+                    self._cond.wait(min(left, 0.05))
+            return f"OK {self.clock.now()!r}"
+        return f"ERR unknown command {verb!r} (NOW, ADVANCE t, HOLD t, RELEASE, WAIT_HELD s)"
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"not a time: {text}")
+    return value
