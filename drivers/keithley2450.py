@@ -37,9 +37,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from drivers.base import Point, SafetyLimitError, StepProgress
 from drivers.clock import Clock
+from drivers.lab_config import InstrumentConfig, Volts
+from drivers.registry import InstrumentModel, open_transport
 from drivers.scpi import (
     Control,
     Measurement,
@@ -57,7 +60,7 @@ from drivers.techniques import (
     Sweep,
     Technique,
 )
-from drivers.transport import InstrumentError
+from drivers.transport import ByteEndpoint, InstrumentError
 
 MAX_CURRENT_A = 1.05
 
@@ -591,6 +594,10 @@ class HostStepRun:
         self._points: list[Point] = []
         ctx.emit = self._points.append
         self.end_reason: str | None = None
+        #: The host starts the step, so its clock stamps the start (kept from the first host).
+        self.started_at_s = resume.started_at_s if resume is not None else ctx.clock.now()
+        #: Points are read as they are measured; none is numbered, so none can go missing.
+        self.missing_points = 0
         if resume is None:
             self._segment = self._next_segment()
             if self._segment is None:
@@ -661,6 +668,10 @@ class Keithley2450Potentiostat:
         if not voltage_min_V < voltage_max_V:
             raise ValueError(f"{self.name}: voltage_min_V must be below voltage_max_V")
         self.voltage_min_V, self.voltage_max_V = voltage_min_V, voltage_max_V
+
+    def connect(self, reset: bool = True) -> str:
+        """The contract's connect step (:class:`drivers.base.PotentiostatDriver`): :meth:`initialise`."""
+        return self.initialise(reset=reset)
 
     def initialise(self, reset: bool = True) -> str:
         """Identify the instrument and put it in a known, safe configuration.
@@ -854,3 +865,28 @@ class Keithley2450Potentiostat:
             self.safe_state()
         finally:
             self.instrument.transport.close()
+
+
+# ----------------------------------------------------------------------------- lab-file model
+class Keithley2450Config(InstrumentConfig):
+    """``[instruments.NAME]`` of a Keithley 2450 (a VISA resource: USB, GPIB, TCPIP)."""
+
+    driver: Literal["keithley2450"]
+    compliance: Volts = 5.0
+
+
+def _open(
+    name: str, config: Keithley2450Config, clock: Clock, endpoint: ByteEndpoint | None
+) -> Keithley2450Potentiostat:
+    transport = open_transport(name, config, endpoint)
+    return Keithley2450Potentiostat(
+        Keithley2450(transport, name),
+        clock,
+        poll_interval_s=config.poll_interval,
+        compliance_V=config.compliance,
+    )
+
+
+MODEL = InstrumentModel(
+    "keithley2450", "potentiostat", Keithley2450Config, _open, "Keithley 2450 SourceMeter"
+)
