@@ -3,8 +3,11 @@
 Lab diffractometers (Bruker D8 with DIFFRAC.SUITE, Panalytical) have no open remote API: an
 in-situ job runs in the vendor software and writes every finished scan as a file into an
 export folder. :class:`ExportFolderWatcher` polls that folder's listing on the shared clock
-(no watchdog thread), reads each new pattern with :mod:`analysis.patterns`, stamps it with the
-scan's start and end times and fits the cubic lattice parameter (:mod:`analysis.lattice`).
+(no watchdog thread), reads each new pattern, stamps it with the scan's start and end times and
+fits the cubic lattice parameter. Reading and fitting are the analysis layer's, which a driver
+does not import: the orchestrator hands the watcher a :class:`ScanAnalysis`
+(:data:`orchestrator.xrd_analysis.PATTERN_ANALYSIS`: :mod:`analysis.patterns` and
+:mod:`analysis.lattice`; :func:`orchestrator.xrd_analysis.pattern_watcher` builds a watcher with it).
 
 Rules the watcher follows:
 
@@ -13,7 +16,8 @@ Rules the watcher follows:
 * A file is read once its size and mtime were unchanged over ``settle_polls`` polls
   (0: read at first sight - fine for writers that rename finished files into place).
 * A file that cannot be parsed is retried for ``retry_polls`` polls (it may still be being
-  written); after that it is reported as bad (:class:`analysis.errors.DataFileError`).
+  written); after that it is reported as bad (the reader's error, e.g.
+  :class:`analysis.errors.DataFileError`).
 * Consumed files are remembered in a JSON state file (default
   ``<export_dir>/.relaxlab_xrd_consumed.json``) once the caller *acknowledges* them, so a
   restarted driver neither loses nor duplicates a scan: unacknowledged files are read again.
@@ -22,7 +26,7 @@ Rules the watcher follows:
 * A file holding several scans (multi-scan ``.xrdml``, multi-range Bruker ``.raw``) gives one
   :class:`XrdScan` per scan (``scan_index``/``n_scans``); it counts as consumed once its last
   scan has been handed out.
-* Every fit passes the lattice fit's quality gate (:attr:`analysis.lattice.LatticeFit.quality_ok`)
+* Every fit passes the lattice fit's quality gate (its ``quality_ok``)
   before it is published or used as the next starting value; a failed fit is reported
   (``XrdScan.fit_error``, a warning in the log, ``lattice_A`` NaN) and the starting value stays
   that of the last good scan.
@@ -45,21 +49,65 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 from ophyd import Component as Cpt
 from ophyd import Device, Kind, Signal
 from ophyd.status import DeviceStatus
 
-from analysis.errors import DataFileError
-from analysis.lattice import HKL, ROCKSALT_HKL, LatticeFit, LatticeFitError, fit_pattern_lattice
-from analysis.patterns import PATTERN_SUFFIXES, Pattern, read_patterns
 from drivers.clock import Clock
+from drivers.contracts import DiffractometerDriver
 
 log = logging.getLogger(__name__)
 
 STATE_FILENAME = ".relaxlab_xrd_consumed.json"
+
+HKL = tuple[int, int, int]
+
+
+class ScanPattern(Protocol):
+    """A pattern as the reader returns it."""
+
+    two_theta_deg: np.ndarray
+    intensity: np.ndarray
+    start_time_s: float | None
+    end_time_s: float | None
+
+
+class ScanFit(Protocol):
+    """A lattice fit as the fitter returns it."""
+
+    a_A: float
+    a_err_A: float
+    quality_problems: tuple[str, ...]
+
+    @property
+    def quality_ok(self) -> bool: ...
+
+
+class UnreadableFile(Protocol):
+    """The reader's error for a file it cannot use names the file."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
+class ScanAnalysis:
+    """How the watcher reads pattern files and fits them (given by the orchestrator).
+
+    ``read(path)`` returns the file's patterns or raises ``bad_file(path, problem)`` (an
+    exception with ``path``); ``fit(pattern, a_guess_A, hkl=, fit_zero_shift=,
+    fit_displacement=, search_frac=)`` returns a :class:`ScanFit` or raises ``fit_error``.
+    ``suffixes`` are the file suffixes ``read`` understands, ``hkl`` the default reflections.
+    """
+
+    read: Callable[[Path], Sequence[ScanPattern]]
+    fit: Callable[..., ScanFit]
+    bad_file: type[Exception]
+    fit_error: type[Exception]
+    suffixes: tuple[str, ...]
+    hkl: tuple[HKL, ...]
 
 
 @dataclass(frozen=True)
@@ -74,11 +122,11 @@ class XrdScan:
 
     filename: str
     path: Path
-    pattern: Pattern
+    pattern: ScanPattern
     start_s: float
     end_s: float
     time_source: str
-    fit: LatticeFit | None
+    fit: ScanFit | None
     fit_error: str | None = None
     scan_index: int = 0
     n_scans: int = 1
@@ -105,10 +153,13 @@ class ExportFolderWatcher:
         Folder the vendor software writes finished scans into.
     clock : Clock
         Shared clock (used for the retry bookkeeping and log messages only).
+    analysis : ScanAnalysis
+        How files are read and fitted (the orchestrator's
+        :data:`~orchestrator.xrd_analysis.PATTERN_ANALYSIS`).
     scan_time_s : float
         Nominal duration of one scan (start time when the file states none).
     suffixes : sequence of str
-        File suffixes to read (lower case, with dot).
+        File suffixes to read (lower case, with dot; default: all the reader understands).
     state_path : str or Path, optional
         JSON file remembering consumed files (default: hidden file in ``export_dir``).
     ignore_existing : bool
@@ -120,7 +171,7 @@ class ExportFolderWatcher:
     a_guess_A : float
         Starting lattice parameter for the first fit; later fits start from the last result.
     hkl : sequence of (h, k, l)
-        Reflections for the lattice fit (rock-salt by default).
+        Reflections for the lattice fit (default: the analysis's, rock-salt).
     fit_zero_shift, fit_displacement : bool
         Refine a 2theta zero shift and a sample-displacement term (default on).
     search_frac : float
@@ -133,13 +184,14 @@ class ExportFolderWatcher:
         clock: Clock,
         *,
         scan_time_s: float,
-        suffixes: Sequence[str] = PATTERN_SUFFIXES,
+        analysis: ScanAnalysis,
+        suffixes: Sequence[str] | None = None,
         state_path: str | Path | None = None,
         ignore_existing: bool = False,
         settle_polls: int = 0,
         retry_polls: int = 2,
         a_guess_A: float = 4.13,
-        hkl: Sequence[HKL] = ROCKSALT_HKL,
+        hkl: Sequence[HKL] | None = None,
         fit_zero_shift: bool = True,
         fit_displacement: bool = True,
         search_frac: float = 0.02,
@@ -157,11 +209,12 @@ class ExportFolderWatcher:
             raise FileNotFoundError(f"export folder {self.export_dir} does not exist")
         self.clock = clock
         self.scan_time_s = float(scan_time_s)
-        self.suffixes = tuple(s.lower() for s in suffixes)
+        self.analysis = analysis
+        self.suffixes = tuple(s.lower() for s in (analysis.suffixes if suffixes is None else suffixes))
         self.state_path = Path(state_path) if state_path else self.export_dir / STATE_FILENAME
         self.settle_polls = int(settle_polls)
         self.retry_polls = int(retry_polls)
-        self.hkl = tuple(tuple(h) for h in hkl)
+        self.hkl = tuple(tuple(h) for h in (analysis.hkl if hkl is None else hkl))
         self.fit_zero_shift = fit_zero_shift
         self.fit_displacement = fit_displacement
         self.search_frac = float(search_frac)
@@ -186,7 +239,7 @@ class ExportFolderWatcher:
             if state.get("last_a_A"):
                 self.a_guess_A = float(state["last_a_A"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise DataFileError(self.state_path, f"driver state file is corrupt ({exc})") from None
+            raise self.analysis.bad_file(self.state_path, f"driver state file is corrupt ({exc})") from None
 
     def _save_state(self) -> None:
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
@@ -223,7 +276,7 @@ class ExportFolderWatcher:
                     out.append(Path(entry.path))
         return out
 
-    def poll(self) -> tuple[list[XrdScan], list[DataFileError]]:
+    def poll(self) -> tuple[list[XrdScan], list[Exception]]:
         """Read every new finished file; return the scans and the files found unreadable.
 
         Results are ordered by file mtime then name. Each file is handed out once per driver
@@ -247,11 +300,11 @@ class ExportFolderWatcher:
             if seen.stable_polls >= self.settle_polls:
                 ready.append((st.st_mtime_ns, name, path))
         scans: list[XrdScan] = []
-        bad: list[DataFileError] = []
+        bad: list[Exception] = []
         for _, name, path in sorted(ready):
             try:
-                patterns = read_patterns(path)
-            except DataFileError as exc:
+                patterns = self.analysis.read(path)
+            except self.analysis.bad_file as exc:
                 seen = self._seen[name]
                 seen.failures += 1
                 if seen.failures <= self.retry_polls:
@@ -265,7 +318,7 @@ class ExportFolderWatcher:
             self._seen.pop(name, None)
         return scans, bad
 
-    def _stamp_and_fit(self, path: Path, pattern: Pattern, index: int = 0, n_scans: int = 1) -> XrdScan:
+    def _stamp_and_fit(self, path: Path, pattern: ScanPattern, index: int = 0, n_scans: int = 1) -> XrdScan:
         start, end = pattern.start_time_s, pattern.end_time_s
         if start is not None and end is not None:
             source = "file"
@@ -276,11 +329,11 @@ class ExportFolderWatcher:
         else:
             end = path.stat().st_mtime
             start, source = end - self.scan_time_s, "mtime"
-        fit: LatticeFit | None = None
+        fit: ScanFit | None = None
         fit_error = None
         label = path.name if n_scans == 1 else f"{path.name} (scan {index + 1} of {n_scans})"
         try:
-            fit = fit_pattern_lattice(
+            fit = self.analysis.fit(
                 pattern,
                 self.a_guess_A,
                 hkl=self.hkl,
@@ -288,7 +341,7 @@ class ExportFolderWatcher:
                 fit_displacement=self.fit_displacement,
                 search_frac=self.search_frac,
             )
-        except LatticeFitError as exc:
+        except self.analysis.fit_error as exc:
             fit_error = str(exc)
             log.warning("%s: no lattice parameter: %s", label, exc)
         else:
@@ -323,8 +376,9 @@ class Diffractometer(Device):
 
     Parameters
     ----------
-    watcher : ExportFolderWatcher
-        The folder driver.
+    watcher : DiffractometerDriver
+        The scan source (an :class:`ExportFolderWatcher`; any
+        :class:`drivers.contracts.DiffractometerDriver`).
     clock : Clock
         Shared clock.
     name : str
@@ -352,7 +406,7 @@ class Diffractometer(Device):
 
     def __init__(
         self,
-        watcher: ExportFolderWatcher,
+        watcher: DiffractometerDriver,
         clock: Clock,
         *,
         name: str,
@@ -377,9 +431,9 @@ class Diffractometer(Device):
         self.on_bad_file = on_bad_file
         self.export_dir.put(str(watcher.export_dir))
         self.scan_time_s.put(watcher.scan_time_s)
-        self.bad_files: list[DataFileError] = []
+        self.bad_files: list[Exception] = []
         self.last_scan: XrdScan | None = None
-        self._queue: deque[XrdScan | DataFileError] = deque()
+        self._queue: deque[XrdScan | Exception] = deque()
         self._lock = threading.RLock()
         self._status: DeviceStatus | None = None
         self._deadline_s = math.inf
@@ -444,9 +498,9 @@ class Diffractometer(Device):
         """Hand the oldest queued item to ``status``; True when the status is done."""
         while self._queue:
             item = self._queue.popleft()
-            if isinstance(item, DataFileError):
+            if not isinstance(item, XrdScan):  # a file the reader could not use
                 self.bad_files.append(item)
-                self.watcher.acknowledge(item.path.name, status="bad")
+                self.watcher.acknowledge(cast(UnreadableFile, item).path.name, status="bad")
                 if self.on_bad_file == "raise":
                     status.set_exception(item)
                     return True
