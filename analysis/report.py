@@ -16,12 +16,13 @@ from analysis import figures as F
 from analysis import schema as S
 from analysis.campaign import MEASURES, condition_columns, summarise_conditions
 from analysis.campaign import campaign_table as table_from_runs
+from analysis.cycles import cycle_table
 from analysis.gitt import gitt_gap, gitt_rest_ends, has_gitt
 from analysis.insitu import lattice_vs_li
 from analysis.kinetics import fit_relaxation_kinetics
 from analysis.ocv import fit_ocv_line
 from analysis.plateaus import material_windows
-from analysis.steps import annotate, cycle_table
+from analysis.steps import annotate
 
 Run = tuple[dict[str, Any], pd.DataFrame]
 #: Metadata keys that describe a relaxation condition when runs are grouped without a table.
