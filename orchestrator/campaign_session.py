@@ -15,7 +15,9 @@ from event_model import RunRouter
 
 from drivers.clock import SIM_EPOCH_S, Clock, SimClock
 from orchestrator.campaign_file import Campaign
+from orchestrator.estimate import campaign_estimator
 from orchestrator.interrupt import install as install_ctrl_c
+from orchestrator.schedule import plan_campaign
 from orchestrator.simtime import SimulatedTime
 from orchestrator.storage import (
     Journal,
@@ -138,9 +140,6 @@ class CampaignSession:
         RE.subscribe(RunRouter([lambda name, doc: ([Journal(data_dir)], [])]))
         planned: dict[str, float] = {}
         if progress:
-            from orchestrator.estimate import campaign_estimator
-            from orchestrator.schedule import plan_campaign
-
             frame = plan_campaign(
                 campaign,
                 channels=resources[0],

@@ -19,6 +19,7 @@ from drivers.keithley2450 import Keithley2450Config, Keithley2450Potentiostat
 from drivers.methodscript import Limits
 from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
 from orchestrator.campaign_file import Campaign
+from orchestrator.example_lab import check_lab
 from orchestrator.lab import InstrumentConfig, Lab
 from orchestrator.schedule import split_phases
 from protocols.schema import Heat, Manual, Protocol, Step, Xrd
@@ -153,8 +154,6 @@ def run_problems(protocol: Protocol, lab: Lab, cell: str | None) -> list[str]:
     problems: list[str] = []
     others = sorted({s.kind for s in protocol.steps if isinstance(s, Heat | Xrd | Manual)})
     if others:  # the in-process simulated lab runs them; a lab lacking an oven/diffractometer cannot
-        from orchestrator.example_lab import check_lab
-
         try:
             check_lab(protocol, lab)
         except ValueError as exc:

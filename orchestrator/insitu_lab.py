@@ -41,6 +41,7 @@ from drivers.device import PotentiostatChannel
 from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
 from drivers.transport import InProcessTransport
 from drivers.xrd import Diffractometer
+from orchestrator.simlab import resolve_material  # a shipped name (x04, x05) or a file
 from orchestrator.simtime import SimulatedTime
 from orchestrator.storage import frame_from_documents
 from orchestrator.xrd_analysis import pattern_watcher
@@ -249,7 +250,6 @@ def build_insitu_rig(
     simtime = SimulatedTime(clock)
     RE = RunEngine({}, during_task=simtime)
     simtime.install(RE)
-    from orchestrator.simlab import resolve_material  # a shipped name (x04, x05) or a file
 
     material_file = resolve_material(material) if material else None
     cell = Cell(Sample(load_material(material_file)), active_mass_g=active_mass_g, noise_seed=noise_seed)

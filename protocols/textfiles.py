@@ -50,9 +50,7 @@ def read_text_file(path: str | Path, what: str = "file") -> str:
         if not path.exists():
             raise InputFileError(f"{what} {path} does not exist", "file does not exist")
         if not path.is_file():  # a device or a pipe: /dev/zero would be read forever
-            raise InputFileError(
-                f"{path} is not a regular file, not a {what}", f"not a regular file, not a {what}"
-            )
+            raise InputFileError(f"{path} is not a regular file, not a {what}", f"not a regular file, not a {what}")
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise InputFileError(
