@@ -27,26 +27,37 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.biologic_frame import _normalise_names, counter_segments, frame_from_biologic
+from analysis.biologic_frame import (
+    _normalise_names,
+)
+from analysis.biologic_frame import (
+    counter_segments as counter_segments,
+)
+from analysis.biologic_frame import (
+    frame_from_biologic as frame_from_biologic,
+)
 from analysis.biologic_header import (
     _HEADER_RE,
     _IMPEDANCE_COLUMNS,
-    COUNTER_TOLERANCE,
     _is_placeholder,
     _material,
     _no_mass_reason,
     _start_time,
-    mass_from_log_text,
-    read_mpl_mass,
-    stated_masses,
+)
+from analysis.biologic_header import (
+    COUNTER_TOLERANCE as COUNTER_TOLERANCE,
+)
+from analysis.biologic_header import (
+    mass_from_log_text as mass_from_log_text,
+)
+from analysis.biologic_header import (
+    read_mpl_mass as read_mpl_mass,
+)
+from analysis.biologic_header import (
+    stated_masses as stated_masses,
 )
 from analysis.errors import DataFileError
-
-__all__ = [
-    "COUNTER_TOLERANCE", "counter_segments", "frame_from_biologic", "mass_from_log_text", "read_biologic",
-    "read_mpl_mass", "read_mpr", "read_mpr_file", "read_mpt", "read_mpt_table", "stated_masses",
-]  # fmt: skip
-from analysis.mpr import read_mpr_file
+from analysis.mpr import read_mpr_file as read_mpr_file
 
 
 def _resolve_mass(given_g: float | None, text: str) -> float | None:

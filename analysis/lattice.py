@@ -45,16 +45,30 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from analysis.lattice_types import (
-    DIAMOND_HKL,
+    DIAMOND_HKL as DIAMOND_HKL,
+)
+from analysis.lattice_types import (
     DISPLACEMENT_PRIOR_DEG,
-    HKL,
     POSITION_FLOOR_DEG,
-    ROCKSALT_HKL,
     ZERO_PRIOR_DEG,
-    LatticeFit,
-    LatticeFitError,
-    PeakFit,
-    quality_problems,
+)
+from analysis.lattice_types import (
+    HKL as HKL,
+)
+from analysis.lattice_types import (
+    ROCKSALT_HKL as ROCKSALT_HKL,
+)
+from analysis.lattice_types import (
+    LatticeFit as LatticeFit,
+)
+from analysis.lattice_types import (
+    LatticeFitError as LatticeFitError,
+)
+from analysis.lattice_types import (
+    PeakFit as PeakFit,
+)
+from analysis.lattice_types import (
+    quality_problems as quality_problems,
 )
 from analysis.patterns import CU_KA1_A, CU_KA2_A, CU_KA2_RATIO, Pattern
 from analysis.peak_fit import (
@@ -63,20 +77,28 @@ from analysis.peak_fit import (
     _fwhm_estimate,
     _Window,
     _window,
-    bragg_two_theta_deg,
-    d_spacing_A,
-    doublet,
-    fit_peak,
-    ka2_two_theta_deg,
-    noise_gain,
-    pseudo_voigt,
 )
-
-__all__ = [
-    "DIAMOND_HKL", "HKL", "ROCKSALT_HKL", "LatticeFit", "LatticeFitError", "PeakFit", "bragg_two_theta_deg",
-    "d_spacing_A", "doublet", "fit_cubic_lattice", "fit_pattern_lattice", "fit_peak", "ka2_two_theta_deg",
-    "noise_gain", "pseudo_voigt", "quality_problems",
-]  # fmt: skip
+from analysis.peak_fit import (
+    bragg_two_theta_deg as bragg_two_theta_deg,
+)
+from analysis.peak_fit import (
+    d_spacing_A as d_spacing_A,
+)
+from analysis.peak_fit import (
+    doublet as doublet,
+)
+from analysis.peak_fit import (
+    fit_peak as fit_peak,
+)
+from analysis.peak_fit import (
+    ka2_two_theta_deg as ka2_two_theta_deg,
+)
+from analysis.peak_fit import (
+    noise_gain as noise_gain,
+)
+from analysis.peak_fit import (
+    pseudo_voigt as pseudo_voigt,
+)
 
 
 def _coarse_a(

@@ -38,23 +38,41 @@ from typing import Any
 import numpy as np
 
 from analysis.errors import DataFileError
-from analysis.pattern_raw import read_bruker_raw
+from analysis.pattern_raw import read_bruker_raw as read_bruker_raw
 from analysis.pattern_types import (
-    CU_KA1_A,
-    CU_KA2_A,
-    CU_KA2_RATIO,
-    PATTERN_SUFFIXES,
-    Pattern,
-    Wavelength,
-    _finish,
-    parse_timestamp_s,
+    CU_KA1_A as CU_KA1_A,
 )
-from analysis.pattern_xml import read_brml, read_xrdml, read_xrdml_scans
+from analysis.pattern_types import (
+    CU_KA2_A as CU_KA2_A,
+)
+from analysis.pattern_types import (
+    CU_KA2_RATIO as CU_KA2_RATIO,
+)
+from analysis.pattern_types import (
+    PATTERN_SUFFIXES as PATTERN_SUFFIXES,
+)
+from analysis.pattern_types import (
+    Pattern as Pattern,
+)
+from analysis.pattern_types import (
+    Wavelength as Wavelength,
+)
+from analysis.pattern_types import (
+    _finish,
+)
+from analysis.pattern_types import (
+    parse_timestamp_s as parse_timestamp_s,
+)
+from analysis.pattern_xml import (
+    read_brml as read_brml,
+)
+from analysis.pattern_xml import (
+    read_xrdml as read_xrdml,
+)
+from analysis.pattern_xml import (
+    read_xrdml_scans as read_xrdml_scans,
+)
 
-__all__ = [
-    "CU_KA1_A", "CU_KA2_A", "CU_KA2_RATIO", "PATTERN_SUFFIXES", "Pattern", "Wavelength", "parse_timestamp_s",
-    "read_brml", "read_bruker_raw", "read_pattern", "read_patterns", "read_xrdml", "read_xrdml_scans", "read_xy",
-]  # fmt: skip
 # ----------------------------------------------------------------------------------- .xy
 _COMMENT_CHARS = ("#", "!", ";", "'", "//")
 

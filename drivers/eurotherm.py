@@ -34,17 +34,37 @@ import serial
 from pydantic import Field
 
 from drivers.clock import Clock
-from drivers.eurotherm_registers import AUTO, FLOAT_BASE, LOCAL, MANUAL, REGISTERS, REMOTE, Register
+from drivers.eurotherm_registers import (
+    AUTO as AUTO,
+)
+from drivers.eurotherm_registers import (
+    FLOAT_BASE as FLOAT_BASE,
+)
+from drivers.eurotherm_registers import (
+    LOCAL as LOCAL,
+)
+from drivers.eurotherm_registers import (
+    MANUAL as MANUAL,
+)
+from drivers.eurotherm_registers import (
+    REGISTERS as REGISTERS,
+)
+from drivers.eurotherm_registers import (
+    REMOTE as REMOTE,
+)
+from drivers.eurotherm_registers import (
+    Register as Register,
+)
 from drivers.lab_config import OvenConfig
-from drivers.oven import Oven, OverTemperatureError
+from drivers.oven import (
+    Oven as Oven,
+)
+from drivers.oven import (
+    OverTemperatureError as OverTemperatureError,
+)
 from drivers.registry import InstrumentModel
-from drivers.sim_serial_port import SimSerialPort
+from drivers.sim_serial_port import SimSerialPort as SimSerialPort
 from drivers.transport import ByteEndpoint, InstrumentError, InstrumentTimeout
-
-__all__ = [
-    "AUTO", "FLOAT_BASE", "LOCAL", "MANUAL", "REGISTERS", "REMOTE", "EurothermDriver", "Oven",
-    "OverTemperatureError", "Register", "SimSerialPort",
-]  # fmt: skip
 
 
 class EurothermDriver:

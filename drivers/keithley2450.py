@@ -43,15 +43,17 @@ from typing import Literal
 
 from drivers.base import StepProgress
 from drivers.clock import Clock
-from drivers.keithley2450_scpi import Keithley2450
+from drivers.keithley2450_scpi import Keithley2450 as Keithley2450
 from drivers.keithley2450_segments import (
     CcSegment,
     CvSegment,
-    HostStepRun,
     RestSegment,
     Segment,
     SegmentContext,
     SweepSegment,
+)
+from drivers.keithley2450_segments import (
+    HostStepRun as HostStepRun,
 )
 from drivers.lab_config import InstrumentConfig, Volts
 from drivers.registry import InstrumentModel, open_transport
@@ -65,14 +67,6 @@ from drivers.techniques import (
     Technique,
 )
 from drivers.transport import ByteEndpoint, InstrumentError
-
-__all__ = [
-    "MODEL",
-    "HostStepRun",
-    "Keithley2450",
-    "Keithley2450Config",
-    "Keithley2450Potentiostat",
-]
 
 
 class Keithley2450Potentiostat:

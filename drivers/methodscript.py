@@ -29,25 +29,39 @@ import zlib
 from dataclasses import dataclass
 
 from drivers.methodscript_format import (
-    ERROR_CODES,
-    SI_PREFIX,
-    STATUS_FLAGS,
-    ErrorReply,
-    Variable,
-    decode_value,
-    error_meaning,
-    format_int,
-    format_literal,
-    parse_error,
-    parse_package,
+    ERROR_CODES as ERROR_CODES,
+)
+from drivers.methodscript_format import (
+    SI_PREFIX as SI_PREFIX,
+)
+from drivers.methodscript_format import (
+    STATUS_FLAGS as STATUS_FLAGS,
+)
+from drivers.methodscript_format import (
+    ErrorReply as ErrorReply,
+)
+from drivers.methodscript_format import (
+    Variable as Variable,
+)
+from drivers.methodscript_format import (
+    decode_value as decode_value,
+)
+from drivers.methodscript_format import (
+    error_meaning as error_meaning,
+)
+from drivers.methodscript_format import (
+    format_int as format_int,
+)
+from drivers.methodscript_format import (
+    format_literal as format_literal,
+)
+from drivers.methodscript_format import (
+    parse_error as parse_error,
+)
+from drivers.methodscript_format import (
+    parse_package as parse_package,
 )
 from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Cutoffs, Loop, Rest, Sweep
-
-__all__ = [
-    "CUT_PREFIX", "ERROR_CODES", "IDENT_PREFIX", "PACKAGE_VARS", "SI_PREFIX", "STATUS_FLAGS", "CompiledStep",
-    "ErrorReply", "Limits", "Variable", "compile_step", "decode_value", "error_meaning", "format_int",
-    "format_literal", "parse_error", "parse_package",
-]  # fmt: skip
 
 # ----------------------------------------------------------------------------- compiler
 

@@ -57,20 +57,29 @@ from ophyd.status import DeviceStatus
 from drivers.clock import Clock
 from drivers.contracts import DiffractometerDriver
 from drivers.xrd_watcher import (
-    HKL,
-    STATE_FILENAME,
-    ExportFolderWatcher,
-    ScanAnalysis,
-    ScanFit,
-    ScanPattern,
-    UnreadableFile,
-    XrdScan,
+    HKL as HKL,
 )
-
-__all__ = [
-    "HKL", "STATE_FILENAME", "ArraySignal", "Diffractometer", "ExportFolderWatcher", "ScanAnalysis", "ScanFit",
-    "ScanPattern", "UnreadableFile", "XrdScan",
-]  # fmt: skip
+from drivers.xrd_watcher import (
+    STATE_FILENAME as STATE_FILENAME,
+)
+from drivers.xrd_watcher import (
+    ExportFolderWatcher as ExportFolderWatcher,
+)
+from drivers.xrd_watcher import (
+    ScanAnalysis as ScanAnalysis,
+)
+from drivers.xrd_watcher import (
+    ScanFit as ScanFit,
+)
+from drivers.xrd_watcher import (
+    ScanPattern as ScanPattern,
+)
+from drivers.xrd_watcher import (
+    UnreadableFile as UnreadableFile,
+)
+from drivers.xrd_watcher import (
+    XrdScan as XrdScan,
+)
 
 
 class ArraySignal(Signal):

@@ -25,7 +25,12 @@ from drivers.clock import Clock, SimClock
 from drivers.operator import Operator, Timer
 from orchestrator.campaign_file import Campaign
 from orchestrator.campaign_lab import run_on_lab
-from orchestrator.campaign_session import CampaignProgress, CampaignResult, CampaignSession, _latest_time
+from orchestrator.campaign_session import (  # noqa: F401  (CampaignProgress re-exported)
+    CampaignProgress,
+    CampaignResult,
+    CampaignSession,
+    _latest_time,
+)
 from orchestrator.lab import Lab
 from orchestrator.schedule import split_phases
 from orchestrator.storage import (
@@ -34,8 +39,6 @@ from orchestrator.storage import (
     recover_interrupted_runs,
 )
 from protocols.campaign import Gate, Pool, cell_job, portion_job
-
-__all__ = ["CampaignProgress", "CampaignResult", "CampaignSession", "run_campaign"]
 
 
 def run_campaign(
