@@ -3,6 +3,8 @@ lab file on the simulated lab: the registry is the only place it is made known."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,12 @@ def test_nothing_outside_its_package_knows_the_fourth_model() -> None:
         if path.is_file() and path.suffix in (".py", ".toml", ".yaml") and "acmepot" in path.read_text()
     ]
     assert mentions == []
+
+
+def test_the_fourth_models_driver_implements_the_potentiostat_contract_for_mypy() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", "/dev/null", "--ignore-missing-imports",
+         "--follow-imports=silent", "tests/acmepot"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr

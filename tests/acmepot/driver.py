@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from drivers.base import Point, StepProgress
+from drivers.base import Point, PotentiostatDriver, StepProgress
 from drivers.clock import Clock
 from drivers.lab_config import InstrumentConfig
 from drivers.registry import open_transport
@@ -95,3 +95,8 @@ class AcmePot:
 
 def open_driver(name: str, config: AcmeConfig, clock: Clock, endpoint: ByteEndpoint | None) -> AcmePot:
     return AcmePot(open_transport(name, config, endpoint), clock, name, config.poll_interval)
+
+
+def _contract(driver: AcmePot) -> PotentiostatDriver:
+    """Never called: mypy checks here that the driver implements the potentiostat contract."""
+    return driver
