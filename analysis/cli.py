@@ -10,12 +10,13 @@ import pandas as pd
 import typer
 
 from analysis.csvfile import parse_column_map
+from analysis.cycles import cycle_table
 from analysis.errors import DataFileError
 from analysis.figures import run_name
 from analysis.plateaus import material_windows
 from analysis.readers import load_run
 from analysis.report import build_report
-from analysis.steps import cycle_table, half_cycle_table
+from analysis.steps import half_cycle_table
 
 app = typer.Typer(help="Analyse cycling data and write reports.", no_args_is_help=True)
 

@@ -18,6 +18,7 @@ from analysis.dqdv import DQDV, dqdv_by_segment
 from analysis.gitt import gitt_gap, gitt_rest_ends
 from analysis.kinetics import KineticsFit
 from analysis.ocv import LineFit
+from analysis.plateaus import material_windows
 from analysis.steps import (
     CYCLE,
     DIRECTION,
@@ -116,7 +117,6 @@ def shade_plateaus(ax: Any, windows: dict[str, tuple[float, float]] | None) -> b
 
 def _windows_of(runs: Sequence[Run]) -> dict[str, tuple[float, float]] | None:
     """The plateau windows when every run's material defines the same ones, else None."""
-    from analysis.plateaus import material_windows
 
     found = [material_windows(meta.get("material")) for meta, _ in runs]
     if not found or any(w is None for w in found) or any(w != found[0] for w in found):

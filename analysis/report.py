@@ -16,12 +16,14 @@ from analysis import figures as F
 from analysis import schema as S
 from analysis.campaign import MEASURES, condition_columns, summarise_conditions
 from analysis.campaign import campaign_table as table_from_runs
+from analysis.campaign_fits import add_sections
+from analysis.cycles import cycle_table
 from analysis.gitt import gitt_gap, gitt_rest_ends, has_gitt
 from analysis.insitu import lattice_vs_li
 from analysis.kinetics import fit_relaxation_kinetics
 from analysis.ocv import fit_ocv_line
 from analysis.plateaus import material_windows
-from analysis.steps import annotate, cycle_table
+from analysis.steps import annotate
 
 Run = tuple[dict[str, Any], pd.DataFrame]
 #: Metadata keys that describe a relaxation condition when runs are grouped without a table.
@@ -344,8 +346,6 @@ def _campaign(
     )
 
     if fits is not None:
-        from analysis.campaign_fits import add_sections
-
         add_sections(page, fits)
         return
     if "ni_plateau_mAh_g" not in table.columns or table["ni_plateau_mAh_g"].notna().sum() < 3:

@@ -15,6 +15,7 @@ Run: ``python -m benchmarks.bench_insitu``.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections import defaultdict
@@ -24,7 +25,6 @@ from typing import Any
 
 from bluesky import RunEngine
 
-import drivers.xrd as xrd_driver
 from drivers.clock import SimClock
 from drivers.eurotherm import EurothermDriver, Oven
 from drivers.techniques import ConstantCurrent, Cutoffs, Rest
@@ -62,18 +62,20 @@ def bench_insitu_relaxation(folder: Path, poll_interval_s: float) -> None:
     print(f"(setup) charge to 4.8 V with XRD: {sim_h:.1f} h simulated in {t_charge:.2f} s wall")
 
     totals: dict[str, float] = defaultdict(float)
-    original = (xrd_driver.fit_pattern_lattice, xrd_driver.read_patterns, SimulatedDiffractometer._write_scan)
-    xrd_driver.fit_pattern_lattice = _timed(totals, "fit", original[0])  # type: ignore[assignment]
-    xrd_driver.read_patterns = _timed(totals, "read", original[1])  # type: ignore[assignment]
-    SimulatedDiffractometer._write_scan = _timed(totals, "write", original[2])  # type: ignore[method-assign]
+    watcher = rig.diffractometer.watcher
+    analysis, write_scan = watcher.analysis, SimulatedDiffractometer._write_scan
+    watcher.analysis = dataclasses.replace(
+        analysis, fit=_timed(totals, "fit", analysis.fit), read=_timed(totals, "read", analysis.read)
+    )
+    SimulatedDiffractometer._write_scan = _timed(totals, "write", write_scan)  # type: ignore[method-assign]
     try:
         rest = [Rest(DAY_S, 60.0)]
         t, cpu = time.perf_counter(), time.process_time()
         (uid,) = rig.run(insitu_xrd_protocol(rig.channel, rig.diffractometer, rest))
         wall, cpu = time.perf_counter() - t, time.process_time() - cpu
     finally:
-        xrd_driver.fit_pattern_lattice, xrd_driver.read_patterns = original[0], original[1]
-        SimulatedDiffractometer._write_scan = original[2]  # type: ignore[method-assign]
+        watcher.analysis = analysis
+        SimulatedDiffractometer._write_scan = write_scan  # type: ignore[method-assign]
     docs = rig.documents(uid)
     points, scans = points_frame(docs), xrd_frame(docs)
     n_points = rig.xrd_sim.two_theta_deg.size

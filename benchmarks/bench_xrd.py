@@ -20,7 +20,7 @@ import numpy as np
 from analysis.lattice import fit_cubic_lattice
 from analysis.patterns import read_pattern
 from drivers.clock import SimClock
-from drivers.xrd import ExportFolderWatcher
+from orchestrator.xrd_analysis import pattern_watcher
 from simulators.diffractometer import SimulatedDiffractometer
 
 FIT_TARGET_S = 0.050
@@ -76,7 +76,7 @@ def bench_day(folder: Path) -> None:
         clock.advance_by(SCAN_S / 4)
         sim.catch_up()
     t_sim = time.perf_counter() - t
-    watcher = ExportFolderWatcher(folder, clock, scan_time_s=SCAN_S, a_guess_A=4.15)
+    watcher = pattern_watcher(folder, clock, scan_time_s=SCAN_S, a_guess_A=4.15)
     t, cpu = time.perf_counter(), time.process_time()
     scans, bad = watcher.poll()
     t_fit, cpu = time.perf_counter() - t, time.process_time() - cpu

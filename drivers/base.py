@@ -1,4 +1,4 @@
-"""Contracts between potentiostat drivers and the ophyd channel device.
+"""The potentiostat contract: what a driver offers the ophyd channel device.
 
 A driver turns one :mod:`drivers.techniques` step into work on its instrument and hands back
 measured :class:`Point` s when polled. The device (:mod:`drivers.device`) polls on the shared
@@ -57,6 +57,12 @@ class StepRun(Protocol):
     #: Why the step ended ("voltage", "capacity", "time", "current", "dvdt", "aborted",
     #: "limit", "count") or None while it runs.
     end_reason: str | None
+    #: Clock time the step started: the instrument's own start when the driver knows it (its
+    #: points are stamped from it), else the host's clock when the step was started.
+    started_at_s: float
+    #: Points the instrument numbered but no host stored (lost while no host was polling),
+    #: counted when a later host re-attached; 0 for instruments that do not number points.
+    missing_points: int
 
     def poll(self) -> tuple[list[Point], bool]:
         """New points since the last poll, and whether the step has finished."""
@@ -66,13 +72,39 @@ class StepRun(Protocol):
         """Stop the step and leave the cell at open circuit."""
         ...
 
+    def next_poll_delay_s(self) -> float:
+        """Clock seconds until the next poll is worth making (the driver's poll interval, or
+        sooner when the driver predicts a cut-off)."""
+        ...
+
 
 class PotentiostatDriver(Protocol):
-    """What every potentiostat driver offers the channel device."""
+    """What every potentiostat driver offers the channel device (and the lab's connect step).
+
+    The life of a driver: built on a transport by its model's ``build`` function
+    (:mod:`drivers.registry`), :meth:`connect` ed (identified; reset or not), then steps are
+    started (:meth:`start_step`) or re-attached (:meth:`reattach`), the cell is put at open
+    circuit with :meth:`safe_state`, and :meth:`close` releases the transport.
+    """
 
     name: str
     #: How often the host should poll a running step, seconds of clock time.
     poll_interval_s: float
+
+    def connect(self, reset: bool = True) -> str:
+        """Identify the instrument (raising :class:`~drivers.transport.InstrumentError` when it
+        is not the expected model or does not answer) and return its identity.
+
+        ``reset=True`` puts it in a known, safe configuration; ``reset=False`` (an orchestrator
+        coming back to steps that may still run) touches nothing a running step needs and keeps
+        what the instrument buffered.
+        """
+        ...
+
+    def set_cell_limits(self, voltage_min_V: float, voltage_max_V: float) -> None:
+        """The cell's safety limits, given before every step; drivers that can make the
+        instrument itself keep the cell inside them do so (the channel checks them too)."""
+        ...
 
     def start_step(self, step: Technique | Loop, active_mass_g: float, step_index: int) -> StepRun: ...
 

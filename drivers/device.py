@@ -142,7 +142,7 @@ class PotentiostatChannel(Device):
     def points_missing(self) -> int:
         """Points of the present step the instrument numbered but no host ever stored (lost in
         transit when a host died; counted when a later host re-attached)."""
-        return int(getattr(self._run, "missing_points", 0))
+        return self._run.missing_points if self._run is not None else 0
 
     @property
     def step_index(self) -> int:
@@ -171,9 +171,8 @@ class PotentiostatChannel(Device):
         if self._technique is None:
             raise RuntimeError(f"{self.name}: prepare a step before kickoff")
         mass = float(self.active_mass_g.get())
-        limits = getattr(self.driver, "set_cell_limits", None)
-        if limits is not None:  # the instrument itself keeps the cell inside them
-            limits(float(self.voltage_min_V.get()), float(self.voltage_max_V.get()))
+        # instruments that can keep the cell inside its limits themselves do so
+        self.driver.set_cell_limits(float(self.voltage_min_V.get()), float(self.voltage_max_V.get()))
         with self._lock:
             self._complete_status = Status(obj=self)
             self._page_started = self.clock.now()
@@ -185,7 +184,7 @@ class PotentiostatChannel(Device):
                 self.step_started_s = self.clock.now()
                 self._run = self.driver.start_step(self._technique, mass, self._step_index)
                 # a driver that stamps points from the instrument's start time knows it best
-                self.step_started_s = float(getattr(self._run, "started_at_s", self.step_started_s))
+                self.step_started_s = float(self._run.started_at_s)
             self._schedule(self._next_delay())
         return _done()
 
@@ -269,8 +268,7 @@ class PotentiostatChannel(Device):
     # --- polling ---------------------------------------------------------------------
     def _next_delay(self) -> float:
         assert self._run is not None
-        hint = getattr(self._run, "next_poll_delay_s", None)
-        return float(hint()) if hint is not None else self.driver.poll_interval_s
+        return float(self._run.next_poll_delay_s())
 
     def _schedule(self, delay_s: float) -> None:
         self._timer = self.clock.call_later(delay_s, self._poll)

@@ -30,9 +30,11 @@ skip points already stored and to count any that were lost.
 from __future__ import annotations
 
 import math
+from typing import ClassVar, Literal
 
 from drivers.base import Point, StepProgress
 from drivers.clock import Clock
+from drivers.lab_config import InstrumentConfig, Interval
 from drivers.methodscript import (
     CUT_PREFIX,
     IDENT_PREFIX,
@@ -42,8 +44,9 @@ from drivers.methodscript import (
     parse_error,
     parse_package,
 )
+from drivers.registry import InstrumentModel, open_transport
 from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
-from drivers.transport import InstrumentError, Transport
+from drivers.transport import ByteEndpoint, InstrumentError, Transport
 
 Step = ConstantCurrent | ConstantVoltage | Rest | Sweep | GITT | Loop
 
@@ -80,6 +83,10 @@ class EmStat4StepRun:
         self._scans_started = 0
         self._count_scans = count_scans
         self._held: list[Point] = []
+
+    def next_poll_delay_s(self) -> float:
+        """The script streams its packages; the driver's poll interval is all the host needs."""
+        return self.driver.poll_interval_s
 
     @property
     def done(self) -> bool:
@@ -231,6 +238,8 @@ class EmStat4Driver:
         self.sample_interval_s = sample_interval_s
         self._pending = bytearray()
         self._queued: list[str] = []
+        self.voltage_min_V: float | None = None
+        self.voltage_max_V: float | None = None
 
     # -- line reading
     def _read_lines(self) -> list[str]:
@@ -270,6 +279,25 @@ class EmStat4Driver:
         self._read_lines()
 
     # -- housekeeping
+    def connect(self, reset: bool = True) -> str:
+        """Identify the instrument (the contract's connect step).
+
+        ``reset=True`` asks for the firmware version (reachable, and speaking MethodSCRIPT);
+        ``reset=False`` asks only whether a script runs, keeping a running script's output for
+        the step that re-attaches to it. Returns the identity (firmware version, or the model).
+        """
+        if reset:
+            return self.firmware_version()
+        running = self.script_running()
+        return f"EmStat4 {self.model}" + (" (script running)" if running else "")
+
+    def set_cell_limits(self, voltage_min_V: float, voltage_max_V: float) -> None:
+        """The cell's safety limits: every script checks its potentials against the model's
+        range (:class:`drivers.methodscript.Limits`); the channel device watches these."""
+        if not voltage_min_V < voltage_max_V:
+            raise ValueError(f"{self.name}: voltage_min_V must be below voltage_max_V")
+        self.voltage_min_V, self.voltage_max_V = voltage_min_V, voltage_max_V
+
     def firmware_version(self) -> str:
         """``t``: the version lines joined by ``' '`` (the last one ends in ``*``)."""
         self._discard_stale()
@@ -441,3 +469,27 @@ class EmStat4Driver:
         if error.code == 0x0006:
             return True
         raise InstrumentError(self.name, error.describe(), "i")
+
+
+# ----------------------------------------------------------------------------- lab-file model
+class EmStat4Config(InstrumentConfig):
+    """``[instruments.NAME]`` of a PalmSens EmStat4 (a serial port or pyserial URL)."""
+
+    default_baudrate: ClassVar[int] = 921600
+    driver: Literal["emstat4"]
+    model: Literal["HR", "LR"] = "HR"
+    sample_interval: Interval = 1.0
+
+
+def _open(name: str, config: EmStat4Config, clock: Clock, endpoint: ByteEndpoint | None) -> EmStat4Driver:
+    return EmStat4Driver(
+        open_transport(name, config, endpoint),
+        clock,
+        name=name,
+        poll_interval_s=config.poll_interval,
+        model=config.model,
+        sample_interval_s=config.sample_interval,
+    )
+
+
+MODEL = InstrumentModel("emstat4", "potentiostat", EmStat4Config, _open, "PalmSens EmStat4 (MethodSCRIPT)")

@@ -5,16 +5,17 @@ Parameters are scaled integers matching the display's decimals (77.2 C is held a
 16-bit); with ``float_registers=True`` the driver uses the full-resolution IEEE floats at
 ``0x8000 + 2 * register`` (two registers, high word first) instead.
 
-The register table (:data:`REGISTERS`) reads like the manual's parameter list; every write is
+The register table (:data:`REGISTERS`, in :mod:`drivers.eurotherm_registers`) reads like the manual's parameter list; every write is
 checked against it first and an out-of-range value raises :class:`ValueError` (nothing is
 clamped). Connections:
 
 * :meth:`EurothermDriver.from_url` - a pyserial port or URL (``/dev/ttyUSB0``, ``COM3``,
   ``socket://127.0.0.1:PORT`` for a simulator or a terminal server);
 * :meth:`EurothermDriver.in_process` - a simulated controller's byte endpoint
-  (``receive``/``take_output``) through :class:`SimSerialPort`: no sockets, no waiting.
+  (``receive``/``take_output``) through :class:`~drivers.sim_serial_port.SimSerialPort`: no
+  sockets, no waiting.
 
-:class:`Oven` is the ophyd device: ``set(T_C)`` returns a Status that finishes once the
+:class:`~drivers.oven.Oven` (re-exported here) is the ophyd device: ``set(T_C)`` returns a Status that finishes once the
 process value has stayed within ``tolerance_C`` of the target for ``settle_time_s``, found by
 polling on the shared clock (``clock.call_later``; no sleeps, no threads of its own). An
 over-temperature limit puts the heater in its safe state and fails the Status.
@@ -25,149 +26,47 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from typing import Any, ClassVar, Literal
 
 import minimalmodbus
 import serial
-from ophyd import Component as Cpt
-from ophyd import Device, Signal, SignalRO
-from ophyd.status import Status
+from pydantic import Field
 
-from drivers.clock import Clock, TimerHandle
+from drivers.clock import Clock
+from drivers.eurotherm_registers import (
+    AUTO as AUTO,
+)
+from drivers.eurotherm_registers import (
+    FLOAT_BASE as FLOAT_BASE,
+)
+from drivers.eurotherm_registers import (
+    LOCAL as LOCAL,
+)
+from drivers.eurotherm_registers import (
+    MANUAL as MANUAL,
+)
+from drivers.eurotherm_registers import (
+    REGISTERS as REGISTERS,
+)
+from drivers.eurotherm_registers import (
+    REMOTE as REMOTE,
+)
+from drivers.eurotherm_registers import (
+    Register as Register,
+)
+from drivers.lab_config import OvenConfig
+from drivers.oven import (
+    Oven as Oven,
+)
+from drivers.oven import (
+    OverTemperatureError as OverTemperatureError,
+)
+from drivers.registry import InstrumentModel
+from drivers.sim_serial_port import SimSerialPort as SimSerialPort
 from drivers.transport import ByteEndpoint, InstrumentError, InstrumentTimeout
 
-FLOAT_BASE = 0x8000
-AUTO, MANUAL = 0, 1
-LOCAL, REMOTE = 0, 1
 
-
-# ----------------------------------------------------------------------------- register table
-@dataclass(frozen=True)
-class Register:
-    """One controller parameter as the communications manual lists it.
-
-    ``decimals=None`` means "the display's decimals" (temperatures and rates). ``minimum`` and
-    ``maximum`` bound writes (inclusive); ``None`` bounds are filled in from the driver's
-    configuration (set-point limits).
-    """
-
-    name: str
-    address: int
-    unit: str
-    writable: bool
-    decimals: int | None
-    minimum: float | None = None
-    maximum: float | None = None
-    description: str = ""
-
-    @property
-    def float_address(self) -> int:
-        """Address of the same parameter as an IEEE float (two registers)."""
-        return FLOAT_BASE + 2 * self.address
-
-
-def _common() -> list[Register]:
-    return [
-        Register("process_value", 1, "C", False, None, description="measured temperature (PV)"),
-        Register("target_setpoint", 2, "C", True, None, None, None, "target set point"),
-        Register("working_setpoint", 5, "C", False, None, description="ramping set point"),
-        Register("proportional_band", 6, "C", True, 1, 0.1, 999.9, "PID proportional band XP"),
-        Register("integral_time", 8, "s", True, 0, 0, 9999, "PID integral time Ti (0 = off)"),
-        Register("derivative_time", 9, "s", True, 0, 0, 9999, "PID derivative time Td (0 = off)"),
-        Register("output_high", 30, "%", True, 1, 0.0, 100.0, "output high limit"),
-        Register("output_low", 31, "%", True, 1, 0.0, 100.0, "output low limit"),
-        Register("setpoint_rate_limit", 35, "C/min", True, None, 0.0, 999.9, "0 = off"),
-        Register("auto_manual", 273, "", True, 0, AUTO, MANUAL, "0 auto, 1 manual"),
-    ]
-
-
-#: Parameter tables per series, keyed by name.
-REGISTERS: dict[str, dict[str, Register]] = {
-    "2400": {
-        r.name: r
-        for r in _common()
-        + [Register("output_power", 3, "%", True, 1, 0.0, 100.0, "output (write in manual)")]
-    },
-    "3200": {
-        r.name: r
-        for r in _common()
-        + [
-            Register("manual_output", 3, "%", True, 1, 0.0, 100.0, "output used in manual"),
-            Register("output_power", 4, "%", False, 1, description="working output"),
-            Register("comms_setpoint", 26, "C", True, None, None, None, "set point in remote"),
-            Register("status", 75, "", False, 0, description="status word"),
-            Register("local_remote", 276, "", True, 0, LOCAL, REMOTE, "0 local, 1 remote"),
-        ]
-    },
-}
-
-
-# ----------------------------------------------------------------------------- serial adapter
-class SimSerialPort:
-    """Serial-port-like adapter over a simulated instrument's byte endpoint.
-
-    Offers what :class:`minimalmodbus.Instrument` uses of a pyserial port (``open``, ``close``,
-    ``is_open``, ``port``, ``baudrate``, ``timeout``, ``read``, ``write``, ``flush``,
-    ``reset_input_buffer``, ``reset_output_buffer``). ``read`` never waits: what the
-    simulator has not produced now will not come without time moving, so it returns what
-    there is (minimalmodbus then reports no answer).
-
-    A simulated line has no bus timing, so ``reset_input_buffer`` (called by minimalmodbus
-    before every request) also forgets minimalmodbus's record of the previous read on this
-    port; otherwise minimalmodbus would wall-clock sleep up to 1.75 ms (the 3.5-character
-    silent interval) before each request.
-    """
-
-    def __init__(self, endpoint: ByteEndpoint, name: str = "simulated Eurotherm") -> None:
-        self.endpoint = endpoint
-        self.port = f"sim:{name}:{id(self):x}"
-        self.name = name
-        self.baudrate = 19200
-        self.timeout = 0.0
-        self.write_timeout = 0.0
-        self.is_open = True
-        self._buffer = bytearray()
-
-    def open(self) -> None:
-        self.is_open = True
-
-    def close(self) -> None:
-        self.is_open = False
-
-    def write(self, data: bytes) -> int:
-        if not self.is_open:
-            raise serial.SerialException(f"{self.name}: port is closed")
-        self.endpoint.receive(bytes(data))
-        return len(data)
-
-    def read(self, size: int = 1) -> bytes:
-        if not self.is_open:
-            raise serial.SerialException(f"{self.name}: port is closed")
-        if len(self._buffer) < size:
-            self._buffer += self.endpoint.take_output()
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
-
-    @property
-    def in_waiting(self) -> int:
-        self._buffer += self.endpoint.take_output()
-        return len(self._buffer)
-
-    def flush(self) -> None:
-        pass
-
-    def reset_input_buffer(self) -> None:
-        self.endpoint.take_output()
-        self._buffer.clear()
-        minimalmodbus._latest_read_times.pop(self.port, None)
-
-    def reset_output_buffer(self) -> None:
-        pass
-
-
-# ----------------------------------------------------------------------------- driver
 class EurothermDriver:
     """Eurotherm 2400/3200 controller over Modbus RTU.
 
@@ -263,6 +162,16 @@ class EurothermDriver:
                 f"{self.name}: series {self.series} has no parameter {name!r} "
                 f"(known: {', '.join(sorted(self.registers))})"
             ) from None
+
+    def validate_setpoint_C(self, temperature_C: float) -> float:
+        """The contract's set-point check: ``temperature_C`` within the set-point limits."""
+        return self.validate("target_setpoint", temperature_C)
+
+    def connect(self, reset: bool = True) -> str:
+        """Identify the controller: it answers Modbus at this address (the process value is
+        read). Nothing on the controller is changed, with or without ``reset``."""
+        value = self.read_process_value_C()
+        return f"Eurotherm {self.series} at address {self.instrument.address} ({value:.1f} C)"
 
     def validate(self, name: str, value: float) -> float:
         """Check ``value`` against the table; return it as float or raise ValueError."""
@@ -420,291 +329,24 @@ class EurothermDriver:
                 port.close()
 
 
-# ----------------------------------------------------------------------------- ophyd device
-class OverTemperatureError(RuntimeError):
-    """The oven exceeded its over-temperature limit and was put in its safe state."""
+# ----------------------------------------------------------------------------- lab-file model
+class EurothermConfig(OvenConfig):
+    """``[instruments.NAME]`` of an oven under a Eurotherm 2400/3200 (Modbus RTU on a serial
+    port or pyserial URL)."""
+
+    default_baudrate: ClassVar[int] = 19200
+    driver: Literal["eurotherm"]
+    address: int = Field(default=1, ge=1, le=247, description="Modbus slave address")
+    series: Literal["2400", "3200"] = "2400"
 
 
-class _OvenSignalMixin:
-    parent: Any
-
-    def _stamp(self) -> None:
-        self._metadata["timestamp"] = self.parent._clock.now()  # type: ignore[attr-defined]
-
-
-class _DriverReadback(_OvenSignalMixin, SignalRO):
-    """Read-only signal whose value is read from the driver on every ``get``."""
-
-    def __init__(self, *, reader: str, **kwargs: Any) -> None:
-        kwargs.setdefault("timestamp", 0.0)
-        super().__init__(**kwargs)
-        self._reader = reader
-
-    def get(self, **kwargs: Any) -> float:
-        value = getattr(self.parent._driver, self._reader)()
-        self._readback = value
-        self._stamp()
-        return value
-
-
-class _DriverSetting(_OvenSignalMixin, Signal):
-    """Read/write signal backed by the driver (validated there; ``set`` completes at once)."""
-
-    def __init__(self, *, reader: str, writer: str, **kwargs: Any) -> None:
-        kwargs.setdefault("timestamp", 0.0)
-        super().__init__(**kwargs)
-        self._reader = reader
-        self._writer = writer
-
-    def get(self, **kwargs: Any) -> float:
-        value = getattr(self.parent._driver, self._reader)()
-        self._readback = value
-        self._stamp()
-        return value
-
-    def put(self, value: Any, **kwargs: Any) -> None:
-        getattr(self.parent._driver, self._writer)(value)
-        self._readback = float(value)
-        self._stamp()
-
-    def set(self, value: Any, **kwargs: Any) -> Status:
-        self.put(value)
-        status = Status(obj=self)
-        status.set_finished()
-        return status
-
-
-class _Setting(_OvenSignalMixin, Signal):
-    """Soft configuration value stamped with the oven's clock; ``set`` completes at once."""
-
-    def __init__(self, *, minimum: float = 0.0, **kwargs: Any) -> None:
-        kwargs.setdefault("timestamp", 0.0)
-        super().__init__(**kwargs)
-        self._minimum = minimum
-
-    def put(self, value: Any, **kwargs: Any) -> None:
-        value = float(value)
-        if not math.isfinite(value) or value < self._minimum:
-            raise ValueError(f"{self.name} must be >= {self._minimum}, got {value}")
-        kwargs["timestamp"] = self.parent._clock.now()
-        super().put(value, **kwargs)
-
-    def set(self, value: Any, **kwargs: Any) -> Status:
-        self.put(value)
-        status = Status(obj=self)
-        status.set_finished()
-        return status
-
-
-class Oven(Device):
-    """An oven under a Eurotherm controller.
-
-    Parameters
-    ----------
-    driver : EurothermDriver
-        Controller driver.
-    clock : Clock
-        Shared clock; all polling runs on ``clock.call_later``.
-    name : str
-        ophyd name (prefix of every data key).
-    tolerance_C, settle_time_s, over_temperature_C, safe_setpoint_C, poll_interval_s : float
-        Initial values of the configuration signals of the same names.
-    watch_interval_s : float, optional
-        Poll interval once settled (over-temperature watch); defaults to ``poll_interval_s``.
-
-    Notes
-    -----
-    ``set(T_C)`` switches the controller to automatic, writes the target set point and
-    returns a Status that finishes once the process value has stayed within ``tolerance_C``
-    of ``T_C`` for ``settle_time_s`` (checked every ``poll_interval_s``, so settling is
-    detected to within one poll). Polling continues after that, every ``watch_interval_s``,
-    while the heater is in use, watching the over-temperature limit: above it the
-    controller is put in its safe state (manual, 0 % output, set point
-    ``safe_setpoint_C``), any pending Status fails with :class:`OverTemperatureError`,
-    and ``trigger`` fails until :meth:`reset_trip`.
-    ``stop()`` puts the controller in its safe state; it is idempotent.
-    """
-
-    temperature = Cpt(_DriverReadback, reader="read_process_value_C", kind="hinted")
-    working_setpoint = Cpt(_DriverReadback, reader="read_working_setpoint_C", kind="normal")
-    output_power = Cpt(_DriverReadback, reader="read_output_power_pct", kind="normal")
-    ramp_rate = Cpt(
-        _DriverSetting,
-        reader="read_rate_limit_C_min",
-        writer="write_rate_limit_C_min",
-        kind="config",
+def _open(name: str, config: EurothermConfig, clock: Clock, endpoint: ByteEndpoint | None) -> EurothermDriver:
+    options: dict[str, Any] = {"address": config.address, "series": config.series, "name": name}
+    if endpoint is not None:
+        return EurothermDriver.in_process(endpoint, **options)
+    return EurothermDriver.from_url(
+        config.resource, baudrate=config.serial_baudrate, timeout_s=config.timeout, **options
     )
-    tolerance_C = Cpt(_Setting, value=1.0, kind="config")
-    settle_time_s = Cpt(_Setting, value=60.0, kind="config")
-    over_temperature_C = Cpt(_Setting, value=250.0, kind="config", minimum=-math.inf)
-    safe_setpoint_C = Cpt(_Setting, value=25.0, kind="config", minimum=-math.inf)
-    poll_interval_s = Cpt(_Setting, value=10.0, kind="config", minimum=1e-3)
-    watch_interval_s = Cpt(_Setting, value=10.0, kind="config", minimum=1e-3)
 
-    def __init__(
-        self,
-        driver: EurothermDriver,
-        clock: Clock,
-        *,
-        name: str = "oven",
-        tolerance_C: float = 1.0,
-        settle_time_s: float = 60.0,
-        over_temperature_C: float = 250.0,
-        safe_setpoint_C: float = 25.0,
-        poll_interval_s: float = 10.0,
-        watch_interval_s: float | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self._driver = driver
-        self._clock = clock
-        super().__init__(name=name, **kwargs)
-        self.tolerance_C.put(tolerance_C)
-        self.settle_time_s.put(settle_time_s)
-        self.over_temperature_C.put(over_temperature_C)
-        self.safe_setpoint_C.put(safe_setpoint_C)
-        self.poll_interval_s.put(poll_interval_s)
-        self.watch_interval_s.put(poll_interval_s if watch_interval_s is None else watch_interval_s)
-        self._lock = threading.RLock()
-        self._timer: TimerHandle | None = None
-        self._status: Status | None = None
-        self._target_C: float | None = None
-        self._in_band_since: float | None = None
-        self._active = False
-        #: The over-temperature trip, if one happened (cleared by :meth:`reset_trip`).
-        self.tripped: OverTemperatureError | None = None
-        #: Number of process-value polls made (for benchmarks).
-        self.polls = 0
 
-    @property
-    def driver(self) -> EurothermDriver:
-        return self._driver
-
-    @property
-    def target_C(self) -> float | None:
-        """Last set point requested through :meth:`set` (None when idle/safe)."""
-        return self._target_C
-
-    # -------------------------------------------------------------- movable
-    def set(self, temperature_C: float, **kwargs: Any) -> Status:
-        """Heat (or cool) to ``temperature_C``; the Status finishes once settled."""
-        target = float(temperature_C)
-        limit = self.over_temperature_C.get()
-        if self.tripped is not None:
-            raise OverTemperatureError(
-                f"{self.name}: tripped earlier ({self.tripped}); call reset_trip() first"
-            )
-        if not target < limit:
-            raise ValueError(
-                f"{self.name}: set point {target} C is not below the over-temperature limit {limit} C"
-            )
-        self._driver.validate("target_setpoint", target)
-        status = Status(obj=self)
-        with self._lock:
-            previous = self._status
-            self._status = status
-            self._target_C = target
-            self._in_band_since = None
-            if previous is not None and not previous.done:
-                previous.set_exception(RuntimeError(f"{self.name}: superseded by set({target})"))
-            self._driver.heat_to(target)
-            self._active = True
-            self._cancel_timer()
-        self._poll()
-        return status
-
-    def stop(self, *, success: bool = False) -> None:
-        """Safe state (heater off, set point lowered); idempotent."""
-        with self._lock:
-            self._active = False
-            self._cancel_timer()
-            pending, self._status = self._status, None
-            self._target_C = None
-            self._in_band_since = None
-        self._driver.safe_state(self.safe_setpoint_C.get())
-        if pending is not None and not pending.done:
-            pending.set_exception(RuntimeError(f"{self.name}: stopped before settling"))
-
-    def reset_trip(self) -> None:
-        """Acknowledge an over-temperature trip so that :meth:`set` works again."""
-        self.tripped = None
-
-    def trigger(self) -> Status:
-        """Check the over-temperature limit now; fails once the oven has tripped."""
-        status = Status(obj=self)
-        if self.tripped is None and self._active:
-            self._check_limit(self._driver.read_process_value_C())
-        if self.tripped is not None:
-            status.set_exception(self.tripped)
-        else:
-            status.set_finished()
-        return status
-
-    # -------------------------------------------------------------- polling
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _check_limit(self, pv_C: float) -> bool:
-        limit = self.over_temperature_C.get()
-        if pv_C <= limit:
-            return False
-        safe_sp = self.safe_setpoint_C.get()
-        with self._lock:
-            self._active = False
-            self._cancel_timer()
-            pending, self._status = self._status, None
-            self._target_C = None
-        error = OverTemperatureError(
-            f"{self.name} ({self._driver.name}): temperature {pv_C:.1f} C exceeded the "
-            f"over-temperature limit {limit:.1f} C; heater put in safe state (manual, 0 % output, set point "
-            f"{safe_sp:.1f} C)"
-        )
-        self.tripped = error
-        try:
-            self._driver.safe_state(safe_sp)
-        finally:
-            if pending is not None and not pending.done:
-                pending.set_exception(error)
-        return True
-
-    def _poll(self) -> None:
-        with self._lock:
-            self._timer = None
-            if not self._active:
-                return
-            status, target = self._status, self._target_C
-        try:
-            pv = self._driver.read_process_value_C()
-        except InstrumentError as exc:
-            if status is not None and not status.done:
-                with self._lock:
-                    self._status = None
-                status.set_exception(exc)
-            self._schedule()
-            return
-        self.polls += 1
-        if self._check_limit(pv):
-            return
-        now = self._clock.now()
-        finished = False
-        with self._lock:
-            if status is not None and status is self._status and target is not None:
-                if abs(pv - target) <= self.tolerance_C.get():
-                    if self._in_band_since is None:
-                        self._in_band_since = now
-                    if now - self._in_band_since >= self.settle_time_s.get():
-                        finished = True
-                        self._status = None
-                else:
-                    self._in_band_since = None
-        if finished and status is not None:
-            status.set_finished()
-        self._schedule()
-
-    def _schedule(self) -> None:
-        with self._lock:
-            if self._active and self._timer is None:
-                settling = self._status is not None
-                signal = self.poll_interval_s if settling else self.watch_interval_s
-                self._timer = self._clock.call_later(signal.get(), self._poll)
+MODEL = InstrumentModel("eurotherm", "oven", EurothermConfig, _open, "Eurotherm 2400/3200 oven controller")

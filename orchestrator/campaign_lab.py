@@ -25,9 +25,13 @@ from drivers.base import Point, StepProgress
 from drivers.clock import Clock, SimClock, WallClock
 from drivers.operator import Operator, Timer
 from orchestrator.campaign_file import Campaign
+from orchestrator.campaign_session import CampaignResult, CampaignSession, _latest_time
+from orchestrator.connect import connect_lab
 from orchestrator.lab import Lab
+from orchestrator.operator_console import ConsoleOperator
 from orchestrator.schedule import split_phases
 from orchestrator.storage import read_raw_run, read_runs, recover_interrupted_runs
+from orchestrator.summary import relaxation_summary
 from protocols.campaign import Gate, Pool, cell_job, portion_job
 
 
@@ -61,12 +65,8 @@ def run_on_lab(
     resume: bool = False,
     clock: Clock | None = None,
     on_step_done: Any = None,
-) -> Any:
+) -> CampaignResult:
     """Run ``campaign`` on the cells (channels) of ``lab``; see :func:`orchestrator.campaign_run.run_campaign`."""
-    from orchestrator.campaign_run import CampaignResult, CampaignSession
-    from orchestrator.connect import connect_lab
-    from orchestrator.operator_console import ConsoleOperator
-    from orchestrator.summary import relaxation_summary
 
     heating = sorted({c.id for c in campaign.cells if split_phases(c.protocol.steps)[0]})
     if heating and not lab.ovens:
@@ -83,8 +83,6 @@ def run_on_lab(
     if resume:
         recover_interrupted_runs(data_dir)  # close what the last session left open, points and all
     if clock is None:
-        from orchestrator.campaign_run import _latest_time
-
         # simulated time resumes from the latest moment stored, never back in time
         clock = SimClock(_latest_time(data_dir, saved)) if lab.simulated else WallClock()
     t_start = clock.now()

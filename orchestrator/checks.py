@@ -14,10 +14,12 @@ import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from drivers.keithley2450 import Keithley2450Potentiostat
+from drivers.emstat4 import EmStat4Config
+from drivers.keithley2450 import Keithley2450Config, Keithley2450Potentiostat
 from drivers.methodscript import Limits
 from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
 from orchestrator.campaign_file import Campaign
+from orchestrator.example_lab import check_lab
 from orchestrator.lab import InstrumentConfig, Lab
 from orchestrator.schedule import split_phases
 from protocols.schema import Heat, Manual, Protocol, Step, Xrd
@@ -51,7 +53,7 @@ def _keithley_max_current_A() -> float:
 
 def instrument_limits(config: InstrumentConfig) -> tuple[float, float]:
     """(largest current in A, shortest record interval in s) of a lab-file potentiostat."""
-    if config.driver == "emstat4":
+    if isinstance(config, EmStat4Config):
         return Limits.for_model(config.model).max_current_A, MIN_RECORD_INTERVAL_S["emstat4"]
     return _keithley_max_current_A(), MIN_RECORD_INTERVAL_S["keithley2450"]
 
@@ -61,11 +63,13 @@ def lab_channel(lab: Lab, cell: str | None) -> ChannelLimits:
     config = lab.cell(cell)
     instrument = lab.instruments[config.instrument]
     current, record = instrument_limits(instrument)
-    if instrument.driver == "emstat4":
+    if isinstance(instrument, EmStat4Config):
         limits = Limits.for_model(instrument.model)
         return ChannelLimits(config.name, current, record, config.voltage_min, config.voltage_max,
                              min_current_A=limits.current_ranges_A[0] * 1e-3, instrument_max_V=limits.max_potential_V,
                              instrument_limit=f"the EmStat4 {instrument.model}'s +-{limits.max_potential_V:g} V")  # fmt: skip
+    if not isinstance(instrument, Keithley2450Config):  # a model that states no limits of its own
+        return ChannelLimits(config.name, current, record, config.voltage_min, config.voltage_max)
     return ChannelLimits(config.name, current, record, config.voltage_min, config.voltage_max,
                          instrument_max_V=instrument.compliance,
                          instrument_limit=f"the 2450's compliance ({instrument.compliance:g} V; `compliance` in the lab file)")  # fmt: skip
@@ -150,8 +154,6 @@ def run_problems(protocol: Protocol, lab: Lab, cell: str | None) -> list[str]:
     problems: list[str] = []
     others = sorted({s.kind for s in protocol.steps if isinstance(s, Heat | Xrd | Manual)})
     if others:  # the in-process simulated lab runs them; a lab lacking an oven/diffractometer cannot
-        from orchestrator.example_lab import check_lab
-
         try:
             check_lab(protocol, lab)
         except ValueError as exc:

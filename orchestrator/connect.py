@@ -1,34 +1,29 @@
 """From a validated lab file to connected drivers and ophyd devices.
 
-Simulators are reached only from here, and only for instruments marked ``simulated`` with
-``resource = "sim"``: :mod:`orchestrator.simlab` builds them in this process.
+Every instrument is opened through the model its ``driver`` names in the registry
+(:mod:`drivers.registry`): the model builds the driver, the driver's ``connect`` identifies it
+(reset or not), and the lab builds the device of its kind (a potentiostat channel, an oven).
+Simulators are reached only through :mod:`orchestrator.simlab`, for instruments marked
+``simulated``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers import registry
 from drivers.clock import Clock
+from drivers.contracts import OvenDriver, PotentiostatDriver
 from drivers.device import PotentiostatChannel
-from drivers.emstat4 import EmStat4Driver
-from drivers.eurotherm import EurothermDriver, Oven
-from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
-from drivers.transport import InstrumentError, SerialTransport, VisaTransport
-from orchestrator.lab import CellConfig, InstrumentConfig, Lab
+from drivers.lab_config import OvenConfig
+from drivers.oven import Oven
+from drivers.registry import open_transport
+from drivers.transport import InstrumentError
+from orchestrator.lab import CellConfig, Lab
+from orchestrator.simlab import SimulatedLab
 
-_SERIAL_URL = re.compile(r"^(socket|rfc2217|loop|spy|alt|hwgrep)://|^COM\d+$|^/dev/", re.IGNORECASE)
-
-
-def open_transport(name: str, config: InstrumentConfig) -> Any:
-    """A transport for a real (or TCP-served simulated) instrument's resource string."""
-    resource = config.resource
-    if _SERIAL_URL.search(resource):
-        return SerialTransport(
-            resource, baudrate=config.serial_baudrate, timeout_s=config.timeout, name=f"{name} ({resource})"
-        )
-    return VisaTransport(resource, timeout_s=config.timeout, name=f"{name} ({resource})")
+__all__ = ["ConnectedLab", "connect_lab", "open_transport"]
 
 
 @dataclass
@@ -74,8 +69,6 @@ def connect_lab(
     served = getattr(clock, "served", False)  # a `sim serve --stepped` lab: its instruments are there
     in_process = (clock.simulated and not served) or any(config.resource == "sim" for config in used)
     if in_process and any(config.simulated for config in used):
-        from orchestrator.simlab import SimulatedLab
-
         connected.simulation = SimulatedLab(lab, clock, noise=noise)
     try:
         for cell in chosen:
@@ -88,68 +81,37 @@ def connect_lab(
     return connected
 
 
-def _oven(connected: ConnectedLab, name: str) -> Oven:
-    """A Eurotherm-controlled oven, reachable and answering before anything moves."""
-    config = connected.lab.instruments[name]
-    options = {"address": config.address, "series": config.series, "name": name}
-    if config.resource == "sim":
-        driver = EurothermDriver.in_process(connected.simulation.instruments[name], **options)
-    else:
-        if config.simulated and connected.simulation is not None:
-            connected.simulation.serve(name)
-        url = config.resource
-        driver = EurothermDriver.from_url(
-            url, baudrate=config.serial_baudrate, timeout_s=config.timeout, **options
-        )
-    connected.drivers[name] = driver
-    driver.read_process_value_C()  # reachable, and speaking Modbus at this address
-    poll_s = config.poll_interval if "poll_interval" in config.model_fields_set else 10.0
-    return Oven(driver, connected.clock, name=name, over_temperature_C=config.over_temperature,
-                poll_interval_s=poll_s)  # fmt: skip
-
-
-def _driver(connected: ConnectedLab, name: str) -> Any:
+def _open(connected: ConnectedLab, name: str) -> Any:
+    """The driver of instrument ``name``, opened through its registered model and connected
+    (identified; reset unless the lab is re-attaching to running steps)."""
     if name in connected.drivers:
         return connected.drivers[name]
     config = connected.lab.instruments[name]
+    model = registry.model(config.driver)
+    endpoint = None
     if config.resource == "sim":
-        transport = connected.simulation.transport(name)
-    else:
-        if config.simulated and connected.simulation is not None:
-            # Simulated time: serve the simulator here, on the resource's loopback port, and
-            # reach it through the real transport, exactly as hardware.
-            connected.simulation.serve(name)
-        transport = open_transport(name, config)
-    driver: Any
-    if config.driver == "keithley2450":
-        driver = Keithley2450Potentiostat(
-            Keithley2450(transport, name),
-            connected.clock,
-            poll_interval_s=config.poll_interval,
-            compliance_V=config.compliance,
-        )
-        driver.initialise(reset=connected.reset)
-    elif config.driver == "emstat4":
-        driver = EmStat4Driver(
-            transport,
-            connected.clock,
-            name=name,
-            poll_interval_s=config.poll_interval,
-            model=config.model,
-            sample_interval_s=config.sample_interval,
-        )
-        if connected.reset:
-            driver.firmware_version()  # reachable, and speaking MethodSCRIPT
-        else:
-            driver.script_running()  # reachable; a running script's output is kept
-    else:  # pragma: no cover - the lab schema admits only known drivers
-        raise ValueError(f"unknown driver {config.driver!r}")
+        endpoint = connected.simulation.instruments[name]
+    elif config.simulated and connected.simulation is not None:
+        # Simulated time: serve the simulator here, on the resource's loopback port, and
+        # reach it through the real transport, exactly as hardware.
+        connected.simulation.serve(name)
+    driver = model.open(name, config, connected.clock, endpoint)
     connected.drivers[name] = driver
+    driver.connect(reset=connected.reset)
     return driver
 
 
+def _oven(connected: ConnectedLab, name: str) -> Oven:
+    """An oven device on its controller, reachable and answering before anything moves."""
+    config = connected.lab.instruments[name]
+    driver: OvenDriver = _open(connected, name)
+    poll_s = config.poll_interval if "poll_interval" in config.model_fields_set else 10.0
+    over_C = config.over_temperature if isinstance(config, OvenConfig) else 250.0
+    return Oven(driver, connected.clock, name=name, over_temperature_C=over_C, poll_interval_s=poll_s)
+
+
 def _channel(connected: ConnectedLab, cell: CellConfig) -> PotentiostatChannel:
-    driver = _driver(connected, cell.instrument)
+    driver: PotentiostatDriver = _open(connected, cell.instrument)
     return PotentiostatChannel(
         name=cell.name.replace("-", "_"),
         driver=driver,

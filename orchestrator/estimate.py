@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
 from orchestrator.campaign_file import Campaign
 from orchestrator.schedule import estimate_step_s
+from orchestrator.units import parse_quantity
 from protocols.schema import Heat, Manual, Step
 from simulators.cell import Cell, Sample
 from simulators.material import Material, MaterialError, load_material
@@ -36,8 +37,6 @@ def _material(name: str) -> Material:
 
 def _charged_sample(material: Material, charged_to: str | None) -> Sample:
     """A pristine sample, or the powder charged at 20 mA/g to a voltage or a capacity."""
-    from orchestrator.units import parse_quantity
-
     sample = Sample(material)
     if charged_to:
         cell = Cell(sample, active_mass_g=MASS_G)

@@ -38,6 +38,7 @@ from orchestrator.schedule import split_phases
 from orchestrator.simlab import SimulatedCampaignLab
 from orchestrator.simtime import SimulatedTime
 from orchestrator.storage import Journal, Spool
+from orchestrator.xrd_analysis import pattern_watcher
 from protocols.campaign import Gate, Pool, portion_job
 from protocols.jobs import run_jobs
 from protocols.mixed import cell_protocol_job
@@ -299,7 +300,7 @@ class ScanJobs(Diffractometer):
     @staticmethod
     def _watcher(clock: Clock, folder: Path, step: Xrd) -> ExportFolderWatcher:
         folder.mkdir(parents=True, exist_ok=True)
-        return ExportFolderWatcher(folder, clock, scan_time_s=step.scan_time_s, a_guess_A=4.14)
+        return pattern_watcher(folder, clock, scan_time_s=step.scan_time_s, a_guess_A=4.14)
 
     def _lattice_A(self) -> float:
         return float(self._instrument.cell.sample.lattice_A())

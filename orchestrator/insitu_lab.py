@@ -40,9 +40,11 @@ from drivers.clock import SimClock
 from drivers.device import PotentiostatChannel
 from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
 from drivers.transport import InProcessTransport
-from drivers.xrd import Diffractometer, ExportFolderWatcher
+from drivers.xrd import Diffractometer
+from orchestrator.simlab import resolve_material  # a shipped name (x04, x05) or a file
 from orchestrator.simtime import SimulatedTime
 from orchestrator.storage import frame_from_documents
+from orchestrator.xrd_analysis import pattern_watcher
 from simulators.cell import Cell, Sample
 from simulators.diffractometer import SimulatedDiffractometer
 from simulators.keithley2450 import SimulatedKeithley2450
@@ -248,7 +250,6 @@ def build_insitu_rig(
     simtime = SimulatedTime(clock)
     RE = RunEngine({}, during_task=simtime)
     simtime.install(RE)
-    from orchestrator.simlab import resolve_material  # a shipped name (x04, x05) or a file
 
     material_file = resolve_material(material) if material else None
     cell = Cell(Sample(load_material(material_file)), active_mass_g=active_mass_g, noise_seed=noise_seed)
@@ -270,7 +271,7 @@ def build_insitu_rig(
     xrd_sim = SimulatedDiffractometer(clock, root / "insitu", cell.sample.lattice_A, **xrd_options)
 
     def watch(folder: Path, name: str, before_poll: Callable[[], Any]) -> Diffractometer:
-        watcher = ExportFolderWatcher(folder, clock, scan_time_s=scan_time_s, a_guess_A=4.14)
+        watcher = pattern_watcher(folder, clock, scan_time_s=scan_time_s, a_guess_A=4.14)
         return Diffractometer(
             watcher, clock, name=name, poll_interval_s=poll_interval_s, before_poll=before_poll
         )

@@ -29,6 +29,9 @@ that heat powder portions share the lab's ovens::
     address = 1
     over_temperature = "250 degC"
 
+The ``driver`` names a model of the instrument registry (:mod:`drivers.registry`); the table's
+other fields are that model's lab-file config (e.g. :class:`drivers.keithley2450.Keithley2450Config`).
+
 An instrument with ``simulated = true`` is served by relaxlab's simulators: with
 ``resource = "sim"`` in this process, or with a TCP resource
 (``TCPIP0::127.0.0.1::5025::SOCKET``) by ``relaxlab sim serve``.
@@ -36,22 +39,27 @@ An instrument with ``simulated = true`` is served by relaxlab's simulators: with
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
-from orchestrator.units import QuantityError, parse_quantity
+import drivers.instruments  # noqa: F401  (registers the built-in instrument models)
+from drivers import registry
+from drivers.lab_config import (
+    TEXT,
+    Celsius,
+    Grams,
+    InstrumentConfig,
+    Strict,
+    Volts,
+    quantity,
+)
 from protocols.textfiles import InputFileError, load_toml, load_yaml, read_text_file, yaml_problem
 
-DRIVERS = ("keithley2450", "emstat4", "eurotherm")
-POTENTIOSTATS = ("keithley2450", "emstat4")
-#: Serial line speed when the lab file gives none.
-DEFAULT_BAUDRATE = {"keithley2450": 9600, "emstat4": 921600, "eurotherm": 19200}
 #: Names that become file names and device names (cells, instruments): letters, digits, ``_``, ``-``.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 NAME_RULE = "1-64 letters, digits, '_' or '-', starting with a letter or digit (e.g. A1, cell-1)"
@@ -63,7 +71,7 @@ EXAMPLES = {
     "seed": "seed = 0",
     "data_dir": 'data_dir = "/data/relaxlab"',
     "instruments": '[instruments.smu1] driver = "keithley2450", resource = "GPIB0::18::INSTR"',
-    "driver": 'driver = "keithley2450"   # or "emstat4", "eurotherm"',
+    "driver": 'driver = "keithley2450"   # or another registered model: "emstat4", "eurotherm"',
     "resource": 'resource = "GPIB0::18::INSTR"   # or "COM5", "sim" with simulated = true',
     "simulated": "simulated = true",
     "poll_interval": 'poll_interval = "1 s"',
@@ -95,31 +103,9 @@ class _ReferenceError(ValueError):
     """Cross-references between cells and instruments are wrong (reported from the raw data)."""
 
 
-def _quantity(unit: str) -> BeforeValidator:
-    def convert(value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = parse_quantity(value, unit)
-            except QuantityError as exc:
-                raise ValueError(str(exc)) from exc
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a finite number of {unit}")
-        return value
-
-    return BeforeValidator(convert)
-
-
-Seconds = Annotated[float, _quantity("s"), Field(gt=0)]
-Interval = Annotated[float, _quantity("s"), Field(ge=0.01, le=3600.0)]
-Timeout = Annotated[float, _quantity("s"), Field(ge=0.05, le=600.0)]
-Grams = Annotated[float, _quantity("g"), Field(ge=1e-6, le=10)]
-Volts = Annotated[float, _quantity("V"), Field(ge=0, le=10)]
-Celsius = Annotated[float, _quantity("degC"), Field(ge=-50, le=400)]
-_TEXT = r"^[^\x00-\x1f]*$"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+_quantity = quantity
+_Strict = Strict
+_TEXT = TEXT
 
 
 class LabInfo(_Strict):
@@ -128,41 +114,23 @@ class LabInfo(_Strict):
     data_dir: str | None = Field(default=None, min_length=1, max_length=4096, pattern=_TEXT)
 
 
-class InstrumentConfig(_Strict):
-    driver: Literal["keithley2450", "emstat4", "eurotherm"]
-    resource: str = Field(
-        description="'sim', a VISA resource string or a pyserial URL", examples=["GPIB0::18::INSTR"],
-        min_length=1, max_length=512, pattern=_TEXT,
-    )  # fmt: skip
-    simulated: bool = False
-    poll_interval: Interval = 1.0
-    timeout: Timeout = 5.0
-    compliance: Volts = 5.0
-    baudrate: int | None = Field(
-        default=None, ge=300, le=4_000_000,
-        description="serial ports only (default: EmStat4 921600, Eurotherm 19200)",
-    )  # fmt: skip
-    model: Literal["HR", "LR"] = "HR"
-    sample_interval: Interval = 1.0
-    # ovens (driver = "eurotherm")
-    address: int = Field(default=1, ge=1, le=247, description="Modbus slave address")
-    series: Literal["2400", "3200"] = "2400"
-    over_temperature: Celsius = 250.0
+def _instrument(value: Any) -> Any:
+    """An ``[instruments.NAME]`` table validated by the config its model registered."""
+    if isinstance(value, dict):
+        model = registry.find(value.get("driver"))
+        if model is None:
+            raise ValueError(_driver_message(value.get("driver")))
+        return model.config.model_validate(value)
+    return value
 
-    @property
-    def serial_baudrate(self) -> int:
-        return self.baudrate or DEFAULT_BAUDRATE[self.driver]
 
-    @model_validator(mode="after")
-    def _sim_resource(self) -> InstrumentConfig:
-        if self.resource == "sim" and not self.simulated:
-            raise ValueError("resource 'sim' needs simulated = true")
-        if self.simulated and self.resource != "sim" and "127.0.0.1" not in self.resource:
-            raise ValueError(
-                f"a simulated instrument is reached in-process (resource = 'sim') or on 127.0.0.1, "
-                f"not at {self.resource!r}"
-            )
-        return self
+def _driver_message(given: Any) -> str:
+    names = [f"'{m.driver}'" for m in registry.models()]
+    known = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return f"Input should be {known}"
+
+
+Instrument = Annotated[InstrumentConfig, BeforeValidator(_instrument)]
 
 
 class CellConfig(_Strict):
@@ -210,11 +178,11 @@ def _reference_problems(instruments: Any, cells: Any) -> list[tuple[str, str]]:
                                  f"(defined: {', '.join(sorted(map(str, instruments))) or 'none'})"))  # fmt: skip
             elif (
                 isinstance(config, dict)
-                and config.get("driver") in DRIVERS
-                and config["driver"] not in POTENTIOSTATS
+                and (model := registry.find(config.get("driver"))) is not None
+                and model.kind != "potentiostat"
             ):
                 problems.append((f"cells[{index}].instrument",
-                                 f"{inst!r} is an oven ({config['driver']}), not a potentiostat"))  # fmt: skip
+                                 f"{inst!r} is an {model.kind} ({model.driver}), not a potentiostat"))  # fmt: skip
         channel = cell.get("channel", 1)
         key = (inst, channel)
         if isinstance(inst, str) and isinstance(channel, int):
@@ -231,7 +199,7 @@ _NAME_RE = re.compile(NAME_PATTERN)
 
 class Lab(_Strict):
     lab: LabInfo = LabInfo()
-    instruments: dict[str, InstrumentConfig]
+    instruments: dict[str, Instrument]
     cells: list[CellConfig] = Field(min_length=1)
     source: str = Field(default="<memory>", exclude=True)
 
@@ -245,8 +213,8 @@ class Lab(_Strict):
 
     @property
     def ovens(self) -> list[str]:
-        """Names of the lab's ovens (Eurotherm controllers), in file order."""
-        return [name for name, inst in self.instruments.items() if inst.driver == "eurotherm"]
+        """Names of the lab's ovens (instruments of kind ``oven``), in file order."""
+        return [name for name, inst in self.instruments.items() if registry.model(inst.driver).kind == "oven"]
 
     @property
     def simulated(self) -> bool:
@@ -293,17 +261,47 @@ def _format(source: str, problems: list[tuple[str, str, str]]) -> str:
     return f"lab file {source} is invalid:\n" + body
 
 
+def _instrument_problems(data: dict[str, Any]) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    """Each instrument table checked against its model's config, with every field's location;
+    the data with those tables validated (and the invalid ones left out)."""
+    instruments = data.get("instruments")
+    if not isinstance(instruments, dict):
+        return [], data
+    problems: list[tuple[str, str, str]] = []
+    checked: dict[Any, Any] = {}
+    for name, raw in instruments.items():
+        if not isinstance(raw, dict):
+            checked[name] = raw
+            continue
+        where = f"instruments.{name}.driver"
+        if "driver" not in raw:
+            problems.append((where, "missing", EXAMPLES["driver"]))
+            continue
+        model = registry.find(raw["driver"])
+        if model is None:
+            problems.append(
+                (where, f"{_driver_message(raw['driver'])} (given {raw['driver']!r})", EXAMPLES["driver"])
+            )
+            continue
+        try:
+            checked[name] = model.config.model_validate(raw)
+        except ValidationError as exc:
+            for at, message, example in _error_lines(exc):
+                problems.append((f"instruments.{name}" + ("" if at == "(top level)" else f".{at}"), message, example))
+    return problems, {**data, "instruments": checked}
+
+
 def parse_lab(data: Any, source: str = "<memory>") -> Lab:
     """Validate lab-file data; :class:`LabFileError` lists every problem, each with an example."""
     if not isinstance(data, dict):
         raise LabFileError(
             f"lab file {source}: expected a table at the top level ({EXAMPLES['instruments']})"
         )
-    problems: list[tuple[str, str, str]] = []
+    problems, checked = _instrument_problems(data)
     try:
-        lab = Lab.model_validate({**data, "source": source})
+        lab = Lab.model_validate({**checked, "source": source})
     except ValidationError as exc:
-        problems = _error_lines(exc)
+        problems += _error_lines(exc)
         lab = None
     for where, message in _reference_problems(data.get("instruments"), data.get("cells")):
         entry = (where, message, _example(tuple(re.split(r"[.\[\]]+", where))))

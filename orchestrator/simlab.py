@@ -16,10 +16,16 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import orchestrator.sim_instruments  # noqa: F401  (registers the built-in models' simulators)
+from drivers import registry
+from drivers.device import PotentiostatChannel
+from drivers.eurotherm import EurothermDriver
+from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
+from drivers.oven import Oven
 from drivers.transport import InProcessTransport
 from orchestrator.lab import Lab
+from orchestrator.units import parse_quantity
 from simulators.cell import Cell, CellVariation, Sample
-from simulators.emstat4 import SimulatedEmStat4
 from simulators.eurotherm import SimulatedEurotherm
 from simulators.faults import FaultyEndpoint, parse_fault_spec
 from simulators.keithley2450 import SimulatedKeithley2450
@@ -95,38 +101,14 @@ class SimulatedLab:
     def __init__(self, lab: Lab, clock: Any, noise: bool = False, faults: str | None = None) -> None:
         self.clock = clock
         self.lab = lab
+        self.noise = noise
         self.lock = threading.RLock()
         self.instruments: dict[str, Any] = {}
         self.cells: dict[str, Cell] = {}
         self.servers: dict[str, InstrumentServer] = {}
         for index, (name, config) in enumerate(sorted(lab.instruments.items())):
-            if not config.simulated:
-                continue
-            if config.driver == "eurotherm":
-                self.instruments[name] = SimulatedEurotherm(
-                    clock, OvenModel(clock), address=config.address, series=config.series
-                )
-                continue
-            cells = [c for c in lab.cells if c.instrument == name]
-            if len(cells) > 1:
-                raise ValueError(f"instrument {name!r}: a simulated {config.driver} has one channel")
-            cfg = cells[0] if cells else None
-            source = getattr(lab, "source", None)
-            base = Path(source).parent if source and Path(source).is_file() else None
-            material = load_material(resolve_material(cfg.material if cfg else "x04", base))
-            cell = Cell(
-                Sample(material),
-                active_mass_g=cfg.active_mass if cfg else 0.007,
-                temperature_C=cfg.temperature if cfg else 25.0,
-                noise_seed=(lab.lab.seed * 1000 + index) if noise else None,
-            )
-            self.cells[name] = cell
-            if config.driver == "keithley2450":
-                self.instruments[name] = SimulatedKeithley2450(cell, clock, serial=f"SIM{index:05d}")
-            else:
-                self.instruments[name] = SimulatedEmStat4(
-                    cell, clock, serial=f"ES4{config.model}SIM{index:04d}", model=config.model
-                )
+            if config.simulated:
+                self.instruments[name] = registry.simulator(config.driver)(self, name, config, index)
 
         spec = faults if faults is not None else os.environ.get("RELAXLAB_SIM_FAULTS", "")
         if spec:
@@ -136,6 +118,27 @@ class SimulatedLab:
                 self.instruments[name] = FaultyEndpoint(
                     self.instruments[name], seed=seed * 1000 + index, **options
                 )
+
+    def cell_for(self, name: str, index: int) -> Cell:
+        """The simulated cell on instrument ``name`` (its lab-file cell's material, mass and
+        temperature; a 7 mg cell of x04 when no cell sits on it). One cell per instrument."""
+        lab = self.lab
+        cells = [c for c in lab.cells if c.instrument == name]
+        if len(cells) > 1:
+            driver = lab.instruments[name].driver
+            raise ValueError(f"instrument {name!r}: a simulated {driver} has one channel")
+        cfg = cells[0] if cells else None
+        source = getattr(lab, "source", None)
+        base = Path(source).parent if source and Path(source).is_file() else None
+        material = load_material(resolve_material(cfg.material if cfg else "x04", base))
+        cell = Cell(
+            Sample(material),
+            active_mass_g=cfg.active_mass if cfg else 0.007,
+            temperature_C=cfg.temperature if cfg else 25.0,
+            noise_seed=(lab.lab.seed * 1000 + index) if self.noise else None,
+        )
+        self.cells[name] = cell
+        return cell
 
     def transport(self, name: str) -> InProcessTransport:
         return InProcessTransport(self.instruments[name], name=f"{name} (simulated)")
@@ -184,10 +187,6 @@ class SimulatedCampaignLab:
         room_temperature_C: float = 25.0,
         noise_seed: int | None = None,
     ) -> None:
-        from drivers.device import PotentiostatChannel
-        from drivers.eurotherm import EurothermDriver, Oven
-        from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
-
         self.clock = clock
         self.material = _material(material)
         self.room_C = room_temperature_C
@@ -232,8 +231,6 @@ class SimulatedCampaignLab:
     # --- physics of the powders ---------------------------------------------------------
     def charge_powder(self, portions: list[str], charged_to: str, current_mA_g: float = 20.0) -> None:
         """Charge the powder (as a large cell at 20 mA/g), then split it into portions."""
-        from orchestrator.units import parse_quantity
-
         powder = Sample(self.material)
         cell = Cell(powder, active_mass_g=0.1)
         current_A = current_mA_g * 0.1 / 1000.0

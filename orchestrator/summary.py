@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from analysis import schema as S
+from analysis.cycles import cycle_table
 from analysis.figures import cycling_figure, gitt_figure, run_name, voltammogram_figure
 from analysis.gitt import has_gitt
 from analysis.ocv import ocv_before_discharge
 from analysis.plateaus import material_windows, plateau_capacities
-from analysis.steps import annotate, cycle_table, half_cycle_table
+from analysis.steps import annotate, half_cycle_table
 
 #: The one definition of a cell's OCV (see :data:`analysis.schema.OCV_READ_S`).
 OCV_READ_S = S.OCV_READ_S

@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 
 from analysis import schema as S
+from analysis.cycles import cycle_table
 from analysis.dqdv import DQDV, dqdv, dqdv_by_segment
 from analysis.gitt import gitt_gap, gitt_rest_ends, has_gitt
 from analysis.insitu import lattice_vs_li
 from analysis.ocv import fit_ocv_line, ocv_before_discharge, rest_voltages
 from analysis.plateaus import discharge_plateaus, plateau_capacities
-from analysis.steps import annotate, cycle_table, step_table
+from analysis.steps import annotate, step_table
 from analysis.synthetic import DISCHARGE_V, cc, rest, standard_cycle, synthetic_run
 
 MASS_G = 0.007

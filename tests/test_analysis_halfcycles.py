@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 from analysis import schema as S
+from analysis.cycles import cycle_table
 from analysis.figures import condition_label, cycling_figure, run_name
 from analysis.plateaus import material_windows
-from analysis.steps import cycle_table, half_cycle_table
+from analysis.steps import half_cycle_table
 from analysis.synthetic import standard_cycle, synthetic_run
 
 

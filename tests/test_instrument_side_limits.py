@@ -147,11 +147,16 @@ class _DeadHostAftermath:
     def __init__(self) -> None:
         self.safe = False
 
+    def set_cell_limits(self, voltage_min_V: float, voltage_max_V: float) -> None:
+        pass
+
     def reattach(self, step, mass, progress):
         driver = self
 
         class Run:
             end_reason = None
+            started_at_s = progress.started_at_s
+            missing_points = 0
 
             def next_poll_delay_s(self) -> float:
                 return 10.0

@@ -10,7 +10,8 @@ import pytest
 from analysis.errors import DataFileError
 from analysis.patterns import read_pattern
 from drivers.clock import SimClock
-from drivers.xrd import Diffractometer, ExportFolderWatcher
+from drivers.xrd import Diffractometer
+from orchestrator.xrd_analysis import pattern_watcher
 from simulators.diffractometer import SimulatedDiffractometer
 
 SCAN_S = 1200.0
@@ -26,7 +27,7 @@ def _rig(tmp_path, clock, *, formats=("xy",), seed=3, **device_kwargs):
 
     export = tmp_path / "export"
     sim = SimulatedDiffractometer(clock, export, lattice_A, formats=formats, seed=seed)
-    watcher = ExportFolderWatcher(export, clock, scan_time_s=SCAN_S, a_guess_A=4.14)
+    watcher = pattern_watcher(export, clock, scan_time_s=SCAN_S, a_guess_A=4.14)
     device = Diffractometer(
         watcher,
         clock,
@@ -101,7 +102,7 @@ def test_timeout_fails_status_with_clear_message(tmp_path):
     clock = SimClock()
     export = tmp_path / "empty"
     export.mkdir()
-    watcher = ExportFolderWatcher(export, clock, scan_time_s=SCAN_S)
+    watcher = pattern_watcher(export, clock, scan_time_s=SCAN_S)
     device = Diffractometer(watcher, clock, name="xrd", poll_interval_s=60.0, timeout_s=600.0)
     status = device.trigger()
     _wait(clock, status)
@@ -146,7 +147,7 @@ def test_partial_and_temporary_files_are_ignored(tmp_path):
     export.mkdir()
     for name in (".scan_0001.xy.part", "scan_0001.xy.tmp", "~scan.xy", "notes.txt"):
         (export / name).write_text("10 1\n")
-    watcher = ExportFolderWatcher(export, clock, scan_time_s=SCAN_S)
+    watcher = pattern_watcher(export, clock, scan_time_s=SCAN_S)
     assert watcher.poll() == ([], [])
 
 
@@ -159,7 +160,7 @@ def test_restart_neither_loses_nor_duplicates(tmp_path):
     # the host goes down for three scans while the diffractometer keeps exporting
     clock.advance_by(3 * SCAN_S)
     sim.catch_up()
-    watcher2 = ExportFolderWatcher(watcher.export_dir, clock, scan_time_s=SCAN_S)
+    watcher2 = pattern_watcher(watcher.export_dir, clock, scan_time_s=SCAN_S)
     device2 = Diffractometer(watcher2, clock, name="xrd", poll_interval_s=30.0, before_poll=sim.catch_up)
     names = []
     for _ in range(4):
@@ -179,7 +180,7 @@ def test_unacknowledged_scan_is_read_again_after_restart(tmp_path):
     scans, _ = watcher.poll()
     assert [s.filename for s in scans] == ["scan_0001.xy"]
     assert watcher.poll() == ([], [])  # handed out once per driver life
-    again = ExportFolderWatcher(watcher.export_dir, clock, scan_time_s=SCAN_S)
+    again = pattern_watcher(watcher.export_dir, clock, scan_time_s=SCAN_S)
     assert [s.filename for s in again.poll()[0]] == ["scan_0001.xy"]
 
 
@@ -188,7 +189,7 @@ def test_ignore_existing_skips_files_from_before(tmp_path):
     sim, watcher, _, _ = _rig(tmp_path, clock)
     clock.advance_by(2 * SCAN_S)
     sim.catch_up()
-    fresh = ExportFolderWatcher(
+    fresh = pattern_watcher(
         watcher.export_dir,
         clock,
         scan_time_s=SCAN_S,
@@ -210,7 +211,7 @@ def test_mtime_gives_times_when_file_has_none(tmp_path):
     path = export / "plain.xy"
     path.write_text("\n".join(f"{a:.4f} {b:.0f}" for a, b in zip(x, y, strict=True)))
     os.utime(path, (1767230000.0, 1767230000.0))
-    scans, _ = ExportFolderWatcher(export, clock, scan_time_s=SCAN_S).poll()
+    scans, _ = pattern_watcher(export, clock, scan_time_s=SCAN_S).poll()
     assert scans[0].time_source == "mtime"
     assert scans[0].end_s == pytest.approx(1767230000.0)
     assert scans[0].start_s == pytest.approx(1767230000.0 - SCAN_S)
@@ -222,7 +223,7 @@ def test_settle_polls_waits_for_a_stable_file(tmp_path):
     sim, _, _, _ = _rig(tmp_path, clock)
     clock.advance_by(SCAN_S)
     sim.catch_up()
-    watcher = ExportFolderWatcher(sim.export_dir, clock, scan_time_s=SCAN_S, settle_polls=1)
+    watcher = pattern_watcher(sim.export_dir, clock, scan_time_s=SCAN_S, settle_polls=1)
     assert watcher.poll() == ([], [])
     assert [s.filename for s in watcher.poll()[0]] == ["scan_0001.xy"]
 
@@ -320,7 +321,7 @@ def test_device_follows_the_cell_model_during_a_charge(tmp_path):
             last[0] = clock.now()
         sim.catch_up()
 
-    watcher = ExportFolderWatcher(tmp_path, clock, scan_time_s=SCAN_S, a_guess_A=4.15)
+    watcher = pattern_watcher(tmp_path, clock, scan_time_s=SCAN_S, a_guess_A=4.15)
     device = Diffractometer(watcher, clock, name="xrd", poll_interval_s=60.0, before_poll=before_poll)
     fitted = []
     for n in range(6):

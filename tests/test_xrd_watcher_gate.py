@@ -10,7 +10,8 @@ import pytest
 
 from analysis.lattice import bragg_two_theta_deg, d_spacing_A, doublet
 from drivers.clock import SimClock
-from drivers.xrd import Diffractometer, ExportFolderWatcher
+from drivers.xrd import Diffractometer
+from orchestrator.xrd_analysis import pattern_watcher
 from tests.conftest import SHARED_DATA
 
 XRD = SHARED_DATA / "xrd"
@@ -61,7 +62,7 @@ def test_a_fit_failing_the_gate_is_reported_and_never_the_next_guess(tmp_path):
     clock = SimClock()
     _rock_salt(tmp_path / "scan_01.xy", 4.140)
     os.utime(tmp_path / "scan_01.xy", (1, 1))
-    watcher = ExportFolderWatcher(tmp_path, clock, scan_time_s=600, a_guess_A=4.13, search_frac=0.03)
+    watcher = pattern_watcher(tmp_path, clock, scan_time_s=600, a_guess_A=4.13, search_frac=0.03)
     scans, bad = watcher.poll()
     assert not bad and scans[0].fit_ok
     assert scans[0].fit.a_A == pytest.approx(4.140, abs=0.001)
@@ -77,7 +78,7 @@ def test_a_fit_failing_the_gate_is_reported_and_never_the_next_guess(tmp_path):
 def test_device_publishes_nan_for_a_failed_fit(tmp_path):
     clock = SimClock()
     _tetragonal(tmp_path / "odd.xy", 4.12, 4.22)
-    watcher = ExportFolderWatcher(tmp_path, clock, scan_time_s=600, a_guess_A=4.13)
+    watcher = pattern_watcher(tmp_path, clock, scan_time_s=600, a_guess_A=4.13)
     device = Diffractometer(watcher, clock, name="xrd", poll_interval_s=10.0)
     status = device.trigger()
     assert status.done and status.success
@@ -90,7 +91,7 @@ def test_bruker_raw_files_are_read_not_skipped(tmp_path):
     if not source.is_file():
         pytest.skip("../shared/data/xrd absent")
     shutil.copy(source, tmp_path / "scan.RAW")
-    watcher = ExportFolderWatcher(tmp_path, SimClock(), scan_time_s=600, a_guess_A=4.13)
+    watcher = pattern_watcher(tmp_path, SimClock(), scan_time_s=600, a_guess_A=4.13)
     scans, bad = watcher.poll()
     assert not bad and len(scans) == 1
     assert len(scans[0].pattern) == 3501  # the Ba2CaWO6 pattern is read (it is no rock salt)
@@ -104,7 +105,7 @@ def test_every_scan_of_a_multi_scan_file_is_handed_out(tmp_path):
     start, end = text.index("<scan "), text.index("</scan>") + len("</scan>")
     (tmp_path / "two.xrdml").write_text(text[:end] + text[start:end] + text[end:], encoding="utf-8")
     clock = SimClock()
-    watcher = ExportFolderWatcher(tmp_path, clock, scan_time_s=600, a_guess_A=4.17)
+    watcher = pattern_watcher(tmp_path, clock, scan_time_s=600, a_guess_A=4.17)
     device = Diffractometer(watcher, clock, name="xrd", poll_interval_s=10.0)
     for k in range(2):
         status = device.trigger()
