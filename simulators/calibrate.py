@@ -224,7 +224,9 @@ def _t6(m: Material) -> TargetResult:
     shape = r2 > 0.99 and abs(p_o[0]) < 0.2 * abs(p_ni[0])
     paper = _is_paper_material(m)
     if paper:
-        values = abs(a_end - 4.111) <= 0.003 and abs(aged[14] - 4.141) <= 0.012 and abs(aged[60] - 4.162) <= 0.012
+        values = (
+            abs(a_end - 4.111) <= 0.003 and abs(aged[14] - 4.141) <= 0.012 and abs(aged[60] - 4.162) <= 0.012
+        )
     else:  # the lattice parameters are x = 0.4's; another composition: the charged state expands as it ages
         values = a_end < aged[14] < aged[60]
     return TargetResult(

@@ -99,7 +99,9 @@ def test_x05_is_checked_on_what_applies_to_its_composition(tmp_path: Path) -> No
     res = {r.id: r for r in run_calibration(x05)}
     assert [rid for rid, r in res.items() if not r.passed] == []
     assert {rid for rid, r in res.items() if r.applies_to != "all"} == {"T2", "T6"}
-    assert "x = 0.4's number" in res["T2"].target and "T2, T6: numbers measured" in format_table(list(res.values()))
+    assert "x = 0.4's number" in res["T2"].target and "T2, T6: numbers measured" in format_table(
+        list(res.values())
+    )
     claimed = tmp_path / "x05-as-x04.toml"
     import re
 

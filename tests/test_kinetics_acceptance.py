@@ -95,7 +95,11 @@ def _material_truth(name: str) -> dict[str, float]:
 
     text = (SHIPPED.parent / f"{name}.toml").read_text()
     data = tomllib.loads(text)
-    return {"E_eq_V": data["ocv"]["E_eq_V"], "Ea_kJ_mol": data["lmct"]["Ea_kJ_mol"], "beta": data["lmct"]["beta"]}
+    return {
+        "E_eq_V": data["ocv"]["E_eq_V"],
+        "Ea_kJ_mol": data["lmct"]["Ea_kJ_mol"],
+        "beta": data["lmct"]["beta"],
+    }
 
 
 def test_shipped_campaigns_give_the_papers_e_eq_and_the_models_kinetics(tmp_path: Path) -> None:
