@@ -192,7 +192,7 @@ def fit_campaign(
         d["how"] = (
             "du/dt = -k(T) exp(-beta (1-u)) u integrated over each cell's recorded temperature history "
             "(bench from the end of the powder's charge, oven log while in the oven, bench until its "
-            "discharge); Ni plateau = ni_ref u; errors: max(Jacobian SE, bootstrap over replicates)"
+            "discharge); Ni plateau = ni_ref u; errors: max(Jacobian SE, bootstrap over conditions and replicates: half-width of the central 68 % of refits); 95 %: the wider of t and bootstrap percentile intervals"
         )
         result["kinetics"] = d
         result["_kin"] = (kin, usable, hist)

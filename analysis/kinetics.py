@@ -365,7 +365,7 @@ class HistoryFit:
     predicted_mAh_g: np.ndarray = field(repr=False)
 
     def uncertainty(self, name: str) -> float:
-        """The larger of the fit's standard error and the bootstrap standard deviation."""
+        """The larger of the fit's standard error and the bootstrap spread (half-width of the central 68 %)."""
         return float(np.nanmax([self.stderr.get(name, np.nan), self.bootstrap_std.get(name, np.nan)]))
 
     def to_dict(self) -> dict[str, object]:
@@ -419,7 +419,7 @@ def fit_kinetics_histories(
     Each cell's Ni plateau is modelled as ``ni_ref * u`` with ``u`` integrated over its whole
     temperature history from ``u0`` (1 for the reference charge state, the highest-voltage one
     present; fitted for the others). Uncertainties: standard errors from the Jacobian at the
-    optimum, and the standard deviation of refits on two-stage bootstrap resamples (the groups,
+    optimum, and the spread of refits (half-width of their central 68 %) on two-stage bootstrap resamples (the groups,
     i.e. conditions, within each charge state, then the cells within each group); 95 % intervals are the wider of the Jacobian (t distribution) and
     the bootstrap percentile intervals.
 
@@ -547,7 +547,11 @@ def fit_kinetics_histories(
             draws.append(derived(res.x))
         frame = pd.DataFrame(draws)
         for name in ("k413_per_s", "Ea_kJ_mol", "beta", "ni_ref_mAh_g"):
-            boot_std[name] = float(frame[name].std(ddof=1))
+            # the spread of the refits as the half-width of their central 68 %: a resample that
+            # leaves a parameter unidentified (a refit at a bound) widens the 95 % interval
+            # below but does not turn the standard uncertainty into that bound
+            lo68, hi68 = np.percentile(frame[name], [15.865, 84.135])
+            boot_std[name] = float(0.5 * (hi68 - lo68))
         for name in ("k413_per_s", "Ea_kJ_mol", "beta"):
             lo, hi = np.percentile(frame[name], [2.5, 97.5])
             interval[name] = (min(interval[name][0], float(lo)), max(interval[name][1], float(hi)))

@@ -20,6 +20,8 @@ MASS_G = 0.007
 C10_MA_G = 20.0
 I_C10_A = C10_MA_G * MASS_G * 1e-3
 LONG_S = 1e7
+#: The charge state of the paper's titrations (Fig. 4, Fig. 6e-f: "1C 4.5V").
+TITRATION_V = 4.5
 
 
 @dataclass
@@ -32,6 +34,19 @@ class TargetResult:
     target: str
     tolerance: str
     passed: bool
+    #: Which materials the target's numbers hold for: ``"all"`` (shapes, trends, ratios the paper
+    #: states for the family), or ``"x = 0.4"`` (a number measured on the paper's x = 0.4
+    #: electrode; another composition is checked on the target's qualitative part only, and
+    #: ``target`` says so).
+    applies_to: str = "all"
+
+
+#: The composition the paper's measured numbers (T2's +42 mAh/g, T6's lattice parameters) belong to.
+PAPER_X = 0.4
+
+
+def _is_paper_material(m: Material) -> bool:
+    return abs(m.meta.x - PAPER_X) < 1e-9
 
 
 def _charge(cell: Cell, v_upper: float = 4.8, capacity: float | None = None) -> float:
@@ -106,19 +121,25 @@ def _t2(m: Material) -> TargetResult:
     powder.relax(72 * 3600.0, 140.0)
     _, ni1, o1 = _titrate(powder)
     d_o = o1 - o0
-    ok = abs(d_o - 42.0) <= 5.0 and ni1 < 0.1 * ni0
+    paper = _is_paper_material(m)
+    # +42 mAh/g is the x = 0.4 electrode's number; other compositions: the O plateau grows
+    o_ok = abs(d_o - 42.0) <= 5.0 if paper else d_o > 0.0
     return TargetResult(
         "T2",
         "4.8 V charge, full relaxation (72 h, 140 C), discharge vs in-cycling",
         f"O plateau {d_o:+.1f} mAh/g; Ni plateau {ni1:.1f} of {ni0:.1f} mAh/g",
-        "O +42 mAh/g; Ni < 10 % of in-cycling",
-        "+-5 mAh/g",
-        bool(ok),
+        "O +42 mAh/g; Ni < 10 % of in-cycling"
+        if paper
+        else f"O grows; Ni < 10 % of in-cycling (+42 mAh/g is x = {PAPER_X}'s number, not x = {m.meta.x:g}'s)",
+        "+-5 mAh/g" if paper else "as stated",
+        bool(o_ok and ni1 < 0.1 * ni0),
+        applies_to=f"x = {PAPER_X}",
     )
 
 
 def _t3_t4(m: Material) -> list[TargetResult]:
-    powder = _charged_powder(m)
+    # the paper's titrations (Fig. 4a, c): powder charged to 4.5 V, portions into a hot oven
+    powder = _charged_powder(m, TITRATION_V)
     p0, p90, p4, p24 = powder.split(4)
     _, ref_ni, _ = _titrate(p0)
     caps = {}
@@ -130,7 +151,7 @@ def _t3_t4(m: Material) -> list[TargetResult]:
     ratio = early / late if late > 0 else float("inf")
     t3 = TargetResult(
         "T3",
-        "140 C: capacity moved 0->90 s vs 4 h->24 h",
+        "4.5 V powder at 140 C: capacity moved 0->90 s vs 4 h->24 h",
         f"{early:.1f} vs {late:.1f} mAh/g (ratio {ratio:.2f})",
         "ratio 1",
         "+-30 %",
@@ -144,7 +165,7 @@ def _t3_t4(m: Material) -> list[TargetResult]:
     mono = all(b > a for a, b in zip(conv, conv[1:], strict=False))
     t4 = TargetResult(
         "T4",
-        "24 h relaxation at 25..140 C: conversion of the Ni plateau",
+        "4.5 V powder, 24 h at 25..140 C: conversion of the Ni plateau",
         ", ".join(f"{t:.0f} C {100 * c:.0f} %" for t, c in zip(temps, conv, strict=True)),
         "monotonic; < 20 % at 25 C; > 85 % at 140 C",
         "as stated",
@@ -200,21 +221,25 @@ def _t6(m: Material) -> TargetResult:
     for days, por in zip((14, 60), cell.sample.split(2), strict=True):
         por.relax(days * 86400.0, 25.0)
         aged[days] = por.lattice_A()
-    ok = (
-        abs(a_end - 4.111) <= 0.003
-        and abs(aged[14] - 4.141) <= 0.012
-        and abs(aged[60] - 4.162) <= 0.012
-        and r2 > 0.99
-        and abs(p_o[0]) < 0.2 * abs(p_ni[0])
-    )
+    shape = r2 > 0.99 and abs(p_o[0]) < 0.2 * abs(p_ni[0])
+    paper = _is_paper_material(m)
+    if paper:
+        values = (
+            abs(a_end - 4.111) <= 0.003 and abs(aged[14] - 4.141) <= 0.012 and abs(aged[60] - 4.162) <= 0.012
+        )
+    else:  # the lattice parameters are x = 0.4's; another composition: the charged state expands as it ages
+        values = a_end < aged[14] < aged[60]
     return TargetResult(
         "T6",
         "lattice: end of 4.8 V charge; 14 d / 60 d at RT; linear in Ni region, flat in O",
         f"{a_end:.4f} A; {aged[14]:.4f} A; {aged[60]:.4f} A; Ni R2 {r2:.4f}, "
         f"O/Ni slope ratio {abs(p_o[0] / p_ni[0]):.3f}",
-        "4.111 / 4.141 / 4.162 A",
-        "+-0.003 A in situ, +-0.012 A aged",
-        bool(ok),
+        "4.111 / 4.141 / 4.162 A"
+        if paper
+        else f"expands on ageing (4.111 / 4.141 / 4.162 A are x = {PAPER_X}'s, not x = {m.meta.x:g}'s)",
+        "+-0.003 A in situ, +-0.012 A aged" if paper else "as stated; Ni R2 > 0.99, O/Ni slope < 0.2",
+        bool(values and shape),
+        applies_to=f"x = {PAPER_X}",
     )
 
 
@@ -500,7 +525,12 @@ def format_table(results: list[TargetResult]) -> str:
     for r in results:
         sim = f"{r.simulated:.4g}" if isinstance(r.simulated, float) else r.simulated
         ok = "PASS" if r.passed else "FAIL"
-        lines.append(f"{r.id:<4} {ok:<5} {sim:<80} {r.target} ({r.tolerance})")
+        scope = "" if r.applies_to == "all" else f" [numbers for {r.applies_to}]"
+        lines.append(f"{r.id:<4} {ok:<5} {sim:<80} {r.target} ({r.tolerance}){scope}")
     n = sum(r.passed for r in results)
     lines.append(f"{n}/{len(results)} targets passed")
+    scoped = [r.id for r in results if r.applies_to != "all"]
+    if scoped:
+        lines.append(f"{', '.join(scoped)}: numbers measured on the paper's x = {PAPER_X} electrode; "
+                     "other compositions are checked on the qualitative part only")  # fmt: skip
     return "\n".join(lines)

@@ -89,3 +89,23 @@ def test_a_nominal_material_without_variation_fails_t15(tmp_path: Path) -> None:
 
     t15 = _t15(load_material(p))
     assert not t15.passed and "+- 0.00" in str(t15.simulated)
+
+
+def test_x05_is_checked_on_what_applies_to_its_composition(tmp_path: Path) -> None:
+    """T2's +42 mAh/g and T6's lattice parameters were measured on the paper's x = 0.4 electrode:
+    x05 is checked on their qualitative part, and the result says so; the same file claiming
+    x = 0.4 is held to the paper's numbers and fails them."""
+    x05 = DEFAULT_MATERIAL.parent / "x05.toml"
+    res = {r.id: r for r in run_calibration(x05)}
+    assert [rid for rid, r in res.items() if not r.passed] == []
+    assert {rid for rid, r in res.items() if r.applies_to != "all"} == {"T2", "T6"}
+    assert "x = 0.4's number" in res["T2"].target and "T2, T6: numbers measured" in format_table(
+        list(res.values())
+    )
+    claimed = tmp_path / "x05-as-x04.toml"
+    import re
+
+    claimed.write_text(re.sub(r"^x = 0\.5$", "x = 0.4", x05.read_text(), count=1, flags=re.M))
+    held = {r.id: r for r in run_calibration(claimed)}
+    assert not held["T2"].passed and not held["T6"].passed
+    assert held["T2"].target == "O +42 mAh/g; Ni < 10 % of in-cycling"
