@@ -29,7 +29,6 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -160,13 +159,10 @@ class ClockControl:
                 self._cond.notify_all()
             return f"OK {self.clock.now()!r}"
         if verb == "WAIT_HELD":
-            guard = time.monotonic() + _seconds(words[1])  # wall time: only a guard against a hang
+            # the timeout only guards against a hang (Condition.wait_for measures it)
             with self._cond:
-                while self._waiting == 0:
-                    left = guard - time.monotonic()
-                    if left <= 0:
-                        return "ERR nothing is held"
-                    self._cond.wait(min(left, 0.05))
+                if not self._cond.wait_for(lambda: self._waiting > 0, timeout=_seconds(words[1])):
+                    return "ERR nothing is held"
             return f"OK {self.clock.now()!r}"
         return f"ERR unknown command {verb!r} (NOW, ADVANCE t, HOLD t, RELEASE, WAIT_HELD s)"
 
