@@ -685,6 +685,77 @@ def recover(data_dir: Path, tiled: bool = True) -> Recovery:
     return report
 
 
+def _run_channel(start: dict[str, Any], points_desc: dict[str, Any] | None) -> str | None:
+    """The channel a run's points came from: its start document's ``channel``, else the one
+    device of its points stream's descriptor."""
+    if start.get("channel"):
+        return str(start["channel"])
+    devices = list((points_desc or {}).get("object_keys", {}))
+    return devices[0] if len(devices) == 1 else None
+
+
+def _steps_of_other_runs(data_dir: Path, path: Path, start: dict[str, Any], channel: str) -> set[int]:
+    """The step numbers other runs of the same spool session and channel have journalled.
+
+    A channel numbers its steps in order within a session, so a step belongs to one run: the
+    spool's points of these steps are never this run's (e.g. the last point of the run before,
+    stamped with the very time this run started)."""
+    steps: set[int] = set()
+    for other in (Path(data_dir) / "journal").glob("*.jsonl"):
+        if other == path:
+            continue
+        try:
+            with open(other, encoding="utf-8", errors="replace") as f:
+                name, first = _parse_line(f.readline())
+        except (OSError, ValueError):
+            continue
+        if name != "start" or first.get("spool") != start.get("spool"):
+            continue
+        descs: dict[str, dict[str, Any]] = {}
+        try:
+            for name, doc in journal_documents(other):
+                if name == "descriptor" and doc.get("name") == POINT_STREAM:
+                    descs[doc["uid"]] = doc
+                elif name == "event_page" and doc.get("descriptor") in descs:
+                    if _run_channel(first, descs[doc["descriptor"]]) == channel:
+                        steps.update(int(s) for s in doc["data"].get("step", []))
+        except JournalDamaged:
+            pass  # what was read before the damage still counts
+    return steps
+
+
+def _rebuilt_descriptor(start: dict[str, Any], channel: str) -> dict[str, Any]:
+    """The points stream's descriptor of a run killed before it was journalled (bluesky
+    describes a stream at its first collect when the plan did not declare it), rebuilt from the
+    start document as the channel describes its points; its uid follows from the run's, so a
+    recover killed after writing it and run again finds the same one."""
+    from drivers.device import POINT_KEYS
+
+    instrument = str(start.get("instrument", ""))
+    data_keys = {
+        key: {"source": f"{instrument}:{channel}:{key}", "dtype": "integer" if key in ("step", "substep") else "number",
+              "shape": [], "units": units, "precision": 6, "object_name": channel}
+        for key, (units, _) in POINT_KEYS.items()
+    }  # fmt: skip
+    config: dict[str, Any] = {}
+    if start.get("active_mass_g") is not None:
+        config[f"{channel}_active_mass_g"] = float(start["active_mass_g"])
+    if instrument:
+        config[f"{channel}_instrument"] = instrument
+    t = float(start["time"])
+    return {
+        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"relaxlab:{start['uid']}:{POINT_STREAM}")),
+        "run_start": start["uid"], "time": t, "name": POINT_STREAM, "data_keys": data_keys,
+        "object_keys": {channel: list(data_keys)},
+        "configuration": {channel: {
+            "data": config, "timestamps": dict.fromkeys(config, t),
+            "data_keys": {k: {"source": f"{instrument}:{k}",
+                              "dtype": "number" if isinstance(v, float) else "string", "shape": []}
+                          for k, v in config.items()},
+        }},
+    }  # fmt: skip
+
+
 def _close_run(
     data_dir: Path, path: Path, docs: list[tuple[str, dict[str, Any]]], names: Any, validators: Any
 ) -> int:
@@ -694,9 +765,10 @@ def _close_run(
     points_uid = points_desc["uid"] if points_desc is not None else None
     pages = [d for name, d in docs if name == "event_page" and d["descriptor"] == points_uid]
     new_points: list[list[Any]] = []
-    channel = start.get("channel")
+    channel = _run_channel(start, points_desc)
     spool = data_dir / "spool" / str(start.get("spool")) / f"{channel}.jsonl"
-    if points_desc is not None and channel and start.get("spool") and spool.exists():
+    if channel and start.get("spool") and spool.exists():
+        others = _steps_of_other_runs(data_dir, path, start, channel)
         stored = {
             _point_key(step, t, sub)
             for page in pages
@@ -714,11 +786,20 @@ def _close_run(
                 continue  # a torn line (the spool's last, after a crash)
             # this run's points: its steps on this channel (or, before its first page, since it began)
             mine = key[0] >= first_step if first_step is not None else key[1] >= t0
-            if mine and key not in stored:
+            if mine and key not in stored and key[0] not in others:
                 stored.add(key)
                 new_points.append(row)
     n_before = sum(len(p["seq_num"]) for p in pages)
+    rebuilt = ""
     with open(path, "a", encoding="utf-8") as f:
+        if new_points and points_desc is None and channel:
+            # killed before the stream's first page: its descriptor was never journalled
+            points_desc = _rebuilt_descriptor(start, channel)
+            validators[names.descriptor].validate(points_desc)
+            f.write(json.dumps(["descriptor", points_desc]) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            rebuilt = " (their stream's descriptor rebuilt from the start document)"
         if new_points and points_desc is not None:
             mass = float(start.get("active_mass_g") or 1.0)
             times = [r[1] for r in new_points]
@@ -736,7 +817,7 @@ def _close_run(
             os.fsync(f.fileno())
         stop = {"run_start": start["uid"], "uid": str(uuid.uuid4()), "time": time.time(),
                 "exit_status": "abort",
-                "reason": f"the orchestrator stopped; {len(new_points)} points recovered from the spool",
+                "reason": f"the orchestrator stopped; {len(new_points)} points recovered from the spool{rebuilt}",
                 "num_events": {POINT_STREAM: n_before + len(new_points)}}  # fmt: skip
         validators[names.stop].validate(stop)
         f.write(json.dumps(["stop", stop]) + "\n")
