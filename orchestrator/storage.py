@@ -14,7 +14,10 @@ Nothing is lost and nothing is written twice whatever kills the process:
   never skipped silently: reading the run raises :class:`JournalDamaged` naming the line;
 * :func:`recover` closes interrupted runs with the points their spool holds that the journal
   lacks, matched by (step, time, substep), so a point of a new step stamped with the same time
-  as the last point of the previous one is kept, and running it again appends nothing;
+  as the last point of the previous one is kept, and running it again appends nothing; a run
+  killed before its first page gets its points stream's descriptor rebuilt from the start
+  document when the journal lacks it, and never takes the points of the steps another run of
+  the same spool session and channel journalled;
 * one writer: a live run holds a lock (``<data>/locks/<uid>.lock``, :mod:`filelock`); recovery
   leaves live runs alone; a campaign holds ``<data>/campaigns/<name>/lock`` while it runs;
 * the embedded Tiled catalog is filled from the journal in the background when a run stops
@@ -716,23 +719,26 @@ def _steps_of_other_runs(data_dir: Path, path: Path, start: dict[str, Any], chan
             for name, doc in journal_documents(other):
                 if name == "descriptor" and doc.get("name") == POINT_STREAM:
                     descs[doc["uid"]] = doc
-                elif name == "event_page" and doc.get("descriptor") in descs:
-                    if _run_channel(first, descs[doc["descriptor"]]) == channel:
-                        steps.update(int(s) for s in doc["data"].get("step", []))
+                elif (
+                    name == "event_page"
+                    and doc.get("descriptor") in descs
+                    and _run_channel(first, descs[doc["descriptor"]]) == channel
+                ):
+                    steps.update(int(s) for s in doc["data"].get("step", []))
         except JournalDamaged:
             pass  # what was read before the damage still counts
     return steps
 
 
 def _rebuilt_descriptor(start: dict[str, Any], channel: str) -> dict[str, Any]:
-    """The points stream's descriptor of a run killed before it was journalled (bluesky
-    describes a stream at its first collect when the plan did not declare it), rebuilt from the
-    start document as the channel describes its points; its uid follows from the run's, so a
-    recover killed after writing it and run again finds the same one."""
+    """The points stream's descriptor of a run whose journal lacks it (its line torn by the
+    crash and cut off, or never on a disk that lost power), rebuilt from the start document as
+    the channel describes its points (:data:`drivers.device.POINT_KEYS`); its uid follows from
+    the run's, so a recover killed after writing it and run again writes the same one."""
     from drivers.device import POINT_KEYS
 
     instrument = str(start.get("instrument", ""))
-    data_keys = {
+    data_keys: dict[str, dict[str, Any]] = {
         key: {"source": f"{instrument}:{channel}:{key}", "dtype": "integer" if key in ("step", "substep") else "number",
               "shape": [], "units": units, "precision": 6, "object_name": channel}
         for key, (units, _) in POINT_KEYS.items()

@@ -126,7 +126,9 @@ def _assert_equals_the_uninterrupted_run(data: Path, uid: str, reference: pd.Dat
 
 
 @pytest.mark.parametrize("state", STATES)
-def test_a_run_killed_before_its_first_page_keeps_every_spooled_point(killed, reference, tmp_path, state) -> None:
+def test_a_run_killed_before_its_first_page_keeps_every_spooled_point(
+    killed, reference, tmp_path, state
+) -> None:
     _, uid, _ = killed
     data = _copy_in_state(killed, tmp_path, state)
     n = len(_spool_lines(data))
@@ -190,5 +192,5 @@ def test_a_run_killed_before_its_first_page_takes_no_point_of_the_run_before_it(
     _, before = read_journal(data, first["uid"])
     _, after = read_journal(data, second["uid"])
     assert len(before) + len(after) == len(spooled)  # every point once, in one of the two runs
-    assert after["timestamp_s"].tolist() == [row[1] for row in spooled[first["points"]:]]
-    assert after["voltage_V"].tolist() == [row[2] for row in spooled[first["points"]:]]
+    assert after["timestamp_s"].tolist() == [row[1] for row in spooled[first["points"] :]]
+    assert after["voltage_V"].tolist() == [row[2] for row in spooled[first["points"] :]]
