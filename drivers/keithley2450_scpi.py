@@ -3,6 +3,9 @@ manual's command table with a strict validator, over any transport."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from drivers.scpi import (
     Control,
     Measurement,
@@ -11,9 +14,36 @@ from drivers.scpi import (
     strict_choice,
     strict_range,
 )
-from drivers.transport import InstrumentError
+from drivers.transport import InstrumentError, InstrumentTimeout
+
+T = TypeVar("T")
 
 MAX_CURRENT_A = 1.05
+#: Values of the resynchronisation marker (``*ESE <n>;*ESE?``), used in turn: three-digit
+#: integers, which no query of this driver answers (numbers come as ``+1.234000E+00``, states
+#: as ``0``/``1``), so a stale reply is never taken for the marker.
+MARKERS = tuple(range(101, 255))
+
+
+def _parse_identity(text: str) -> str:
+    """``maker,model,serial,firmware``: anything else is not an identity."""
+    fields = text.split(",")
+    if len(fields) != 4 or not all(f.strip() for f in fields):
+        raise ValueError(f"not maker,model,serial,firmware: {text!r}")
+    return text
+
+
+def _parse_reading(text: str) -> tuple[float, float]:
+    measured, source = (float(x) for x in text.split(","))
+    return measured, source
+
+
+def _parse_error(text: str) -> tuple[int, str]:
+    """``code,"message"``."""
+    code_text, comma, message = text.partition(",")
+    if not comma or not message.strip().startswith('"'):
+        raise ValueError(f'not code,"message": {text!r}')
+    return int(code_text), message.strip().strip('"')
 
 
 def _parse_source_function(text: str) -> str:
@@ -24,7 +54,7 @@ def _parse_source_function(text: str) -> str:
 class Keithley2450(ScpiInstrument):
     """Wire protocol of the Keithley 2450 (native SCPI command set)."""
 
-    identity = Measurement("*IDN?", "Manufacturer, model, serial number, firmware.")
+    identity = Measurement("*IDN?", "Manufacturer, model, serial number, firmware.", parse=_parse_identity)
     source_function = Control(
         ":SOUR:FUNC?",
         ":SOUR:FUNC {}",
@@ -105,54 +135,99 @@ class Keithley2450(ScpiInstrument):
     #: instrument keeps the cell inside its limits meanwhile, and a link that is down for a
     #: while costs at most this many transport timeouts before the cell is failed.
     retries = 20
+    #: Stale lines a resynchronisation reads past before giving up on that attempt.
+    max_stale_lines = 64
+
+    def __init__(self, transport: Any, name: str) -> None:
+        super().__init__(transport, name)
+        #: False from a failed exchange until a marker query has come back: replies may be
+        #: on their way that answer queries the driver gave up on.
+        self.in_sync = True
+        self._marker = MARKERS[-1]
 
     def ask(self, command: str) -> str:
-        """Query, asking again after a reply that was lost, late or garbled.
+        """Query, with the retries and resynchronisation of :meth:`query`."""
+        return str(self.query(command))
 
-        After any failed exchange whatever is still on its way (a late reply to the failed
-        query) is drained before the next query, so a late reply is never taken for the answer
-        to a later one. InstrumentError once ``retries`` more attempts have failed too.
+    def query(self, command: str, parse: Callable[[str], T] | None = None) -> Any:
+        """Query, asking again after a reply that was lost, late, garbled or of the wrong shape.
+
+        ``parse`` is the reply's expected shape (it raises ValueError/IndexError/KeyError on
+        anything else). After any failed exchange the link is *out of step*: a late reply to
+        the failed query may still be on its way (over a socket it is, whatever the timeout),
+        and the next line read could be it. So before the next query the driver
+        resynchronises (:meth:`resync`): it throws away what has arrived, then sends a marker
+        query whose reply it chooses and reads up to that reply, so every late reply is behind
+        it. A reply of the wrong shape is such a failure too, never data. InstrumentError once
+        ``retries`` more attempts have failed as well, naming the last failure.
         """
         failure: InstrumentError | None = None
         for _ in range(self.retries + 1):
             try:
-                if failure is not None:
-                    self.transport.read_available()
-                return super().ask(command)
+                if not self.in_sync:
+                    self.resync()
+                self.write(command)
+                reply = self.transport.read_line(self.termination, command=command)
             except InstrumentError as exc:
                 if "closed" in str(exc):
                     raise
-                failure = exc
+                failure, self.in_sync = exc, False
+                continue
+            if parse is None:
+                return reply
+            try:
+                return parse(reply)
+            except (ValueError, IndexError, KeyError) as exc:
+                failure = InstrumentError(self.name, f"garbled reply {reply!r} ({exc})", command)
+                self.in_sync = False
         assert failure is not None
+        message = failure.args[0].removeprefix(f"{self.name}: ") if failure.args else str(failure)
+        message = message.split(" (command ")[0]
         raise InstrumentError(
             self.name,
-            f"{failure.args[-1] if failure.args else failure} ({self.retries + 1} attempts)",
+            f"no valid reply in {self.retries + 1} attempts, resynchronising before each; last: {message}",
             command,
         ) from failure
 
+    def resync(self) -> None:
+        """Get back in step with the instrument after a failed exchange.
+
+        What has already arrived is thrown away (the transport's non-blocking read), then
+        ``*ESE <n>;*ESE?;*ESE 0`` is sent with a marker ``n`` that changes every time: the
+        instrument answers ``n`` after every reply still owed to earlier queries (a link keeps
+        the order), so the lines up to ``n`` are stale and the next line is the answer to the
+        next query. ``*ESE 0`` puts the event-status enable register back to its power-on
+        value (this driver does not use it). InstrumentTimeout if the marker does not come
+        back in time (the caller tries again, with the next marker).
+        """
+        self.transport.read_available()
+        self._marker = MARKERS[(MARKERS.index(self._marker) + 1) % len(MARKERS)]
+        expected = str(self._marker)
+        command = f"*ESE {expected};*ESE?;*ESE 0"
+        self.write(command)
+        for _ in range(self.max_stale_lines):
+            try:
+                line = self.transport.read_line(self.termination, command=command)
+            except InstrumentTimeout:
+                raise
+            except InstrumentError as exc:
+                if "closed" in str(exc):
+                    raise
+                continue  # an undecodable stale line: read on
+            if line.strip() == expected:
+                self.in_sync = True
+                return
+        raise InstrumentError(
+            self.name, f"more than {self.max_stale_lines} stale lines before the marker", command
+        )
+
     def read(self) -> tuple[float, float]:
         """Take a reading: (measured value, source value)."""
-        command = ':READ? "defbuffer1", READ, SOUR'
-        reply = ""
-        for _ in range(self.retries + 1):
-            reply = self.ask(command)
-            try:
-                measured, source = (float(x) for x in reply.split(","))
-            except ValueError:
-                self.transport.read_available()
-                continue  # a garbled reply that still decoded: read again
-            return measured, source
-        raise InstrumentError(self.name, f"garbled reply {reply!r}", command)
+        return self.query(':READ? "defbuffer1", READ, SOUR', _parse_reading)  # type: ignore[no-any-return]
 
     def next_error(self) -> tuple[int, str]:
-        command = ":SYST:ERR?"
-        reply = self.ask(command)
-        code_text, _, message = reply.partition(",")
-        try:
-            code = int(code_text)
-        except ValueError as exc:
-            raise InstrumentError(self.name, f"garbled reply {reply!r}", command) from exc
-        return code, message.strip().strip('"')
+        """The oldest error of the queue: (code, message); (0, "No error") when empty."""
+        return self.query(":SYST:ERR?", _parse_error)  # type: ignore[no-any-return]
 
     def errors(self) -> list[tuple[int, str]]:
         """Drain the error queue."""

@@ -72,6 +72,18 @@ class ScpiInstrument:
         self.transport.write_line(command, self.termination)
         return self.transport.read_line(self.termination, command=command)
 
+    def query(self, command: str, parse: Callable[[str], Any] | None = None) -> Any:
+        """Ask, and parse the reply (``parse`` raising ValueError/IndexError/KeyError on a
+        reply of the wrong shape): InstrumentError naming the reply and the command then.
+        Drivers that retry and resynchronise override this one method."""
+        reply = self.ask(command)
+        if parse is None:
+            return reply
+        try:
+            return parse(reply)
+        except (ValueError, IndexError, KeyError) as exc:
+            raise InstrumentError(self.name, f"garbled reply {reply!r} ({exc})", command) from exc
+
 
 class Control(Generic[T]):
     """A declared setting and/or query of an SCPI instrument."""
@@ -99,15 +111,7 @@ class Control(Generic[T]):
             return self
         if self.get_command is None:
             raise AttributeError(f"{self.name} is write-only")
-        reply = instance.ask(self.get_command)
-        if self.parse is None:
-            return reply
-        try:
-            return self.parse(reply)
-        except (ValueError, IndexError) as exc:
-            raise InstrumentError(
-                instance.name, f"garbled reply {reply!r} ({exc})", self.get_command
-            ) from exc
+        return instance.query(self.get_command, self.parse)
 
     def __set__(self, instance: ScpiInstrument, value: Any) -> None:
         if self.set_command is None:

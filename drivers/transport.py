@@ -265,7 +265,22 @@ class VisaTransport(_LineHelpers):
         return bytes(self.inst.read_bytes(size))
 
     def read_available(self) -> bytes:
-        return b""
+        """Whatever has arrived: lines read with an immediate timeout until none is left."""
+        import pyvisa
+
+        timeout = self.inst.timeout
+        out = bytearray()
+        try:
+            self.inst.timeout = 0  # VI_TMO_IMMEDIATE: what is there, without waiting
+            while True:
+                try:
+                    out += self.inst.read_raw()
+                except pyvisa.errors.VisaIOError:
+                    return bytes(out)  # nothing more (a timeout), or a failure the next read meets
+        except (pyvisa.Error, OSError):
+            return bytes(out)
+        finally:
+            self.inst.timeout = timeout
 
     def close(self) -> None:
         try:

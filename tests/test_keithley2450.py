@@ -70,9 +70,17 @@ def test_out_of_range_values_raise_before_anything_is_sent(control, value) -> No
 
 
 def test_garbled_reply_names_instrument_and_command() -> None:
+    # A reply of the wrong shape is asked again after resynchronising; when it stays garbled,
+    # one error names the reply and the command.
+    def one_retry(io) -> Keithley2450:
+        k = keithley(io)
+        k.retries = 1
+        return k
+
+    script = [(":MEAS:VOLT?", "volts!"), ("*ESE 101;*ESE?;*ESE 0", "101"), (":MEAS:VOLT?", "volts!")]
     with (
-        expected_protocol(keithley, [(":MEAS:VOLT?", "volts!")]) as k,
-        pytest.raises(InstrumentError, match=r"k: garbled reply 'volts!'.*MEAS:VOLT\?"),
+        expected_protocol(one_retry, script) as k,
+        pytest.raises(InstrumentError, match=r"k: .*2 attempts.*garbled reply 'volts!'.*MEAS:VOLT\?"),
     ):
         _ = k.voltage_V
 
