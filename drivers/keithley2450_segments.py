@@ -60,10 +60,14 @@ class Segment:
     history: list[tuple[float, float]] = field(default_factory=list)
 
     def start(self) -> None:
-        self.t0 = self.t_last = self.ctx.clock.now()
+        """Set the instrument up, then take the first point: the segment's time (its duration
+        cut-off, the rest's length) counts from that point, so it lasts its full duration
+        between its first and last points however long setting up took on a busy link."""
         self.configure_verified()
         self.ctx.inst.check_errors(f"starting {type(self).__name__}")
+        self.t_last = self.ctx.clock.now()
         self.measure()
+        self.t0 = self.t_last
         self.record(force=True)
 
     def configure(self) -> None:
@@ -116,6 +120,7 @@ class Segment:
         self.record(force=True)
 
     def measure(self) -> None:
+        """Read the instrument; the reading is stamped with the time it was asked for."""
         now = self.ctx.clock.now()
         measured, source = self.ctx.inst.read()
         self.apply_reading(measured, source)
@@ -126,7 +131,7 @@ class Segment:
         self.v, self.i = measured, source
 
     def record(self, force: bool = False) -> None:
-        now = self.ctx.clock.now()
+        now = self.t_last  # the time of the reading, not of storing it (a free-running clock moves)
         if force or now - self.t_record >= self.record_s - 1e-9:
             self.t_record = now
             self.ctx.emit(Point(now, self.v, self.i, self.q, substep=self.substep))
@@ -221,7 +226,7 @@ class CcSegment(Segment):
         return min(self.record_s, 0.25 * remaining / slope)
 
     def check(self) -> str | None:
-        now = self.ctx.clock.now()
+        now = self.t_last  # the time of the reading checked
         if self.held_at_limit():
             if self.voltage_V is not None and self.limit_V() == self.voltage_V:
                 return "voltage"
@@ -268,7 +273,7 @@ class RestSegment(Segment):
         return "current", 0.0
 
     def check(self) -> str | None:
-        now = self.ctx.clock.now()
+        now = self.t_last  # the time of the reading checked
         if self.dvdt_V_s is not None and now - self.t_record >= self.record_s - 1e-9:
             if self._prev is not None and now > self._prev[0]:
                 slope = abs(self.v - self._prev[1]) / (now - self._prev[0])
@@ -307,7 +312,7 @@ class CvSegment(Segment):
         self.v, self.i = source, measured
 
     def check(self) -> str | None:
-        now = self.ctx.clock.now()
+        now = self.t_last  # the time of the reading checked
         if self.stop_current_A is not None and abs(self.i) <= self.stop_current_A and now > self.t0:
             return "current"
         if self.duration_s is not None and now - self.t0 >= self.duration_s - 1e-9:

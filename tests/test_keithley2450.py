@@ -291,3 +291,40 @@ def test_reattach_refuses_an_instrument_doing_something_else(sim, meddle, messag
     host2 = Keithley2450Potentiostat(Keithley2450(t, "smu"), clock)
     with pytest.raises(InstrumentError, match=message):
         host2.reattach(step, 0.007, _progress(before, 1))
+
+
+# --- a busy link: every exchange takes clock time ---------------------------------------------
+
+
+class SlowLink:
+    """A byte endpoint in front of a simulator on which every request takes ``latency_s`` of
+    the shared (simulated) clock, as on a loaded machine with a free-running served clock."""
+
+    def __init__(self, endpoint, clock: SimClock, latency_s: float) -> None:
+        self.endpoint, self.clock, self.latency_s = endpoint, clock, latency_s
+
+    def receive(self, data: bytes) -> None:
+        self.clock.set_time(self.clock.now() + self.latency_s)
+        self.endpoint.receive(data)
+
+    def take_output(self) -> bytes:
+        return self.endpoint.take_output()
+
+
+def test_a_rest_lasts_its_full_duration_between_its_points_on_a_slow_link() -> None:
+    # The summary's rest_duration_h is the span of the rest's points: setting the rest up over
+    # a slow link (a dozen exchanges) must not come out of the 24 h.
+    from drivers.techniques import Rest
+    from simulators.cell import Cell, Sample
+    from simulators.keithley2450 import SimulatedKeithley2450
+    from simulators.material import load_material
+
+    clock = SimClock()
+    cell = Cell(Sample(load_material(None)), active_mass_g=0.007)
+    link = SlowLink(SimulatedKeithley2450(cell, clock), clock, latency_s=5.0)
+    driver = Keithley2450Potentiostat(Keithley2450(InProcessTransport(link, name="smu"), "smu"), clock)
+    driver.initialise()
+    points = _run_for(clock, driver.start_step(Rest(86400, record_interval_s=600), 0.007, 1), 2 * 86400)
+    span_s = points[-1].time_s - points[0].time_s
+    assert 86400 <= span_s < 86400 + 5 * 5.0  # never short; late by at most one poll's exchanges
+    assert all(b.time_s - a.time_s <= 600 + 5 * 5.0 for a, b in zip(points, points[1:]))
