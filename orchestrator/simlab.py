@@ -324,6 +324,10 @@ class SimulatedCampaignLab:
                         variation=variation,
                     )
                     index = self.channels.index(channel)
+                    # bring the channel up to now first: otherwise the fresh cell would be advanced
+                    # over the channel's idle time before it was built (hidden bench time at 25 C)
+                    self.instruments[index].receive(b"*OPC?\n")
+                    self.instruments[index].take_output()
                     self.instruments[index].cell = fresh
                     recorded = mass_g
                     if variation is not None:

@@ -107,11 +107,6 @@ def _material_truth(name: str) -> dict[str, float]:
     os.environ.get("RELAXLAB_SHIPPED_ACCEPTANCE") != "1",
     reason="four whole shipped campaigns (tens of minutes): set RELAXLAB_SHIPPED_ACCEPTANCE=1 to run",
 )
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue: with temperature-24h in the fit Ea comes out 62.5 +- 0.6 kJ/mol, 95 % 60.4-63.6 "
-    "(within 5 of 65.8, but the interval misses it); ocv-120C + time-140C alone give 66.5, 62.3-71.6",
-)
 def test_shipped_campaigns_give_the_papers_e_eq_and_the_models_kinetics(tmp_path: Path) -> None:
     """Issue 11's acceptance on the shipped 4.5 V campaigns (x04), exactly as a user runs them:
     E_eq from the OCV series, Ea and beta from the temperature and time series (the 4.8 V time

@@ -105,3 +105,29 @@ def test_e_eq_interval_covers_the_truth_about_95_percent_of_the_time() -> None:
         lo, hi = fit_campaign(_ocv_table(seed, (("4.5 V", 0.0),)), {})["E_eq_V_95"]
         covered += lo <= 3.74 <= hi
     assert covered >= 15  # a true 95 % interval fails this with probability < 0.3 %
+
+
+def test_a_cell_built_on_an_idle_channel_holds_the_powder_as_it_was_when_built() -> None:
+    """The fit trusts the recorded history: no relaxation may happen that no record shows. A cell
+    built late on a channel idle since the start used to be advanced over the channel's idle time
+    (~25 h of hidden bench time for the 25 C / 24 h portion), which biased Ea low."""
+    from types import SimpleNamespace
+
+    from drivers.clock import SimClock
+    from orchestrator.simlab import SimulatedCampaignLab
+
+    clock = SimClock()
+    lab = SimulatedCampaignLab(clock, channels=1, ovens=0)
+    lab.charge_powder(["P-25C-24h", "P-bench"], "4.5 V")
+    clock.set_time(clock.now() + 25 * 3600.0)
+    request = SimpleNamespace(
+        job="T-r1", record=[("active_mass", "mg")], duration_s=3600.0,
+        context={"action": "build_cell", "channel": lab.channels[0], "mass_g": 0.005, "portion": "P-25C-24h"},
+    )  # fmt: skip
+    done: list[dict] = []
+    lab.respond(request, done.append, pytest.fail)
+    assert clock.advance_to_next()
+    assert done
+    in_cell = lab.cell_state(lab.channels[0])["sample"]["h_ni_mAh_g"]
+    on_bench = lab.portion_state("P-bench")["h_ni_mAh_g"]  # same powder, same 26 h at 25 C, never moved
+    assert in_cell == pytest.approx(on_bench, rel=2e-3)
