@@ -28,6 +28,7 @@ _PLANS_DEFAULT = True
 _PLAN_MAX = 1000  # points planned ahead for polling-size constant-current calls
 _CHUNK_S = 7200.0  # longest stretch computed in one vectorised chunk
 _CHUNK_LMCT = 0.01  # at most ~1 % of the intermediate converted by LMCT within one chunk
+_ADVANCE_NEW = tuple.__new__  # builds an Advance without the NamedTuple's Python-level __new__
 REASONS = ("time", "v_upper", "v_lower", "capacity", "current", "dvdt")
 
 
@@ -608,6 +609,39 @@ class Cell:
         if i_sp == 0.0:
             adv = self.rest(duration_s)
             return adv
+        plan = self._plan
+        if plan is not None and capacity_limit_mAh_g is None:
+            # the next point of a running plan (the same test and update as :meth:`_planned`,
+            # inlined: a host polling every few seconds calls this hundreds of thousands of times)
+            st = self.sample.state
+            steps, j = plan[1], plan[2]
+            if (
+                steps
+                and j < len(steps)
+                and plan[0] == (current_A, duration_s, v_upper_V, v_lower_V, st.temperature_C)
+                and st.h_ni_mAh_g == plan[3]
+                and st.h_o_mAh_g == plan[4]
+                and self.g_slow_V == plan[5]
+            ):
+                (
+                    st.h_ni_mAh_g,
+                    st.h_o_mAh_g,
+                    st.q_act_mAh_g,
+                    st.q_irr_mAh_g,
+                    st.psi,
+                    st.r_conv_mAh_g,
+                    st.converted_total_mAh_g,
+                    g1,
+                    g2,
+                    v,
+                ) = steps[j]
+                plan[2] = j + 1
+                plan[3], plan[4], plan[5] = st.h_ni_mAh_g, st.h_o_mAh_g, g2
+                self.g_fast_V, self.g_slow_V, self._i_sp = g1, g2, i_sp
+                if i_sp > 0.0:
+                    self._dis_ref = None
+                self.time_s += duration_s
+                return _ADVANCE_NEW(Advance, (duration_s, "time", v, current_A, i_sp * duration_s / 3600.0))
         if capacity_limit_mAh_g is None and self._plans:
             fast = self._planned(current_A, i_sp, duration_s, v_upper_V, v_lower_V)
             if fast is not None:
@@ -694,9 +728,6 @@ class Cell:
                 if not steps:
                     return None  # nothing to plan from here (a limit is next): the exact path
                 if j < len(steps):
-                    chem, g1, g2, v = steps[j]
-                    plan[2] = j + 1
-                    plan[3], plan[4], plan[5] = chem[0], chem[1], g2
                     (
                         st.h_ni_mAh_g,
                         st.h_o_mAh_g,
@@ -705,7 +736,12 @@ class Cell:
                         st.psi,
                         st.r_conv_mAh_g,
                         st.converted_total_mAh_g,
-                    ) = chem
+                        g1,
+                        g2,
+                        v,
+                    ) = steps[j]
+                    plan[2] = j + 1
+                    plan[3], plan[4], plan[5] = st.h_ni_mAh_g, st.h_o_mAh_g, g2
                     self.g_fast_V, self.g_slow_V, self._i_sp = g1, g2, i_sp
                     if i_sp > 0.0:
                         self._dis_ref = None
@@ -738,11 +774,9 @@ class Cell:
             self._dis_ref = ref
             self._plan = [key, [], 0, c[0], c[1], self.g_slow_V]
             return None
-        cols = [a[:stop].tolist() for a in (h_ni, h_o, q_act, q_irr, psi, r, conv, g1a, g2a, v)]
-        steps = [
-            ((a0, a1, a2, a3, a4, a5, a6), b1, b2, vv)
-            for a0, a1, a2, a3, a4, a5, a6, b1, b2, vv in zip(*cols, strict=True)
-        ]
+        # one row per point: the seven chemistry fields, g_fast, g_slow, voltage (plain floats)
+        rows = np.column_stack([a[:stop] for a in (h_ni, h_o, q_act, q_irr, psi, r, conv, g1a, g2a, v)])
+        steps = list(map(tuple, rows.tolist()))
         self._plan = [key, steps, 0, c[0], c[1], self.g_slow_V]
         return self._planned(current_A, i_sp, dt, v_upper_V, v_lower_V)
 
