@@ -585,6 +585,7 @@ class Cell:
         v_upper_V: float | None = None,
         v_lower_V: float | None = None,
         capacity_limit_mAh_g: float | None = None,
+        plan: bool = True,
     ) -> Advance:
         """Apply a constant current until the time, a voltage or a capacity limit is reached.
 
@@ -598,6 +599,10 @@ class Cell:
             Voltage limits; the call returns at the (root-found) crossing moment.
         capacity_limit_mAh_g : float, optional
             Stop when ``|charge passed in this call|`` reaches this value.
+        plan : bool
+            Serve repeated polling-size calls from a plan computed ahead (default); ``False``
+            for a caller whose calls do not repeat (a source hunting for its level), for which
+            planning ahead is wasted work.
 
         Returns
         -------
@@ -609,19 +614,19 @@ class Cell:
         if i_sp == 0.0:
             adv = self.rest(duration_s)
             return adv
-        plan = self._plan
-        if plan is not None and capacity_limit_mAh_g is None:
+        ahead = self._plan if plan else None
+        if ahead is not None and capacity_limit_mAh_g is None:
             # the next point of a running plan (the same test and update as :meth:`_planned`,
             # inlined: a host polling every few seconds calls this hundreds of thousands of times)
             st = self.sample.state
-            steps, j = plan[1], plan[2]
+            steps, j = ahead[1], ahead[2]
             if (
                 steps
                 and j < len(steps)
-                and plan[0] == (current_A, duration_s, v_upper_V, v_lower_V, st.temperature_C)
-                and st.h_ni_mAh_g == plan[3]
-                and st.h_o_mAh_g == plan[4]
-                and self.g_slow_V == plan[5]
+                and ahead[0] == (current_A, duration_s, v_upper_V, v_lower_V, st.temperature_C)
+                and st.h_ni_mAh_g == ahead[3]
+                and st.h_o_mAh_g == ahead[4]
+                and self.g_slow_V == ahead[5]
             ):
                 (
                     st.h_ni_mAh_g,
@@ -635,14 +640,14 @@ class Cell:
                     g2,
                     v,
                 ) = steps[j]
-                plan[2] = j + 1
-                plan[3], plan[4], plan[5] = st.h_ni_mAh_g, st.h_o_mAh_g, g2
+                ahead[2] = j + 1
+                ahead[3], ahead[4], ahead[5] = st.h_ni_mAh_g, st.h_o_mAh_g, g2
                 self.g_fast_V, self.g_slow_V, self._i_sp = g1, g2, i_sp
                 if i_sp > 0.0:
                     self._dis_ref = None
                 self.time_s += duration_s
                 return _ADVANCE_NEW(Advance, (duration_s, "time", v, current_A, i_sp * duration_s / 3600.0))
-        if capacity_limit_mAh_g is None and self._plans:
+        if capacity_limit_mAh_g is None and self._plans and plan:
             fast = self._planned(current_A, i_sp, duration_s, v_upper_V, v_lower_V)
             if fast is not None:
                 return fast
