@@ -508,21 +508,35 @@ class Cell:
         return cell
 
     # -- core substep -------------------------------------------------------------------------
-    def _sub(
-        self, c: _Chem, g1: float, g2: float, i_sp: float, h: float, k: float
-    ) -> tuple[_Chem, float, float, float, float]:
-        """Advance chemistry and overpotentials by ``h`` s at constant specific current ``i_sp``.
-
-        Returns (chem, g_fast, g_slow, terminal voltage, branch potential at the end).
-        """
+    def _sub_start(self, c: _Chem, up: bool) -> tuple[BranchSet, float, float]:
+        """What :meth:`_sub` needs of its start state alone: (branches, branch and rest potential)."""
         md = self._md
-        up = i_sp > 0.0
         if up:
             bs, x0 = md.charge, [c[0], c[1], c[2]]
         else:
             bs, x0 = self._discharge_branches(c), [c[0], c[1]]
         e_b0 = solve(bs, x0, 1e-9, up)[0]  # 1e-9: the potential just as filling starts
-        er0 = md.e_rest(c[0], c[1], c[4])
+        return bs, e_b0, md.e_rest(c[0], c[1], c[4])
+
+    def _sub(
+        self,
+        c: _Chem,
+        g1: float,
+        g2: float,
+        i_sp: float,
+        h: float,
+        k: float,
+        start: tuple[BranchSet, float, float] | None = None,
+    ) -> tuple[_Chem, float, float, float, float]:
+        """Advance chemistry and overpotentials by ``h`` s at constant specific current ``i_sp``.
+
+        ``start`` is :meth:`_sub_start` of ``c`` for this direction, when the caller steps the
+        same start state many times (a root search over ``h``). Returns (chem, g_fast, g_slow,
+        terminal voltage, branch potential at the end).
+        """
+        md = self._md
+        up = i_sp > 0.0
+        bs, e_b0, er0 = self._sub_start(c, up) if start is None else start
         c = _lmct(md, c, k * h)
         x = [c[0], c[1], c[2]] if up else [c[0], c[1]]
         dq = abs(i_sp) * h / 3600.0
@@ -690,12 +704,20 @@ class Cell:
                 hit, lim = "v_lower", v_lower_V
             if hit is not None:
                 c0, a1, a2 = c, g1, g2
+                st0 = self._sub_start(c0, i_sp > 0.0)  # the same start for every trial time
 
-                def f(tt: float, c0: _Chem = c0, a1: float = a1, a2: float = a2, lim: float = lim) -> float:
-                    return self._sub(c0, a1, a2, i_sp, tt, k)[3] - lim
+                def f(
+                    tt: float,
+                    c0: _Chem = c0,
+                    a1: float = a1,
+                    a2: float = a2,
+                    lim: float = lim,
+                    st0: tuple[BranchSet, float, float] = st0,
+                ) -> float:
+                    return self._sub(c0, a1, a2, i_sp, tt, k, st0)[3] - lim
 
                 ts = brentq(f, 0.0, h, xtol=1e-12, rtol=4 * np.finfo(float).eps, maxiter=200)
-                cn, g1n, g2n, v, e_b = self._sub(c0, a1, a2, i_sp, ts, k)
+                cn, g1n, g2n, v, e_b = self._sub(c0, a1, a2, i_sp, ts, k, st0)
                 t += ts
                 self._commit(cn, g1n, g2n, i_sp, ts)
                 return Advance(t, hit, v, current_A, math.copysign(rate * t, i_sp))
@@ -894,10 +916,16 @@ class Cell:
     def _cv_current(
         self, c: _Chem, g1: float, g2: float, vset: float, h: float, k: float, i0: float, r: float
     ) -> float:
+        starts: dict[bool, tuple[BranchSet, float, float]] = {}  # per direction, for every trial
+
         def f(i: float) -> float:
             if i == 0.0:
                 i = 1e-12
-            return self._sub(c, g1, g2, i, h, k)[3] - vset
+            up = i > 0.0
+            st0 = starts.get(up)
+            if st0 is None:
+                st0 = starts[up] = self._sub_start(c, up)
+            return self._sub(c, g1, g2, i, h, k, st0)[3] - vset
 
         tiny = 1e-9
         if abs(i0) <= 2.0 * tiny:  # held inside the hysteresis last time: still there?
