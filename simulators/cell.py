@@ -28,6 +28,7 @@ _PLANS_DEFAULT = True
 _PLAN_MAX = 1000  # points planned ahead for polling-size constant-current calls
 _CHUNK_S = 7200.0  # longest stretch computed in one vectorised chunk
 _CHUNK_LMCT = 0.01  # at most ~1 % of the intermediate converted by LMCT within one chunk
+_ADVANCE_NEW = tuple.__new__  # builds an Advance without the NamedTuple's Python-level __new__
 REASONS = ("time", "v_upper", "v_lower", "capacity", "current", "dvdt")
 
 
@@ -507,21 +508,35 @@ class Cell:
         return cell
 
     # -- core substep -------------------------------------------------------------------------
-    def _sub(
-        self, c: _Chem, g1: float, g2: float, i_sp: float, h: float, k: float
-    ) -> tuple[_Chem, float, float, float, float]:
-        """Advance chemistry and overpotentials by ``h`` s at constant specific current ``i_sp``.
-
-        Returns (chem, g_fast, g_slow, terminal voltage, branch potential at the end).
-        """
+    def _sub_start(self, c: _Chem, up: bool) -> tuple[BranchSet, float, float]:
+        """What :meth:`_sub` needs of its start state alone: (branches, branch and rest potential)."""
         md = self._md
-        up = i_sp > 0.0
         if up:
             bs, x0 = md.charge, [c[0], c[1], c[2]]
         else:
             bs, x0 = self._discharge_branches(c), [c[0], c[1]]
         e_b0 = solve(bs, x0, 1e-9, up)[0]  # 1e-9: the potential just as filling starts
-        er0 = md.e_rest(c[0], c[1], c[4])
+        return bs, e_b0, md.e_rest(c[0], c[1], c[4])
+
+    def _sub(
+        self,
+        c: _Chem,
+        g1: float,
+        g2: float,
+        i_sp: float,
+        h: float,
+        k: float,
+        start: tuple[BranchSet, float, float] | None = None,
+    ) -> tuple[_Chem, float, float, float, float]:
+        """Advance chemistry and overpotentials by ``h`` s at constant specific current ``i_sp``.
+
+        ``start`` is :meth:`_sub_start` of ``c`` for this direction, when the caller steps the
+        same start state many times (a root search over ``h``). Returns (chem, g_fast, g_slow,
+        terminal voltage, branch potential at the end).
+        """
+        md = self._md
+        up = i_sp > 0.0
+        bs, e_b0, er0 = self._sub_start(c, up) if start is None else start
         c = _lmct(md, c, k * h)
         x = [c[0], c[1], c[2]] if up else [c[0], c[1]]
         dq = abs(i_sp) * h / 3600.0
@@ -584,6 +599,7 @@ class Cell:
         v_upper_V: float | None = None,
         v_lower_V: float | None = None,
         capacity_limit_mAh_g: float | None = None,
+        plan: bool = True,
     ) -> Advance:
         """Apply a constant current until the time, a voltage or a capacity limit is reached.
 
@@ -597,6 +613,10 @@ class Cell:
             Voltage limits; the call returns at the (root-found) crossing moment.
         capacity_limit_mAh_g : float, optional
             Stop when ``|charge passed in this call|`` reaches this value.
+        plan : bool
+            Serve repeated polling-size calls from a plan computed ahead (default); ``False``
+            for a caller whose calls do not repeat (a source hunting for its level), for which
+            planning ahead is wasted work.
 
         Returns
         -------
@@ -608,7 +628,40 @@ class Cell:
         if i_sp == 0.0:
             adv = self.rest(duration_s)
             return adv
-        if capacity_limit_mAh_g is None and self._plans:
+        ahead = self._plan if plan else None
+        if ahead is not None and capacity_limit_mAh_g is None:
+            # the next point of a running plan (the same test and update as :meth:`_planned`,
+            # inlined: a host polling every few seconds calls this hundreds of thousands of times)
+            st = self.sample.state
+            steps, j = ahead[1], ahead[2]
+            if (
+                steps
+                and j < len(steps)
+                and ahead[0] == (current_A, duration_s, v_upper_V, v_lower_V, st.temperature_C)
+                and st.h_ni_mAh_g == ahead[3]
+                and st.h_o_mAh_g == ahead[4]
+                and self.g_slow_V == ahead[5]
+            ):
+                (
+                    st.h_ni_mAh_g,
+                    st.h_o_mAh_g,
+                    st.q_act_mAh_g,
+                    st.q_irr_mAh_g,
+                    st.psi,
+                    st.r_conv_mAh_g,
+                    st.converted_total_mAh_g,
+                    g1,
+                    g2,
+                    v,
+                ) = steps[j]
+                ahead[2] = j + 1
+                ahead[3], ahead[4], ahead[5] = st.h_ni_mAh_g, st.h_o_mAh_g, g2
+                self.g_fast_V, self.g_slow_V, self._i_sp = g1, g2, i_sp
+                if i_sp > 0.0:
+                    self._dis_ref = None
+                self.time_s += duration_s
+                return _ADVANCE_NEW(Advance, (duration_s, "time", v, current_A, i_sp * duration_s / 3600.0))
+        if capacity_limit_mAh_g is None and self._plans and plan:
             fast = self._planned(current_A, i_sp, duration_s, v_upper_V, v_lower_V)
             if fast is not None:
                 return fast
@@ -651,12 +704,20 @@ class Cell:
                 hit, lim = "v_lower", v_lower_V
             if hit is not None:
                 c0, a1, a2 = c, g1, g2
+                st0 = self._sub_start(c0, i_sp > 0.0)  # the same start for every trial time
 
-                def f(tt: float, c0: _Chem = c0, a1: float = a1, a2: float = a2, lim: float = lim) -> float:
-                    return self._sub(c0, a1, a2, i_sp, tt, k)[3] - lim
+                def f(
+                    tt: float,
+                    c0: _Chem = c0,
+                    a1: float = a1,
+                    a2: float = a2,
+                    lim: float = lim,
+                    st0: tuple[BranchSet, float, float] = st0,
+                ) -> float:
+                    return self._sub(c0, a1, a2, i_sp, tt, k, st0)[3] - lim
 
                 ts = brentq(f, 0.0, h, xtol=1e-12, rtol=4 * np.finfo(float).eps, maxiter=200)
-                cn, g1n, g2n, v, e_b = self._sub(c0, a1, a2, i_sp, ts, k)
+                cn, g1n, g2n, v, e_b = self._sub(c0, a1, a2, i_sp, ts, k, st0)
                 t += ts
                 self._commit(cn, g1n, g2n, i_sp, ts)
                 return Advance(t, hit, v, current_A, math.copysign(rate * t, i_sp))
@@ -694,9 +755,6 @@ class Cell:
                 if not steps:
                     return None  # nothing to plan from here (a limit is next): the exact path
                 if j < len(steps):
-                    chem, g1, g2, v = steps[j]
-                    plan[2] = j + 1
-                    plan[3], plan[4], plan[5] = chem[0], chem[1], g2
                     (
                         st.h_ni_mAh_g,
                         st.h_o_mAh_g,
@@ -705,7 +763,12 @@ class Cell:
                         st.psi,
                         st.r_conv_mAh_g,
                         st.converted_total_mAh_g,
-                    ) = chem
+                        g1,
+                        g2,
+                        v,
+                    ) = steps[j]
+                    plan[2] = j + 1
+                    plan[3], plan[4], plan[5] = st.h_ni_mAh_g, st.h_o_mAh_g, g2
                     self.g_fast_V, self.g_slow_V, self._i_sp = g1, g2, i_sp
                     if i_sp > 0.0:
                         self._dis_ref = None
@@ -738,11 +801,9 @@ class Cell:
             self._dis_ref = ref
             self._plan = [key, [], 0, c[0], c[1], self.g_slow_V]
             return None
-        cols = [a[:stop].tolist() for a in (h_ni, h_o, q_act, q_irr, psi, r, conv, g1a, g2a, v)]
-        steps = [
-            ((a0, a1, a2, a3, a4, a5, a6), b1, b2, vv)
-            for a0, a1, a2, a3, a4, a5, a6, b1, b2, vv in zip(*cols, strict=True)
-        ]
+        # one row per point: the seven chemistry fields, g_fast, g_slow, voltage (plain floats)
+        rows = np.column_stack([a[:stop] for a in (h_ni, h_o, q_act, q_irr, psi, r, conv, g1a, g2a, v)])
+        steps = list(map(tuple, rows.tolist()))
         self._plan = [key, steps, 0, c[0], c[1], self.g_slow_V]
         return self._planned(current_A, i_sp, dt, v_upper_V, v_lower_V)
 
@@ -855,10 +916,16 @@ class Cell:
     def _cv_current(
         self, c: _Chem, g1: float, g2: float, vset: float, h: float, k: float, i0: float, r: float
     ) -> float:
+        starts: dict[bool, tuple[BranchSet, float, float]] = {}  # per direction, for every trial
+
         def f(i: float) -> float:
             if i == 0.0:
                 i = 1e-12
-            return self._sub(c, g1, g2, i, h, k)[3] - vset
+            up = i > 0.0
+            st0 = starts.get(up)
+            if st0 is None:
+                st0 = starts[up] = self._sub_start(c, up)
+            return self._sub(c, g1, g2, i, h, k, st0)[3] - vset
 
         tiny = 1e-9
         if abs(i0) <= 2.0 * tiny:  # held inside the hysteresis last time: still there?

@@ -480,7 +480,7 @@ class SimulatedKeithley2450:
             chunk = min(left, SINK_READING_S)
             current = min(ilim_A, 2.0 * current)
             while chunk > 1e-9:
-                adv = self.cell.constant_current(-current, chunk, v_lower_V=level_V)
+                adv = self.cell.constant_current(-current, chunk, v_lower_V=level_V, plan=False)
                 pieces.append((adv.elapsed_s, -current * adv.elapsed_s))
                 chunk -= adv.elapsed_s
                 left -= adv.elapsed_s
