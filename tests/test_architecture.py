@@ -17,9 +17,7 @@ OVERSIZED = {
     "orchestrator/storage.py",
     "simulators/calibrate.py",
     "simulators/cell.py",
-    "simulators/emstat4.py",
     "simulators/keithley2450.py",
-    "simulators/methodscript.py",
 }
 MAX_LINES = 500
 
