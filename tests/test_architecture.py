@@ -15,7 +15,6 @@ CONTRACTS = CONFIG["tool"]["importlinter"]["contracts"]
 OVERSIZED = {
     "analysis/kinetics.py",
     "orchestrator/storage.py",
-    "simulators/calibrate.py",
     "simulators/cell.py",
     "simulators/keithley2450.py",
 }
