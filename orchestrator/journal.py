@@ -40,10 +40,14 @@ def lock_path(data_dir: Path, uid: str) -> Path:
 
 def run_is_live(data_dir: Path, uid: str) -> bool:
     """True while some process holds the run's lock (the OS releases it when that process dies)."""
-    path = lock_path(data_dir, uid)
+    return lock_is_held(lock_path(data_dir, uid))
+
+
+def lock_is_held(path: Path) -> bool:
+    """True while some process holds the file lock at ``path`` (False when there is none)."""
     if not path.exists():
         return False
-    lock = FileLock(path, timeout=0)
+    lock = FileLock(path, timeout=0, thread_local=False)
     try:
         lock.acquire()
     except Timeout:

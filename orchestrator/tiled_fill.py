@@ -40,7 +40,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from orchestrator.journal import journal_documents, journal_path
+from orchestrator.journal import journal_documents, journal_path, lock_is_held
 from orchestrator.tiled_pages import page_writer
 
 #: Points per append to a stream's table.
@@ -197,16 +197,7 @@ def fill(data_dir: Path, uids: Iterable[str] | None = None, wait: bool = True) -
 
 def filler_running(data_dir: Path) -> bool:
     """True while some process holds ``tiled/fill.lock``."""
-    path = catalog_dir(data_dir) / "fill.lock"
-    if not path.exists():
-        return False
-    lock = FileLock(path, timeout=0, thread_local=False)
-    try:
-        lock.acquire()
-    except Timeout:
-        return True
-    lock.release()
-    return False
+    return lock_is_held(catalog_dir(data_dir) / "fill.lock")
 
 
 def request(data_dir: Path) -> subprocess.Popen[bytes] | None:
