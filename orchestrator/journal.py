@@ -56,7 +56,7 @@ def lock_is_held(path: Path) -> bool:
     return False
 
 
-def _parse_line(line: str) -> tuple[str, dict[str, Any]]:
+def parse_line(line: str) -> tuple[str, dict[str, Any]]:
     item = json.loads(line)
     if not (
         isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], dict)
@@ -74,7 +74,7 @@ def journal_documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             if pending is not None:  # a bad line with more after it: damage, not a torn tail
                 raise JournalDamaged(path, pending[0], pending[1])
             try:
-                yield _parse_line(line)
+                yield parse_line(line)
             except ValueError as exc:
                 pending = (number, str(exc).split(":")[0])
 
@@ -91,7 +91,7 @@ def repair_journal(path: Path) -> str | None:
             if data:
                 start = data.rfind(b"\n", 0, len(data) - 1) + 1
                 try:
-                    _parse_line(data[start:].decode("utf-8"))
+                    parse_line(data[start:].decode("utf-8"))
                 except (ValueError, UnicodeDecodeError):
                     f.truncate(start)  # a whole line of garbage at the end: torn as well
                     f.flush()
@@ -100,7 +100,7 @@ def repair_journal(path: Path) -> str | None:
             return None
         start = data.rfind(b"\n") + 1
         try:
-            _parse_line(data[start:].decode("utf-8"))
+            parse_line(data[start:].decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             f.truncate(start)
             what = f"cut off a torn last line ({len(data) - start} bytes)"

@@ -53,6 +53,7 @@ from orchestrator.journal import (  # noqa: F401  (re-exported: the journal's re
     run_is_live,
 )
 from orchestrator.journal import journal_path as _journal_path
+from orchestrator.journal import parse_line as _parse_line
 from orchestrator.tiled_pages import page_writer
 
 COLUMNS = [
