@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from orchestrator.cli_common import _fail, _guarded, _print
+
 station_app = typer.Typer(help="Stations: a bluesky-queueserver RE Manager per PC.", no_args_is_help=True)
 
 TiledOpt = Annotated[
@@ -19,11 +21,9 @@ TiledOpt = Annotated[
 
 
 def register(app: Any, data_app: Any) -> None:
-    from orchestrator import cli
-
     app.add_typer(station_app, name="station")
-    station_app.command("serve")(cli._guarded(station_serve))
-    data_app.command("sync")(cli._guarded(data_sync))
+    station_app.command("serve")(_guarded(station_serve))
+    data_app.command("sync")(_guarded(data_sync))
 
 
 def station_serve(
@@ -39,7 +39,6 @@ def station_serve(
 ) -> None:
     """Serve a station: a bluesky-queueserver RE Manager whose plans are relaxlab's
     (run_protocol, relaxation_protocol, rest_at_open_circuit) on the lab file's channels."""
-    from orchestrator import cli
     from orchestrator.lab import load_lab
     from orchestrator.station import Station, StationConfig, check_redis, device_name
     from orchestrator.storage import default_data_dir
@@ -50,7 +49,7 @@ def station_serve(
                                os.environ.get("TILED_API_KEY"), control_port, info_port, host)  # fmt: skip
         check_redis(redis)
     except (ValueError, ConnectionError) as exc:
-        cli._fail(str(exc))
+        _fail(str(exc))
     if tiled:
         from orchestrator.tiled_server import TiledUnavailable, connect
 
@@ -68,7 +67,7 @@ def station_serve(
             api.environment_open()
             api.wait_for_idle(timeout=600)
             if not api.status()["worker_environment_exists"]:
-                cli._fail(f"the station's environment did not open: see {station.log}")
+                _fail(f"the station's environment did not open: see {station.log}")
             typer.echo("environment open: ready for plans")
         assert station.process is not None
         station.process.wait()
@@ -86,7 +85,6 @@ def data_sync(
 ) -> None:
     """Copy stored runs (the journal, embedded catalog or a station's spool) into a Tiled server:
     the runs it lacks, and those it holds in part (rewritten from the journal)."""
-    from orchestrator import cli
     from orchestrator.storage import TiledStore, default_data_dir
     from orchestrator.tiled_server import TiledUnavailable, sync_runs
 
@@ -94,17 +92,17 @@ def data_sync(
     try:
         store = TiledStore(root, tiled)
     except TiledUnavailable as exc:
-        cli._fail(str(exc))
+        _fail(str(exc))
     try:
         done = sync_runs(store, root, runs or None)
     except KeyError as exc:
-        cli._fail(str(exc.args[0]) if exc.args else "no such run")
+        _fail(str(exc.args[0]) if exc.args else "no such run")
     finally:
         store.close()
     lines = [f"{uid[:8]}: {what}" for uid, what in done.items()]
     copied = sum(v in ("copied", "rewritten") for v in done.values())
     failed = [uid for uid, v in done.items() if v.startswith("failed")]
-    cli._print(done, as_json, "\n".join([*lines, f"{copied} run(s) copied to {tiled}"]))
+    _print(done, as_json, "\n".join([*lines, f"{copied} run(s) copied to {tiled}"]))
     if failed:
         raise typer.Exit(1)
 

@@ -40,7 +40,7 @@ from typing import Any
 
 from drivers.techniques import Loop, Technique
 from orchestrator.campaign_file import Campaign
-from orchestrator.campaign_run import CampaignResult
+from orchestrator.campaign_session import CampaignResult
 from orchestrator.schedule import split_phases
 from orchestrator.station import connect_station, device_name
 from orchestrator.stations_file import StationsFile

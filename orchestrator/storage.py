@@ -43,6 +43,19 @@ import pandas as pd
 from event_model import RunRouter
 from filelock import FileLock, Timeout
 
+from orchestrator.journal import (  # noqa: F401  (re-exported: the journal's readers live there)
+    JournalDamaged,
+    RunIsLive,
+    journal_documents,
+    list_journal_runs,
+    lock_path,
+    repair_journal,
+    run_is_live,
+)
+from orchestrator.journal import journal_path as _journal_path
+from orchestrator.journal import parse_line as _parse_line
+from orchestrator.tiled_pages import page_writer
+
 COLUMNS = [
     "time_s",
     "voltage_V",
@@ -70,41 +83,6 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(f"cannot store {type(obj).__name__}")
-
-
-class JournalDamaged(ValueError):
-    """A journal line before the last one is not a whole document: the run is damaged there."""
-
-    def __init__(self, path: Path, line: int, why: str) -> None:
-        self.path, self.line = Path(path), line
-        super().__init__(
-            f"run {Path(path).stem[:8]} is damaged: line {line} of {path} is not a whole document "
-            f"({why}); its points from there on cannot be trusted. The file is kept as it is: "
-            "restore it from a backup, or delete that line by hand to read what is left"
-        )
-
-
-class RunIsLive(RuntimeError):
-    """Another process is writing this run (or campaign) right now."""
-
-
-def lock_path(data_dir: Path, uid: str) -> Path:
-    """The lock a live run holds: ``<data>/locks/<uid>.lock``."""
-    return Path(data_dir) / "locks" / f"{uid}.lock"
-
-
-def run_is_live(data_dir: Path, uid: str) -> bool:
-    """True while some process holds the run's lock (the OS releases it when that process dies)."""
-    path = lock_path(data_dir, uid)
-    if not path.exists():
-        return False
-    lock = FileLock(path, timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        return True
-    lock.release()
-    return False
 
 
 @contextlib.contextmanager
@@ -176,107 +154,6 @@ class Journal:
         return self.directory / f"{uid}.jsonl"
 
 
-def _parse_line(line: str) -> tuple[str, dict[str, Any]]:
-    item = json.loads(line)
-    if not (
-        isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], dict)
-    ):
-        raise ValueError("not a [name, document] pair")
-    return item[0], item[1]
-
-
-def journal_documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Documents of a journal. A torn last line (a crash mid-write) is skipped; any other line
-    that is not a whole document raises :class:`JournalDamaged` with its number."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        pending: tuple[int, str] | None = None
-        for number, line in enumerate(f, start=1):
-            if pending is not None:  # a bad line with more after it: damage, not a torn tail
-                raise JournalDamaged(path, pending[0], pending[1])
-            try:
-                yield _parse_line(line)
-            except ValueError as exc:
-                pending = (number, str(exc).split(":")[0])
-
-
-def repair_journal(path: Path) -> str | None:
-    """Cut off a torn last line (or end a whole last line left without its newline).
-
-    Returns what was done, or None when the file was whole. A damaged line before the end is
-    left alone (:class:`JournalDamaged` when read).
-    """
-    with open(path, "rb+") as f:
-        data = f.read()
-        if not data or data.endswith(b"\n"):
-            if data:
-                start = data.rfind(b"\n", 0, len(data) - 1) + 1
-                try:
-                    _parse_line(data[start:].decode("utf-8"))
-                except (ValueError, UnicodeDecodeError):
-                    f.truncate(start)  # a whole line of garbage at the end: torn as well
-                    f.flush()
-                    os.fsync(f.fileno())
-                    return f"cut off a damaged last line ({len(data) - start} bytes)"
-            return None
-        start = data.rfind(b"\n") + 1
-        try:
-            _parse_line(data[start:].decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            f.truncate(start)
-            what = f"cut off a torn last line ({len(data) - start} bytes)"
-        else:
-            f.write(b"\n")
-            what = "ended the last line"
-        f.flush()
-        os.fsync(f.fileno())
-        return what
-
-
-def list_journal_runs(data_dir: Path) -> list[dict[str, Any]]:
-    """One summary per journalled run, newest first."""
-    runs = []
-    for path in (Path(data_dir) / "journal").glob("*.jsonl"):
-        start: dict[str, Any] | None = None
-        stop: dict[str, Any] | None = None
-        points = 0
-        damage = None
-        try:
-            for name, doc in journal_documents(path):
-                if name == "start":
-                    start = doc
-                elif name == "stop":
-                    stop = doc
-                elif name == "event_page":
-                    points += len(doc["seq_num"])
-                elif name == "event":
-                    points += 1
-        except JournalDamaged as exc:
-            damage = str(exc)
-        if start is None:
-            if damage:
-                start = {"uid": path.stem, "time": path.stat().st_mtime}
-            else:
-                continue
-        status = stop["exit_status"] if stop else "interrupted"
-        if damage:
-            status = "damaged"
-        elif stop is None and run_is_live(data_dir, start["uid"]):
-            status = "running"
-        runs.append(
-            {
-                "uid": start["uid"],
-                "time": start["time"],
-                "plan_name": start.get("plan_name"),
-                "sample": start.get("sample"),
-                "cell": start.get("cell"),
-                "points": points,
-                "exit_status": status,
-                **({"damage": damage} if damage else {}),
-            }
-        )
-    return sorted(runs, key=lambda r: r["time"], reverse=True)
-
-
 def frame_from_documents(docs: Iterator[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], pd.DataFrame]:
     """(start document, points DataFrame) from a run's documents."""
     start, frame = raw_frame(docs)
@@ -340,16 +217,6 @@ def _with_cycles(start: dict[str, Any], out: pd.DataFrame) -> pd.DataFrame:
 
     a = annotate(out, start.get("active_mass_g"))
     return out.assign(direction=a[DIRECTION].to_numpy(), cycle=a[CYCLE].to_numpy())
-
-
-def _journal_path(data_dir: Path, uid: str) -> Path:
-    path = Path(data_dir) / "journal" / f"{uid}.jsonl"
-    if not path.exists():
-        matches = list((Path(data_dir) / "journal").glob(f"{uid}*.jsonl"))
-        if len(matches) != 1:
-            raise KeyError(f"no run {uid!r} in {data_dir}")
-        path = matches[0]
-    return path
 
 
 def read_journal(data_dir: Path, uid: str) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -442,62 +309,6 @@ def read_runs(data_dir: Path, uids: list[str]) -> tuple[dict[str, Any], pd.DataF
     return start, to_export_frame({**start, "step_types": types, "clock_start_s": origin}, combined)
 
 
-def _page_writer(client: Any, batch_points: int) -> Any:
-    """bluesky's per-run Tiled writer, with event pages appended column-wise in batches.
-
-    The stock writer unpacks every page into single events and rebuilds rows, and each append
-    is one request to the Tiled server (about 45 ms here, whatever its size). A page already is
-    a table, so pages are concatenated and appended once ``batch_points`` points have
-    accumulated (and at the end of the run). Nothing is at risk meanwhile: the journal has
-    every page on disk before the run moves on. The table layout (``internal`` with seq_num,
-    time, data keys and ``ts_<key>``) is the stock one, so bluesky-tiled-plugins clients read
-    these runs as any other.
-    """
-    import pyarrow
-    from bluesky.callbacks.tiled_writer import _RunWriter
-
-    class _PageWriter(_RunWriter):  # type: ignore[misc]
-        def __init__(self, client: Any) -> None:
-            super().__init__(client, batch_size=batch_points)
-            self._pages: dict[str, list[Any]] = {}
-            self._page_rows: dict[str, int] = {}
-
-        def event_page(self, doc: Any) -> None:  # type: ignore[override]
-            desc_node = self._desc_nodes[doc["descriptor"]]
-            name = desc_node.item["id"]
-            columns = {"seq_num": doc["seq_num"], "time": doc["time"], **doc["data"]}
-            columns.update({f"ts_{k}": v for k, v in doc["timestamps"].items()})
-            self._pages.setdefault(name, []).append((desc_node, pyarrow.Table.from_pydict(columns)))
-            self._page_rows[name] = self._page_rows.get(name, 0) + len(doc["seq_num"])
-            if self._page_rows[name] >= batch_points:
-                self._flush(name)
-
-        def _flush(self, name: str) -> None:
-            pages = self._pages.pop(name, [])
-            self._page_rows[name] = 0
-            if not pages:
-                return
-            desc_node = pages[0][0]
-            pending = self._internal_data_cache[name]
-            if pending:  # single events received earlier go first
-                self._write_internal_data(pending, desc_node=desc_node)
-                pending.clear()
-            table = pyarrow.concat_tables([t for _, t in pages]) if len(pages) > 1 else pages[0][1]
-            if name not in self._internal_tables:
-                # The stock writer creates the table (schema, metadata) from its first row.
-                self._write_internal_data(table.slice(0, 1).to_pylist(), desc_node=desc_node)
-                table = table.slice(1)
-            if table.num_rows:
-                self._internal_tables[name].append_partition(0, table)
-
-        def stop(self, doc: Any) -> None:
-            for name in list(self._pages):
-                self._flush(name)
-            super().stop(doc)
-
-    return _PageWriter(client)
-
-
 class TiledStore:
     """A Tiled catalog and the bluesky TiledWriter that fills it.
 
@@ -529,7 +340,7 @@ class TiledStore:
 
         writer = TiledWriter(self.client, normalizer=None)
         writer._run_router = RunRouter(
-            [lambda name, doc: ([_page_writer(writer.client, self.batch_points)], [])]
+            [lambda name, doc: ([page_writer(writer.client, self.batch_points)], [])]
         )
         return writer
 
@@ -835,16 +646,6 @@ def _close_run(
 def recover_interrupted_runs(data_dir: Path, tiled: bool = True) -> dict[str, int]:
     """:func:`recover`, returning ``{run uid: points recovered}`` for the runs it closed."""
     return recover(data_dir, tiled=tiled).recovered
-
-
-def rebuild_in_tiled(store: TiledStore, data_dir: Path, uid: str) -> None:
-    """Make the Tiled copy of run ``uid`` match its journal: drop what Tiled holds of it (a
-    crash leaves it without its last pages and its stop) and write the journal's documents."""
-    if uid in store.client:
-        store.client[uid].delete(recursive=True, external_only=False)
-    writer = store.new_writer()
-    for name, doc in journal_documents(_journal_path(data_dir, uid)):
-        writer(name, doc)
 
 
 def write_export(frame: pd.DataFrame, path: Path, fmt: str) -> None:

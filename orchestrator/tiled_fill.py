@@ -40,6 +40,9 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from orchestrator.journal import journal_documents, journal_path, lock_is_held
+from orchestrator.tiled_pages import page_writer
+
 #: Points per append to a stream's table.
 BLOCK_POINTS = 100_000
 MARKER = "catalog.initialized"
@@ -145,8 +148,6 @@ def _blocks(docs: Iterator[tuple[str, dict[str, Any]]], block: int) -> Iterator[
 def fill_run(client: Any, data_dir: Path, uid: str) -> int:
     """Copy one stopped run from its journal into the catalog; returns the points written (0 when
     the catalog already held the whole run). Marks it done."""
-    from orchestrator.storage import _journal_path, _page_writer, journal_documents
-
     done = catalog_dir(data_dir) / "filled"
     done.mkdir(parents=True, exist_ok=True)
     points = 0
@@ -155,8 +156,8 @@ def fill_run(client: Any, data_dir: Path, uid: str) -> int:
             (done / uid).touch()
             return 0
         client[uid].delete(recursive=True, external_only=False)  # a filler died half-way: again, whole
-    writer = _page_writer(client, BLOCK_POINTS)
-    for name, doc in _blocks(journal_documents(_journal_path(data_dir, uid)), BLOCK_POINTS):
+    writer = page_writer(client, BLOCK_POINTS)
+    for name, doc in _blocks(journal_documents(journal_path(data_dir, uid)), BLOCK_POINTS):
         if name == "event_page":
             points += len(doc["seq_num"])
         writer(name, doc)
@@ -196,16 +197,7 @@ def fill(data_dir: Path, uids: Iterable[str] | None = None, wait: bool = True) -
 
 def filler_running(data_dir: Path) -> bool:
     """True while some process holds ``tiled/fill.lock``."""
-    path = catalog_dir(data_dir) / "fill.lock"
-    if not path.exists():
-        return False
-    lock = FileLock(path, timeout=0, thread_local=False)
-    try:
-        lock.acquire()
-    except Timeout:
-        return True
-    lock.release()
-    return False
+    return lock_is_held(catalog_dir(data_dir) / "fill.lock")
 
 
 def request(data_dir: Path) -> subprocess.Popen[bytes] | None:

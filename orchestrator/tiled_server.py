@@ -34,6 +34,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from orchestrator.journal import journal_documents, journal_path, list_journal_runs, run_is_live
+
 DEFAULT_ADMIN_DSN = "postgresql://127.0.0.1:5432/test"
 
 
@@ -264,8 +266,6 @@ def sync_runs(store: Any, data_dir: Path, uids: list[str] | None = None) -> dict
     the journal. Returns ``{uid: "copied" | "rewritten" | "present" | "failed: <why>"}`` (a run
     that fails stays listed as unsynced; the others are still copied).
     """
-    from orchestrator.storage import list_journal_runs, rebuild_in_tiled, run_is_live
-
     runs = [r["uid"] for r in list_journal_runs(data_dir)] if uids is None else uids
     pending = set(unsynced_runs(data_dir))
     out: dict[str, str] = {}
@@ -285,3 +285,14 @@ def sync_runs(store: Any, data_dir: Path, uids: list[str] | None = None) -> dict
         (unsynced_dir(data_dir) / uid).unlink(missing_ok=True)
         out[uid] = "rewritten" if present else "copied"
     return out
+
+
+def rebuild_in_tiled(store: Any, data_dir: Path, uid: str) -> None:
+    """Make the Tiled copy of run ``uid`` match its journal: drop what Tiled holds of it (a
+    crash leaves it without its last pages and its stop) and write the journal's documents
+    (``store`` is a :class:`~orchestrator.storage.TiledStore`)."""
+    if uid in store.client:
+        store.client[uid].delete(recursive=True, external_only=False)
+    writer = store.new_writer()
+    for name, doc in journal_documents(journal_path(data_dir, uid)):
+        writer(name, doc)

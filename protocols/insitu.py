@@ -32,6 +32,7 @@ from ophyd.status import Status
 from drivers.device import PotentiostatChannel
 from drivers.techniques import Loop, Technique
 from protocols.heating import hold_with_log
+from protocols.jobs import any_of
 from protocols.plans import cell_metadata, open_circuit_decorator, technique_to_dict
 from protocols.stubs import STREAM, declare_points_stream
 
@@ -42,38 +43,6 @@ XRD_STREAM = "xrd"
 
 #: Operator steps between the end of a charge and the relaxation of a recovered electrode.
 DEFAULT_HANDLING: tuple[str, ...] = ("recover", "wash", "dry")
-
-
-def any_of(statuses: Sequence[Any], obj: Any = None) -> Status:
-    """A Status that finishes when the first of ``statuses`` finishes, as that one did.
-
-    Parameters
-    ----------
-    statuses
-        ophyd statuses (anything with ``add_callback``, ``success`` and ``exception()``).
-    obj
-        The object the new Status reports as its ``obj``.
-
-    Returns
-    -------
-    Status
-        Finished (or failed with the same exception) as soon as one of ``statuses`` is done.
-    """
-    if not statuses:
-        raise ValueError("any_of needs at least one status")
-    result = Status(obj=obj)
-
-    def _first(status: Any) -> None:
-        if result.done:
-            return
-        if status.success:
-            result.set_finished()
-        else:
-            result.set_exception(status.exception() or RuntimeError(f"{status!r} failed"))
-
-    for status in statuses:
-        status.add_callback(_first)  # runs at once when already done
-    return result
 
 
 class FirstOf:

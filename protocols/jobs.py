@@ -12,7 +12,7 @@ A job that raises does not stop the others: its exception is returned in the res
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
 from bluesky.utils import Msg, RunEngineControlException, short_uid
@@ -76,6 +76,38 @@ def await_status(command: str, obj: Any, *args: Any, **kwargs: Any) -> MsgGen:
     return status
 
 
+def any_of(statuses: Sequence[Any], obj: Any = None) -> Status:
+    """A Status that finishes when the first of ``statuses`` finishes, as that one did.
+
+    Parameters
+    ----------
+    statuses
+        ophyd statuses (anything with ``add_callback``, ``success`` and ``exception()``).
+    obj
+        The object the new Status reports as its ``obj``.
+
+    Returns
+    -------
+    Status
+        Finished (or failed with the same exception) as soon as one of ``statuses`` is done.
+    """
+    if not statuses:
+        raise ValueError("any_of needs at least one status")
+    result = Status(obj=obj)
+
+    def _first(status: Any) -> None:
+        if result.done:
+            return
+        if status.success:
+            result.set_finished()
+        else:
+            result.set_exception(status.exception() or RuntimeError(f"{status!r} failed"))
+
+    for status in statuses:
+        status.add_callback(_first)  # runs at once when already done
+    return result
+
+
 class _AnyOf:
     """A 'device' whose trigger finishes when any of some statuses does."""
 
@@ -86,15 +118,7 @@ class _AnyOf:
         self._statuses = list(statuses)
 
     def trigger(self) -> Status:
-        combined = Status(obj=self)
-
-        def check(_status: Any = None) -> None:
-            if not combined.done:
-                combined.set_finished()
-
-        for status in self._statuses:
-            status.add_callback(check)
-        return combined
+        return any_of(self._statuses, obj=self)
 
 
 def _unwind(jobs: list[tuple[str, MsgGen]], exc: BaseException) -> MsgGen:

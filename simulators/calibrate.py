@@ -8,79 +8,32 @@ internals.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from simulators.calibrate_measure import (
+    C10_MA_G,
+    I_C10_A,
+    LONG_S,
+    MASS_G,
+    PAPER_X,
+    TITRATION_V,
+    TargetResult,
+    charge,
+    charged_powder,
+    dqdv_peak,
+    gitt,
+    gitt_gap,
+    is_paper_material,
+    median_v,
+    plateaus,
+    rest_after,
+    titrate,
+)
 from simulators.cell import Cell, CellVariation, Sample
 from simulators.material import Material, load_material
-
-MASS_G = 0.007
-C10_MA_G = 20.0
-I_C10_A = C10_MA_G * MASS_G * 1e-3
-LONG_S = 1e7
-#: The charge state of the paper's titrations (Fig. 4, Fig. 6e-f: "1C 4.5V").
-TITRATION_V = 4.5
-
-
-@dataclass
-class TargetResult:
-    """Outcome of one calibration target."""
-
-    id: str
-    description: str
-    simulated: str | float
-    target: str
-    tolerance: str
-    passed: bool
-    #: Which materials the target's numbers hold for: ``"all"`` (shapes, trends, ratios the paper
-    #: states for the family), or ``"x = 0.4"`` (a number measured on the paper's x = 0.4
-    #: electrode; another composition is checked on the target's qualitative part only, and
-    #: ``target`` says so).
-    applies_to: str = "all"
-
-
-#: The composition the paper's measured numbers (T2's +42 mAh/g, T6's lattice parameters) belong to.
-PAPER_X = 0.4
-
-
-def _is_paper_material(m: Material) -> bool:
-    return abs(m.meta.x - PAPER_X) < 1e-9
-
-
-def _charge(cell: Cell, v_upper: float = 4.8, capacity: float | None = None) -> float:
-    adv = cell.constant_current(I_C10_A, LONG_S, v_upper_V=v_upper, capacity_limit_mAh_g=capacity)
-    return adv.charge_mAh_g
-
-
-def _plateaus(cell: Cell, v_end: float = 1.85) -> tuple[float, float]:
-    """Discharge at C/10; capacities (mAh/g) between start-2.5 V and 2.5 V-``v_end``."""
-    ni = -cell.constant_current(-I_C10_A, LONG_S, v_lower_V=2.5).charge_mAh_g
-    o = -cell.constant_current(-I_C10_A, LONG_S, v_lower_V=v_end).charge_mAh_g
-    return ni, o
-
-
-def _charged_powder(m: Material, v_upper: float = 4.8, capacity: float | None = None) -> Sample:
-    cell = Cell(Sample(m), MASS_G)
-    _charge(cell, v_upper, capacity)
-    return cell.sample
-
-
-def _titrate(portion: Sample, rest_s: float = 900.0) -> tuple[float, float, float]:
-    """Fresh cell from a relaxed portion: 15 min OCV, then Ni and O plateau capacities."""
-    cell = Cell(portion, MASS_G)
-    ocv = cell.rest(rest_s).voltage_V
-    ni, o = _plateaus(cell)
-    return ocv, ni, o
-
-
-def _median_v(q: np.ndarray, v: np.ndarray, lo: float, hi: float) -> float:
-    sel = (v >= lo) & (v <= hi)
-    if sel.sum() < 3:
-        return float("nan")
-    qs, vs = q[sel], v[sel]
-    return float(np.interp(0.5 * (qs[0] + qs[-1]), qs, vs))
 
 
 def _t1(m: Material) -> list[TargetResult]:
@@ -91,10 +44,10 @@ def _t1(m: Material) -> list[TargetResult]:
     qd, vd = -dis.charge_mAh_g, dis.voltage_V
     slope = np.gradient(vc, qc)
     slope_ni = float(np.median(slope[(vc > 3.7) & (vc < 4.3)]))
-    plat = float(_median_v(qc, vc, 4.40, 4.70))
+    plat = float(median_v(qc, vc, 4.40, 4.70))
     slope_pl = float(np.median(slope[(vc > 4.45) & (vc < 4.65)]))
-    ni_mid = _median_v(qd, vd, 2.5, 4.5)
-    o_mid = _median_v(qd, vd, 2.0, 2.5)
+    ni_mid = median_v(qd, vd, 2.5, 4.5)
+    o_mid = median_v(qd, vd, 2.0, 2.5)
     shape = slope_ni > 5 * abs(slope_pl)
     ok = shape and abs(plat - 4.5) <= 0.15 and abs(ni_mid - 3.8) <= 0.15 and abs(o_mid - 2.2) <= 0.15
     sim = (
@@ -115,13 +68,13 @@ def _t1(m: Material) -> list[TargetResult]:
 
 
 def _t2(m: Material) -> TargetResult:
-    ref = Cell(_charged_powder(m), MASS_G)
-    ni0, o0 = _plateaus(ref)
-    powder = _charged_powder(m)
+    ref = Cell(charged_powder(m), MASS_G)
+    ni0, o0 = plateaus(ref)
+    powder = charged_powder(m)
     powder.relax(72 * 3600.0, 140.0)
-    _, ni1, o1 = _titrate(powder)
+    _, ni1, o1 = titrate(powder)
     d_o = o1 - o0
-    paper = _is_paper_material(m)
+    paper = is_paper_material(m)
     # +42 mAh/g is the x = 0.4 electrode's number; other compositions: the O plateau grows
     o_ok = abs(d_o - 42.0) <= 5.0 if paper else d_o > 0.0
     return TargetResult(
@@ -139,13 +92,13 @@ def _t2(m: Material) -> TargetResult:
 
 def _t3_t4(m: Material) -> list[TargetResult]:
     # the paper's titrations (Fig. 4a, c): powder charged to 4.5 V, portions into a hot oven
-    powder = _charged_powder(m, TITRATION_V)
+    powder = charged_powder(m, TITRATION_V)
     p0, p90, p4, p24 = powder.split(4)
-    _, ref_ni, _ = _titrate(p0)
+    _, ref_ni, _ = titrate(p0)
     caps = {}
     for name, por, dur in (("90s", p90, 90.0), ("4h", p4, 4 * 3600.0), ("24h", p24, 86400.0)):
         por.relax(dur, 140.0)
-        caps[name] = _titrate(por)[1]
+        caps[name] = titrate(por)[1]
     early = ref_ni - caps["90s"]
     late = caps["4h"] - caps["24h"]
     ratio = early / late if late > 0 else float("inf")
@@ -161,7 +114,7 @@ def _t3_t4(m: Material) -> list[TargetResult]:
     temps = (25.0, 50.0, 80.0, 110.0, 140.0)
     for t, por in zip(temps, powder.split(len(temps)), strict=True):
         por.relax(86400.0, t)
-        conv.append(1.0 - _titrate(por)[1] / ref_ni)
+        conv.append(1.0 - titrate(por)[1] / ref_ni)
     mono = all(b > a for a, b in zip(conv, conv[1:], strict=False))
     t4 = TargetResult(
         "T4",
@@ -175,15 +128,15 @@ def _t3_t4(m: Material) -> list[TargetResult]:
 
 
 def _t5(m: Material) -> TargetResult:
-    ref = Cell(_charged_powder(m, 4.5), MASS_G)
-    ni_ref, _ = _plateaus(ref)
-    powder = _charged_powder(m, 4.5)
+    ref = Cell(charged_powder(m, 4.5), MASS_G)
+    ni_ref, _ = plateaus(ref)
+    powder = charged_powder(m, 4.5)
     durations = (0.0, 90.0, 600.0, 3600.0, 4 * 3600.0, 86400.0)
     f, ocv = [], []
     for dur, por in zip(durations, powder.split(len(durations)), strict=True):
         por.relax(dur, 120.0)
         por.relax(0.0, 25.0)
-        v, ni, _ = _titrate(por)
+        v, ni, _ = titrate(por)
         f.append(ni / ni_ref)
         ocv.append(v)
     fa, va = np.asarray(f), np.asarray(ocv)
@@ -222,7 +175,7 @@ def _t6(m: Material) -> TargetResult:
         por.relax(days * 86400.0, 25.0)
         aged[days] = por.lattice_A()
     shape = r2 > 0.99 and abs(p_o[0]) < 0.2 * abs(p_ni[0])
-    paper = _is_paper_material(m)
+    paper = is_paper_material(m)
     if paper:
         values = (
             abs(a_end - 4.111) <= 0.003 and abs(aged[14] - 4.141) <= 0.012 and abs(aged[60] - 4.162) <= 0.012
@@ -243,38 +196,9 @@ def _t6(m: Material) -> TargetResult:
     )
 
 
-def _gitt(m: Material, rest_s: float, temperature_C: float) -> tuple[np.ndarray, ...]:
-    """GITT at C/10, 0.5 h pulses: cumulative charge and end-of-rest voltage on both branches."""
-    cell = Cell(Sample(m), MASS_G, temperature_C=temperature_C)
-    qc: list[float] = []
-    vc: list[float] = []
-    qd: list[float] = []
-    vd: list[float] = []
-    q = 0.0
-    for sign, qs, vs, lim in ((1, qc, vc, 4.8), (-1, qd, vd, 2.0)):
-        for _ in range(200):
-            kw = {"v_upper_V": lim} if sign > 0 else {"v_lower_V": lim}
-            adv = cell.constant_current(sign * I_C10_A, 1800.0, **kw)
-            q += adv.charge_mAh_g
-            r = cell.rest(rest_s)
-            qs.append(q)
-            vs.append(r.voltage_V)
-            if adv.reason != "time":
-                break
-    return np.asarray(qc), np.asarray(vc), np.asarray(qd)[::-1], np.asarray(vd)[::-1]
-
-
-def _gitt_gap(m: Material, rest_s: float, temperature_C: float) -> float:
-    qc_a, vc_a, qd_a, vd_a = _gitt(m, rest_s, temperature_C)
-    lo, hi = max(qc_a.min(), qd_a.min()), min(qc_a.max(), qd_a.max())
-    grid = np.linspace(lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo), 50)
-    gap = np.interp(grid, qc_a, vc_a) - np.interp(grid, qd_a, vd_a)
-    return float(gap.min())
-
-
 def _t7(m: Material) -> TargetResult:
     runs = ((8 * 3600.0, 25.0), (200 * 3600.0, 25.0), (8 * 3600.0, 55.0))
-    gaps = [_gitt_gap(m, r, t) for r, t in runs]
+    gaps = [gitt_gap(m, r, t) for r, t in runs]
     return TargetResult(
         "T7",
         "GITT 0.5 h C/10 pulses: min mid-range gap charge vs discharge end-of-rest voltage",
@@ -288,11 +212,11 @@ def _t7(m: Material) -> TargetResult:
 def _t8(m: Material) -> TargetResult:
     conv = {}
     for label, kw in (("4.8 V", {"v_upper": 4.8}), ("200 mAh/g", {"capacity": 200.0})):
-        powder = _charged_powder(m, **kw)
+        powder = charged_powder(m, **kw)
         p0, p1 = powder.split(2)
-        ni0 = _titrate(p0)[1]
+        ni0 = titrate(p0)[1]
         p1.relax(3600.0, 140.0)
-        conv[label] = 1.0 - _titrate(p1)[1] / ni0
+        conv[label] = 1.0 - titrate(p1)[1] / ni0
     return TargetResult(
         "T8",
         "1 h at 140 C: fraction of Ni plateau converted after 4.8 V vs after 200 mAh/g",
@@ -304,14 +228,14 @@ def _t8(m: Material) -> TargetResult:
 
 
 def _t9(m: Material) -> TargetResult:
-    ref = Cell(_charged_powder(m), MASS_G)
-    ni_first, _ = _plateaus(ref, 2.0)
-    powder = _charged_powder(m)
+    ref = Cell(charged_powder(m), MASS_G)
+    ni_first, _ = plateaus(ref, 2.0)
+    powder = charged_powder(m)
     powder.relax(72 * 3600.0, 140.0)
     cell = Cell(powder, MASS_G)
-    ni_relaxed, _ = _plateaus(cell, 2.0)
-    _charge(cell)
-    ni_second, _ = _plateaus(cell, 2.0)
+    ni_relaxed, _ = plateaus(cell, 2.0)
+    charge(cell)
+    ni_second, _ = plateaus(cell, 2.0)
     frac = ni_second / ni_first
     return TargetResult(
         "T9",
@@ -335,8 +259,8 @@ def _t10_t11(m: Material) -> list[TargetResult]:
         bool(adv.reason == "capacity" and abs(adv.voltage_V - 4.40) <= 0.05),
     )
     cell = Cell(Sample(m), MASS_G)
-    q = _charge(cell, 4.5)
-    ni, o = _plateaus(cell)
+    q = charge(cell, 4.5)
+    ni, o = plateaus(cell)
     t11 = TargetResult(
         "T11",
         "C/10 charge to 4.5 V, then discharge at once: both plateaus",
@@ -346,23 +270,6 @@ def _t10_t11(m: Material) -> list[TargetResult]:
         bool(q > 200.0 and ni >= 50.0 and o >= 60.0),
     )
     return [t10, t11]
-
-
-def _rest_after(cell: Cell) -> tuple[float, float, float, float]:
-    """Rest a cell that was just charged: (ohmic step, expected I*R_ohm, largest rise, end - start)."""
-    v_load = cell.voltage_V()
-    i_a = cell.current_A
-    r_ohm = cell.material.kinetics.r_ohm_V_per_mA_g
-    expected = i_a * 1e3 / MASS_G * r_ohm  # the nominal cell at 25 C: I * R_ohm
-    v = [cell.rest(0.0).voltage_V]
-    step = v_load - v[0]
-    t_prev = 0.0
-    for t in np.geomspace(0.5, 48 * 3600.0, 200):
-        v.append(cell.rest(float(t - t_prev)).voltage_V)
-        t_prev = float(t)
-    va = np.asarray(v)
-    rise = max(float(np.max(np.diff(va))), float(va.max() - v_load))
-    return step, expected, rise, float(va[-1] - va[0])
 
 
 def _t12(m: Material) -> TargetResult:
@@ -377,17 +284,17 @@ def _t12(m: Material) -> TargetResult:
     for label, kw in charges.items():
         cell = Cell(Sample(m), MASS_G)
         cell.constant_current(I_C10_A, LONG_S, **kw)  # type: ignore[arg-type]
-        step, expected, rise, _ = _rest_after(cell)
+        step, expected, rise, _ = rest_after(cell)
         worst_rise = max(worst_rise, rise)
         worst_step = max(worst_step, abs(step - expected))
         text.append(f"{label} {1e3 * step:.1f}")
     # a charge pulse in GITT after a discharge (the O plateau re-oxidised)
     cell = Cell(Sample(m), MASS_G)
-    _charge(cell)
+    charge(cell)
     cell.constant_current(-I_C10_A, LONG_S, v_lower_V=2.0)
     cell.rest(8 * 3600.0)
     cell.constant_current(I_C10_A, 1800.0, v_upper_V=4.8)
-    step, expected, rise, _ = _rest_after(cell)
+    step, expected, rise, _ = rest_after(cell)
     worst_rise = max(worst_rise, rise)
     worst_step = max(worst_step, abs(step - expected))
     text.append(f"recharge pulse {1e3 * step:.1f}")
@@ -403,7 +310,7 @@ def _t12(m: Material) -> TargetResult:
 
 
 def _t13(m: Material) -> TargetResult:
-    qc, vc, qd, vd = _gitt(m, 8 * 3600.0, 25.0)
+    qc, vc, qd, vd = gitt(m, 8 * 3600.0, 25.0)
     spread_c = float(vc.max() - vc.min())
     spread_d = float(vd.max() - vd.min())
     lo, hi = max(qc.min(), qd.min()), min(qc.max(), qd.max())
@@ -423,31 +330,9 @@ def _t13(m: Material) -> TargetResult:
     )
 
 
-def dqdv_peak(
-    v: np.ndarray, q: np.ndarray, lo: float, hi: float, bin_V: float = 0.01
-) -> tuple[float, float, float]:
-    """Peak of |dQ/dV| between ``lo`` and ``hi`` (V): (centre, FWHM, width at 90 % / FWHM)."""
-    edges = np.arange(lo, hi + bin_V, bin_V)
-    order = np.argsort(v)
-    qi = np.interp(edges, v[order], q[order])
-    dens = np.abs(np.diff(qi)) / bin_V
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    k = int(np.argmax(dens))
-    half = dens[k] / 2.0
-    a = k
-    while a > 0 and dens[a - 1] >= half:
-        a -= 1
-    b = k
-    while b < len(dens) - 1 and dens[b + 1] >= half:
-        b += 1
-    fwhm = (b - a + 1) * bin_V
-    top = int(np.sum(dens[a : b + 1] >= 0.9 * dens[k])) * bin_V
-    return float(0.5 * (centres[a] + centres[b])), float(fwhm), float(top / fwhm)
-
-
 def _t14(m: Material) -> TargetResult:
     cell = Cell(Sample(m), MASS_G)
-    _charge(cell)
+    charge(cell)
     _, dis = cell.constant_current_sampled(-I_C10_A, 10.0, LONG_S, v_lower_V=1.85)
     v, q = dis.voltage_V, -dis.charge_mAh_g
     ok, parts = True, []
@@ -469,7 +354,7 @@ T15_SEEDS = tuple(range(1, 9))
 
 
 def _t15(m: Material) -> TargetResult:
-    powder = _charged_powder(m)
+    powder = charged_powder(m)
     o_caps = []
     for seed, portion in zip(T15_SEEDS, powder.split(len(T15_SEEDS)), strict=True):
         var = CellVariation.draw(m, seed)

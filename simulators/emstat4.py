@@ -47,16 +47,12 @@ owner starts clean.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any, NamedTuple, Protocol
 
+from simulators.emstat4_frontend import _FrontEnd
 from simulators.methodscript import (
     CURRENT_RANGES,
-    GALVANOSTAT_MODE,
-    MAX_POTENTIAL_V,
-    POTENTIOSTAT_MODES,
-    STATUS_OVERLOAD,
     Interpreter,
     ScriptError,
     parse,
@@ -69,7 +65,6 @@ MAX_LINE_BYTES = 1024
 MAX_SCRIPT_BYTES = 256 * 1024
 #: What ``v`` answers after the ``v`` (the MethodSCRIPT version the simulator follows).
 MSCRIPT_VERSION = "1.8"
-_R_J_MOL_K = 8.314462618
 
 
 class ClockLike(Protocol):
@@ -83,7 +78,7 @@ class CommandRow(NamedTuple):
     doc: str
 
 
-class SimulatedEmStat4:
+class SimulatedEmStat4(_FrontEnd):
     """Byte endpoint (``receive``/``take_output``) of an EmStat4 wired to a cell model."""
 
     #: One owner per port (read by the TCP server).
@@ -94,13 +89,9 @@ class SimulatedEmStat4:
     def __init__(self, cell: Any, clock: ClockLike, serial: str = "ES4HR25SIM001", model: str = "HR") -> None:
         if model not in CURRENT_RANGES:
             raise ValueError(f"model must be 'HR' or 'LR', got {model!r}")
-        self.cell = cell
+        super().__init__(cell, model, clock.now())
         self.clock = clock
         self.serial = serial
-        self.model = model
-        self.ranges = CURRENT_RANGES[model]
-        self.max_current_A = self.ranges[-1][0]
-        self.max_potential_V = MAX_POTENTIAL_V[model]
         self._owner: _Connection | None = None
         self._inbuf = bytearray()
         self._overlong = False
@@ -117,16 +108,6 @@ class SimulatedEmStat4:
         self._wake = 0.0
         self._offset = 0.0  # instrument time = script time + offset (grows while halted)
         self._halted_at: float | None = None
-        self._t_cell = clock.now()
-        self.mode = 0
-        self.cell_is_on = False
-        self.set_current_A = 0.0
-        self.applied_voltage_V = 0.0
-        # current range indices (into self.ranges): start range and autorange bounds
-        self._range_start = len(self.ranges) - 1
-        self._auto = (0, len(self.ranges) - 1)
-        self._range_now = self._range_start
-        self._applied: tuple[str, float] = ("rest", 0.0)
         self.scripts_run = 0
 
     @classmethod
@@ -393,19 +374,7 @@ class SimulatedEmStat4:
             self._advance(now)
 
     # ------------------------------------------------------------------ front end (used by Interpreter)
-    def _advance(self, to_s: float) -> None:
-        dt = to_s - self._t_cell
-        if dt <= 0:
-            return
-        kind, level = self._applied if self.cell_is_on else ("rest", 0.0)
-        if kind == "cc":
-            self.cell.constant_current(level, dt)
-        elif kind == "cv":
-            self.cell.constant_voltage(level, dt)
-        else:
-            self.cell.rest(dt)
-        self._t_cell = to_s
-
+    # (the analog part: simulators/emstat4_frontend.py)
     def advance(self, to_s: float) -> None:
         """Simulate the cell up to script time ``to_s``."""
         self._advance(to_s + self._offset)
@@ -413,142 +382,6 @@ class SimulatedEmStat4:
     def _sync(self) -> None:
         if self._interp is not None:
             self.advance(self._interp.t)
-
-    def measure(self) -> tuple[float, float]:
-        """(potential, current) now; the potential saturates at the compliance (+-6 V HR)."""
-        kind, level = self._applied if self.cell_is_on else ("rest", 0.0)
-        if kind != "cv":  # a new current setting shows at once (the ohmic step)
-            self.cell.set_current_A(level if kind == "cc" else 0.0)
-        current = self.cell.current_A if self.cell_is_on else 0.0
-        voltage = self.cell.measured_voltage_V()
-        limit = self.max_potential_V
-        return min(max(voltage, -limit), limit), current
-
-    def rest(self) -> None:
-        self._applied = ("rest", 0.0)
-
-    def apply_current(self, current_A: float) -> None:
-        self._applied = ("cc", current_A)
-
-    def apply_voltage(self, voltage_V: float) -> None:
-        self.applied_voltage_V = voltage_V
-        self._applied = ("cv", voltage_V)
-
-    def end_loop(self) -> None:
-        """After a measurement loop the galvanostat returns to ``set_i``'s current."""
-        if self.mode == GALVANOSTAT_MODE:
-            self._applied = ("cc", self.set_current_A)
-
-    def check_potential(self, voltage_V: float, line: int) -> None:
-        if abs(voltage_V) > self.max_potential_V:
-            raise ScriptError(0x4205, line)
-
-    def read_current(self, current_A: float) -> tuple[float, int, int]:
-        """(reported current, status nibble, range index) of a measured current.
-
-        Autoranging picks the smallest range within the bounds that holds the current (the
-        upper bound when none does); the reading is clipped at that range's full scale and
-        flagged overload.
-        """
-        lo, hi = self._auto
-        level = abs(current_A)
-        chosen = hi
-        for k in range(lo, hi + 1):
-            if level <= self.ranges[k][0]:
-                chosen = k
-                break
-        self._range_now = chosen
-        full_scale, index = self.ranges[chosen]
-        if level > full_scale:
-            return math.copysign(full_scale, current_A), STATUS_OVERLOAD, index
-        return current_A, 0, index
-
-    def applied_metadata(self, current_A: float) -> tuple[int, int]:
-        """(status, range index) of an applied (galvanostatic) current: the range holding it."""
-        for rng, index in self.ranges:
-            if abs(current_A) <= rng * (1 + 1e-9):
-                return 0, index
-        return STATUS_OVERLOAD, self.ranges[-1][1]
-
-    def impedance(self, frequency_Hz: float) -> complex:
-        """The cell's Randles circuit: R_ohm + R_rc / (1 + j w R_rc C), C = tau_fast / R_rc."""
-        kinetics = self.cell.material.kinetics
-        t_k = self.cell.temperature_C + 273.15
-        f_pol = math.exp(kinetics.Ea_polarisation_kJ_mol * 1e3 / _R_J_MOL_K * (1.0 / t_k - 1.0 / 298.15))
-        ohm_per_mA_g = f_pol / (self.cell.active_mass_g * 1e-3)  # V per (mA/g) -> ohm
-        r_s = kinetics.r_ohm_V_per_mA_g * ohm_per_mA_g
-        r_ct = kinetics.r_rc_V_per_mA_g * ohm_per_mA_g
-        if r_ct == 0:
-            return complex(r_s, 0.0)
-        capacitance = kinetics.tau_fast_s / r_ct
-        return r_s + r_ct / (1 + 2j * math.pi * frequency_Hz * r_ct * capacitance)
-
-    def command(self, name: str, args: list[Any], line: int) -> None:
-        self._sync()
-        if name == "set_pgstat_chan":
-            if int(args[0]) != 0:
-                raise ScriptError(0x4205, line)
-        elif name == "set_pgstat_mode":
-            mode = int(args[0])
-            if mode not in (0, *POTENTIOSTAT_MODES, GALVANOSTAT_MODE):
-                raise ScriptError(0x0021, line)
-            self.mode = mode
-            self._applied = ("cc", self.set_current_A) if mode == GALVANOSTAT_MODE else (
-                "cv", self.applied_voltage_V)  # fmt: skip
-        elif name in ("set_max_bandwidth", "set_acquisition_frac_autoadjust"):
-            if args[0] <= 0:
-                raise ScriptError(0x4204, line)
-        elif name in ("set_range", "set_autoranging", "set_range_minmax"):
-            self._range(name, args, line)
-        elif name == "set_e":
-            self.check_potential(args[0], line)
-            if self.mode == GALVANOSTAT_MODE:
-                raise ScriptError(0x0023, line)
-            self.apply_voltage(args[0])
-        elif name == "set_i":
-            if self.mode != GALVANOSTAT_MODE:
-                raise ScriptError(0x0023, line)
-            if abs(args[0]) > self.max_current_A:
-                raise ScriptError(0x4205, line)
-            self.set_current_A = args[0]
-            self._applied = ("cc", args[0])
-        elif name == "cell_on":
-            if self.mode == 0:
-                raise ScriptError(0x0023, line)
-            if args and self.mode != GALVANOSTAT_MODE:  # cell_on ocp(v): switch on at E = v
-                self.check_potential(args[0], line)
-                self.apply_voltage(args[0])
-            self.cell_is_on = True
-        elif name == "cell_off":
-            self.cell_is_on = False
-
-    def _range_index(self, value: float) -> int:
-        """The smallest range holding ``value`` (the largest if none does)."""
-        for k, (rng, _) in enumerate(self.ranges):
-            if value <= rng * (1 + 1e-9):
-                return k
-        return len(self.ranges) - 1
-
-    def _range(self, name: str, args: list[Any], line: int) -> None:
-        vtype, values = args[0], [float(v) for v in args[1:]]
-        if vtype in ("ba", "db"):
-            if any(v < 0 for v in values):
-                raise ScriptError(0x4200, line)
-            if name == "set_range_minmax":
-                return
-            indices = [self._range_index(v) for v in values]
-            if name == "set_range":
-                self._range_start = indices[0]
-                if vtype == "ba":
-                    lo, hi = self._auto
-                    self._range_now = min(max(indices[0], lo), hi)
-            else:
-                if values[0] > values[1]:
-                    raise ScriptError(0x0007, line)
-                if vtype == "ba":
-                    self._auto = (indices[0], indices[1])
-        elif vtype not in ("ab", "da"):
-            raise ScriptError(0x0007, line)
 
 
 class _Connection:
@@ -594,72 +427,3 @@ ONLINE_COMMANDS: dict[str, str] = {
     "Z": "abort: `Z`, `-`/`*`/`+` closing the open scopes, on_finished: output, an empty line; "
     "`Z!0006` if none runs",
 }
-
-
-def docs_markdown() -> str:
-    """The docs page ``docs/simulator-emstat4.md``, generated from the simulator's tables."""
-    from simulators.methodscript import DEVICE_SPECIFIC, ERROR_CODES, command_table
-
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|")
-
-    out = [
-        "# Simulated EmStat4: supported MethodSCRIPT",
-        "",
-        "Generated from `simulators/emstat4.py` and `simulators/methodscript.py` by "
-        "`python -m simulators.emstat4 > docs/simulator-emstat4.md` (a test checks it is up to date).",
-        "",
-        "## Online commands",
-        "",
-        "| command | reply |",
-        "|---|---|",
-        *(f"| `{name}` | {cell(doc)} |" for name, doc in ONLINE_COMMANDS.items()),
-        "",
-        "Any other command answers `<first character>!0003`; while a script runs, commands other "
-        "than `Z`, `h` and `H` answer `<first character>!0006`. A served EmStat4 takes one TCP "
-        "connection at a time (a second one gets `" + SimulatedEmStat4.refusal.decode().strip() + "` "
-        "and is closed); when it closes, what it had not finished sending (half a line, a script "
-        "still loading) is dropped, while a running script goes on and its output waits for the "
-        "next connection.",
-        "",
-        "## Script commands",
-        "",
-        "| command | arguments | what the simulator does |",
-        "|---|---|---|",
-        *(f"| `{name}` | {cell(args)} | {cell(doc)} |" for name, args, doc in command_table()),
-        "",
-        "Technique ids after `M`: LSV, CV, CA, CP, OCP and EIS as in the manual and PalmSens' "
-        "output; DPV, SWV, NPV, ACV and PAD follow PalmSens' technique numbering; LSP (`0013`) "
-        "and GEIS (`0015`) are the simulator's assumption. An LSV from E_begin to E_end has "
-        "round(abs(E_end - E_begin) / E_step) + 1 points, both ends included (-500m to 500m in "
-        "10m steps: 101); each further segment of a CV scan adds round(abs(dE) / E_step). "
-        "Timing: sweeps take E_step / scan_rate per point, SWV half a period per half-step, "
-        "DPV/NPV/PAD sample at the end of each pulse and (DPV, PAD) just before it, EIS/GEIS "
-        "three periods (at least 0.1 s) per frequency.",
-        "",
-        "Operands are literals (`500m`, `10i`, `0x1F`), variables or array elements (`a[i]`). "
-        "Data packages carry the variable types above; `ba` currents carry status and range "
-        "metadata (`,1x,2xx`), `ab` potentials a status.",
-        "",
-        "## Device-specific commands (refused with `!001B`)",
-        "",
-        "These need hardware the simulated EmStat4 does not have; a script using one is refused "
-        "at load time with `!001B: Line L, Col C` and nothing runs:",
-        "",
-        ", ".join(f"`{name}`" for name in DEVICE_SPECIFIC),
-        "",
-        "## Error codes",
-        "",
-        "Parse errors: `!XXXX: Line L, Col C` then an empty line; runtime errors: the open "
-        "scopes closed (`-`, `*`, `+`), `!XXXX: Line L`, an empty line (on_finished: is not run).",
-        "",
-        "| code | meaning |",
-        "|---|---|",
-        *(f"| `{code:04X}` | {cell(text)} |" for code, text in ERROR_CODES.items()),
-        "",
-    ]
-    return "\n".join(out)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(docs_markdown(), end="")

@@ -18,7 +18,8 @@ from drivers.clock import SimClock
 from drivers.methodscript import compile_step, parse_package
 from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Cutoffs, Loop, Rest, Sweep
 from simulators.cell import Cell, Sample
-from simulators.emstat4 import ONLINE_COMMANDS, SimulatedEmStat4, docs_markdown
+from simulators.emstat4 import ONLINE_COMMANDS, SimulatedEmStat4
+from simulators.emstat4_docs import docs_markdown
 from simulators.material import load_material
 from simulators.methodscript import DEVICE_SPECIFIC, MEAS_LOOPS
 from simulators.server import InstrumentServer
@@ -1090,7 +1091,7 @@ def test_docs_table_of_commands_is_generated_from_the_simulator() -> None:
 
     committed = Path(__file__).resolve().parents[1] / "docs" / "simulator-emstat4.md"
     assert committed.read_text() == docs_markdown(), (
-        "docs/simulator-emstat4.md is stale: python -m simulators.emstat4 > docs/simulator-emstat4.md"
+        "docs/simulator-emstat4.md is stale: python -m simulators.emstat4_docs > docs/simulator-emstat4.md"
     )
 
 
