@@ -88,8 +88,8 @@ def gitt(m: Material, rest_s: float, temperature_C: float) -> tuple[np.ndarray, 
     q = 0.0
     for sign, qs, vs, lim in ((1, qc, vc, 4.8), (-1, qd, vd, 2.0)):
         for _ in range(200):
-            kw = {"v_upper_V": lim} if sign > 0 else {"v_lower_V": lim}
-            adv = cell.constant_current(sign * I_C10_A, 1800.0, **kw)
+            upper, lower = (lim, None) if sign > 0 else (None, lim)
+            adv = cell.constant_current(sign * I_C10_A, 1800.0, v_upper_V=upper, v_lower_V=lower)
             q += adv.charge_mAh_g
             r = cell.rest(rest_s)
             qs.append(q)
