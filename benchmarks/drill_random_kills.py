@@ -271,8 +271,19 @@ def _keys(frame: Any) -> set[tuple[int, int, float]]:
 
 
 def compare(
-    number: int, data: Path, result: dict[str, Any], ref: dict[str, Any], ref_data: Path
+    number: int,
+    data: Path,
+    result: dict[str, Any],
+    ref: dict[str, Any],
+    ref_data: Path,
+    killed_at_s: float | None = None,
 ) -> list[CellOutcome]:
+    """Each cell of a killed campaign against the reference. ``killed_at_s``: the simulated
+    moment of its only kill; in transit then counts exactly the reference's points up to that
+    moment (sent before the host died: the two runs are the same until then) missing from the
+    record. Without it (several kills shift the record against the reference) the count is the
+    reference's points missing from the record, which also counts a point that ends a step at
+    another moment after the resume (e.g. a cut-off reached after a longer rest)."""
     from orchestrator.storage import read_runs
 
     state = json.loads((data / "campaigns" / "drill" / "state.json").read_text())
@@ -300,7 +311,11 @@ def compare(
         in_transit = 0
         if str(row.get("channel")).startswith("ch-es"):
             _, ref_frame = read_runs(ref_data, ref_state["cells"][cell]["runs"])
-            in_transit = len(_keys(ref_frame) - _keys(frame))
+            if killed_at_s is None:
+                in_transit = len(_keys(ref_frame) - _keys(frame))
+            else:
+                sent = ref_frame.loc[ref_frame["timestamp_s"] <= killed_at_s, "timestamp_s"]
+                in_transit = len(set(sent.tolist()) - set(stamps.tolist()))
         doubled = int(frame.duplicated(["step", "substep", "timestamp_s"]).sum())
         low, high = CUT_OFFS_V
         beyond = ((frame["current_A"] < 0) & (frame["voltage_V"] < low - 1e-6)) | (

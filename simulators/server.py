@@ -196,6 +196,9 @@ class InstrumentServer:
                 if not out:
                     continue
                 try:
+                    # no Nagle: the host's next read (after the clock's reply) must find it all,
+                    # not wait for an ACK the host delays (what was in transit at a kill varied)
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     _send(conn, out, server.push_interval_s)
                 except OSError:
                     server.connections.pop(conn, None)

@@ -63,7 +63,7 @@ def _kill_and_resume(tmp_path: Path, uninterrupted, step: int, into_s: float, en
         how, result = served.orchestrate(data, resume=True, hold_s=None)
     finally:
         served.close()
-    return ref, ref_frames, result, data, hold_s, compare(1, data, result, ref, ref_data)
+    return ref, ref_frames, result, data, hold_s, compare(1, data, result, ref, ref_data, killed_at_s=hold_s)
 
 
 def _common_checks(result, data, outcomes, step: int) -> None:
