@@ -16,7 +16,6 @@ OVERSIZED = {
     "analysis/kinetics.py",
     "orchestrator/storage.py",
     "simulators/cell.py",
-    "simulators/keithley2450.py",
 }
 MAX_LINES = 500
 

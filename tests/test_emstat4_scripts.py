@@ -796,6 +796,92 @@ pck_end
     assert packages(lines) == [[200.0]]
 
 
+def _lpr(extra_point: str) -> str:
+    """Polarisation resistance: OCP into an array, its mean, a +-10 mV sweep stored in arrays,
+    linear_fit, R squared and 1/slope (the commands of PalmSens' LPR-versus-time example)."""
+    return SETUP_POT + f"""
+var ocp
+array ocps 10i
+var k
+store_var k 0i aa
+meas_loop_ocp ocp 100m 1
+  copy_var ocp ocps[k]
+  add_var k 1i
+endloop
+mean ocps ocp
+var lo
+var hi
+var span
+var n
+store_var span 10m ja
+copy_var ocp lo
+sub_var lo span
+copy_var ocp hi
+add_var hi span
+copy_var span n
+mul_var n 2
+div_var n 1m
+{extra_point}
+float_to_int n
+array es n
+array is n
+var e
+var i
+set_range_minmax da lo hi
+set_e lo
+store_var k 0i aa
+cell_on
+meas_loop_lsv e i lo hi 1m 10m
+  pck_start
+    pck_add e
+    pck_add i
+  pck_end
+  copy_var e es[k]
+  copy_var i is[k]
+  add_var k 1i
+endloop
+cell_off
+var slope
+var icpt
+linear_fit es is slope icpt
+var rpol
+copy_var slope rpol
+pow_var rpol -1
+alter_vartype rpol cb
+pck_start
+  pck_add slope
+  pck_add rpol
+pck_end
+"""
+
+
+def test_polarisation_resistance_from_a_stored_sweep_and_linear_fit() -> None:
+    # a sweep samples its begin and its end: 2 * 10 mV / 1 mV steps are 21 points
+    lines = run(_lpr("add_var n 1100m  # both ends"))
+    assert check_script_output(lines) == 22
+    rows = packages(lines)
+    sweep, ((slope, rpol),) = rows[:-1], rows[-1:]
+    assert len(sweep) == 21
+    e = [r[0] for r in sweep]
+    i = [r[1] for r in sweep]
+    assert e[-1] - e[0] == pytest.approx(20e-3, abs=1e-6)
+    mean_e, mean_i = sum(e) / len(e), sum(i) / len(i)
+    expected = sum((x - mean_e) * (y - mean_i) for x, y in zip(e, i, strict=True)) / sum(
+        (x - mean_e) ** 2 for x in e
+    )
+    assert slope == pytest.approx(expected, rel=1e-4)  # least squares over what was sent
+    assert slope > 0 and rpol == pytest.approx(1 / slope, rel=1e-4)
+
+
+def test_arrays_one_short_of_the_sweeps_points_stop_at_the_first_element_past_the_end() -> None:
+    # 20 elements for the 21 points the sweep samples: the 21st copy is refused with its line
+    lines = run(_lpr("add_var n 100m  # only the steps"))
+    check_script_output(lines)
+    assert len(packages(lines)) == 21  # every point up to the refused copy was sent
+    script = [ln for ln in _lpr("add_var n 100m").split("\n") if ln.strip()]
+    assert lines[-2] == f"!4205: Line {script.index('  copy_var e es[k]') + 1}"
+
+
 # ----------------------------------------------------------------------------- physics
 
 
