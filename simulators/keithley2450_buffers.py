@@ -16,6 +16,7 @@ from simulators.keithley2450_model import (
     OVERFLOW,
     SYMBOLS,
     UNITS,
+    _bound,
     _Buffer,
     _e,
     _Reading,
@@ -110,7 +111,9 @@ class _Buffers(_Physics):
 
     def _format(self, values: list[str | float]) -> str | bytes:
         if self.data_format == "ASC":
-            return ",".join(v if isinstance(v, str) else f"{v:.9e}" for v in values)
+            digits = self.ascii_precision
+            number = "{:.9e}" if digits == 0 else f"{{:.{digits - 1}E}}"  # 0: automatic
+            return ",".join(v if isinstance(v, str) else number.format(v) for v in values)
         order = ">" if self.byte_order == "NORM" else "<"
         code = "d" if self.data_format == "REAL" else "f"
         return b"#0" + struct.pack(f"{order}{len(values)}{code}", *[float(v) for v in values])
@@ -151,7 +154,11 @@ class _Buffers(_Physics):
         return self._report([buffer.readings[-1]], buffer, c.params[1:])
 
     def _cmd_initiate(self, c: Call) -> None:
-        self._take_readings("defbuffer1")
+        if self.trigger_model is None:
+            self._take_readings("defbuffer1")
+            return
+        _, count, _, name = self.trigger_model  # a SimpleLoop: its count, at this instant
+        self._take_readings(name, count=min(count, self._buffer(name).capacity))
 
     def _cmd_format(self, c: Call) -> None:
         self.data_format = parse_choice(
@@ -219,3 +226,9 @@ class _Buffers(_Physics):
             return _e(fn(values)) if values else _e(OVERFLOW)
 
         return handler
+
+    def _cmd_ascii_precision(self, c: Call) -> None:
+        self.ascii_precision = int(parse_number(c.params, 0, 16, 0))
+
+    def _query_ascii_precision(self, c: Call) -> str:
+        return str(int(_bound(c.params, 0, 16, 0)) if c.params else self.ascii_precision)

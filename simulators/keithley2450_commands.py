@@ -4,7 +4,11 @@ from it)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from simulators.keithley2450_model import (
+    FILTER_TYPES,
     SENSE_FUNCTIONS,
     SOURCE_FUNCTIONS,
     _b,
@@ -12,14 +16,27 @@ from simulators.keithley2450_model import (
     _mean,
     _stddev,
 )
-from simulators.keithley2450_settings import _Settings
+from simulators.keithley2450_panel import _Panel
+from simulators.scpi import no_params, parse_bool, parse_choice, parse_number
+
+Parse = Callable[[list[str]], Any]
 
 
-class _Commands(_Settings):
+def _between(low: float, high: float, default: float, cast: Callable[[float], Any] = float) -> Parse:
+    """A numeric parameter within [low, high] (MIN/MAX/DEF accepted)."""
+    return lambda params: cast(parse_number(params, low, high, default))
+
+
+def _one_of(choices: dict[str, str]) -> Parse:
+    """A character parameter: ``choices`` maps each accepted form to the canonical one."""
+    return lambda params: parse_choice(params, choices)
+
+
+class _Commands(_Panel):
     """The command table."""
 
     def _declare(self) -> None:
-        add = self._parser.add
+        add, setting = self._parser.add, self._setting
         src, sens = SOURCE_FUNCTIONS, SENSE_FUNCTIONS
 
         # IEEE 488.2 common commands
@@ -155,25 +172,10 @@ class _Commands(_Settings):
             src,
         )
         add("SOURce[1]:<function>:DELay?", lambda c: _e(self.source[c.function].delay_s), "source delay", src)
-        add("SOURce[1]:<function>:DELay:AUTO", self._cmd_source_delay_auto, "source auto delay ON/OFF", src)
-        add(
-            "SOURce[1]:<function>:DELay:AUTO?",
-            lambda c: _b(self.source[c.function].delay_auto),
-            "source auto delay",
-            src,
-        )
-        add(
-            "SOURce[1]:<function>:READ:BACK",
-            self._cmd_readback,
-            "ON: the SOUR element is the measured source value; OFF: the programmed one",
-            src,
-        )
-        add(
-            "SOURce[1]:<function>:READ:BACK?",
-            lambda c: _b(self.source[c.function].readback),
-            "source readback",
-            src,
-        )
+        setting("SOURce[1]:<function>:DELay:AUTO", "source", "delay_auto", parse_bool, _b,
+                "source auto delay ON/OFF", src)  # fmt: skip
+        setting("SOURce[1]:<function>:READ:BACK", "source", "readback", parse_bool, _b,
+                "ON: the SOUR element is the measured source value; OFF: the programmed one", src)  # fmt: skip
         add(
             "SOURce[1]:VOLTage:PROTection[:LEVel]",
             self._cmd_ovp,
@@ -213,51 +215,40 @@ class _Commands(_Settings):
             "measure autorange",
             sens,
         )
+        for header, attr, parse, show, doc in (
+            ("NPLCycles", "nplc", _between(0.01, 10.0, 1.0), _e, "integration time, 0.01-10 power-line cycles"),
+            ("AVERage[:STATe]", "average", parse_bool, _b, "averaging filter ON/OFF"),
+            ("AVERage:COUNt", "average_count", _between(1, 100, 10, int), str, "filter count 1-100"),
+            ("AVERage:TCONtrol", "average_type", _one_of(FILTER_TYPES), str, "filter type REPeat or MOVing"),
+            ("RSENse", "four_wire", parse_bool, _b, "4-wire (ON) or 2-wire (OFF) sense"),
+            ("AZERo[:STATe]", "autozero", parse_bool, _b, "autozero ON/OFF"),
+        ):  # fmt: skip
+            setting(f"[SENSe[1]]:<function>[:DC]:{header}", "sense", attr, parse, show, doc, sens)
+        setting("[SENSe[1]]:<function>:OCOMpensated", "sense", "offset_compensated", parse_bool, _b,
+                "offset-compensated ohms ON/OFF", {"RES": "RESistance"})  # fmt: skip
+        add("AZERo:ONCE", lambda c: no_params(c), "refresh the autozero references once")
         add(
-            "[SENSe[1]]:<function>[:DC]:NPLCycles",
-            self._cmd_nplc,
-            "integration time, 0.01-10 power-line cycles",
-            sens,
-        )
-        add("[SENSe[1]]:<function>[:DC]:NPLCycles?", lambda c: _e(self.sense[c.function].nplc), "NPLC", sens)
-        add("[SENSe[1]]:<function>[:DC]:AVERage[:STATe]", self._cmd_average, "averaging filter ON/OFF", sens)
-        add(
-            "[SENSe[1]]:<function>[:DC]:AVERage[:STATe]?",
-            lambda c: _b(self.sense[c.function].average),
-            "averaging filter",
-            sens,
-        )
-        add("[SENSe[1]]:<function>[:DC]:AVERage:COUNt", self._cmd_average_count, "filter count 1-100", sens)
-        add(
-            "[SENSe[1]]:<function>[:DC]:AVERage:COUNt?",
-            lambda c: str(self.sense[c.function].average_count),
-            "filter count",
+            "[SENSe[1]]:<function>[:DC]:RANGe:AUTO:LLIMit",
+            self._cmd_autorange_low,
+            "lowest range autorange picks (A 1e-8-1, V 0.02-200, ohm 2-2e8; the next range up)",
             sens,
         )
         add(
-            "[SENSe[1]]:<function>[:DC]:AVERage:TCONtrol",
-            self._cmd_average_type,
-            "filter type REPeat or MOVing",
+            "[SENSe[1]]:<function>[:DC]:RANGe:AUTO:LLIMit?",
+            self._query_autorange_low,
+            "autorange lower limit",
             sens,
         )
         add(
-            "[SENSe[1]]:<function>[:DC]:AVERage:TCONtrol?",
-            lambda c: self.sense[c.function].average_type,
-            "filter type",
-            sens,
+            "[SENSe[1]]:<function>[:DC]:RANGe:AUTO:ULIMit",
+            self._cmd_autorange_high,
+            "highest range autorange picks, ohm 20-2e8 (a query only for CURR and VOLT)",
+            {"RES": "RESistance"},
         )
-        add("[SENSe[1]]:<function>[:DC]:RSENse", self._cmd_rsense, "4-wire (ON) or 2-wire (OFF) sense", sens)
         add(
-            "[SENSe[1]]:<function>[:DC]:RSENse?",
-            lambda c: _b(self.sense[c.function].four_wire),
-            "4-wire sense",
-            sens,
-        )
-        add("[SENSe[1]]:<function>[:DC]:AZERo[:STATe]", self._cmd_autozero, "autozero ON/OFF", sens)
-        add(
-            "[SENSe[1]]:<function>[:DC]:AZERo[:STATe]?",
-            lambda c: _b(self.sense[c.function].autozero),
-            "autozero",
+            "[SENSe[1]]:<function>[:DC]:RANGe:AUTO:ULIMit?",
+            self._query_autorange_high,
+            "autorange upper limit; readings beyond it are 9.9e37",
             sens,
         )
         add("[SENSe[1]]:COUNt", self._cmd_count, "readings per READ?/MEAS?/INIT, 1-300000")
@@ -273,7 +264,11 @@ class _Commands(_Settings):
             sens,
         )
         add("FETCh?", self._cmd_fetch, 'latest reading of a buffer: FETCh? ["buffer"[, elements]]')
-        add("INITiate[:IMMediate]", self._cmd_initiate, "take COUNt readings into defbuffer1")
+        add(
+            "INITiate[:IMMediate]",
+            self._cmd_initiate,
+            "take COUNt readings into defbuffer1 (a loaded SimpleLoop: its count into its buffer)",
+        )
         add("ABORt", lambda c: None, "stop the trigger model (none runs here)")
         add(
             "FORMat[:DATA]",
@@ -281,6 +276,12 @@ class _Commands(_Settings):
             "reading format: ASCii, REAL (#0 + doubles), SREal (#0 + floats)",
         )
         add("FORMat[:DATA]?", lambda c: self.data_format, "reading format")
+        add(
+            "FORMat:ASCii:PRECision",
+            self._cmd_ascii_precision,
+            "significant digits of ASCII numbers, 1-16 (0 auto)",
+        )
+        add("FORMat:ASCii:PRECision?", self._query_ascii_precision, "ASCII precision (0 = automatic)")
         add("FORMat:BORDer", self._cmd_border, "binary byte order: NORMal (big-endian) or SWAPped")
         add("FORMat:BORDer?", lambda c: self.byte_order, "binary byte order")
 
@@ -323,3 +324,4 @@ class _Commands(_Settings):
         add(
             "TRACe:STATistics:CLEar", lambda c: None, "clear the statistics (computed from the readings here)"
         )
+        self._declare_panel(add)

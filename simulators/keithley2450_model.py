@@ -27,6 +27,9 @@ ERROR_QUEUE_SIZE = 32
 MAX_MESSAGE_BYTES = 65536
 """Longest program message accepted (bytes, terminator excluded); longer ones are refused
 with -223 "Too much data" and discarded up to their terminator."""
+AUTORANGE_LIMITS = {"CURR": (1e-8, 1.0), "VOLT": (0.02, 200.0), "RES": (2.0, 2e8)}
+"""RANGe:AUTO:LLIMit values each measure function accepts; ULIMit is settable for RES only
+(20 ohm-200 Mohm) and a query for CURR and VOLT."""
 OVERFLOW = 9.9e37  # what the 2450 returns for an overrange reading
 MAX_BUFFER_POINTS = 11_000_020
 BUFFER_ELEMENTS = {
@@ -44,6 +47,7 @@ SOURCE_FUNCTIONS = {"CURR": "CURRent", "VOLT": "VOLTage"}
 SENSE_FUNCTIONS = {"CURR": "CURRent", "VOLT": "VOLTage", "RES": "RESistance"}
 OFF_MODES = {"HIMP": "HIMP", "HIMPEDANCE": "HIMP", "NORM": "NORM", "NORMAL": "NORM", "ZERO": "ZERO",
              "GUAR": "GUAR", "GUARD": "GUAR"}  # fmt: skip
+FILTER_TYPES = {"REP": "REP", "REPEAT": "REP", "MOV": "MOV", "MOVING": "MOV"}
 OVP_LEVELS = ("NONE", "PROT2", "PROT5", "PROT10", "PROT20", "PROT40", "PROT60", "PROT80", "PROT100",
               "PROT120", "PROT140", "PROT160", "PROT180")  # fmt: skip
 # status byte bits (IEEE 488.2 and the 2450's status model)
@@ -103,6 +107,10 @@ class _Sense:
     average_type: str = "REP"
     four_wire: bool = False
     autozero: bool = True
+    offset_compensated: bool = False  # RES only
+    digits: int = 5  # front-panel display resolution (DISPlay:<function>:DIGits)
+    low: float = 0.0  # autorange lower limit (RANGe:AUTO:LLIMit)
+    high: float = math.inf  # autorange upper limit (RANGe:AUTO:ULIMit)
 
 
 @dataclass
@@ -199,11 +207,17 @@ class _State:
         self.ovp = "NONE"
         self.output_on = False
         self.sense_function = "CURR"
-        self.sense = {"CURR": _Sense(1e-4), "VOLT": _Sense(20.0), "RES": _Sense(200e3)}
+        self.sense = {
+            "CURR": _Sense(1e-4, low=CURRENT_RANGES_A[0], high=CURRENT_RANGES_A[-1]),
+            "VOLT": _Sense(20.0, low=VOLTAGE_RANGES_V[0], high=VOLTAGE_RANGES_V[-1]),
+            "RES": _Sense(200e3, low=RESISTANCE_RANGES_OHM[0], high=RESISTANCE_RANGES_OHM[-1]),
+        }
         self.sense_count = 1
         self.terminals = "FRON"
         self.data_format = "ASC"
         self.byte_order = "SWAP"
+        self.ascii_precision = 0  # FORMat:ASCii:PRECision: 0 = automatic
+        self.trigger_model: tuple[str, int, float, str] | None = None  # TRIGger:LOAD template
         self.buffers = {"defbuffer1": _Buffer(100_000), "defbuffer2": _Buffer(10)}
         self._tripped = False
         self._clamp_V = 0.0

@@ -8,6 +8,7 @@ import math
 
 from simulators.keithley2450_model import (
     OVERFLOW,
+    RANGES,
     SINK_READING_S,
     VOLTAGE_RANGES_V,
     _current_range_for,
@@ -25,7 +26,12 @@ class _Physics(_State):
             src = self.source["CURR"]
             return _current_range_for(src.level) if src.auto else src.range
         sense = self.sense["CURR"]
-        return _current_range_for(self.ilim_A) if sense.auto else sense.range
+        return self._autorange("CURR", _current_range_for(self.ilim_A)) if sense.auto else sense.range
+
+    def _autorange(self, function: str, wanted: float) -> float:
+        """The range autorange picks for a value that wants ``wanted``: within RANGe:AUTO:LLIMit/ULIMit."""
+        ranges, sense = RANGES[function], self.sense[function]
+        return min(max(wanted, _range_for(sense.low, ranges)), _range_for(sense.high, ranges))
 
     def _drive(self) -> tuple[str, float, float]:
         """What the output does now: ("open"|"I"|"V", level, limit)."""
@@ -253,7 +259,8 @@ class _Physics(_State):
         else:
             current = self._current_now()
             value = OVERFLOW if abs(current) < 1e-15 else abs(self._terminal_voltage() / current)
-        if not sense.auto and abs(value) > sense.range * 1.05:
+        top = _range_for(sense.high, RANGES[function]) if sense.auto else sense.range
+        if abs(value) > top * 1.05:  # beyond the fixed range, or the autorange upper limit
             return OVERFLOW
         return value
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from simulators.keithley2450_buffers import _Buffers
 from simulators.keithley2450_model import (
+    AUTORANGE_LIMITS,
     EAV,
     ESB,
     MAV,
@@ -20,10 +21,13 @@ from simulators.keithley2450_model import (
     _bound,
     _e,
     _range_for,
+    _Sense,
+    _Source,
 )
 from simulators.scpi import (
     ILLEGAL_PARAMETER,
     MISSING_PARAMETER,
+    SETTINGS_CONFLICT,
     Call,
     ScpiError,
     no_params,
@@ -156,12 +160,16 @@ class _Settings(_Buffers):
         return "1" if self._in_limit() else "0"
 
     def _cmd_source_range(self, c: Call) -> None:
-        ranges = RANGES[c.function]
-        value = parse_number(c.params, -ranges[-1] * 1.05, ranges[-1] * 1.05, ranges[-1])
-        if c.params[0].upper().startswith("MIN"):
+        self._fixed_range(self.source[c.function], c.function, c.params, low=-1.05 * RANGES[c.function][-1])
+
+    @staticmethod
+    def _fixed_range(settings: _Source | _Sense, function: str, params: list[str], low: float) -> None:
+        """A fixed range: the smallest range that holds the value (MIN the lowest); autorange off."""
+        ranges = RANGES[function]
+        value = parse_number(params, low, ranges[-1] * 1.05, ranges[-1])
+        if params[0].upper().startswith("MIN"):
             value = ranges[0]
-        src = self.source[c.function]
-        src.range, src.auto = _range_for(value, ranges), False
+        settings.range, settings.auto = _range_for(value, ranges), False
 
     def _query_source_range(self, c: Call) -> str:
         src = self.source[c.function]
@@ -178,12 +186,6 @@ class _Settings(_Buffers):
     def _cmd_source_delay(self, c: Call) -> None:
         src = self.source[c.function]
         src.delay_s, src.delay_auto = parse_number(c.params, 0.0, 10_000.0, 0.0), False
-
-    def _cmd_source_delay_auto(self, c: Call) -> None:
-        self.source[c.function].delay_auto = parse_bool(c.params)
-
-    def _cmd_readback(self, c: Call) -> None:
-        self.source[c.function].readback = parse_bool(c.params)
 
     def _cmd_ovp(self, c: Call) -> None:
         self.ovp = parse_choice(c.params, {level: level for level in OVP_LEVELS})
@@ -206,43 +208,45 @@ class _Settings(_Buffers):
         if function == "CURR":
             return self._present_current_range()
         if function == "VOLT":
-            return _range_for(self._terminal_voltage(), VOLTAGE_RANGES_V)
-        return sense.range
+            return self._autorange("VOLT", _range_for(self._terminal_voltage(), VOLTAGE_RANGES_V))
+        return self._autorange("RES", sense.range)
+
+    def _cmd_autorange_low(self, c: Call) -> None:
+        ranges, sense = RANGES[c.function], self.sense[c.function]
+        low = _range_for(parse_number(c.params, *AUTORANGE_LIMITS[c.function], ranges[0]), ranges)
+        if low > _range_for(sense.high, ranges):
+            raise ScpiError(*SETTINGS_CONFLICT)  # the lower limit must not pass the upper one
+        sense.low = low
+
+    def _query_autorange_low(self, c: Call) -> str:
+        ranges = RANGES[c.function]
+        if c.params:
+            return _e(_range_for(_bound(c.params, *AUTORANGE_LIMITS[c.function], ranges[0]), ranges))
+        return _e(_range_for(self.sense[c.function].low, ranges))
+
+    def _cmd_autorange_high(self, c: Call) -> None:
+        ranges, sense = RANGES["RES"], self.sense["RES"]
+        high = _range_for(parse_number(c.params, ranges[0], ranges[-1], ranges[-1]), ranges)
+        if high < _range_for(sense.low, ranges):
+            raise ScpiError(*SETTINGS_CONFLICT)
+        sense.high = high
+
+    def _query_autorange_high(self, c: Call) -> str:
+        ranges = RANGES[c.function]
+        if c.params:
+            low = ranges[0] if c.function == "RES" else ranges[-1]
+            return _e(_bound(c.params, low, ranges[-1], ranges[-1]))
+        return _e(_range_for(self.sense[c.function].high, ranges))
 
     def _cmd_sense_range(self, c: Call) -> None:
-        ranges = RANGES[c.function]
-        low = 0.0 if c.function == "RES" else -ranges[-1] * 1.05
-        value = parse_number(c.params, low, ranges[-1] * 1.05, ranges[-1])
-        if c.params[0].upper().startswith("MIN"):
-            value = ranges[0]
-        sense = self.sense[c.function]
-        sense.range, sense.auto = _range_for(value, ranges), False
+        low = 0.0 if c.function == "RES" else -1.05 * RANGES[c.function][-1]
+        self._fixed_range(self.sense[c.function], c.function, c.params, low)
 
     def _cmd_sense_autorange(self, c: Call) -> None:
         sense = self.sense[c.function]
         sense.auto = parse_bool(c.params)
         if not sense.auto:
             sense.range = self._sense_range(c.function) if c.function != "RES" else sense.range
-
-    def _cmd_nplc(self, c: Call) -> None:
-        self.sense[c.function].nplc = parse_number(c.params, 0.01, 10.0, 1.0)
-
-    def _cmd_average(self, c: Call) -> None:
-        self.sense[c.function].average = parse_bool(c.params)
-
-    def _cmd_average_count(self, c: Call) -> None:
-        self.sense[c.function].average_count = int(parse_number(c.params, 1, 100, 10))
-
-    def _cmd_average_type(self, c: Call) -> None:
-        self.sense[c.function].average_type = parse_choice(
-            c.params, {"REP": "REP", "REPEAT": "REP", "MOV": "MOV", "MOVING": "MOV"}
-        )
-
-    def _cmd_rsense(self, c: Call) -> None:
-        self.sense[c.function].four_wire = parse_bool(c.params)
-
-    def _cmd_autozero(self, c: Call) -> None:
-        self.sense[c.function].autozero = parse_bool(c.params)
 
     def _cmd_count(self, c: Call) -> None:
         self.sense_count = int(parse_number(c.params, 1, 300_000, 1))

@@ -1,0 +1,135 @@
+"""Front panel and trigger-model templates of the simulated Keithley 2450 (Model 2450 Reference
+Manual, DISPlay and TRIGger subsystems): what a user script sends to show text or dim the
+screen is stored and read back; ``TRIGger:LOAD "SimpleLoop"`` makes ``INITiate`` take its count
+of readings into its buffer. Nothing here changes the physics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from simulators.keithley2450_model import SENSE_FUNCTIONS
+from simulators.keithley2450_settings import _Settings
+from simulators.scpi import (
+    DATA_TYPE,
+    ILLEGAL_PARAMETER,
+    MISSING_PARAMETER,
+    TOO_MUCH_DATA,
+    Call,
+    ScpiError,
+    is_string,
+    no_params,
+    parse_choice,
+    parse_number,
+    unquote,
+)
+
+LIGHT_STATES = {"ON100": "ON100", "ON75": "ON75", "ON50": "ON50", "ON25": "ON25", "OFF": "OFF",
+                "BLAC": "BLAC", "BLACKOUT": "BLAC"}  # fmt: skip
+SCREENS = {
+    "HOME": "HOME", "HOME_LARG": "HOME_LARG", "HOME_LARGE_READING": "HOME_LARG", "READ": "READ",
+    "READING_TABLE": "READ", "GRAP": "GRAP", "GRAPH": "GRAP", "HIST": "HIST", "HISTOGRAM": "HIST",
+    "SWIPE_GRAP": "SWIPE_GRAP", "SWIPE_GRAPH": "SWIPE_GRAP", "SWIPE_SETT": "SWIPE_SETT",
+    "SWIPE_SETTINGS": "SWIPE_SETT", "SWIPE_SOUR": "SWIPE_SOUR", "SWIPE_SOURCE": "SWIPE_SOUR",
+    "SWIPE_STAT": "SWIPE_STAT", "SWIPE_STATISTICS": "SWIPE_STAT", "SWIPE_USER": "SWIPE_USER",
+    "PROC": "PROC", "PROCESSING": "PROC",
+}  # fmt: skip
+USER_TEXT_CHARS = 20  # the User Display's top line (USER1)
+MAX_LOOP_COUNT = 268_435_455
+
+
+def _digits(params: list[str]) -> int:
+    digits = parse_number(params, 3, 6, 5)
+    if digits != int(digits):
+        raise ScpiError(*ILLEGAL_PARAMETER)
+    return int(digits)
+
+
+class _Panel(_Settings):
+    """Display settings and the trigger-model templates."""
+
+    display_light = "ON75"
+    display_screen = "HOME"
+    user_text = ""
+    reading_format = "PREF"
+
+    def _setting(
+        self, header: str, group: str, attr: str, parse: Callable[[list[str]], Any], show: Callable[[Any], str],
+        doc: str, functions: dict[str, str],
+    ) -> None:  # fmt: skip
+        """A per-function setting (``group`` is "source" or "sense"): the command parses and
+        stores ``attr`` of that function's settings, the query reads it back."""
+
+        def store(c: Call) -> None:
+            setattr(getattr(self, group)[c.function], attr, parse(c.params))
+
+        def read(c: Call) -> str:
+            return show(getattr(getattr(self, group)[c.function], attr))
+
+        self._parser.add(header, store, doc, functions)
+        self._parser.add(header + "?", read, doc, functions)
+
+    def _declare_panel(self, add: Callable[..., None]) -> None:
+        add("DISPlay:LIGHt:STATe", self._cmd_light, "brightness: ON100, ON75, ON50, ON25, OFF, BLACkout")
+        add("DISPlay:LIGHt:STATe?", lambda c: self.display_light, "brightness")
+        add(
+            "DISPlay:SCReen",
+            self._cmd_screen,
+            "front-panel screen: HOME, READing_table, GRAPh, SWIPE_USER...",
+        )
+        add("DISPlay:USER[1]:TEXT[:DATA]", self._cmd_user_text, "User Display top line, up to 20 characters")
+        self._setting("DISPlay:<function>:DIGits", "sense", "digits", _digits, str,
+                      "front-panel digits of a measure function: 3, 4, 5 or 6", SENSE_FUNCTIONS)  # fmt: skip
+        add(
+            "DISPlay:READing:FORMat", self._cmd_reading_format, "front-panel numbers: PREFix (mA) or EXPonent"
+        )
+        add("DISPlay:READing:FORMat?", lambda c: self.reading_format, "front-panel number format")
+        add("DISPlay:CLEar", self._cmd_display_clear, "clear the User Display text")
+        add(
+            "TRIGger:LOAD",
+            self._cmd_trigger_load,
+            'trigger-model template: "Empty", or "SimpleLoop", count[, delay[, "buffer"]] (INITiate then '
+            "takes count readings into the buffer); other templates are not simulated (-224)",
+        )
+
+    def _cmd_light(self, c: Call) -> None:
+        self.display_light = parse_choice(c.params, LIGHT_STATES)
+
+    def _cmd_reading_format(self, c: Call) -> None:
+        self.reading_format = parse_choice(c.params, {"PREF": "PREF", "PREFIX": "PREF", "EXP": "EXP",
+                                                      "EXPONENT": "EXP"})  # fmt: skip
+
+    def _cmd_screen(self, c: Call) -> None:
+        self.display_screen = parse_choice(c.params, SCREENS)
+
+    def _cmd_user_text(self, c: Call) -> None:
+        if not c.params:
+            raise ScpiError(*MISSING_PARAMETER)
+        if not is_string(c.params[0]):
+            raise ScpiError(*DATA_TYPE)
+        text = unquote(c.params[0])
+        self.user_text = text[:USER_TEXT_CHARS]  # the manual: shortened to fit, with an error
+        if len(text) > USER_TEXT_CHARS:
+            raise ScpiError(*TOO_MUCH_DATA)
+
+    def _cmd_display_clear(self, c: Call) -> None:
+        no_params(c)
+        self.user_text = ""
+
+    def _cmd_trigger_load(self, c: Call) -> None:
+        if not c.params:
+            raise ScpiError(*MISSING_PARAMETER)
+        if not is_string(c.params[0]):
+            raise ScpiError(*DATA_TYPE)
+        name = unquote(c.params[0]).upper()
+        if name == "EMPTY":
+            no_params(Call(c.params[1:]))
+            self.trigger_model = None
+            return
+        if name != "SIMPLELOOP":
+            raise ScpiError(*ILLEGAL_PARAMETER)
+        count = int(parse_number(c.params, 1, MAX_LOOP_COUNT, index=1))
+        delay_s = parse_number(c.params, 0.0, 10_000.0, 0.0, index=2) if len(c.params) > 2 else 0.0
+        buffer = self._buffer_name(c.params, 3)
+        self._buffer(buffer)  # an unknown buffer is refused now, not at INITiate
+        self.trigger_model = ("SimpleLoop", count, delay_s, buffer)

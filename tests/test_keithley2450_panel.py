@@ -1,0 +1,117 @@
+"""Commands a user's script sends to a 2450 beyond source and measure (Model 2450 Reference
+Manual): autorange limits, ASCII precision, the front panel, trigger-model templates; each is
+stored and read back, or refused with the manual's error and nothing changed."""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.clock import SimClock
+from simulators.cell import Cell, Sample
+from simulators.keithley2450 import SimulatedKeithley2450
+from simulators.material import load_material
+from tests.test_keithley2450_sim import Host
+
+
+@pytest.fixture
+def host() -> Host:
+    cell = Cell(Sample(load_material(None)), active_mass_g=0.007)
+    return Host(SimulatedKeithley2450(cell, SimClock()))
+
+
+@pytest.mark.parametrize(
+    ("setting", "query", "expected"),
+    [
+        (":SENS:CURR:RANG:AUTO:LLIM 1e-6", ":SENS:CURR:RANG:AUTO:LLIM?", "1.000000E-06"),
+        (":SENS:CURR:RANG:AUTO:LLIM 3e-6", ":SENS:CURR:RANG:AUTO:LLIM?", "1.000000E-05"),  # next range up
+        (
+            ":SENS:VOLT:RANG:AUTO:LLIM 15",
+            ":SENS:VOLT:RANG:AUTO:LLIM?",
+            "2.000000E+01",
+        ),  # the manual's example
+        (":SENS:RES:RANG:AUTO:ULIM 2e6", ":SENS:RES:RANG:AUTO:ULIM?", "2.000000E+06"),
+        ("*RST", ":SENS:CURR:RANG:AUTO:LLIM?;:SENS:CURR:RANG:AUTO:ULIM?", "1.000000E-08;1.000000E+00"),
+        ("*RST", ":SENS:CURR:RANG:AUTO:LLIM? MAX;:SENS:VOLT:RANG:AUTO:ULIM?", "1.000000E+00;2.000000E+02"),
+        (":FORM:ASC:PREC 16", ":FORM:ASC:PREC?", "16"),
+        (":FORM:ASC:PREC MIN", ":FORM:ASC:PREC?;:FORM:ASC:PREC? MAX", "0;16"),
+        (":DISP:LIGH:STAT ON25", ":DISP:LIGH:STAT?", "ON25"),
+        (":DISP:LIGH:STAT BLACkout", ":DISP:LIGH:STAT?", "BLAC"),
+        (":DISP:CURR:DIG 6", ":DISP:CURR:DIG?;:DISP:VOLT:DIG?", "6;5"),
+        (":DISP:READ:FORM EXP", ":DISP:READ:FORM?", "EXP"),
+        (":SENS:RES:OCOM ON", ":SENS:RES:OCOM?", "1"),
+    ],
+)
+def test_settings_are_stored_and_read_back(host, setting, query, expected) -> None:
+    host.write(setting)
+    assert host.query(query) == expected
+    assert host.errors() == []
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (":SENS:CURR:RANG:AUTO:LLIM 2", "-222"),
+        (":SENS:RES:RANG:AUTO:ULIM 10", "-222"),
+        (":SENS:CURR:RANG:AUTO:ULIM 1", "-113"),  # a query only for current
+        (":FORM:ASC:PREC 17", "-222"),
+        (":DISP:LIGH:STAT DIM", "-224"),
+        (":DISP:CURR:DIG 7", "-222"),
+        (":DISP:SCR KITCHEN", "-224"),
+        (":DISP:USER1:TEXT Batch", "-104"),  # text is a string
+        (':TRIG:LOAD "DurationLoop", 10', "-224"),  # a template not simulated
+        (':TRIG:LOAD "SimpleLoop", 0', "-222"),
+        (':TRIG:LOAD "SimpleLoop", 5, 0, "nobuffer"', "-224"),
+    ],
+)
+def test_bad_values_are_refused_and_change_nothing(host, command, error) -> None:
+    state = ":SENS:CURR:RANG:AUTO:LLIM?;:FORM:ASC:PREC?;:DISP:LIGH:STAT?;:DISP:CURR:DIG?;:TRAC:ACT?"
+    before = host.query(state)
+    host.write(command)
+    host.write(":INIT")
+    assert [e.split(",")[0] for e in host.errors()] == [error]
+    assert host.query(state).rsplit(";", 1)[0] == before.rsplit(";", 1)[0]
+    assert host.query(":TRAC:ACT?") == "1"  # INIT took its one reading: no template was loaded
+
+
+def test_a_lower_limit_above_the_upper_one_is_a_settings_conflict(host) -> None:
+    host.write(":SENS:RES:RANG:AUTO:ULIM 2e3")
+    host.write(":SENS:RES:RANG:AUTO:LLIM 2e4")
+    assert [e.split(",")[0] for e in host.errors()] == ["-221"]
+    assert host.query(":SENS:RES:RANG:AUTO:LLIM?") == "2.000000E+01"
+
+
+def test_autorange_stays_within_its_limits(host) -> None:
+    # a voltage source in a 105 uA limit autoranges current to 100 uA; a lower limit of 1 mA holds
+    assert host.query(":SENS:CURR:RANG?") == "1.000000E-04"
+    host.write(":SENS:CURR:RANG:AUTO:LLIM 1e-3")
+    assert host.query(":SENS:CURR:RANG?") == "1.000000E-03"
+    host.write(':SENS:FUNC "VOLT";:SENS:VOLT:RANG:AUTO:LLIM 20')
+    assert host.query(":SENS:VOLT:RANG?") == "2.000000E+01"  # 0 V would want 20 mV
+
+
+def test_ascii_precision_sets_the_significant_digits_of_readings(host) -> None:
+    host.write(":SOUR:FUNC VOLT;:SOUR:VOLT 1.23456789;:SOUR:VOLT:READ:BACK OFF")  # SOUR: the level set
+    auto = host.query(':MEAS? "defbuffer1", SOUR')
+    host.write(":FORM:ASC:PREC 4")
+    assert host.query(':MEAS? "defbuffer1", SOUR') == "1.235E+00"
+    host.write(":FORM:ASC:PREC 0")
+    assert host.query(':MEAS? "defbuffer1", SOUR') == auto
+    assert host.errors() == []
+
+
+def test_user_text_longer_than_the_line_is_shortened_with_an_error(host) -> None:
+    host.write(':DISP:USER1:TEXT "Batch A122"')
+    assert host.errors() == []
+    host.write(':DISP:USER1:TEXT "this text is longer than twenty"')
+    assert [e.split(",")[0] for e in host.errors()] == ["-223"]
+    host.write(":DISP:SCR SWIPE_USER;:DISP:CLE")
+    assert host.errors() == []
+
+
+def test_a_simple_loop_template_makes_initiate_take_its_count(host) -> None:
+    host.write(':TRAC:MAKE "loop", 100;:TRIG:LOAD "SimpleLoop", 7, 0, "loop"')
+    host.write(":INIT;*WAI")
+    assert host.query(':TRAC:ACT? "loop";:TRAC:ACT?') == "7;0"
+    host.write(':TRIG:LOAD "Empty";:INIT')
+    assert host.query(':TRAC:ACT? "loop";:TRAC:ACT?') == "7;1"
+    assert host.errors() == []
