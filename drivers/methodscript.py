@@ -228,11 +228,7 @@ class _Builder:
         self.add(f"set_range db {format_literal(rng)}")
         self.add(f"set_autoranging db {format_literal(rng)} {format_literal(rng)}")
         self.add("set_i 0", "cell_on")
-        self.prime(step.record_interval_s, dt)
-        self.add(f"meas_loop_cp e i {format_literal(current_A)} {format_literal(dt)} "
-                 f"{format_literal(run)}")  # fmt: skip
-        self.indent(1)
-        self.add("timer_get t", "copy_var i x", f"mul_var x {k}", "add_var q x")
+        self.open_loop(f"meas_loop_cp e i {format_literal(current_A)}", step.record_interval_s, dt, run, k)
         if cut.voltage_V is not None:
             self.store_const(f"vc{tag}", cut.voltage_V, "ab")
             op = ">=" if current_A > 0 else "<="
@@ -245,6 +241,14 @@ class _Builder:
         self.end("endloop")
         self.flush_tail()
         self.add("cell_off")
+
+    def open_loop(self, loop: str, record_interval_s: float, dt: float, run: float, k: str) -> None:
+        """Prime the recording, open ``loop`` (its interval ``dt`` and run length appended) and
+        count the charge that flows in it (``q``, through the factor ``k``)."""
+        self.prime(record_interval_s, dt)
+        self.add(f"{loop} {format_literal(dt)} {format_literal(run)}")
+        self.indent(1)
+        self.add("timer_get t", "copy_var i x", f"mul_var x {k}", "add_var q x")
 
     def cv(self, step: ConstantVoltage, tag: str = "") -> None:
         self.limits.check_potential(step.voltage_V, "the hold voltage")
@@ -259,11 +263,9 @@ class _Builder:
         self.add(f"set_range ba {top}", f"set_autoranging ba "
                  f"{format_literal(self.limits.current_ranges_A[0])} {top}")  # fmt: skip
         self.add(f"set_e {format_literal(step.voltage_V)}", "cell_on")
-        self.prime(step.record_interval_s, dt)
-        self.add(f"meas_loop_ca e i {format_literal(step.voltage_V)} {format_literal(dt)} "
-                 f"{format_literal(run)}")  # fmt: skip
-        self.indent(1)
-        self.add("timer_get t", "copy_var i x", f"mul_var x {k}", "add_var q x")
+        self.open_loop(
+            f"meas_loop_ca e i {format_literal(step.voltage_V)}", step.record_interval_s, dt, run, k
+        )
         if cut.current_mA_g is not None:
             limit_A = cut.current_mA_g * self.mass_g / 1000.0
             self.limits.current_range_for(limit_A)

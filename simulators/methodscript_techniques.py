@@ -191,40 +191,42 @@ class _Techniques(_State):
         self.hw.apply_voltage(e)
         yield until
 
-    def _t_dpv(self, node: MeasLoop, p: list[float], line: int) -> Iterator[Any]:
-        begin, end, step, e_pulse, t_pulse, rate = p
-        levels = self._staircase(begin, end, step, line)
+    def _pulse_period(self, step: float, t_pulse: float, rate: float, line: int) -> float:
+        """The period (s) of a pulse technique's staircase; its pulse must fit in it."""
         if rate <= 0 or t_pulse <= 0:
             raise ScriptError(0x4204, line)
         period = step / rate
         if t_pulse >= period:
             raise ScriptError(0x4205, line)
+        return period
+
+    def _pulses(
+        self, node: MeasLoop, levels: list[float], period: float, t_pulse: float,
+        base: Callable[[float], float], pulse: Callable[[float], float], differential: bool,
+    ) -> Iterator[Any]:  # fmt: skip
+        """Each level: ``base(e)`` until the pulse, then ``pulse(e)`` for ``t_pulse``; the current
+        at the end of the pulse (less the one before it, if ``differential``)."""
         t = self.t
         for e in levels:
-            yield from self._hold(e, t + period - t_pulse)
-            before = self.hw.measure()[1]
+            yield from self._hold(base(e), t + period - t_pulse)
+            before = self.hw.measure()[1] if differential else 0.0
             t += period
-            yield from self._hold(e + e_pulse, t)
+            yield from self._hold(pulse(e), t)
             current, meta = self._current(self.hw.measure()[1] - before)
             self._out(node, [e, current], [None, meta])
             yield _SAMPLE
 
+    def _t_dpv(self, node: MeasLoop, p: list[float], line: int) -> Iterator[Any]:
+        begin, end, step, e_pulse, t_pulse, rate = p
+        levels = self._staircase(begin, end, step, line)
+        period = self._pulse_period(step, t_pulse, rate, line)
+        yield from self._pulses(node, levels, period, t_pulse, lambda e: e, lambda e: e + e_pulse, True)
+
     def _t_npv(self, node: MeasLoop, p: list[float], line: int) -> Iterator[Any]:
         begin, end, step, t_pulse, rate = p
         levels = self._staircase(begin, end, step, line)
-        if rate <= 0 or t_pulse <= 0:
-            raise ScriptError(0x4204, line)
-        period = step / rate
-        if t_pulse >= period:
-            raise ScriptError(0x4205, line)
-        t = self.t
-        for e in levels:
-            yield from self._hold(begin, t + period - t_pulse)
-            t += period
-            yield from self._hold(e, t)
-            current, meta = self._current(self.hw.measure()[1])
-            self._out(node, [e, current], [None, meta])
-            yield _SAMPLE
+        period = self._pulse_period(step, t_pulse, rate, line)
+        yield from self._pulses(node, levels, period, t_pulse, lambda e: begin, lambda e: e, False)
 
     def _t_swv(self, node: MeasLoop, p: list[float], line: int) -> Iterator[Any]:
         begin, end, step, amplitude, freq = p
