@@ -34,6 +34,14 @@ output-off state of the present source function applies (``:OUTP:<function>:SMOD
 opens the relay (the cell rests); ``NORM`` connects 0 V behind a limit of 0.5 % of the present
 current range and ``ZERO`` 0 V behind its full scale, both of which discharge a battery, as on
 the real instrument; ``GUAR`` sources 0 A.
+
+The parts, one idea each: :mod:`simulators.keithley2450_model` (ranges, settings, readings and
+buffers as data), :mod:`~simulators.keithley2450_physics` (the output on the cell and what a
+measurement reads), :mod:`~simulators.keithley2450_buffers` (readings, elements, formats),
+:mod:`~simulators.keithley2450_settings` (common commands, status, source and sense settings),
+:mod:`~simulators.keithley2450_panel` (display, trigger-model templates and sweeps) and
+:mod:`~simulators.keithley2450_commands` (the command table); this module holds the connections
+and the instrument that joins them.
 """
 
 from __future__ import annotations

@@ -153,13 +153,6 @@ class _Buffers(_Physics):
             raise ScpiError(-230, "Data corrupt or stale")
         return self._report([buffer.readings[-1]], buffer, c.params[1:])
 
-    def _cmd_initiate(self, c: Call) -> None:
-        if self.trigger_model is None:
-            self._take_readings("defbuffer1")
-            return
-        _, count, _, name = self.trigger_model  # a SimpleLoop: its count, at this instant
-        self._take_readings(name, count=min(count, self._buffer(name).capacity))
-
     def _cmd_format(self, c: Call) -> None:
         self.data_format = parse_choice(
             c.params, {"ASC": "ASC", "ASCII": "ASC", "REAL": "REAL", "SRE": "SRE", "SREAL": "SRE"}

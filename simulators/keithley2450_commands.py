@@ -53,7 +53,7 @@ class _Commands(_Panel):
         add("*SRE", self._set_sre, "service request enable register (0-255)")
         add("*SRE?", lambda c: str(self.sre), "service request enable register")
         add("*TST?", lambda c: "0", "self-test: 0 = passed")
-        add("*TRG", self._cmd_trg, "bus trigger (counted; no trigger model is simulated)")
+        add("*TRG", self._cmd_trg, "bus trigger (counted; trigger-model blocks wait for none here)")
         add("*LANG", self._cmd_lang, "command set after a reboot: SCPI, TSP, SCPI2400 (stays SCPI here)")
         add("*LANG?", lambda c: self.language, "command set selected with *LANG")
 
@@ -269,18 +269,14 @@ class _Commands(_Panel):
             self._cmd_initiate,
             "take COUNt readings into defbuffer1 (a loaded SimpleLoop: its count into its buffer)",
         )
-        add("ABORt", lambda c: None, "stop the trigger model (none runs here)")
+        add("ABORt", lambda c: None, "stop the trigger model (INITiate completes at once here)")
         add(
             "FORMat[:DATA]",
             self._cmd_format,
             "reading format: ASCii, REAL (#0 + doubles), SREal (#0 + floats)",
         )
         add("FORMat[:DATA]?", lambda c: self.data_format, "reading format")
-        add(
-            "FORMat:ASCii:PRECision",
-            self._cmd_ascii_precision,
-            "significant digits of ASCII numbers, 1-16 (0 auto)",
-        )
+        add("FORMat:ASCii:PRECision", self._cmd_ascii_precision, "ASCII significant digits, 1-16 (0 auto)")
         add("FORMat:ASCii:PRECision?", self._query_ascii_precision, "ASCII precision (0 = automatic)")
         add("FORMat:BORDer", self._cmd_border, "binary byte order: NORMal (big-endian) or SWAPped")
         add("FORMat:BORDer?", lambda c: self.byte_order, "binary byte order")

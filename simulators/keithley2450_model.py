@@ -180,6 +180,18 @@ def _stddev(values: list[float]) -> float:
     return math.sqrt(math.fsum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
+@dataclass(frozen=True)
+class _Template:
+    """A loaded trigger-model template: a SimpleLoop's count, or a sweep's source levels."""
+
+    buffer: str
+    count: int = 1
+    delay_s: float = 0.0
+    function: str = ""
+    levels: tuple[float, ...] = ()
+    fail_abort: bool = True
+
+
 class _State:
     """The instrument's settings and status (what ``*RST`` and power-on set)."""
 
@@ -217,7 +229,7 @@ class _State:
         self.data_format = "ASC"
         self.byte_order = "SWAP"
         self.ascii_precision = 0  # FORMat:ASCii:PRECision: 0 = automatic
-        self.trigger_model: tuple[str, int, float, str] | None = None  # TRIGger:LOAD template
+        self.trigger_model: _Template | None = None  # TRIGger:LOAD or SOURce:SWEep
         self.buffers = {"defbuffer1": _Buffer(100_000), "defbuffer2": _Buffer(10)}
         self._tripped = False
         self._clamp_V = 0.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from simulators.keithley2450_model import SENSE_FUNCTIONS
+from simulators.keithley2450_model import SENSE_FUNCTIONS, SOURCE_FUNCTIONS, _Template
 from simulators.keithley2450_settings import _Settings
 from simulators.scpi import (
     DATA_TYPE,
@@ -19,6 +19,7 @@ from simulators.scpi import (
     ScpiError,
     is_string,
     no_params,
+    parse_bool,
     parse_choice,
     parse_number,
     unquote,
@@ -36,6 +37,7 @@ SCREENS = {
 }  # fmt: skip
 USER_TEXT_CHARS = 20  # the User Display's top line (USER1)
 MAX_LOOP_COUNT = 268_435_455
+RANGE_TYPES = {"AUTO": "AUTO", "BEST": "BEST", "FIX": "FIX", "FIXED": "FIX"}
 
 
 def _digits(params: list[str]) -> int:
@@ -72,11 +74,7 @@ class _Panel(_Settings):
     def _declare_panel(self, add: Callable[..., None]) -> None:
         add("DISPlay:LIGHt:STATe", self._cmd_light, "brightness: ON100, ON75, ON50, ON25, OFF, BLACkout")
         add("DISPlay:LIGHt:STATe?", lambda c: self.display_light, "brightness")
-        add(
-            "DISPlay:SCReen",
-            self._cmd_screen,
-            "front-panel screen: HOME, READing_table, GRAPh, SWIPE_USER...",
-        )
+        add("DISPlay:SCReen", self._cmd_screen, "front-panel screen: HOME, READing_table, SWIPE_USER...")
         add("DISPlay:USER[1]:TEXT[:DATA]", self._cmd_user_text, "User Display top line, up to 20 characters")
         self._setting("DISPlay:<function>:DIGits", "sense", "digits", _digits, str,
                       "front-panel digits of a measure function: 3, 4, 5 or 6", SENSE_FUNCTIONS)  # fmt: skip
@@ -85,6 +83,15 @@ class _Panel(_Settings):
         )
         add("DISPlay:READing:FORMat?", lambda c: self.reading_format, "front-panel number format")
         add("DISPlay:CLEar", self._cmd_display_clear, "clear the User Display text")
+        for suffix, step, what in (("", False, "points 2-1e6"), (":STEP", True, "step size")):
+            add(
+                f"SOURce[1]:SWEep:<function>:LINear{suffix}",
+                lambda c, step=step: self._cmd_sweep(c, step),
+                f"linear sweep: start, stop, {what}[, delay[, count[, AUTO|BEST|FIXed[, failAbort[, dual"
+                '[, "buffer"]]]]]]; INITiate turns the output on and takes one reading per level at the '
+                "present instant (the delay is not waited), stopping at a limit if failAbort",
+                SOURCE_FUNCTIONS,
+            )
         add(
             "TRIGger:LOAD",
             self._cmd_trigger_load,
@@ -132,4 +139,49 @@ class _Panel(_Settings):
         delay_s = parse_number(c.params, 0.0, 10_000.0, 0.0, index=2) if len(c.params) > 2 else 0.0
         buffer = self._buffer_name(c.params, 3)
         self._buffer(buffer)  # an unknown buffer is refused now, not at INITiate
-        self.trigger_model = ("SimpleLoop", count, delay_s, buffer)
+        self.trigger_model = _Template(buffer, count, delay_s)
+
+    def _cmd_sweep(self, c: Call, step: bool = False) -> None:
+        """SOURce:SWEep:<function>:LINear[:STEP] start, stop, points|step[, delay[, count[,
+        rangeType[, failAbort[, dual[, "buffer"]]]]]]."""
+        if len(c.params) < 3:
+            raise ScpiError(*MISSING_PARAMETER)
+        low, high = self._level_bounds(c.function)
+        start, stop = parse_number(c.params, low, high), parse_number(c.params, low, high, index=1)
+        if step:
+            size = parse_number(c.params, 1e-12, 2 * high, index=2)
+            points = int(abs(stop - start) / size + 1e-9) + 1
+        else:
+            points = int(parse_number(c.params, 2, 1e6, index=2))
+        levels = [start + (stop - start) * k / max(points - 1, 1) for k in range(points)]
+        given = len(c.params)
+        delay_s = parse_number(c.params, 0.0, 10_000.0, 0.0, index=3) if given > 3 else 0.0
+        count = int(parse_number(c.params, 1, MAX_LOOP_COUNT, 1, index=4)) if given > 4 else 1
+        if given > 5:
+            parse_choice(c.params, RANGE_TYPES, index=5)  # the source range: kept as it is here
+        fail_abort = parse_bool(c.params, 6) if given > 6 else True
+        if given > 7 and parse_bool(c.params, 7):
+            levels += levels[::-1]  # dual: back from stop to start
+        buffer = self._buffer_name(c.params, 8)
+        self._buffer(buffer)
+        self.trigger_model = _Template(buffer, count, delay_s, c.function, tuple(levels), fail_abort)
+
+    def _cmd_initiate(self, c: Call) -> None:
+        template = self.trigger_model
+        if template is None:
+            self._take_readings("defbuffer1")
+            return
+        capacity = self._buffer(template.buffer).capacity
+        if not template.levels:  # a SimpleLoop: its count, at this instant
+            self._take_readings(template.buffer, count=min(template.count, capacity))
+            return
+        # a sweep turns the output on and takes one reading per level, at this instant (the
+        # delays are kept, the clock is not advanced); it ends at the last level, output on
+        self.source_function, self.output_on = template.function, True
+        for _ in range(min(template.count, max(1, capacity // len(template.levels)))):
+            for level in template.levels:
+                self.source[template.function].level = level
+                self._catch_up()
+                self._take_readings(template.buffer, count=1)
+                if template.fail_abort and self._in_limit():
+                    return  # the limit was reached: the sweep stops

@@ -115,3 +115,42 @@ def test_a_simple_loop_template_makes_initiate_take_its_count(host) -> None:
     host.write(':TRIG:LOAD "Empty";:INIT')
     assert host.query(':TRAC:ACT? "loop";:TRAC:ACT?') == "7;1"
     assert host.errors() == []
+
+
+def test_a_linear_voltage_sweep_reads_one_current_per_level_around_the_cells_voltage(host) -> None:
+    ocv = float(host.query(':SENS:FUNC "VOLT";:OUTP:SMOD HIMP;:MEAS?'))
+    lo, hi = round(ocv - 0.01, 3), round(ocv + 0.01, 3)
+    host.write(':SENS:FUNC "CURR";:SOUR:VOLT:ILIM 0.1;:SOUR:VOLT:READ:BACK OFF;:TRAC:CLE')
+    host.write(f':SOUR:SWE:VOLT:LIN {lo}, {hi}, 5, 0, 1, BEST, OFF, OFF, "defbuffer1"')
+    host.write(":INIT;*WAI")
+    assert host.query(":OUTP?;:SOUR:FUNC?;:TRAC:ACT?") == "1;VOLT;5"
+    rows = [float(v) for v in host.query(':TRAC:DATA? 1, 5, "defbuffer1", SOUR, READ').split(",")]
+    levels, currents = rows[0::2], rows[1::2]
+    assert levels == pytest.approx([lo + k * (hi - lo) / 4 for k in range(5)])
+    assert currents[0] < 0 < currents[-1]  # below the cell's voltage it discharges, above it charges
+    assert currents == sorted(currents)
+    assert host.errors() == []
+
+
+def test_a_sweep_into_its_limit_stops_there_when_fail_abort_is_on(host) -> None:
+    host.write(":SOUR:VOLT:ILIM 1e-6;:SOUR:SWE:VOLT:LIN:STEP 0, 1, 0.25")  # 0 V on a charged cell
+    host.write(":INIT")
+    assert host.query(":TRAC:ACT?;:SOUR:VOLT:ILIM:TRIP?") == "1;1"
+    assert host.errors() == []
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (":SOUR:SWE:VOLT:LIN 0, 1", "-109"),
+        (":SOUR:SWE:VOLT:LIN 0, 300, 5", "-222"),
+        (":SOUR:SWE:CURR:LIN 0, 1e-3, 1", "-222"),
+        (":SOUR:SWE:VOLT:LIN:STEP 0, 1, 0", "-222"),
+        (':SOUR:SWE:VOLT:LIN 0, 1, 5, 0, 1, SOMETIMES', "-224"),
+    ],
+)
+def test_bad_sweeps_are_refused_and_load_nothing(host, command, error) -> None:
+    host.write(command)
+    host.write(":INIT")
+    assert [e.split(",")[0] for e in host.errors()] == [error]
+    assert host.query(":TRAC:ACT?;:OUTP?") == "1;0"  # INIT took one reading; the output stayed off
