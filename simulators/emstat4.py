@@ -239,24 +239,8 @@ class SimulatedEmStat4(_FrontEnd):
             self._loading = []
             self._loaded_bytes = 0
             self._load_only = head == "l"
-        elif head == "r":
-            if self._loaded is None:
-                self._out.append("r!000C")
-            else:
-                self._out.append("r")
-                self._start(list(self._loaded), now)
-        elif head == "Fmscr":
-            if self._loaded is None:
-                self._out.append("F!000C")
-            else:
-                self._flash = list(self._loaded)
-                self._out.append("F")
-        elif head == "Lmscr":
-            if self._flash is None:
-                self._out.append("L!000C")
-            else:
-                self._loaded = list(self._flash)
-                self._out.append("L")
+        elif head in ("r", "Fmscr", "Lmscr"):
+            self._stored_script(head, now)
         elif head == "t":
             self._out += ["t" + FIRMWARE[self.model], "R*"]
         elif head == "v":
@@ -270,6 +254,21 @@ class SimulatedEmStat4(_FrontEnd):
         else:
             self._out.append(head[0] + "!0003")
 
+
+    def _stored_script(self, head: str, now: float) -> None:
+        """``r`` runs the loaded script, ``Fmscr`` stores it in flash, ``Lmscr`` loads the one in
+        flash; each answers its letter, or with ``!000C`` when there is no script to use."""
+        script = self._flash if head == "Lmscr" else self._loaded
+        if script is None:
+            self._out.append(head[0] + "!000C")
+            return
+        if head == "Fmscr":
+            self._flash = list(script)
+        elif head == "Lmscr":
+            self._loaded = list(script)
+        self._out.append(head[0])
+        if head == "r":
+            self._start(list(script), now)
     def _get_register(self, head: str) -> None:
         try:
             register = int(head[1:3], 16)
