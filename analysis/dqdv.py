@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.signal import savgol_filter
 
 from analysis import schema as S
 from analysis.steps import CYCLE, DIRECTION, HALF_CAPACITY, HALF_CYCLE, HALF_DIRECTION, SEGMENT, annotate
@@ -72,6 +71,8 @@ def dqdv(
     if window <= polyorder:
         deriv = np.gradient(q_grid, bin_width_V)
     else:
+        from scipy.signal import savgol_filter  # here, not at import: scipy.signal is slow to import
+
         deriv = savgol_filter(q_grid, window, polyorder, deriv=1, delta=bin_width_V, mode="interp")
     return pd.DataFrame({S.VOLTAGE: centres, DQDV: deriv})
 

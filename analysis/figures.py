@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,8 +16,6 @@ from matplotlib.lines import Line2D
 from analysis import schema as S
 from analysis.dqdv import DQDV, dqdv_by_segment
 from analysis.gitt import gitt_gap, gitt_rest_ends
-from analysis.kinetics import KineticsFit
-from analysis.ocv import LineFit
 from analysis.plateaus import material_windows
 from analysis.steps import (
     CYCLE,
@@ -29,6 +27,10 @@ from analysis.steps import (
     SEGMENT,
     annotate,
 )  # fmt: skip
+
+if TYPE_CHECKING:  # annotations only: analysis.kinetics imports scipy.optimize
+    from analysis.kinetics import KineticsFit
+    from analysis.ocv import LineFit
 
 Run = tuple[dict[str, Any], pd.DataFrame]
 _NI_COLOUR, _O_COLOUR = "#f4a261", "#8ecae6"

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis import schema as S
 from analysis.steps import CYCLE, DIRECTION, SEGMENT, annotate
@@ -151,6 +150,8 @@ def fit_ocv_line(ni_fraction: np.ndarray, ocv_V: np.ndarray) -> LineFit:
         raise ValueError(f"an OCV line needs at least 3 cells, got {x.size}")
     if np.ptp(x) == 0:
         raise ValueError("all cells have the same Ni fraction; no line can be fitted")
+    from scipy import stats  # here, not at import: scipy.stats costs every command that reads a run
+
     res = stats.linregress(x, y)
     return LineFit(
         slope=float(res.slope),

@@ -4,10 +4,13 @@
     python -m benchmarks.bench_relaxation --long     # also the 200 h, 1 point/s rest
     python -m benchmarks.bench_relaxation --storage  # only the storage ingest figures
 
-Targets on the 2-core reference machine: the paper's protocol in <= 2 s in-process
-(>= 100,000x real time) and <= 5 s over TCP; per-point overhead <= 1.2x a bare bluesky
+Targets on the 2-core reference machine (issue 15): the paper's protocol in <= 1 s in-process
+and <= 2 s over pyvisa TCP; per-point overhead <= 1.2x a bare bluesky
 ``count`` event of an ``ophyd.sim`` detector measured in the same process; storage ingest
 >= 100,000 points/s; resident memory growth <= 50 MB over a 720,000-point rest.
+
+The machine may be shared: beside each wall time the CPU time of this process (every thread:
+RunEngine, simulated instruments, the TCP server) is printed, which load moves much less.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def paper_protocol(tcp: bool) -> tuple[float, int, float]:
+def paper_protocol(tcp: bool) -> tuple[float, float, int, float]:
+    """(wall s, CPU s of this process, points, simulated s) of the paper's protocol."""
     from orchestrator.lab import load_lab, parse_lab
     from orchestrator.runner import Session
     from protocols.plans import relaxation_protocol
@@ -54,12 +58,12 @@ def paper_protocol(tcp: bool) -> tuple[float, int, float]:
         lab = load_lab("simulated")
     with tempfile.TemporaryDirectory() as tmp:
         session = Session(lab, data_dir=Path(tmp), tiled=False)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         (uid,) = session.run(relaxation_protocol(session.channel()))
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         _, frame = session.read(uid)
         session.close()
-    return wall, len(frame), float(frame["time_s"].iloc[-1])
+    return wall, cpu, len(frame), float(frame["time_s"].iloc[-1])
 
 
 def bare_count_per_event(n: int = 2000) -> float:
@@ -169,14 +173,15 @@ def main() -> None:
         _print_storage()
         return
 
-    wall, points, sim_s = paper_protocol(tcp=False)
+    wall, cpu, points, sim_s = paper_protocol(tcp=False)
     per_point = wall / points
     print(
-        f"paper protocol, in-process : {wall:6.2f} s wall for {sim_s / 3600:.1f} h simulated "
-        f"({sim_s / wall:,.0f}x real time; target <= 2 s, ratio to target {wall / 2:.2f})"
+        f"paper protocol, in-process : {wall:6.2f} s wall, {cpu:.2f} s CPU for {sim_s / 3600:.1f} h simulated "
+        f"({sim_s / wall:,.0f}x real time; target <= 1 s, ratio to target {wall / 1:.2f})"
     )
-    wall_tcp, _, _ = paper_protocol(tcp=True)
-    print(f"paper protocol, pyvisa TCP : {wall_tcp:6.2f} s wall (target <= 5 s, ratio {wall_tcp / 5:.2f})")
+    wall_tcp, cpu_tcp, _, _ = paper_protocol(tcp=True)
+    print(f"paper protocol, pyvisa TCP : {wall_tcp:6.2f} s wall, {cpu_tcp:.2f} s CPU "
+          f"(target <= 2 s, ratio {wall_tcp / 2:.2f})")  # fmt: skip
     bare = bare_count_per_event()
     print(
         f"per point (whole protocol) : {per_point * 1e6:6.0f} us; bare bluesky count per event "

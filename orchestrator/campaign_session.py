@@ -14,6 +14,7 @@ from bluesky import RunEngine
 from event_model import RunRouter
 
 from drivers.clock import SIM_EPOCH_S, Clock, SimClock
+from orchestrator import doc_validation
 from orchestrator.campaign_file import Campaign
 from orchestrator.estimate import campaign_estimator
 from orchestrator.interrupt import install as install_ctrl_c
@@ -175,6 +176,7 @@ class CampaignSession:
         resources: tuple[int, int] = (16, 1),
     ) -> CampaignSession:
         """``resources`` = (channels, ovens), for the schedule behind the progress ETA."""
+        doc_validation.install()
         if isinstance(clock, SimClock):
             simtime = SimulatedTime(clock)
             RE = RunEngine({}, during_task=simtime)

@@ -64,19 +64,37 @@ def _os_error(exc: OSError) -> str:
     return f"{exc.strerror or exc}{':' + where if where else ''}"
 
 
+#: The errors of bad input files, by the module that defines each.
+_INPUT_ERRORS = {
+    "orchestrator.lab": "LabFileError",
+    "protocols.steps": "ProtocolError",
+    "orchestrator.campaign_types": "CampaignError",
+    "protocols.textfiles": "InputFileError",
+}
+
+
+def _input_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of :data:`_INPUT_ERRORS`. Only modules already imported are looked
+    in: an error class whose module the command never imported cannot have been raised, and a
+    command pays for no import it does not need (``validate`` of a protocol never loads the lab
+    module, which imports every instrument driver and ophyd)."""
+    return any(
+        isinstance(exc, getattr(sys.modules[module], name))
+        for module, name in _INPUT_ERRORS.items()
+        if module in sys.modules
+    )
+
+
 def _guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the errors a user can cause into one ``error:`` line and a non-zero exit."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from orchestrator.campaign_file import CampaignError
-        from orchestrator.lab import LabFileError
-        from protocols.schema import ProtocolError
-        from protocols.textfiles import InputFileError
-
         try:
             return command(*args, **kwargs)
-        except (LabFileError, ProtocolError, CampaignError, InputFileError) as exc:
+        except ValueError as exc:
+            if not _input_error(exc):
+                raise
             _fail(str(exc))
         except OSError as exc:
             _fail(_os_error(exc))

@@ -285,11 +285,11 @@ def validate(
 
     The checks are those of `relaxlab run` and `relaxlab campaign run`: a campaign is checked for
     the simulated lab (or --lab's channels), a protocol on its own (or on --lab's cell)."""
-    from orchestrator.lab import LabFileError, load_lab
-
     lab = None
     report: dict[str, list[str]] = {}
     if lab_file is not None:
+        from orchestrator.lab import LabFileError, load_lab
+
         try:
             lab = load_lab(lab_file)
             lab.cell(cell)
@@ -333,18 +333,19 @@ def _file_kind(path: Path) -> str:
 
 
 def _file_problems(path: Path, lab: Any, cell: str | None) -> list[str]:
-    """Every problem ``run`` / ``campaign run`` would find in one file (with ``lab`` when given)."""
-    from orchestrator.campaign_file import load_campaign, validate_campaign_file
-    from orchestrator.checks import campaign_problems, run_problems
-    from orchestrator.lab import LabFileError, load_lab
-    from orchestrator.simlab import material_problem
-    from protocols.schema import load_protocol, validate_protocol_file
+    """Every problem ``run`` / ``campaign run`` would find in one file (with ``lab`` when given).
 
+    Each kind imports only what checking it needs (a protocol alone: its schema)."""
     kind = _file_kind(path)
     if kind == "material":
+        from orchestrator.simlab import material_problem
+
         problem = material_problem(str(path.resolve()))
         return [problem] if problem else []
     if kind == "lab":
+        from orchestrator.lab import LabFileError, load_lab
+        from orchestrator.simlab import material_problem
+
         try:
             parsed = load_lab(path)
         except LabFileError as exc:
@@ -355,9 +356,16 @@ def _file_problems(path: Path, lab: Any, cell: str | None) -> list[str]:
             if (problem := material_problem(c.material, path.parent))
         ]
     if kind == "campaign":
+        from orchestrator.campaign_file import load_campaign, validate_campaign_file
+        from orchestrator.checks import campaign_problems
+
         issues = [str(i) for i in validate_campaign_file(path)]
         return issues or campaign_problems(load_campaign(path), lab)
+    from protocols.schema import load_protocol, validate_protocol_file
+
     issues = [str(i) for i in validate_protocol_file(path)]
     if issues or lab is None:
         return issues
+    from orchestrator.checks import run_problems
+
     return run_problems(load_protocol(path), lab, cell)

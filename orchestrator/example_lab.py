@@ -33,6 +33,7 @@ from bluesky import RunEngine
 from drivers.clock import Clock, SimClock
 from drivers.operator import Operator, Timer
 from drivers.xrd import Diffractometer, ExportFolderWatcher
+from orchestrator import doc_validation
 from orchestrator.lab import CellConfig, Lab
 from orchestrator.schedule import split_phases
 from orchestrator.simlab import SimulatedCampaignLab
@@ -218,6 +219,7 @@ def run_on_simulated_lab(
         diffractometers = dict.fromkeys(xrd_steps, xrd)
 
     simtime = SimulatedTime(clock)
+    doc_validation.install()
     RE = RunEngine({}, during_task=simtime)
     simtime.install(RE)
     journal = Journal(data_dir, fsync=False)

@@ -41,6 +41,7 @@ from drivers.device import PotentiostatChannel
 from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
 from drivers.transport import InProcessTransport
 from drivers.xrd import Diffractometer
+from orchestrator import doc_validation
 from orchestrator.simlab import resolve_material  # a shipped name (x04, x05) or a file
 from orchestrator.simtime import SimulatedTime
 from orchestrator.storage import frame_from_documents
@@ -248,6 +249,7 @@ def build_insitu_rig(
     (root / "exsitu").mkdir(parents=True, exist_ok=True)
     clock = SimClock()
     simtime = SimulatedTime(clock)
+    doc_validation.install()
     RE = RunEngine({}, during_task=simtime)
     simtime.install(RE)
 

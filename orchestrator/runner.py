@@ -15,6 +15,7 @@ from event_model import DocumentRouter
 
 from drivers.clock import Clock, SimClock, WallClock
 from drivers.techniques import technique_from_dict
+from orchestrator import doc_validation
 from orchestrator.connect import ConnectedLab, connect_lab
 from orchestrator.interrupt import install as install_ctrl_c
 from orchestrator.lab import Lab
@@ -129,6 +130,7 @@ class Session:
         self.data_dir = Path(data_dir or lab.lab.data_dir or default_data_dir())
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.simtime: SimulatedTime | None = None
+        doc_validation.install()  # event pages validated without the schema's no-op items
         if isinstance(self.clock, SimClock):
             self.simtime = SimulatedTime(self.clock)
             self.RE = RunEngine({}, during_task=self.simtime)

@@ -31,6 +31,7 @@ from drivers.clock import SimClock, WallClock
 from drivers.device import PotentiostatChannel
 from drivers.operator import Operator
 from drivers.techniques import Rest, technique_from_dict
+from orchestrator import doc_validation
 from orchestrator.connect import connect_lab
 from orchestrator.lab import load_lab
 from orchestrator.simtime import SimulatedTime
@@ -66,6 +67,7 @@ if _TILED:
 # The RunEngine, in simulated time on a simulated lab. Cells run concurrently (campaign_cells):
 # one journal file per run (a RunRouter of Journals), as the one-process campaign does.
 _clock = SimClock() if _LAB.simulated else WallClock()
+doc_validation.install()
 if isinstance(_clock, SimClock):
     _simtime = SimulatedTime(_clock)
     RE = RunEngine({}, during_task=_simtime)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 class ScpiError(Exception):
@@ -44,6 +45,13 @@ ILLEGAL_PARAMETER = (-224, "Illegal parameter value")
 QUEUE_OVERFLOW = (-350, "Queue overflow")
 
 
+_WORD = re.compile(r"([A-Za-z*][A-Za-z0-9*]*?)(\d*)")  # PK2Pk: digits inside a word
+_TOKEN = re.compile(r"\*?[A-Za-z][A-Za-z0-9]*")
+_HEADER_CHARS = re.compile(r"[\w:*]*")
+_UNIT = re.compile(r"(\S+)\s*(.*)\Z", re.S)
+_CACHE_SIZE = 4096  # distinct header paths remembered; a client sending more only costs a rescan
+
+
 @dataclass(frozen=True)
 class _Mnemonic:
     short: str
@@ -54,7 +62,7 @@ class _Mnemonic:
 
     def match(self, token: str) -> str | None:
         """The canonical word this token names, or None."""
-        m = re.fullmatch(r"([A-Za-z*][A-Za-z0-9*]*?)(\d*)", token)  # PK2Pk: digits inside a word
+        m = _WORD.fullmatch(token)
         if not m:
             return None
         word, digits = m.group(1).upper(), m.group(2)
@@ -135,6 +143,10 @@ class ScpiParser:
         self._commands: list[tuple[list[_Mnemonic], bool, Handler]] = []
         self.info: list[CommandInfo] = []
         self._on_error = on_error
+        # (query, upper-case header path) -> (handler, <function> words), or None when no
+        # declared command matches: the first match of the table scan, so a repeated header
+        # costs one dict lookup. Matching ignores case, hence the upper-case key.
+        self._resolved: dict[tuple[bool, tuple[str, ...]], tuple[Handler, tuple[str, ...]] | None] = {}
 
     def add(
         self, pattern: str, handler: Handler, doc: str = "", functions: dict[str, str] | None = None
@@ -142,6 +154,7 @@ class ScpiParser:
         """Declare ``pattern``; ``functions`` maps short to long forms for ``<function>``."""
         nodes, query = _parse_pattern(pattern, functions or {})
         self._commands.append((nodes, query, handler))
+        self._resolved.clear()
         if doc:
             self.info.append(CommandInfo(pattern, doc, tuple((functions or {}).values())))
 
@@ -168,7 +181,7 @@ class ScpiParser:
         return replies
 
     def _execute(self, unit: str, path: list[str]) -> tuple[str | bytes | None, list[str]]:
-        m = re.match(r"(\S+)\s*(.*)\Z", unit, re.S)
+        m = _UNIT.match(unit)
         assert m is not None
         header, params = m.group(1), m.group(2)
         query = header.endswith("?")
@@ -176,21 +189,40 @@ class ScpiParser:
         common = stem.lstrip(":").startswith("*")
         absolute = stem.startswith(":") or common or not path
         tokens = stem.lstrip(":").split(":")
-        if any(not re.fullmatch(r"\*?[A-Za-z][A-Za-z0-9]*", t) for t in tokens):
-            raise ScpiError(*UNDEFINED_HEADER if re.fullmatch(r"[\w:*]*", stem) else SYNTAX_ERROR)
+        if any(not _TOKEN.fullmatch(t) for t in tokens):
+            raise ScpiError(*UNDEFINED_HEADER if _HEADER_CHARS.fullmatch(stem) else SYNTAX_ERROR)
         candidates = [tokens] if absolute else [path + tokens, tokens]
         for candidate in candidates:
-            for nodes, is_query, handler in self._commands:
-                picked: list[tuple[bool, str]] = []
-                if is_query == query and _match(nodes, candidate, picked):
-                    functions = [word for is_function, word in picked if is_function]
-                    reply = handler(Call(split_params(params), functions))
-                    return reply, (path if common else candidate[:-1])
+            found = self._resolve(query, candidate)
+            if found is not None:
+                handler, functions = found
+                reply = handler(Call(split_params(params), list(functions)))
+                return reply, (path if common else candidate[:-1])
         raise ScpiError(*UNDEFINED_HEADER)
+
+    def _resolve(self, query: bool, tokens: list[str]) -> tuple[Handler, tuple[str, ...]] | None:
+        """The first declared command ``tokens`` name, and its <function> words (cached)."""
+        key = (query, tuple(t.upper() for t in tokens))
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        found: tuple[Handler, tuple[str, ...]] | None = None
+        for nodes, is_query, handler in self._commands:
+            picked: list[tuple[bool, str]] = []
+            if is_query == query and _match(nodes, tokens, picked):
+                found = handler, tuple(word for is_function, word in picked if is_function)
+                break
+        if len(self._resolved) >= _CACHE_SIZE:
+            self._resolved.clear()
+        self._resolved[key] = found
+        return found
 
 
 def _scan(text: str, separator: str) -> list[str]:
     """Split on ``separator`` outside quoted strings (either quote; doubled quote escapes)."""
+    if '"' not in text and "'" not in text:
+        return text.split(separator)
     out: list[str] = []
     current: list[str] = []
     quote: str | None = None
@@ -221,14 +253,24 @@ def _scan(text: str, separator: str) -> list[str]:
 
 
 def split_units(message: str) -> list[str]:
-    return _scan(message, ";")
+    return list(_split_units(message))
+
+
+@lru_cache(maxsize=1024)  # a driver repeats its messages (the same query every poll)
+def _split_units(message: str) -> tuple[str, ...]:
+    return tuple(_scan(message, ";"))
 
 
 def split_params(params: str) -> list[str]:
+    return list(_split_params(params))
+
+
+@lru_cache(maxsize=1024)  # a driver repeats its parameters (``"defbuffer1", READ, SOUR`` every poll)
+def _split_params(params: str) -> tuple[str, ...]:
     params = params.strip()
     if not params:
-        return []
-    return [p.strip() for p in _scan(params, ",")]
+        return ()
+    return tuple(p.strip() for p in _scan(params, ","))
 
 
 def is_string(param: str) -> bool:
