@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Self
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -105,8 +105,31 @@ _V = Annotated[float, _rng(0.0, 10.0)]
 _Q = Annotated[float, _rng(0.0, 2000.0)]
 
 
-class ChargeBranches(_Strict):
+class _BranchTables(_Strict):
+    """Per-process ``(E_V, amount)`` tables of one direction, checked alike."""
+
+    _direction: ClassVar[str]
+    _processes: ClassVar[tuple[str, ...]]
+    _unit: ClassVar[str]
+
+    @model_validator(mode="after")
+    def _tables(self) -> Self:
+        for n in self._processes:
+            _check_table(
+                f"branches.{self._direction}.{n}",
+                getattr(self, n + "_V"),
+                getattr(self, f"{n}_{self._unit}"),
+                self._unit,
+            )
+        return self
+
+
+class ChargeBranches(_BranchTables):
     """Capacity filled vs electrode potential while charging (each process)."""
+
+    _direction: ClassVar[str] = "charge"
+    _processes: ClassVar[tuple[str, ...]] = ("ni", "o", "act")
+    _unit: ClassVar[str] = "mAh_g"
 
     ni_V: list[_V]
     ni_mAh_g: list[_Q]
@@ -115,35 +138,25 @@ class ChargeBranches(_Strict):
     act_V: list[_V]
     act_mAh_g: list[_Q]
 
-    @model_validator(mode="after")
-    def _tables(self) -> ChargeBranches:
-        for n in ("ni", "o", "act"):
-            _check_table(f"branches.charge.{n}", getattr(self, n + "_V"), getattr(self, n + "_mAh_g"))
-        return self
-
 
 _F = Annotated[float, _rng(0.0, 1.0)]
 
 
-class DischargeBranches(_Strict):
+class DischargeBranches(_BranchTables):
     """Share still oxidised vs electrode potential while discharging (each process).
 
     Fractions of what the process held when the discharge began: a process releases its charge
     along the same potential profile (a dQ/dV peak at a fixed position) whatever its amount.
     """
 
+    _direction: ClassVar[str] = "discharge"
+    _processes: ClassVar[tuple[str, ...]] = ("ni", "o")
+    _unit: ClassVar[str] = "fraction"
+
     ni_V: list[_V]
     ni_fraction: list[_F]
     o_V: list[_V]
     o_fraction: list[_F]
-
-    @model_validator(mode="after")
-    def _tables(self) -> DischargeBranches:
-        for n in ("ni", "o"):
-            _check_table(
-                f"branches.discharge.{n}", getattr(self, n + "_V"), getattr(self, n + "_fraction"), "fraction"
-            )
-        return self
 
 
 class Branches(_Strict):
@@ -278,6 +291,7 @@ def load_material(path: str | Path | None = None) -> Material:
     Returns
     -------
     Material
+        The validated parameter set; its ``source`` is the file read.
 
     Raises
     ------
