@@ -30,6 +30,9 @@ def report(
         "relaxlab-report"
     ),
     data_dir: DataDirOpt = None,
+    tiled_uri: Annotated[
+        str | None, typer.Option("--tiled", help="Read runs and campaigns from this Tiled server ($TILED_API_KEY).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Figures and one HTML page for stored runs or whole campaigns (cycling, plateaus, dQ/dV, OCV...)."""
@@ -46,6 +49,9 @@ def report(
     timeline: list[dict[str, Any]] = []  # what actually ran, for the Gantt chart
     campaign = False
     thermal: dict[str, Any] = {}  # cell -> its recorded thermal history (campaign titrations)
+    if tiled_uri is not None:  # the shared server of a lab of stations
+        runs, timeline, campaign = _from_tiled(root, tiled_uri, targets)
+        targets = []
     for target in targets:
         state = root / "campaigns" / target / "state.json"
         if state.exists():
@@ -91,6 +97,34 @@ def report(
         as_json,
         "\n".join(human).rstrip(),
     )
+
+
+def _from_tiled(root: Path, uri: str, targets: list[str]) -> tuple[list[Any], list[dict[str, Any]], bool]:
+    """Runs (and each campaign's finished cells, with their Gantt bars) from a Tiled server."""
+    from orchestrator.storage import TiledStore
+    from orchestrator.tiled_campaign import campaign_runs
+
+    store = TiledStore(root, uri)
+    runs: list[Any] = []
+    timeline: list[dict[str, Any]] = []
+    campaign = False
+    try:
+        for target in targets:
+            cells, _ = campaign_runs(store, target)
+            if cells:
+                campaign = True
+                for start, frame in cells:
+                    runs.append((_flat_conditions(start), frame))
+                    timeline += _timeline(start, frame)
+                continue
+            try:
+                start, frame = store.read_run(target)
+            except KeyError:
+                _fail(f"{target!r} is neither a run nor a campaign with finished cells on {uri}")
+            runs.append((_flat_conditions(start), frame))
+    finally:
+        store.close()
+    return runs, timeline, campaign
 
 
 def _fits_text(fits: dict[str, Any]) -> str:

@@ -12,7 +12,10 @@ Run by bluesky-queueserver's worker on every environment open, with the settings
 * the plans ``run_protocol``, ``relaxation_protocol`` and ``rest_at_open_circuit`` (device
   parameters annotated as ``Readable`` so the queueserver passes the device, not its name), and
   ``campaign_cells``: campaign cells at once, each on its channel and in its own run (what
-  ``relaxlab campaign run --stations`` queues).
+  ``relaxlab campaign run --stations`` queues);
+* on a station whose lab file has ovens (``driver = "eurotherm"``): one device per oven (named
+  by :func:`~orchestrator.station.device_name`) and the plan ``campaign_portions``: heated
+  powder portions, each its own run, sharing the station's ovens.
 
 No ``from __future__ import annotations`` here: the queueserver reads the plans' annotations.
 """
@@ -29,17 +32,18 @@ from event_model import RunRouter
 
 from drivers.clock import SimClock, WallClock
 from drivers.device import PotentiostatChannel
-from drivers.operator import Operator
+from drivers.operator import Operator, Timer
 from drivers.techniques import Rest, technique_from_dict
 from orchestrator import doc_validation
 from orchestrator.connect import connect_lab
 from orchestrator.lab import load_lab
 from orchestrator.simtime import SimulatedTime
 from orchestrator.station import device_name
+from orchestrator.station_schedule import step_from_dict
 from orchestrator.storage import Journal, Spool, TiledStore, recover
 from orchestrator.tiled_server import RemoteTiled, sync_runs, unsynced_runs
 from protocols import plans as _plans
-from protocols.campaign import Pool, cell_job
+from protocols.campaign import Gate, Pool, cell_job, portion_job
 from protocols.jobs import run_jobs
 
 _NAME = os.environ.get("RELAXLAB_STATION_NAME", "station")
@@ -81,7 +85,7 @@ if _TILED:
     RE.subscribe(RemoteTiled(lambda: TiledStore(_DATA, _TILED), _DATA))
 else:
     RE.subscribe(TiledStore(_DATA))
-_connected = connect_lab(_LAB, _clock)
+_connected = connect_lab(_LAB, _clock, ovens=bool(_LAB.ovens))
 # Points are spooled the moment they are read (fsynced on the wall clock).
 _spool = Spool(_DATA, fsync=not _clock.simulated)
 for _channel_device in _connected.channels.values():
@@ -90,6 +94,9 @@ for _channel_device in _connected.channels.values():
 _CHANNELS = [device_name(cell.name) for cell in _LAB.cells]
 for _cell in _LAB.cells:
     globals()[device_name(_cell.name)] = _connected.channels[_cell.name]
+_OVENS = [device_name(name) for name in _LAB.ovens]
+for _oven_name in _LAB.ovens:
+    globals()[device_name(_oven_name)] = _connected.ovens[_oven_name]
 
 # A plan naming a channel this station does not hold is refused when it is queued.
 _on_a_channel = parameter_annotation_decorator(
@@ -166,28 +173,72 @@ def campaign_cells(
 ):
     """Campaign cells at once, cell ``i`` on ``channels[i]``, each its own run (as in one process).
 
-    Each of ``cells`` is ``{"cell": id, "steps": [technique dicts], "active_mass_mg": m,
+    Each of ``cells`` is ``{"cell": id, "steps": [step dicts], "active_mass_mg": m,
     "md": {...}}``: the cell was mounted by the operator (who weighed it: ``active_mass_mg``)
     when the dispatcher queued it; the station's operator step records that mass.
     """
     if len(channels) != len(cells):
         raise ValueError(f"{len(channels)} channels for {len(cells)} cells: give one channel per cell")
-    masses = {str(c["cell"]): float(c["active_mass_mg"]) for c in cells}
+    values = {str(c["cell"]): {"active_mass": float(c["active_mass_mg"]), **dict(c.get("recorded") or {})}
+              for c in cells}  # fmt: skip
 
-    def mounted(request, done, failed):  # noqa: ANN001 (an Operator responder)
-        if request.job in masses:
-            done({"active_mass": masses[request.job]})
-        else:
-            failed(f"no cell {request.job!r} queued on this station")
-
-    operator = Operator(_clock, mounted, name=f"operator of {_NAME}")
+    operator = Operator(_clock, _answers(values, "cell"), name=f"operator of {_NAME}")
     pool = Pool("channels", list(channels))
     jobs = {}
     for channel, cell in zip(channels, cells, strict=True):
-        steps = [technique_from_dict(dict(step)) for step in cell["steps"]]
+        steps = [step_from_dict(dict(step)) for step in cell["steps"]]
         md = {**dict(cell.get("md") or {}), "job_key": str(cell["cell"]), "station": _NAME}
         jobs[str(cell["cell"])] = cell_job(str(cell["cell"]), steps, pool, operator, None, md,
                                            channel_name=channel.name)  # fmt: skip
     # A cell that fails is closed with its reason in its run's stop document; the others go
     # on, and the plan completes (a failed plan would go back to the front of the queue).
     yield from _station_md(run_jobs(jobs))
+
+
+def _answers(values: typing.Dict[str, typing.Dict[str, float]], what: str):  # noqa: ANN202, UP006
+    """An operator responder for the jobs of one item: the values the dispatcher collected
+    from the operator (who did the step) when it queued the item."""
+
+    def respond(request, done, failed):  # noqa: ANN001 (an Operator responder)
+        given = values.get(request.job)
+        if given is None:
+            failed(f"no {what} {request.job!r} queued on this station")
+            return
+        missing = [name for name, _ in request.record if name not in given]
+        if missing:
+            failed(f"{request.instruction!r}: the dispatcher gave no {', '.join(missing)}")
+        else:
+            done({name: given[name] for name, _ in request.record})
+
+    return respond
+
+
+if _OVENS:
+
+    @parameter_annotation_decorator(
+        {"parameters": {"ovens": {"annotation": "typing.List[Ovens]", "devices": {"Ovens": _OVENS}}}}
+    )
+    def campaign_portions(
+        ovens: typing.List[Readable],  # noqa: UP006
+        portions: typing.List[typing.Dict[str, typing.Any]],  # noqa: UP006
+    ):
+        """Powder portions at once, each its own run (operator steps, heating), sharing ``ovens``
+        in the order given (the schedule's).
+
+        Each of ``portions`` is ``{"portion": id, "steps": [step dicts], "recorded": {name:
+        value}, "md": {...}}``: the operator's entries for the portion's manual steps (e.g.
+        ``portion_mass`` in mg) were collected by the dispatcher when it queued the item.
+        """
+        values = {str(p["portion"]): {k: float(v) for k, v in dict(p.get("recorded") or {}).items()}
+                  for p in portions}  # fmt: skip
+        operator = Operator(_clock, _answers(values, "portion"), name=f"operator of {_NAME}")
+        pool = Pool("ovens", list(ovens))
+        timer = Timer(_clock)
+        jobs = {}
+        for portion in portions:
+            steps = [step_from_dict(dict(step)) for step in portion["steps"]]
+            md = {**dict(portion.get("md") or {}), "job_key": str(portion["portion"]), "station": _NAME}
+            jobs[str(portion["portion"])] = portion_job(str(portion["portion"]), steps, pool, operator, timer,
+                                                        Gate(), md, values[str(portion["portion"])])  # fmt: skip
+        # a portion that fails is closed with its reason (its cells are not built); the others go on
+        yield from _station_md(run_jobs(jobs))

@@ -100,6 +100,10 @@ class StationsFile(BaseModel):
         """Every (station, channel), in file order."""
         return [(station, ch) for station, entry in self.stations.items() for ch in entry.channels]
 
+    def ovens(self) -> list[tuple[str, str]]:
+        """Every (station, oven), in file order."""
+        return [(station, oven) for station, entry in self.stations.items() for oven in entry.ovens]
+
 
 def load_stations(path: str | Path) -> StationsFile:
     """Read and validate a stations file; :class:`StationsFileError` lists every problem."""

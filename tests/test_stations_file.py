@@ -70,9 +70,25 @@ def test_campaign_run_with_a_bad_stations_file_is_one_error_and_queues_nothing(t
     assert not (tmp_path / "data" / "campaigns").exists()
 
 
-def test_a_campaign_with_oven_steps_is_refused_for_stations(tmp_path: Path) -> None:
+def test_a_heating_campaign_needs_an_oven_station_and_xrd_is_refused(tmp_path: Path) -> None:
     from orchestrator.campaign_file import load_campaign
     from orchestrator.station_dispatch import check_dispatchable
+    from orchestrator.stations_file import StationsFile
 
-    with pytest.raises(ValueError, match=r"has a (manual|heat) step; campaigns across stations run electrochemical steps only"):
-        check_dispatchable(load_campaign("temperature-24h"))
+    channels_only = StationsFile.model_validate(
+        {"stations": {"a": {"control": "tcp://127.0.0.1:60615", "channels": ["pos0"]}}}
+    )
+    with pytest.raises(ValueError, match=r"heats powder portions .* no station of the stations file lists an oven"):
+        check_dispatchable(load_campaign("temperature-24h"), channels_only)
+    with_oven = StationsFile.model_validate(
+        {"stations": {"a": {"control": "tcp://127.0.0.1:60615", "channels": ["pos0"], "ovens": ["oven1"]}}}
+    )
+    check_dispatchable(load_campaign("temperature-24h"), with_oven)  # heating and operator steps are dispatched
+    (tmp_path / "p.yaml").write_text("name: p\nparameters: {rest: 1 h}\nsteps:\n"
+                                     "  - xrd: {every: 30 min}\n  - rest: {duration: $rest}\n")  # fmt: skip
+    (tmp_path / "x.yaml").write_text(
+        "name: xrd\nprotocol: p.yaml\nreplicates: 1\nsamples:\n  batch: {id: B1, material: x04}\n"
+        "matrix:\n  rest: [1 h]\n"
+    )
+    with pytest.raises(ValueError, match=r"has a xrd step; campaigns across stations run operator and electrochemical"):
+        check_dispatchable(load_campaign(tmp_path / "x.yaml"), with_oven)

@@ -1,0 +1,195 @@
+"""A titration across two stations: powder portions heated in the oven of one station (its
+operator steps done there), cells built from them on the channels of both (operator steps
+between), dispatched by ``relaxlab campaign run --stations`` on the schedule of ``campaign
+plan``, the state in one file. Every instrument is simulated and reached over TCP on 127.0.0.1
+(the station serves it in its process, as ``relaxlab sim serve`` would); one Redis and one
+Tiled/PostgreSQL. The results equal the one-process run of the same campaign on the same
+instruments within the replicate scatter.
+
+Kept small (two conditions, two replicates, short steps). Needs bluesky-queueserver(-api),
+Redis at 127.0.0.1:6379 and PostgreSQL at 127.0.0.1:5432; skipped otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("bluesky_queueserver")
+pytest.importorskip("bluesky_queueserver_api")
+redis = pytest.importorskip("redis")
+
+from tests.test_tiled_server import forget_station, serve_tiled, station_name  # noqa: E402
+
+# The titration portion, its cells charged first and every step bounded in time: on a lab file the
+# channels' (simulated) cells are whatever sits on them, not the heated powder.
+PROTOCOL = """\
+name: portion
+parameters: {temperature: 140 degC, time: 1 h}
+steps:
+  - manual: {instruction: Weigh the portion into a boat and load it into the oven, record: {portion_mass: mg}}
+  - heat: {temperature: $temperature, hold: $time, cool_to: 25 degC}
+  - manual: {instruction: Build a fresh cell from the relaxed powder, record: {active_mass: mg}}
+  - charge: {current: 100 mA/g, until: {voltage: 4.8 V, time: 1 h}, record_interval: 60 s}
+  - rest: {duration: 15 min, record_interval: 60 s}
+  - discharge: {current: 100 mA/g, until: {voltage: 1.85 V, time: 2 h}, record_interval: 60 s}
+"""
+CAMPAIGN = """\
+name: titration-stations
+protocol: portion.yaml
+replicates: 2
+cell_prefix: TT
+samples:
+  batch: {id: B1, material: x04}
+  powder: {id: B1-c4.8V, charged_to: 4.8 V, mass: 20 mg}
+  cell_mass: 5 mg
+matrix:
+  temperature: [140 degC]
+  time: [0 s, 10 min]
+"""
+
+
+def _lab(name: str, cells: list[str], oven: bool) -> str:
+    from orchestrator.tiled_server import free_port
+
+    text = f'[lab]\nname = "{name}"\n'
+    for cell in cells:
+        text += (f'\n[instruments.smu-{cell}]\ndriver = "keithley2450"\n'
+                 f'resource = "socket://127.0.0.1:{free_port()}"\nsimulated = true\n')  # fmt: skip
+    if oven:
+        text += (f'\n[instruments.oven1]\ndriver = "eurotherm"\nresource = "socket://127.0.0.1:{free_port()}"\n'
+                 'simulated = true\naddress = 3\n')  # fmt: skip
+    for cell in cells:
+        text += (f'\n[[cells]]\nname = "{cell}"\ninstrument = "smu-{cell}"\nmaterial = "x04"\n'
+                 'active_mass = "5 mg"\nvoltage_max = "4.95 V"\nvoltage_min = "1.0 V"\n')  # fmt: skip
+    return text
+
+
+@pytest.fixture(scope="module")
+def tiled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=3).ping()
+    except (redis.RedisError, OSError) as exc:
+        pytest.skip(f"Redis not reachable at 127.0.0.1:6379: {exc}")
+    yield from serve_tiled(tmp_path_factory)
+
+
+def test_a_titration_across_two_stations_heats_on_one_and_builds_cells_on_both(
+    tiled_server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.campaign_file import load_campaign
+    from orchestrator.campaign_run import run_campaign
+    from orchestrator.lab import load_lab
+    from orchestrator.operator_console import ConsoleOperator
+    from orchestrator.station import Station, StationConfig
+    from orchestrator.station_dispatch import dispatch_campaign
+    from orchestrator.stations_file import load_stations
+    from orchestrator.storage import TiledStore
+    from orchestrator.tiled_server import free_port
+
+    monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)  # type: ignore[attr-defined]
+    (tmp_path / "portion.yaml").write_text(PROTOCOL)
+    (tmp_path / "c.yaml").write_text(CAMPAIGN)
+    campaign = load_campaign(tmp_path / "c.yaml")
+    holds = {"bench-a": (["pos0", "pos1"], False), "oven-b": (["pos2"], True)}
+    configs = []
+    for name, (cells, oven) in holds.items():
+        (tmp_path / f"{name}.toml").write_text(_lab(name, cells, oven))
+        configs.append(StationConfig(station_name(name), str(tmp_path / f"{name}.toml"),
+                                     tmp_path / name, tiled=tiled_server.uri,  # type: ignore[attr-defined]
+                                     control_port=free_port(), info_port=free_port()))  # fmt: skip
+    stations_toml = ""
+    for (name, (cells, oven)), c in zip(holds.items(), configs, strict=True):
+        stations_toml += (f'[stations.{name}]\ncontrol = "{c.control_address}"\ninfo = "{c.info_address}"\n'
+                          f"channels = {cells!r}\n" + ('ovens = ["oven1"]\n' if oven else "") + "\n")  # fmt: skip
+    (tmp_path / "stations.toml").write_text(stations_toml.replace("'", '"'))
+    stations = load_stations(tmp_path / "stations.toml")
+    said: list[str] = []
+    weighed: list[tuple[str, str, str]] = []
+
+    def weigh(portion: str, station: str, oven: str) -> float:
+        weighed.append((portion, station, oven))
+        return 10.0
+
+    try:
+        with Station(configs[0]) as a, Station(configs[1]) as b:
+            result = dispatch_campaign(campaign, stations, tmp_path / "dispatcher", tiled_server.uri,  # type: ignore[attr-defined]
+                                       say=said.append, poll_s=0.5, weigh=weigh)  # fmt: skip
+            for st in (a, b):
+                api = st.api()
+                api.environment_close()
+                api.wait_for_idle(timeout=120)
+                api.close()
+    finally:
+        for config in configs:
+            forget_station(config.name)
+    assert not result.failed, result.failed
+    table = result.table()
+    assert len(table) == 4 and set(table["status"]) == {"done"}
+    # both portions were weighed for and heated in station oven-b's oven, each its own finished run
+    assert sorted(p for p, _, _ in weighed) == sorted(p.id for p in campaign.portions)
+    assert {(s, o) for _, s, o in weighed} == {("oven-b", "oven1")}
+    assert {(p["station"], p["oven"], p["status"]) for p in result.portions.values()} == {("oven-b", "oven1", "done")}
+    # the cells ran on the stations holding the channels the schedule gave them, on both stations
+    assert all(ch in holds[st][0] for st, ch in zip(table["station"], table["channel"], strict=True))
+    assert set(table["station"]) == {"bench-a", "oven-b"}
+    # the operator carried each portion to its cells' station and built every cell there
+    assert sum(line.startswith("carry portion") for line in said) == 4
+    store = TiledStore(tmp_path / "dispatcher", tiled_server.uri)  # type: ignore[attr-defined]
+    try:
+        portion_runs = {name: store.client[p["run"]].metadata for name, p in result.portions.items()}
+        for row in table.itertuples(index=False):
+            md = store.client[row.run].metadata
+            start, stop = md["start"], portion_runs[row.portion]["stop"]
+            assert start["portion_run"] == result.portions[row.portion]["run"]
+            assert start["station"].startswith(f"{row.station}-")  # the manager of that station
+            # the cell was built once its portion's run had finished (heated in oven1 unless 0 s)
+            assert stop["exit_status"] == "success"
+            assert portion_runs[row.portion]["start"]["oven"] == (None if row.time == "0 s" else "oven1")
+            _, frame = store.read_run(row.run)
+            assert list(frame.groupby("step")["step_type"].first()) == ["cc", "rest", "cc"]
+    finally:
+        store.close()
+    # station oven-b's journal holds each portion's oven log: held at 140 C for the 10 min portion
+    from orchestrator.storage import journal_documents
+
+    for name, portion in result.portions.items():
+        docs = list(journal_documents(configs[1].data_dir / "journal" / f"{portion['run']}.jsonl"))
+        oven = [d["uid"] for n, d in docs if n == "descriptor" and d["name"] == "oven"]
+        log = [t for n, d in docs if n == "event_page" and d["descriptor"] in oven
+               for t in d["data"]["oven1_temperature"]]  # fmt: skip
+        if name.endswith("10min"):
+            assert max(log) == pytest.approx(140.0, abs=2.0)
+        else:  # the unheated reference never went into the oven
+            assert not log or max(log) < 40.0
+
+    # the report reads the campaign's finished cells from the shared server
+    import json
+
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    out = CliRunner().invoke(app, ["report", campaign.name, "--tiled", tiled_server.uri,  # type: ignore[attr-defined]
+                                   "--data-dir", str(tmp_path / "reader"), "--out", str(tmp_path / "report"), "--json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    reported = json.loads(out.output)
+    assert sorted(r["run"] for r in reported["runs"]) == sorted(table["run"])
+    assert (tmp_path / "report" / "index.html").exists()
+
+    # the same campaign in one process, on the same instruments (three channels, one oven)
+    (tmp_path / "one.toml").write_text(_lab("one", ["pos0", "pos1", "pos2"], True))
+    one = run_campaign(campaign, tmp_path / "one", lab=load_lab(tmp_path / "one.toml"),
+                       responder=ConsoleOperator(ask=lambda prompt: "5", say=lambda line: None)).table()  # fmt: skip
+    shown = ["time", "replicate", "charge_capacity_mAh_g", "discharge_capacity_mAh_g"]
+    print(table[["station", "channel", *shown]].to_string(), one[shown].to_string(), sep="\n")
+    for column in ("charge_capacity_mAh_g", "discharge_capacity_mAh_g"):
+        stations_mean = table.groupby("time")[column].mean()
+        one_mean = one.groupby("time")[column].mean()
+        scatter = one.groupby("time")[column].std().fillna(0.0)
+        assert (one_mean > 10.0).all()  # the cells stored and gave back charge
+        for time in ("0 s", "10 min"):
+            assert abs(stations_mean[time] - one_mean[time]) <= max(2 * scatter[time], 0.005 * one_mean[time]), (
+                column, time, stations_mean[time], one_mean[time], scatter[time])  # fmt: skip
