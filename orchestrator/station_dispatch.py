@@ -71,7 +71,7 @@ class DispatchState:
         tmp.replace(self.path)
 
 
-def _finished_runs(client: Any, campaign: str) -> dict[str, dict[str, Any]]:
+def _finished_runs(client: Any, campaign: str, latest_run: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """``{job: {"uid", "exit_status", "reason"}}`` of the campaign's runs on the server that
     have a stop document (cells and portions; the latest per job, preferring a successful one)."""
     from tiled.queries import Key
@@ -89,14 +89,10 @@ def _finished_runs(client: Any, campaign: str) -> dict[str, dict[str, Any]]:
         entry = {"uid": uid, "exit_status": stop.get("exit_status"), "reason": stop.get("reason", "")}
         if found.get(job, {}).get("exit_status") != "success":
             found[job] = entry
-    _LATEST.clear()
-    _LATEST.update({job: uid for job, (_, uid) in latest.items()})
+    if latest_run is not None:  # the latest run of each job, stopped or not: what a job queued again resumes
+        latest_run.update({job: uid for job, (_, uid) in latest.items()})
     return found
 
-
-#: The latest run of each job seen by the last :func:`_finished_runs` (stopped or not): what a
-#: job queued again resumes.
-_LATEST: dict[str, str] = {}
 #: The stop reason of a run a killed station's recovery closed (orchestrator.storage.recover).
 KILLED = "the orchestrator stopped"
 
@@ -110,8 +106,13 @@ def _open_stations(stations: StationsFile, apis: dict[str, Any]) -> None:
             raise ConnectionError(f"station {name}: {exc}") from exc
     for name, api in apis.items():
         if not api.status()["worker_environment_exists"]:
-            api.environment_open()
+            try:
+                api.environment_open()
+            except Exception:  # noqa: S110 (another dispatcher is opening it: wait for that)
+                pass
             api.wait_for_idle(timeout=600)
+            if not api.status(reload=True)["worker_environment_exists"]:
+                raise ConnectionError(f"station {name}: its environment did not open (see its manager.log)")
         devices = set(api.devices_allowed()["devices_allowed"])
         entry = stations.stations[name]
         missing = [x for x in (*entry.channels, *entry.ovens) if device_name(x) not in devices]
@@ -184,10 +185,11 @@ class _Dispatch:
         self.outstanding: dict[str, set[str]] = {name: set() for name in apis}
         self.finished: dict[str, dict[str, Any]] = {}
         self.given_up: set[str] = set()
+        self.latest: dict[str, str] = {}
 
     def start(self, resume: bool) -> None:
         """Decide what is done, what is still on a station, and queue the portions."""
-        self.finished = _finished_runs(self.store.client, self.campaign.name) if resume else {}
+        self.finished = _finished_runs(self.store.client, self.campaign.name, self.latest) if resume else {}
         pending: set[str] = set()
         if resume:
             for api in self.apis.values():
@@ -263,7 +265,7 @@ class _Dispatch:
             steps, _ = split_phases(cell.protocol.steps)
             md = {"campaign": self.campaign.name, "batch": self.campaign.batch.id, "portion": name,
                   "condition": dict(cell.condition), "oven_station": station,
-                  "resumes": _LATEST.get(name) or self.portions[name].get("run")}  # fmt: skip
+                  "resumes": self.latest.get(name) or self.portions[name].get("run")}  # fmt: skip
             items.append({"portion": name, "steps": [step_to_dict(s) for s in steps],
                           "recorded": {"portion_mass": mass_mg}, "md": md})  # fmt: skip
         ovens = [device_name(o) for o in self.plan_ovens(station)]
@@ -307,7 +309,7 @@ class _Dispatch:
                   "material": self.campaign.batch.material, "cell": a.cell,
                   "sample": cell.portion or self.campaign.batch.id, "portion": cell.portion,
                   "replicate": cell.replicate, "condition": dict(cell.condition),
-                  "protocol": cell.protocol.name, "resumes": _LATEST.get(a.cell) or self.cells[a.cell].get("run"),
+                  "protocol": cell.protocol.name, "resumes": self.latest.get(a.cell) or self.cells[a.cell].get("run"),
                   "portion_run": (self.finished.get(a.portion) or {}).get("uid") if a.portion else None}  # fmt: skip
             _, steps = split_phases(cell.protocol.steps)
             cells.append({"cell": a.cell, "steps": [step_to_dict(s) for s in steps],
@@ -325,7 +327,7 @@ class _Dispatch:
         strikes = dict.fromkeys(self.apis, 0)
         while True:
             if any(self.turns.values()) and any(a.portion for g in self.turns.values() for x in g for a in x):
-                self.finished = _finished_runs(self.store.client, self.campaign.name)
+                self.finished = _finished_runs(self.store.client, self.campaign.name, self.latest)
             for station, groups in self.turns.items():
                 # a station's turns follow each other: the next one is queued when the one
                 # before has ended (its channels are free) and its portions are ready
@@ -361,7 +363,7 @@ class _Dispatch:
                 if not waiting:
                     return
                 # nothing runs: a turn can still start only if its portions finished meanwhile
-                self.finished = _finished_runs(self.store.client, self.campaign.name)
+                self.finished = _finished_runs(self.store.client, self.campaign.name, self.latest)
                 if not any(self._ready(self.turns[s][0]) for s in waiting):
                     return
             time.sleep(poll_s)
@@ -371,7 +373,7 @@ class _Dispatch:
         a killed station's recovery closed, go again at the front of the station's turns (a new
         run resuming the interrupted one), at most 3 times each; a run that failed for another
         reason (a fault) stays failed."""
-        self.finished = _finished_runs(self.store.client, self.campaign.name)
+        self.finished = _finished_runs(self.store.client, self.campaign.name, self.latest)
         again = []
         for jobs in (self.cells, self.portions):
             for job, info in jobs.items():
@@ -393,7 +395,7 @@ class _Dispatch:
     def result(self, wall0: float) -> CampaignResult:
         from orchestrator.summary import relaxation_summary
 
-        self.finished = _finished_runs(self.store.client, self.campaign.name)
+        self.finished = _finished_runs(self.store.client, self.campaign.name, self.latest)
         for jobs in (self.portions, self.cells):
             for job, info in jobs.items():
                 run = self.finished.get(job)
