@@ -350,6 +350,9 @@ def drill(folder: Path, campaigns: int, kills: int, seed: int, max_dead_s: float
                                    rng, kills, max_dead_s)  # fmt: skip
         out.kills += k
         out.cells += cells
+        print(f"campaign {number}: {len(k)} kills ({', '.join(sorted({p for x in k for p in x.phases.values()}))}), "
+              f"{sum(c.lost for c in cells)} lost, {sum(c.doubled for c in cells)} doubled, "
+              f"{sum(1 for c in cells if c.failed)} failed, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
     out.wall_s = time.perf_counter() - t0
     return out
 

@@ -156,3 +156,57 @@ def test_a_stepped_served_clock_moves_only_when_told_never_back_and_holds_where_
         other.close()
     finally:
         control.stop()
+
+
+def test_one_orchestrator_at_a_time_drives_a_stepped_lab() -> None:
+    import threading
+
+    from simulators.clockserver import ClockControl, SteppedClock
+
+    clock = SteppedClock(1000.0)
+    control = ClockControl(clock, threading.RLock()).start()
+    try:
+        first = ServedClock(control.address, lease="pid 101 on bench")
+        with pytest.raises(ValueError, match=r"driven by another orchestrator \(pid 101 on bench\)"):
+            ServedClock(control.address, lease="pid 202 on bench")
+        watcher = ServedClock(control.address)  # no lease: may look, not move
+        with pytest.raises(ConnectionError, match=r"driven by another orchestrator \(pid 101 on bench\)"):
+            watcher.request("ADVANCE 2000")
+        first.set_time(1010.0)  # the lessee moves it
+        assert watcher.request("NOW") == 1010.0
+        first.close()  # its orchestrator ended (or died): the lab is free again
+        second = ServedClock(control.address, lease="pid 202 on bench")
+        assert second.now() == 1010.0
+        second.set_time(1020.0)
+        assert watcher.request("NOW") == 1020.0
+        second.close()
+        assert watcher.request("ADVANCE 1030") == 1030.0  # nobody leases it: the drill moves it on
+        watcher.close()
+    finally:
+        control.stop()
+
+
+@pytest.mark.parametrize("command", ["run", "campaign"])
+def test_a_second_orchestrator_on_a_driven_stepped_lab_is_refused_before_anything_moves(
+    served, tmp_path, command
+) -> None:
+    port, clock_file, banner, _ = served
+    lab_file = tmp_path / "lab.toml"
+    lab_file.write_text('[lab]\nname = "served"\n' + "\n".join(
+        line for line in banner.splitlines() if not line.startswith("#")
+    ) + CELLS)  # fmt: skip
+    protocol = tmp_path / "charge.yaml"
+    protocol.write_text(PROTOCOL)
+    control = json.loads(clock_file.read_text())["control"]
+    first = ServedClock(control, lease="pid 4242 on the bench")  # what the first orchestrator holds
+    before = first.now()
+    data = tmp_path / "data"
+    args = (["run", str(protocol), "--lab", str(lab_file), "--no-tiled"] if command == "run"
+            else ["campaign", "run", "charge-end", "--lab", str(lab_file)])  # fmt: skip
+    result = runner.invoke(app, [*args, "--sim-clock", str(clock_file), "--data-dir", str(data)])
+    assert result.exit_code != 0
+    assert "driven by another orchestrator (pid 4242 on the bench)" in result.output
+    assert "Traceback" not in result.output
+    assert not data.exists()  # nothing written
+    assert first.request("NOW") == before  # and the lab did not move
+    first.close()
