@@ -131,6 +131,7 @@ class ServedLab:
                         continue  # not there yet
                     os.kill(child.pid, signal.SIGKILL)
                     child.wait()
+                    self._hosts_gone()
                     return "killed", {}
                 child.wait()
             finally:
@@ -143,6 +144,18 @@ class ServedLab:
         if child.returncode != 0 or not text.strip():
             raise RuntimeError(f"the orchestrator failed (exit {child.returncode}):\n{text[-3000:]}")
         return "finished", json.loads(text.strip().splitlines()[-1])
+
+    def _hosts_gone(self, guard_s: float = 120.0) -> None:
+        """Wait until every served instrument sees the killed host's connection closed. The
+        kernel closes a dead process's sockets, but on a loaded machine it may handle that a
+        moment after the process is reaped: output pushed meanwhile went to a dead socket, so
+        what was lost with the host varied with the load. Now the instruments run on only once
+        the host is gone from them, and keep their output for the next host, on every run."""
+        deadline = time.monotonic() + guard_s  # a guard against a hang, not a measurement
+        while any(server.live_hosts() for server in self.sim.servers.values()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the killed orchestrator's instrument connections never closed")
+            time.sleep(0.01)
 
     def run_alone(self, dead_s: float) -> None:
         """The instruments run on for ``dead_s`` with no host (the orchestrator is dead)."""
