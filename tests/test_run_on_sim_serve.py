@@ -40,6 +40,17 @@ steps:
 """
 
 
+def _lab_and_protocol(tmp_path, banner: str):
+    """A lab file of the banner's lines (and a cell on the served 2450), and the protocol."""
+    lab_file = tmp_path / "lab.toml"
+    lab_file.write_text('[lab]\nname = "served"\n' + "\n".join(
+        line for line in banner.splitlines() if not line.startswith("#")
+    ) + CELLS)  # fmt: skip
+    protocol = tmp_path / "charge.yaml"
+    protocol.write_text(PROTOCOL)
+    return lab_file, protocol
+
+
 @pytest.fixture
 def served(tmp_path_factory):
     """A `relaxlab sim serve --stepped` process: its simulated time moves only when the
@@ -80,12 +91,7 @@ def test_banner_prints_the_lab_file_lines_of_each_served_instrument(served) -> N
 @pytest.mark.parametrize("lab", ["banner", "simulated"])
 def test_run_drives_the_served_instrument_in_its_simulated_time(served, tmp_path, lab) -> None:
     port, clock_file, banner, _ = served
-    lab_file = tmp_path / "lab.toml"
-    lab_file.write_text('[lab]\nname = "served"\n' + "\n".join(
-        line for line in banner.splitlines() if not line.startswith("#")
-    ) + CELLS)  # fmt: skip
-    protocol = tmp_path / "charge.yaml"
-    protocol.write_text(PROTOCOL)
+    lab_file, protocol = _lab_and_protocol(tmp_path, banner)
     mover = ServedClock(json.loads(clock_file.read_text())["control"])
     served_start_s = mover.now()
     lab_arg = str(lab_file) if lab == "banner" else "simulated"  # "sim" resources map to the served ones
@@ -117,12 +123,7 @@ def test_run_drives_the_served_instrument_in_its_simulated_time(served, tmp_path
 
 def test_run_without_the_clock_on_a_served_lab_says_to_pass_it(served, tmp_path) -> None:
     port, clock_file, banner, _ = served
-    lab_file = tmp_path / "lab.toml"
-    lab_file.write_text('[lab]\nname = "served"\n' + "\n".join(
-        line for line in banner.splitlines() if not line.startswith("#")
-    ) + CELLS)  # fmt: skip
-    protocol = tmp_path / "charge.yaml"
-    protocol.write_text(PROTOCOL)
+    lab_file, protocol = _lab_and_protocol(tmp_path, banner)
     result = runner.invoke(app, ["run", str(protocol), "--lab", str(lab_file), "--no-tiled",
                                  "--data-dir", str(tmp_path / "data")])  # fmt: skip
     assert result.exit_code != 0
@@ -191,12 +192,7 @@ def test_a_second_orchestrator_on_a_driven_stepped_lab_is_refused_before_anythin
     served, tmp_path, command
 ) -> None:
     port, clock_file, banner, _ = served
-    lab_file = tmp_path / "lab.toml"
-    lab_file.write_text('[lab]\nname = "served"\n' + "\n".join(
-        line for line in banner.splitlines() if not line.startswith("#")
-    ) + CELLS)  # fmt: skip
-    protocol = tmp_path / "charge.yaml"
-    protocol.write_text(PROTOCOL)
+    lab_file, protocol = _lab_and_protocol(tmp_path, banner)
     control = json.loads(clock_file.read_text())["control"]
     first = ServedClock(control, lease="pid 4242 on the bench")  # what the first orchestrator holds
     before = first.now()
