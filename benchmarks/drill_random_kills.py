@@ -131,6 +131,7 @@ class ServedLab:
                         continue  # not there yet
                     os.kill(child.pid, signal.SIGKILL)
                     child.wait()
+                    self._hosts_gone()
                     return "killed", {}
                 child.wait()
             finally:
@@ -143,6 +144,18 @@ class ServedLab:
         if child.returncode != 0 or not text.strip():
             raise RuntimeError(f"the orchestrator failed (exit {child.returncode}):\n{text[-3000:]}")
         return "finished", json.loads(text.strip().splitlines()[-1])
+
+    def _hosts_gone(self, guard_s: float = 120.0) -> None:
+        """Wait until every served instrument sees the killed host's connection closed. The
+        kernel closes a dead process's sockets, but on a loaded machine it may handle that a
+        moment after the process is reaped: output pushed meanwhile went to a dead socket, so
+        what was lost with the host varied with the load. Now the instruments run on only once
+        the host is gone from them, and keep their output for the next host, on every run."""
+        deadline = time.monotonic() + guard_s  # a guard against a hang, not a measurement
+        while any(server.live_hosts() for server in self.sim.servers.values()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the killed orchestrator's instrument connections never closed")
+            time.sleep(0.01)
 
     def run_alone(self, dead_s: float) -> None:
         """The instruments run on for ``dead_s`` with no host (the orchestrator is dead)."""
@@ -350,6 +363,9 @@ def drill(folder: Path, campaigns: int, kills: int, seed: int, max_dead_s: float
                                    rng, kills, max_dead_s)  # fmt: skip
         out.kills += k
         out.cells += cells
+        print(f"campaign {number}: {len(k)} kills ({', '.join(sorted({p for x in k for p in x.phases.values()}))}), "
+              f"{sum(c.lost for c in cells)} lost, {sum(c.doubled for c in cells)} doubled, "
+              f"{sum(1 for c in cells if c.failed)} failed, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
     out.wall_s = time.perf_counter() - t0
     return out
 

@@ -171,6 +171,9 @@ def campaign_run(
                                                    f"(runs left open by a second Ctrl-C are closed by the resume, or by:  {recover})"])  # fmt: skip
     except (InstrumentError, ValueError, RunIsLive) as exc:
         _fail(str(exc))
+    finally:
+        if clock is not None and hasattr(clock, "close"):
+            clock.close()  # a `sim serve --stepped` lab's lease ends with the campaign
     table = result.table()
     csv = out / f"{campaign.name}-cells.csv"
     table.to_csv(csv, index=False)

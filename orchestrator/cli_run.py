@@ -222,6 +222,8 @@ def run(
                          *(f"its points are stored:  {_command('data', 'export', u[:8], *where)}" for u in started)]))  # fmt: skip
     finally:
         session.close()
+        if clock is not None and hasattr(clock, "close"):
+            clock.close()  # a `sim serve --stepped` lab's lease ends with the run
     _run_summary(proto.name, uid, start, frame, out, as_json)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterable
@@ -122,11 +123,16 @@ class ServedClock(SimClock):
     poll due then runs here. So a run on served instruments is as deterministic as in-process,
     however busy the machine. It starts at the served lab's present time (a resumed orchestrator
     meets instruments that ran on while it was away).
+
+    ``lease`` (what an orchestrator gives, naming itself): take the lab's lease first, so a second
+    orchestrator on the same lab is refused (ValueError naming the holder) before it touches an
+    instrument; the lease ends when this clock is closed or its process dies. Without it (a test,
+    the crash drill) the clock may watch, hold and - while no orchestrator leases the lab - move it.
     """
 
     served = True
 
-    def __init__(self, address: str, timeout_s: float = 600.0) -> None:
+    def __init__(self, address: str, timeout_s: float = 600.0, lease: str | None = None) -> None:
         host, _, port = address.rpartition(":")
         self.address = address
         try:
@@ -136,7 +142,15 @@ class ServedClock(SimClock):
                 f"cannot reach the clock of `relaxlab sim serve` at {address}: {exc} (is it running?)"
             ) from None
         self._reader = self._sock.makefile("rb")
-        super().__init__(self.request("NOW"))
+        try:
+            now = self.request(f"LEASE {lease}" if lease else "NOW")
+        except ConnectionError as exc:
+            self.close()
+            reason = str(exc).partition(" answered ")[2].strip("'\"").removeprefix("ERR ") or str(exc)
+            raise ValueError(
+                f"cannot drive the simulated lab of `relaxlab sim serve` at {address}: {reason}"
+            ) from None
+        super().__init__(now)
         self.add_listener(self._move_served)
 
     def request(self, line: str) -> float:
@@ -160,6 +174,12 @@ class ServedClock(SimClock):
     def close(self) -> None:
         self._reader.close()
         self._sock.close()
+
+    def __enter__(self) -> ServedClock:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def write_clock_file(
@@ -197,8 +217,8 @@ def read_clock_file(path: Path) -> ScaledClock | ServedClock:
     free-running clock, or (``--stepped``) a :class:`ServedClock` that drives the served one."""
     try:
         data = json.loads(Path(path).read_text())
-        if data.get("mode") == "stepped":
-            return ServedClock(str(data["control"]))
+        if data.get("mode") == "stepped":  # this process drives the lab: it takes its lease
+            return ServedClock(str(data["control"]), lease=f"pid {os.getpid()} on {socket.gethostname()}")
         return ScaledClock(float(data["speed"]), float(data["start_s"]), float(data["wall0_s"]))
     except FileNotFoundError:
         raise ValueError(f"no simulated-lab clock file {path}: is `relaxlab sim serve` running?") from None

@@ -20,6 +20,13 @@ on: the instruments then run on by that much, as hardware would while the host i
 ``WAIT_HELD <s>``  -> ``OK <now_s>`` once an ``ADVANCE`` waits at the hold, ``ERR`` after ``s``
                       wall seconds (a guard against a hang, not a measurement)
 ``RELEASE``        -> ``OK <now_s>``; the hold is lifted (advances of closed connections are dropped)
+``LEASE <who>``    -> ``OK <now_s>``: this connection drives the lab (an orchestrator, ``<who>`` says
+                      which) until it closes; ``ERR`` naming the holder while another live
+                      connection holds the lease. While the lab is leased an ``ADVANCE`` from any
+                      other connection is refused the same way: one orchestrator moves a stepped lab
+                      at a time, as one writer holds a data directory. A holder that has just died
+                      (killed, exited) is let go: both wait up to ``LEASE_GRACE_S`` wall seconds for
+                      its connection to close before refusing (a guard, not a measurement)
 
 Simulated time is seconds since the POSIX epoch, as everywhere in relaxlab.
 """
@@ -33,6 +40,10 @@ from collections.abc import Callable
 from typing import Any
 
 from simulators.server import LOOPBACK, _alive
+
+#: How long a lease request (or another connection's move) waits for a leasing connection that
+#: is closing to be gone before it is refused.
+LEASE_GRACE_S = 2.0
 
 #: Where a served stepped clock starts: 2026-01-01T00:00:00Z, as an orchestrator's simulated clock.
 EPOCH_S = 1767225600.0
@@ -68,21 +79,24 @@ class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         control = self.server.control
         holder = False
-        for raw in self.rfile:
-            words = raw.decode("ascii", errors="replace").split()
-            try:
-                reply = control.command(words, self.request, holder)
-            except (ValueError, IndexError) as exc:
-                reply = f"ERR {exc}"
-            if reply is None:
-                return  # the client went away while its move was held
-            if words and words[0].upper() == "HOLD":
-                holder = True
-            try:
-                self.wfile.write((reply + "\n").encode("ascii"))
-                self.wfile.flush()
-            except OSError:
-                return
+        try:
+            for raw in self.rfile:
+                words = raw.decode("ascii", errors="replace").split()
+                try:
+                    reply = control.command(words, self.request, holder)
+                except (ValueError, IndexError) as exc:
+                    reply = f"ERR {exc}"
+                if reply is None:
+                    return  # the client went away while its move was held
+                if words and words[0].upper() == "HOLD":
+                    holder = True
+                try:
+                    self.wfile.write((reply + "\n").encode("ascii"))
+                    self.wfile.flush()
+                except OSError:
+                    return
+        finally:
+            control.unlease(self.request)
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -107,6 +121,7 @@ class ClockControl:
         self._cond = threading.Condition()
         self._hold_s: float | None = None
         self._waiting = 0  # moves waiting at the hold
+        self._lessee: tuple[socket.socket, str] | None = None  # (connection, who) driving the lab
         self._server = _Server(port, self)
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -128,6 +143,33 @@ class ClockControl:
         self._server.shutdown()
         self._server.server_close()
 
+    def _leased_to_other(self, conn: socket.socket | None) -> str | None:
+        """Who holds the lease, if a live connection other than ``conn`` does (call under
+        ``_cond``); waits up to ``LEASE_GRACE_S`` for a holder whose connection is closing."""
+        for _ in range(int(LEASE_GRACE_S / 0.05)):
+            if self._lessee is None or self._lessee[0] is conn:
+                return None
+            if not _alive(self._lessee[0]):
+                self._lessee = None
+                return None
+            self._cond.wait(0.05)
+        return None if self._lessee is None or self._lessee[0] is conn else self._lessee[1]
+
+    def lease(self, who: str, conn: socket.socket) -> str:
+        with self._cond:
+            other = self._leased_to_other(conn)
+            if other is not None:
+                return _refusal(other)
+            self._lessee = (conn, who)
+        return f"OK {self.clock.now()!r}"
+
+    def unlease(self, conn: socket.socket) -> None:
+        """Let the lab go if ``conn`` (closing) holds it."""
+        with self._cond:
+            if self._lessee is not None and self._lessee[0] is conn:
+                self._lessee = None
+                self._cond.notify_all()
+
     def advance(self, when_s: float, conn: socket.socket | None = None, held: bool = True) -> float | None:
         """Move the clock to ``when_s``; None when ``conn`` closed while the move was held."""
         with self._cond:
@@ -145,8 +187,15 @@ class ClockControl:
         verb = words[0].upper() if words else ""
         if verb == "NOW":
             return f"OK {self.clock.now()!r}"
+        if verb == "LEASE":
+            return self.lease(" ".join(words[1:]) or "an unnamed client", conn)
         if verb == "ADVANCE":
-            now = self.advance(_seconds(words[1]), conn, held=not holder)
+            when_s = _seconds(words[1])
+            with self._cond:
+                other = self._leased_to_other(conn)
+            if other is not None:
+                return _refusal(other)
+            now = self.advance(when_s, conn, held=not holder)
             return None if now is None else f"OK {now!r}"
         if verb == "HOLD":
             with self._cond:
@@ -164,7 +213,14 @@ class ClockControl:
                 if not self._cond.wait_for(lambda: self._waiting > 0, timeout=_seconds(words[1])):
                     return "ERR nothing is held"
             return f"OK {self.clock.now()!r}"
-        return f"ERR unknown command {verb!r} (NOW, ADVANCE t, HOLD t, RELEASE, WAIT_HELD s)"
+        return f"ERR unknown command {verb!r} (NOW, ADVANCE t, HOLD t, RELEASE, WAIT_HELD s, LEASE who)"
+
+
+def _refusal(who: str) -> str:
+    return (
+        f"ERR this simulated lab is driven by another orchestrator ({who}): one orchestrator at a time "
+        "moves a stepped lab and its instruments; stop that one (or let it end) first"
+    )
 
 
 def _seconds(text: str) -> float:

@@ -203,6 +203,12 @@ class InstrumentServer:
                 except OSError:
                     server.connections.pop(conn, None)
 
+    def live_hosts(self) -> int:
+        """How many connected hosts are still there: a killed host's connections count until
+        its kernel has closed them, which on a loaded machine may be a moment after it died."""
+        with self._server.lock:
+            return sum(_alive(conn) for conn in self._server.connections)
+
     def start(self) -> InstrumentServer:
         self._thread.start()
         return self

@@ -40,6 +40,17 @@ steps:
 """
 
 
+def _lab_and_protocol(tmp_path, banner: str):
+    """A lab file of the banner's lines (and a cell on the served 2450), and the protocol."""
+    lab_file = tmp_path / "lab.toml"
+    lab_file.write_text('[lab]\nname = "served"\n' + "\n".join(
+        line for line in banner.splitlines() if not line.startswith("#")
+    ) + CELLS)  # fmt: skip
+    protocol = tmp_path / "charge.yaml"
+    protocol.write_text(PROTOCOL)
+    return lab_file, protocol
+
+
 @pytest.fixture
 def served(tmp_path_factory):
     """A `relaxlab sim serve --stepped` process: its simulated time moves only when the
@@ -80,12 +91,7 @@ def test_banner_prints_the_lab_file_lines_of_each_served_instrument(served) -> N
 @pytest.mark.parametrize("lab", ["banner", "simulated"])
 def test_run_drives_the_served_instrument_in_its_simulated_time(served, tmp_path, lab) -> None:
     port, clock_file, banner, _ = served
-    lab_file = tmp_path / "lab.toml"
-    lab_file.write_text('[lab]\nname = "served"\n' + "\n".join(
-        line for line in banner.splitlines() if not line.startswith("#")
-    ) + CELLS)  # fmt: skip
-    protocol = tmp_path / "charge.yaml"
-    protocol.write_text(PROTOCOL)
+    lab_file, protocol = _lab_and_protocol(tmp_path, banner)
     mover = ServedClock(json.loads(clock_file.read_text())["control"])
     served_start_s = mover.now()
     lab_arg = str(lab_file) if lab == "banner" else "simulated"  # "sim" resources map to the served ones
@@ -117,12 +123,7 @@ def test_run_drives_the_served_instrument_in_its_simulated_time(served, tmp_path
 
 def test_run_without_the_clock_on_a_served_lab_says_to_pass_it(served, tmp_path) -> None:
     port, clock_file, banner, _ = served
-    lab_file = tmp_path / "lab.toml"
-    lab_file.write_text('[lab]\nname = "served"\n' + "\n".join(
-        line for line in banner.splitlines() if not line.startswith("#")
-    ) + CELLS)  # fmt: skip
-    protocol = tmp_path / "charge.yaml"
-    protocol.write_text(PROTOCOL)
+    lab_file, protocol = _lab_and_protocol(tmp_path, banner)
     result = runner.invoke(app, ["run", str(protocol), "--lab", str(lab_file), "--no-tiled",
                                  "--data-dir", str(tmp_path / "data")])  # fmt: skip
     assert result.exit_code != 0
@@ -156,3 +157,52 @@ def test_a_stepped_served_clock_moves_only_when_told_never_back_and_holds_where_
         other.close()
     finally:
         control.stop()
+
+
+def test_one_orchestrator_at_a_time_drives_a_stepped_lab() -> None:
+    import threading
+
+    from simulators.clockserver import ClockControl, SteppedClock
+
+    clock = SteppedClock(1000.0)
+    control = ClockControl(clock, threading.RLock()).start()
+    try:
+        first = ServedClock(control.address, lease="pid 101 on bench")
+        with pytest.raises(ValueError, match=r"driven by another orchestrator \(pid 101 on bench\)"):
+            ServedClock(control.address, lease="pid 202 on bench")
+        watcher = ServedClock(control.address)  # no lease: may look, not move
+        with pytest.raises(ConnectionError, match=r"driven by another orchestrator \(pid 101 on bench\)"):
+            watcher.request("ADVANCE 2000")
+        first.set_time(1010.0)  # the lessee moves it
+        assert watcher.request("NOW") == 1010.0
+        first.close()  # its orchestrator ended (or died): the lab is free again
+        second = ServedClock(control.address, lease="pid 202 on bench")
+        assert second.now() == 1010.0
+        second.set_time(1020.0)
+        assert watcher.request("NOW") == 1020.0
+        second.close()
+        assert watcher.request("ADVANCE 1030") == 1030.0  # nobody leases it: the drill moves it on
+        watcher.close()
+    finally:
+        control.stop()
+
+
+@pytest.mark.parametrize("command", ["run", "campaign"])
+def test_a_second_orchestrator_on_a_driven_stepped_lab_is_refused_before_anything_moves(
+    served, tmp_path, command
+) -> None:
+    port, clock_file, banner, _ = served
+    lab_file, protocol = _lab_and_protocol(tmp_path, banner)
+    control = json.loads(clock_file.read_text())["control"]
+    first = ServedClock(control, lease="pid 4242 on the bench")  # what the first orchestrator holds
+    before = first.now()
+    data = tmp_path / "data"
+    args = (["run", str(protocol), "--lab", str(lab_file), "--no-tiled"] if command == "run"
+            else ["campaign", "run", "charge-end", "--lab", str(lab_file)])  # fmt: skip
+    result = runner.invoke(app, [*args, "--sim-clock", str(clock_file), "--data-dir", str(data)])
+    assert result.exit_code != 0
+    assert "driven by another orchestrator (pid 4242 on the bench)" in result.output
+    assert "Traceback" not in result.output
+    assert not data.exists()  # nothing written
+    assert first.request("NOW") == before  # and the lab did not move
+    first.close()
