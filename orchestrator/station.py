@@ -148,6 +148,19 @@ def check_redis(address: str) -> None:
         raise ConnectionError(f"Redis does not answer at {address}: {exc}") from exc
 
 
+def stop_process_group(process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    """Stop a server started in a session of its own (``start_new_session``): SIGTERM to its
+    process group, SIGKILL if it has not ended after ``timeout_s``. Nothing if it has ended."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 class Station:
     """A station's RE Manager as a child process (``with Station(config) as s:``)."""
 
@@ -179,13 +192,7 @@ class Station:
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        stop_process_group(self.process, timeout_s=30.0)
 
     def __enter__(self) -> Station:
         return self.start()

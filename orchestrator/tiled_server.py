@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.journal import journal_documents, journal_path, list_journal_runs, run_is_live
+from orchestrator.station import stop_process_group
 
 DEFAULT_ADMIN_DSN = "postgresql://127.0.0.1:5432/test"
 
@@ -159,14 +159,7 @@ class TiledServer:
         return self
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process_group(self.process, timeout_s=20.0)
 
     def __enter__(self) -> TiledServer:
         return self.start()
