@@ -12,7 +12,7 @@ Fits over recorded (non-isothermal) histories are in :mod:`analysis.kinetics_his
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -103,17 +103,8 @@ class KineticsFit:
         return remaining_fraction(duration_s, temperature_C, self.k413_per_s, self.ea_J_mol, self.beta, u0)
 
     def to_dict(self) -> dict[str, float]:
-        """Plain dictionary of the fit results."""
-        return {
-            "k413_per_s": self.k413_per_s,
-            "k413_stderr": self.k413_stderr,
-            "ea_J_mol": self.ea_J_mol,
-            "ea_stderr": self.ea_stderr,
-            "beta": self.beta,
-            "beta_stderr": self.beta_stderr,
-            "rms_residual": self.rms_residual,
-            "n": self.n,
-        }
+        """Plain dictionary of the fit results (every field but the covariance)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
 
 
 def fit_kinetics_arrays(
