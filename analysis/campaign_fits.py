@@ -3,7 +3,7 @@
 standard deviations with the runs behind each.
 
 :func:`fit_campaign` takes the campaign table (one row per cell, see
-:func:`analysis.campaign.campaign_table`) and one :class:`~analysis.kinetics.ThermalHistory`
+:func:`analysis.campaign.campaign_table`) and one :class:`~analysis.thermal_history.ThermalHistory`
 per cell, and returns plain data (JSON-ready); :func:`add_sections` draws its figures into a
 report page (Arrhenius plot, log-time kinetics, OCV vs Ni fraction per charge state).
 """
@@ -20,8 +20,10 @@ from scipy import stats
 from scipy.special import exp1
 
 from analysis.campaign import condition_columns
-from analysis.kinetics import R_J_MOL_K, T_REF_K, HistoryFit, ThermalHistory, fit_kinetics_histories
+from analysis.kinetics import R_J_MOL_K, T_REF_K
+from analysis.kinetics_histories import HistoryFit, fit_kinetics_histories
 from analysis.ocv import fit_ocv_line
+from analysis.thermal_history import ThermalHistory
 
 #: The charge state the paper's OCV extrapolation used (Fig. 6e-f: powder charged to 4.5 V).
 OCV_CHARGE_STATE = "4.5 V"

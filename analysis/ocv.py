@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -111,14 +111,7 @@ class LineFit:
 
     def to_dict(self) -> dict[str, float]:
         """Plain dictionary of the fit results."""
-        return {
-            "slope": self.slope,
-            "intercept": self.intercept,
-            "slope_stderr": self.slope_stderr,
-            "intercept_stderr": self.intercept_stderr,
-            "r_squared": self.r_squared,
-            "n": self.n,
-        }
+        return asdict(self)
 
 
 def fit_ocv_line(ni_fraction: np.ndarray, ocv_V: np.ndarray) -> LineFit:

@@ -298,47 +298,39 @@ class EmStat4Driver:
             raise ValueError(f"{self.name}: voltage_min_V must be below voltage_max_V")
         self.voltage_min_V, self.voltage_max_V = voltage_min_V, voltage_max_V
 
+    def _reply(self, command: str) -> str:
+        """Send the one-letter ``command``; its reply line without the echoed letter.
+
+        Raises
+        ------
+        InstrumentError
+            When the instrument answers with an error code.
+        """
+        self._discard_stale()
+        self.transport.write(command.encode() + b"\n")
+        while True:
+            line = self._next_line(command)
+            if line.startswith(command):
+                break
+        error = parse_error(line)
+        if error is not None:
+            raise InstrumentError(self.name, error.describe(), command)
+        return line[1:]
+
     def firmware_version(self) -> str:
         """``t``: the version lines joined by ``' '`` (the last one ends in ``*``)."""
-        self._discard_stale()
-        self.transport.write(b"t\n")
-        parts: list[str] = []
-        while True:
-            line = self._next_line("t")
-            if not parts:
-                if not line.startswith("t"):
-                    continue
-                error = parse_error(line)
-                if error is not None:
-                    raise InstrumentError(self.name, error.describe(), "t")
-                line = line[1:]
-            parts.append(line)
-            if line.endswith("*"):
-                return " ".join(parts)
+        parts = [self._reply("t")]
+        while not parts[-1].endswith("*"):
+            parts.append(self._next_line("t"))
+        return " ".join(parts)
 
     def serial_number(self) -> str:
         """``i``: the instrument's serial number."""
-        self._discard_stale()
-        self.transport.write(b"i\n")
-        while True:
-            line = self._next_line("i")
-            if line.startswith("i"):
-                error = parse_error(line)
-                if error is not None:
-                    raise InstrumentError(self.name, error.describe(), "i")
-                return line[1:]
+        return self._reply("i")
 
     def methodscript_version(self) -> str:
         """``v``: the MethodSCRIPT version the firmware implements."""
-        self._discard_stale()
-        self.transport.write(b"v\n")
-        while True:
-            line = self._next_line("v")
-            if line.startswith("v"):
-                error = parse_error(line)
-                if error is not None:
-                    raise InstrumentError(self.name, error.describe(), "v")
-                return line[1:]
+        return self._reply("v")
 
     def abort_script(self) -> bool:
         """``Z``; True if a script was running (its remaining output is discarded)."""

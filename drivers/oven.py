@@ -34,8 +34,8 @@ class _OvenSignalMixin:
         self._metadata["timestamp"] = self.parent._clock.now()  # type: ignore[attr-defined]
 
 
-class _DriverReadback(_OvenSignalMixin, SignalRO):
-    """Read-only signal whose value is read from the driver on every ``get``."""
+class _DriverValue(_OvenSignalMixin):
+    """A signal whose value is read from the driver on every ``get``."""
 
     def __init__(self, *, reader: Callable[[OvenDriver], float], **kwargs: Any) -> None:
         kwargs.setdefault("timestamp", 0.0)
@@ -49,26 +49,16 @@ class _DriverReadback(_OvenSignalMixin, SignalRO):
         return value
 
 
-class _DriverSetting(_OvenSignalMixin, Signal):
+class _DriverReadback(_DriverValue, SignalRO):
+    """Read-only signal read from the driver."""
+
+
+class _DriverSetting(_DriverValue, Signal):
     """Read/write signal backed by the driver (validated there; ``set`` completes at once)."""
 
-    def __init__(
-        self,
-        *,
-        reader: Callable[[OvenDriver], float],
-        writer: Callable[[OvenDriver, float], None],
-        **kwargs: Any,
-    ) -> None:
-        kwargs.setdefault("timestamp", 0.0)
+    def __init__(self, *, writer: Callable[[OvenDriver, float], None], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._reader = reader
         self._writer = writer
-
-    def get(self, **kwargs: Any) -> float:
-        value = self._reader(self.parent._driver)
-        self._readback = value
-        self._stamp()
-        return value
 
     def put(self, value: Any, **kwargs: Any) -> None:
         self._writer(self.parent._driver, float(value))

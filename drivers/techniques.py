@@ -30,6 +30,23 @@ def _positive(value: float | None, name: str, example: str) -> None:
         _check(math.isfinite(value) and value > 0, f"{name} must be > 0, got {value!r}", example)
 
 
+def _volts(value: float, name: str, example: str) -> None:
+    _check(math.isfinite(value) and 0.0 <= value <= 6.0, f"{name} must be within 0-6 V, got {value!r}", example)
+
+
+def _current(value: float, example: str) -> None:
+    _check(
+        math.isfinite(value) and value != 0,
+        f"current_mA_g must be finite and non-zero (positive = charge), got {value!r}",
+        example,
+    )
+
+
+def _any_cutoff(cutoffs: Cutoffs, names: tuple[str, ...], step: str, example: str) -> None:
+    given = any(getattr(cutoffs, name) is not None for name in names)
+    _check(given, f"{step} needs a cut-off: one of {', '.join(names)}", example)
+
+
 @dataclass(frozen=True)
 class Cutoffs:
     """Stop conditions; the first one met ends the step. ``None`` means not used.
@@ -48,11 +65,7 @@ class Cutoffs:
     def __post_init__(self) -> None:
         ex = "Cutoffs(voltage_V=4.8, capacity_mAh_g=300, duration_s=72000)"
         if self.voltage_V is not None:
-            _check(
-                math.isfinite(self.voltage_V) and 0.0 <= self.voltage_V <= 6.0,
-                f"voltage_V must be within 0-6 V, got {self.voltage_V!r}",
-                ex,
-            )
+            _volts(self.voltage_V, "voltage_V", ex)
         for name in ("capacity_mAh_g", "duration_s", "current_mA_g", "dvdt_V_s"):
             _positive(getattr(self, name), name, ex)
 
@@ -80,18 +93,8 @@ class ConstantCurrent:
 
     def __post_init__(self) -> None:
         ex = "ConstantCurrent(current_mA_g=20, cutoffs=Cutoffs(voltage_V=4.8))"
-        _check(
-            math.isfinite(self.current_mA_g) and self.current_mA_g != 0,
-            f"current_mA_g must be non-zero (positive = charge), got {self.current_mA_g!r}",
-            ex,
-        )
-        _check(
-            self.cutoffs.voltage_V is not None
-            or self.cutoffs.capacity_mAh_g is not None
-            or self.cutoffs.duration_s is not None,
-            "a constant-current step needs a voltage, capacity or time cut-off",
-            ex,
-        )
+        _current(self.current_mA_g, ex)
+        _any_cutoff(self.cutoffs, ("voltage_V", "capacity_mAh_g", "duration_s"), "a constant-current step", ex)
         _positive(self.record_interval_s, "record_interval_s", ex)
 
     @property
@@ -110,16 +113,8 @@ class ConstantVoltage:
 
     def __post_init__(self) -> None:
         ex = "ConstantVoltage(voltage_V=4.8, cutoffs=Cutoffs(current_mA_g=2, duration_s=7200))"
-        _check(
-            math.isfinite(self.voltage_V) and 0.0 <= self.voltage_V <= 6.0,
-            f"voltage_V must be 0-6 V, got {self.voltage_V}",
-            ex,
-        )
-        _check(
-            self.cutoffs.current_mA_g is not None or self.cutoffs.duration_s is not None,
-            "a voltage hold needs a current or time cut-off",
-            ex,
-        )
+        _volts(self.voltage_V, "voltage_V", ex)
+        _any_cutoff(self.cutoffs, ("current_mA_g", "duration_s"), "a voltage hold", ex)
         _positive(self.record_interval_s, "record_interval_s", ex)
 
 
@@ -158,8 +153,7 @@ class Sweep:
     def __post_init__(self) -> None:
         ex = "Sweep(start_V=3.0, vertex1_V=4.8, vertex2_V=1.5, scan_rate_mV_s=0.05, cycles=2)"
         for name in ("start_V", "vertex1_V", "vertex2_V"):
-            v = getattr(self, name)
-            _check(0.0 <= v <= 6.0, f"{name} must be 0-6 V, got {v}", ex)
+            _volts(getattr(self, name), name, ex)
         _positive(self.scan_rate_mV_s, "scan_rate_mV_s", ex)
         _check(self.cycles >= 1, f"cycles must be >= 1, got {self.cycles}", ex)
         _positive(self.record_interval_s, "record_interval_s", ex)
@@ -179,18 +173,10 @@ class GITT:
 
     def __post_init__(self) -> None:
         ex = "GITT(current_mA_g=20, pulse_s=1800, rest_s=28800, cutoff_voltage_V=4.8)"
-        _check(
-            math.isfinite(self.current_mA_g) and self.current_mA_g != 0,
-            f"current_mA_g must be finite and non-zero, got {self.current_mA_g!r}",
-            ex,
-        )
+        _current(self.current_mA_g, ex)
         _positive(self.pulse_s, "pulse_s", ex)
         _positive(self.rest_s, "rest_s", ex)
-        _check(
-            0.0 <= self.cutoff_voltage_V <= 6.0,
-            f"cutoff_voltage_V must be 0-6 V, got {self.cutoff_voltage_V}",
-            ex,
-        )
+        _volts(self.cutoff_voltage_V, "cutoff_voltage_V", ex)
         _check(self.max_pulses >= 1, "max_pulses must be >= 1", ex)
         _positive(self.record_interval_s, "record_interval_s", ex)
 

@@ -13,14 +13,13 @@ import pandas as pd
 from bluesky import RunEngine
 from event_model import RunRouter
 
-from drivers.clock import SIM_EPOCH_S, Clock, SimClock
-from orchestrator import doc_validation
+from drivers.clock import SIM_EPOCH_S, Clock
 from orchestrator.campaign_file import Campaign
 from orchestrator.estimate import campaign_estimator
 from orchestrator.interrupt import install as install_ctrl_c
 from orchestrator.progress import LinePrinter, Pace, StepTracker, as_mode, sim_text, wall_text
 from orchestrator.schedule import plan_campaign
-from orchestrator.simtime import SimulatedTime
+from orchestrator.simtime import run_engine
 from orchestrator.storage import (
     Journal,
     Spool,
@@ -176,13 +175,7 @@ class CampaignSession:
         resources: tuple[int, int] = (16, 1),
     ) -> CampaignSession:
         """``resources`` = (channels, ovens), for the schedule behind the progress ETA."""
-        doc_validation.install()
-        if isinstance(clock, SimClock):
-            simtime = SimulatedTime(clock)
-            RE = RunEngine({}, during_task=simtime)
-            simtime.install(RE)
-        else:
-            RE = RunEngine({})
+        RE, _ = run_engine(clock)
         install_ctrl_c(RE)  # Ctrl-C stops cleanly (cells to open circuit), twice aborts at once
         RE.subscribe(RunRouter([lambda name, doc: ([Journal(data_dir)], [])]))
         planned: dict[str, float] = {}

@@ -30,6 +30,9 @@ campaign_app = typer.Typer(
 app.add_typer(campaign_app, name="campaign")
 
 
+CampaignArg = Annotated[str, typer.Argument(help="Campaign file, or a built-in name (e.g. temperature-24h).")]
+
+
 def _load_campaign(name_or_path: str) -> Any:
     from orchestrator.campaign_file import CampaignError, load_campaign
     from orchestrator.catalog import campaign_names, missing_name_hint
@@ -43,9 +46,7 @@ def _load_campaign(name_or_path: str) -> Any:
 @campaign_app.command("plan")
 @_guarded
 def campaign_plan(
-    campaign_file: Annotated[
-        str, typer.Argument(help="Campaign file, or a built-in name (e.g. temperature-24h).")
-    ],
+    campaign_file: CampaignArg,
     channels: Annotated[
         int, typer.Option(help="Potentiostat channels available.", min=1, max=MAX_CHANNELS)
     ] = 16,
@@ -84,9 +85,7 @@ def campaign_plan(
 @campaign_app.command("run")
 @_guarded
 def campaign_run(
-    campaign_file: Annotated[
-        str, typer.Argument(help="Campaign file, or a built-in name (e.g. temperature-24h).")
-    ],
+    campaign_file: CampaignArg,
     channels: Annotated[
         int, typer.Option(help="Simulated potentiostat channels.", min=1, max=MAX_CHANNELS)
     ] = 16,

@@ -144,7 +144,7 @@ def _fits_text(fits: dict[str, Any]) -> str:
 def _histories(cells: list[tuple[dict[str, Any], Any]], ovens: dict[str, Any]) -> dict[str, Any]:
     """Each titration cell's temperature history: bench from the end of the powder's charge,
     its portion's oven log while in the oven (transfers recorded), bench until its discharge."""
-    from analysis.kinetics import history_from_record
+    from analysis.thermal_history import history_from_record
 
     out = {}
     for start, frame in cells:

@@ -28,16 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bluesky import RunEngine
-
 from drivers.clock import Clock, SimClock
 from drivers.operator import Operator, Timer
 from drivers.xrd import Diffractometer, ExportFolderWatcher
-from orchestrator import doc_validation
 from orchestrator.lab import CellConfig, Lab
 from orchestrator.schedule import split_phases
 from orchestrator.simlab import SimulatedCampaignLab
-from orchestrator.simtime import SimulatedTime
+from orchestrator.simtime import sim_run_engine
 from orchestrator.storage import Journal, Spool
 from orchestrator.xrd_analysis import pattern_watcher
 from protocols.campaign import Gate, Pool, portion_job
@@ -218,10 +215,7 @@ def run_on_simulated_lab(
         xrd = ScanJobs(clock, root / stamp, list(xrd_steps.values()), instrument)
         diffractometers = dict.fromkeys(xrd_steps, xrd)
 
-    simtime = SimulatedTime(clock)
-    doc_validation.install()
-    RE = RunEngine({}, during_task=simtime)
-    simtime.install(RE)
+    RE, simtime = sim_run_engine(clock)
     journal = Journal(data_dir, fsync=False)
     RE.subscribe(journal)
     if tiled:  # the embedded catalog is filled from the journal in the background (streams of arrays stay out)

@@ -41,9 +41,8 @@ from drivers.device import PotentiostatChannel
 from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
 from drivers.transport import InProcessTransport
 from drivers.xrd import Diffractometer
-from orchestrator import doc_validation
 from orchestrator.simlab import resolve_material  # a shipped name (x04, x05) or a file
-from orchestrator.simtime import SimulatedTime
+from orchestrator.simtime import SimulatedTime, sim_run_engine
 from orchestrator.storage import frame_from_documents
 from orchestrator.xrd_analysis import pattern_watcher
 from simulators.cell import Cell, Sample
@@ -248,10 +247,7 @@ def build_insitu_rig(
     (root / "insitu").mkdir(parents=True, exist_ok=True)
     (root / "exsitu").mkdir(parents=True, exist_ok=True)
     clock = SimClock()
-    simtime = SimulatedTime(clock)
-    doc_validation.install()
-    RE = RunEngine({}, during_task=simtime)
-    simtime.install(RE)
+    RE, simtime = sim_run_engine(clock)
 
     material_file = resolve_material(material) if material else None
     cell = Cell(Sample(load_material(material_file)), active_mass_g=active_mass_g, noise_seed=noise_seed)

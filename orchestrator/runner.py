@@ -10,18 +10,16 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
-from bluesky import RunEngine
 from event_model import DocumentRouter
 
 from drivers.clock import Clock, SimClock, WallClock
 from drivers.techniques import technique_from_dict
-from orchestrator import doc_validation
 from orchestrator.connect import ConnectedLab, connect_lab
 from orchestrator.interrupt import install as install_ctrl_c
 from orchestrator.lab import Lab
 from orchestrator.progress import LinePrinter, Pace, StepTracker, as_mode, sim_text, wall_text
 from orchestrator.schedule import estimate_step_s
-from orchestrator.simtime import SimulatedTime
+from orchestrator.simtime import run_engine
 from orchestrator.storage import Journal, Spool, TiledStore, default_data_dir, read_journal
 
 
@@ -129,14 +127,7 @@ class Session:
         self.clock: Clock = clock or (SimClock() if self.simulated else WallClock())
         self.data_dir = Path(data_dir or lab.lab.data_dir or default_data_dir())
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.simtime: SimulatedTime | None = None
-        doc_validation.install()  # event pages validated without the schema's no-op items
-        if isinstance(self.clock, SimClock):
-            self.simtime = SimulatedTime(self.clock)
-            self.RE = RunEngine({}, during_task=self.simtime)
-            self.simtime.install(self.RE)
-        else:
-            self.RE = RunEngine({})
+        self.RE, self.simtime = run_engine(self.clock)
         install_ctrl_c(self.RE)  # Ctrl-C stops cleanly (cells to open circuit), twice aborts at once
         self.journal = Journal(self.data_dir)
         self.RE.subscribe(self.journal)

@@ -28,7 +28,8 @@ from bluesky.run_engine import RunEngine
 from bluesky.utils import DuringTask, Msg
 from ophyd.status import Status
 
-from drivers.clock import ScaledClock, SimClock
+from drivers.clock import Clock, ScaledClock, SimClock
+from orchestrator import doc_validation
 
 
 class SimulatedTimeStall(RuntimeError):
@@ -104,6 +105,24 @@ class SimulatedTime(DuringTask):
         with self._cond:
             if self._generation == generation and not blocking_event.is_set():
                 self._cond.wait(timeout)
+
+
+def sim_run_engine(clock: SimClock) -> tuple[RunEngine, SimulatedTime]:
+    """A RunEngine in simulated time on ``clock``, and the :class:`SimulatedTime` that drives it."""
+    doc_validation.install()  # event pages validated without the schema's no-op items
+    simtime = SimulatedTime(clock)
+    RE = RunEngine({}, during_task=simtime)
+    simtime.install(RE)
+    return RE, simtime
+
+
+def run_engine(clock: Clock) -> tuple[RunEngine, SimulatedTime | None]:
+    """A RunEngine on ``clock``: in simulated time on a :class:`SimClock` (its
+    :class:`SimulatedTime` returned beside it), a plain one on any other clock."""
+    if isinstance(clock, SimClock):
+        return sim_run_engine(clock)
+    doc_validation.install()
+    return RunEngine({}), None
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 STARTUP_SCRIPT = Path(__file__).with_name("station_startup.py")
 
@@ -148,7 +148,43 @@ def check_redis(address: str) -> None:
         raise ConnectionError(f"Redis does not answer at {address}: {exc}") from exc
 
 
-class Station:
+class ServerProcess:
+    """A server run as a child process in a session of its own (``start_new_session``):
+    ``with server:`` starts it and stops it on the way out."""
+
+    process: subprocess.Popen[bytes] | None
+    #: Seconds from SIGTERM to the process group until SIGKILL.
+    stop_timeout_s = 30.0
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """SIGTERM to the process group, SIGKILL if it has not ended after ``stop_timeout_s``;
+        nothing if it has ended."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """Kill the whole process group at once (as a crash would)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Station(ServerProcess):
     """A station's RE Manager as a child process (``with Station(config) as s:``)."""
 
     def __init__(self, config: StationConfig, log: Path | None = None) -> None:
@@ -171,27 +207,6 @@ class Station:
     def api(self, timeout_s: float = 60.0) -> Any:
         """A bluesky-queueserver-api client of this station (zmq)."""
         return connect_station(self.config.control_address, self.config.info_address, timeout_s)
-
-    def kill(self) -> None:
-        """Kill the whole manager tree at once (as a crash would)."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def __enter__(self) -> Station:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def connect_station(control: str, info: str | None = None, timeout_s: float = 60.0) -> Any:

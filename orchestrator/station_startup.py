@@ -24,7 +24,6 @@ import os
 import typing
 from pathlib import Path
 
-from bluesky import RunEngine
 from bluesky import preprocessors as bpp
 from bluesky.protocols import Readable
 from bluesky_queueserver import parameter_annotation_decorator
@@ -34,10 +33,9 @@ from drivers.clock import SimClock, WallClock
 from drivers.device import PotentiostatChannel
 from drivers.operator import Operator, Timer
 from drivers.techniques import Rest, technique_from_dict
-from orchestrator import doc_validation
 from orchestrator.connect import connect_lab
 from orchestrator.lab import load_lab
-from orchestrator.simtime import SimulatedTime
+from orchestrator.simtime import run_engine
 from orchestrator.station import device_name
 from orchestrator.station_schedule import step_from_dict
 from orchestrator.storage import Journal, Spool, TiledStore, recover
@@ -71,13 +69,7 @@ if _TILED:
 # The RunEngine, in simulated time on a simulated lab. Cells run concurrently (campaign_cells):
 # one journal file per run (a RunRouter of Journals), as the one-process campaign does.
 _clock = SimClock() if _LAB.simulated else WallClock()
-doc_validation.install()
-if isinstance(_clock, SimClock):
-    _simtime = SimulatedTime(_clock)
-    RE = RunEngine({}, during_task=_simtime)
-    _simtime.install(RE)
-else:
-    RE = RunEngine({})
+RE, _simtime = run_engine(_clock)
 RE.subscribe(RunRouter([lambda name, doc: ([Journal(_DATA)], [])]))
 # Embedded catalog when no server is given; with a server, the journal first and the server
 # after (a server that is down at start-up is retried at every run).

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.journal import journal_documents, journal_path, list_journal_runs, run_is_live
+from orchestrator.station import ServerProcess
 
 DEFAULT_ADMIN_DSN = "postgresql://127.0.0.1:5432/test"
 
@@ -124,13 +124,15 @@ def wait_healthy(uri: str, timeout_s: float = 60.0, process: subprocess.Popen[by
     raise TiledUnavailable(f"no Tiled server answered at {uri} within {timeout_s:.0f} s ({last})")
 
 
-class TiledServer:
+class TiledServer(ServerProcess):
     """A ``tiled serve catalog`` child process on a PostgreSQL database.
 
     ``with TiledServer(dsn, directory) as server:`` starts it (``--init`` creates the catalog's
     tables the first time), waits for ``/healthz`` and stops it on exit. ``server.uri`` and
     ``server.api_key`` are what stations and clients need.
     """
+
+    stop_timeout_s = 20.0
 
     def __init__(
         self, dsn: str, data_dir: Path, api_key: str | None = None, port: int | None = None,
@@ -157,22 +159,6 @@ class TiledServer:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def __enter__(self) -> TiledServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def connect(uri: str, api_key: str | None = None) -> Any:

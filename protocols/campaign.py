@@ -26,7 +26,7 @@ from drivers.techniques import GITT as Gitt
 from drivers.techniques import ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
 from protocols.jobs import await_status, finish, start, wait_for
 from protocols.schema import Heat, Manual, Step, Xrd
-from protocols.stubs import STREAM, declare_points_stream
+from protocols.stubs import STREAM, declare_points_stream, stream_step
 
 MsgGen = Generator[Msg, Any, Any]
 TECHNIQUES = (ConstantCurrent, ConstantVoltage, Rest, Sweep, Gitt, Loop)
@@ -101,6 +101,27 @@ def _ended_by(exc: BaseException) -> tuple[str, str]:
     return "fail", str(exc)
 
 
+def job_page(channel: PotentiostatChannel, done: Status) -> MsgGen:
+    """Trigger the channel's next page and park only this job until it (or the step) is done.
+
+    Yields
+    ------
+    msg : Msg
+        'trigger', relaxlab_wait_for, 'wait'.
+
+    Returns
+    -------
+    bool
+        True: a page is ready to collect.
+    """
+    page, page_group = yield from start("trigger", channel)
+    yield from wait_for([page, done])
+    if not page.done:  # the step ended: its last page finishes at the same instant
+        yield from wait_for([page])
+    yield from finish(page_group)
+    return True
+
+
 def job_step(
     channel: PotentiostatChannel,
     technique: Any,
@@ -115,31 +136,10 @@ def job_step(
     Yields
     ------
     msg : Msg
-        prepare/kickoff, then per page 'trigger', relaxlab_wait_for, 'wait' and 'collect'.
+        The messages of :func:`protocols.stubs.stream_step`, waiting for each page with
+        :func:`job_page` (per page 'trigger', relaxlab_wait_for, 'wait' and 'collect').
     """
-    started = short_uid("start")
-    if resume is None:
-        yield Msg("prepare", channel, technique, group=started)
-    else:
-        yield Msg("prepare", channel, technique, resume=resume, group=started)
-    yield Msg("kickoff", channel, group=started)
-    yield Msg("wait", None, group=started)
-    if on_started is not None:
-        on_started()
-    done, done_group = yield from start("complete", channel)
-    while True:
-        page, page_group = yield from start("trigger", channel)
-        yield from wait_for([page, done])
-        if not page.done:  # the step ended: its last page finishes at the same instant
-            yield from wait_for([page])
-        yield from finish(page_group)
-        yield Msg("collect", channel, stream=False, return_payload=False, name=STREAM)
-        if done.done:
-            break
-    yield from finish(done_group)
-    if channel.fault is not None:
-        raise channel.fault
-    return channel.end_reason
+    return (yield from stream_step(channel, technique, STREAM, job_page, resume, on_started))
 
 
 def ask_operator(operator: Operator, job: str, step: Manual, **context: Any) -> MsgGen:

@@ -51,6 +51,45 @@ def hold_with_log(oven: Any, hold_s: float, log_interval_s: float) -> Plan:
         yield from bps.trigger_and_read([oven])
 
 
+def check_heating(hold_name: str, hold_s: float, log_interval_s: float, **temperatures_C: float) -> None:
+    """Refuse a heating step's bad values before anything moves.
+
+    Raises
+    ------
+    ValueError
+        Naming the first bad value: a non-finite temperature, a negative or non-finite hold
+        (``hold_name``), a non-positive log interval.
+    """
+    for label, value in temperatures_C.items():
+        if not math.isfinite(value):
+            raise ValueError(f"{label} must be finite, got {value}")
+    if not (math.isfinite(hold_s) and hold_s >= 0):
+        raise ValueError(f"{hold_name} must be >= 0, got {hold_s}")
+    if not (math.isfinite(log_interval_s) and log_interval_s > 0):
+        raise ValueError(f"log_interval_s must be > 0, got {log_interval_s}")
+
+
+def heat_hold_cool(
+    oven: Any, temperature_C: float, hold_s: float, cool_to_C: float, log_interval_s: float
+) -> Plan:
+    """Heat to ``temperature_C``, hold ``hold_s`` with a reading every ``log_interval_s``, cool.
+
+    The hold is timed from the moment the oven reported settled; the oven is read once when
+    settled at each temperature.
+
+    Yields
+    ------
+    Msg
+        ``set``/``wait`` for heating and cooling, each followed by ``trigger``/``read``, and the
+        messages of :func:`hold_with_log` in between.
+    """
+    yield from bps.mv(oven, temperature_C)
+    yield from bps.trigger_and_read([oven])
+    yield from hold_with_log(oven, hold_s, log_interval_s)
+    yield from bps.mv(oven, cool_to_C)
+    yield from bps.trigger_and_read([oven])
+
+
 def heated_relaxation(
     oven: Any,
     temperature_C: float,
@@ -98,13 +137,7 @@ def heated_relaxation(
         On a negative hold, a non-positive log interval or non-finite temperatures
         (raised when the plan is created, before anything moves).
     """
-    for label, value in (("temperature_C", temperature_C), ("cool_to_C", cool_to_C)):
-        if not math.isfinite(value):
-            raise ValueError(f"{label} must be finite, got {value}")
-    if not (math.isfinite(hold_s) and hold_s >= 0):
-        raise ValueError(f"hold_s must be >= 0, got {hold_s}")
-    if not (math.isfinite(log_interval_s) and log_interval_s > 0):
-        raise ValueError(f"log_interval_s must be > 0, got {log_interval_s}")
+    check_heating("hold_s", hold_s, log_interval_s, temperature_C=temperature_C, cool_to_C=cool_to_C)
     metadata: dict[str, Any] = {
         "plan_name": "heated_relaxation",
         "plan_args": {
@@ -123,11 +156,7 @@ def heated_relaxation(
 
     def inner() -> Plan:
         yield from bps.open_run(md=metadata)
-        yield from bps.mv(oven, temperature_C)
-        yield from bps.trigger_and_read([oven])
-        yield from hold_with_log(oven, hold_s, log_interval_s)
-        yield from bps.mv(oven, cool_to_C)
-        yield from bps.trigger_and_read([oven])
+        yield from heat_hold_cool(oven, temperature_C, hold_s, cool_to_C, log_interval_s)
         return (yield from bps.close_run())
 
     return bpp.finalize_wrapper(inner(), _safe_state(oven))

@@ -20,7 +20,6 @@ wall clock.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -31,10 +30,10 @@ from ophyd.status import Status
 
 from drivers.device import PotentiostatChannel
 from drivers.techniques import Loop, Technique
-from protocols.heating import hold_with_log
+from protocols.heating import check_heating, heat_hold_cool
 from protocols.jobs import any_of
-from protocols.plans import cell_metadata, open_circuit_decorator, technique_to_dict
-from protocols.stubs import STREAM, declare_points_stream
+from protocols.plans import run_protocol
+from protocols.stubs import STREAM, stream_step
 
 MsgGen = Generator[Msg, Any, Any]
 
@@ -152,8 +151,9 @@ def insitu_step(
     Yields
     ------
     msg : Msg
-        'prepare', 'kickoff', 'complete', then per wake-up a race 'trigger'/'wait' followed
-        by 'collect' (a page) and/or 'create'/'read'/'save' (a scan); a final 'wait'.
+        The messages of :func:`protocols.stubs.stream_step`, waking up per page or scan:
+        a race 'trigger'/'wait' followed by 'create'/'read'/'save' (a scan) and/or
+        'collect' (a page); a final 'wait'.
 
     Raises
     ------
@@ -167,11 +167,8 @@ def insitu_step(
     str
         Why the step ended.
     """
-    yield from bps.prepare(channel, technique, wait=True)
-    yield from bps.kickoff(channel, wait=True)
-    group = short_uid("step")
-    done = yield from bps.complete(channel, group=group, wait=False)
-    while True:
+
+    def page_or_scan(channel: PotentiostatChannel, done: Status) -> MsgGen:
         try:
             yield from wait_first(race)
         except Exception:
@@ -179,14 +176,9 @@ def insitu_step(
             raise
         if race.take(diffractometer) is not None:
             yield from read_scan(diffractometer, xrd_stream)
-        if race.take(channel) is not None:
-            yield from bps.collect(channel, name=stream)
-            if done.done:
-                break
-    yield from bps.wait(group=group)
-    if channel.fault is not None:
-        raise channel.fault
-    return channel.end_reason
+        return race.take(channel) is not None
+
+    return (yield from stream_step(channel, technique, stream, page_or_scan))
 
 
 def stop_watching(diffractometer: Any) -> MsgGen:
@@ -241,26 +233,19 @@ def insitu_xrd_protocol(
         'close_run', the open-circuit 'stop' of the channel and the 'stop' of the
         diffractometer.
     """
-    start_md = {
-        "plan_name": "insitu_xrd_protocol",
-        "steps": [technique_to_dict(s) for s in steps],
-        "step_types": [s.kind for s in steps],
-        "streams": [STREAM, XRD_STREAM],
-        **_xrd_metadata(diffractometer),
-        **cell_metadata(channel, md),
-    }
     race = FirstOf(channel, diffractometer, name=f"{channel.name}_or_{diffractometer.name}")
 
-    @open_circuit_decorator([channel])
-    @bpp.run_decorator(md=start_md)
-    def _inner() -> MsgGen:
-        yield from declare_points_stream(channel)
-        reasons = []
-        for step in steps:
-            reasons.append((yield from insitu_step(channel, diffractometer, race, step)))
-        return reasons
+    def step_plan(channel: PotentiostatChannel, step: Technique | Loop) -> MsgGen:
+        return insitu_step(channel, diffractometer, race, step)
 
-    return (yield from bpp.finalize_wrapper(_inner(), stop_watching(diffractometer)))
+    start_md = {
+        "plan_name": "insitu_xrd_protocol",
+        "streams": [STREAM, XRD_STREAM],
+        **_xrd_metadata(diffractometer),
+        **(md or {}),
+    }
+    plan = run_protocol(channel, steps, start_md, step_plan)
+    return (yield from bpp.finalize_wrapper(plan, stop_watching(diffractometer)))
 
 
 def operator_step(operator: Any, instruction: str) -> MsgGen:
@@ -290,16 +275,12 @@ def relax_out_of_electrolyte(
     Yields
     ------
     msg : Msg
-        'sleep', or 'set'/'wait' and the messages of :func:`protocols.heating.hold_with_log`.
+        'sleep', or the messages of :func:`protocols.heating.heat_hold_cool`.
     """
     if stage is None:
         yield from bps.sleep(relax_s)
-        return
-    yield from bps.mv(stage, temperature_C)
-    yield from bps.trigger_and_read([stage])
-    yield from hold_with_log(stage, relax_s, log_interval_s)
-    yield from bps.mv(stage, cool_to_C)
-    yield from bps.trigger_and_read([stage])
+    else:
+        yield from heat_hold_cool(stage, temperature_C, relax_s, cool_to_C, log_interval_s)
 
 
 def out_of_electrolyte_relaxation(
@@ -359,13 +340,10 @@ def out_of_electrolyte_relaxation(
     Raises
     ------
     ValueError
-        On a negative or non-finite ``relax_s``, a non-finite temperature or ``n_scans < 1``
-        (when the plan is created).
+        On a negative or non-finite ``relax_s``, a non-finite temperature, a non-positive
+        ``log_interval_s`` or ``n_scans < 1`` (when the plan is created).
     """
-    if not (math.isfinite(relax_s) and relax_s >= 0):
-        raise ValueError(f"relax_s must be >= 0, got {relax_s}")
-    if not (math.isfinite(temperature_C) and math.isfinite(cool_to_C)):
-        raise ValueError("temperature_C and cool_to_C must be finite")
+    check_heating("relax_s", relax_s, log_interval_s, temperature_C=temperature_C, cool_to_C=cool_to_C)
     if n_scans < 1:
         raise ValueError(f"n_scans must be >= 1, got {n_scans}")
     start_md: dict[str, Any] = {

@@ -8,7 +8,7 @@ aborted (:func:`open_circuit_wrapper` / :func:`open_circuit_decorator`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from bluesky import preprocessors as bpp
@@ -55,10 +55,14 @@ def cell_metadata(channel: PotentiostatChannel, cell_md: dict[str, Any] | None) 
     return md
 
 
+StepPlan = Callable[[PotentiostatChannel, Technique | Loop], MsgGen]
+
+
 def run_protocol(
     channel: PotentiostatChannel,
     steps: Sequence[Technique | Loop],
     md: dict[str, Any] | None = None,
+    step_plan: StepPlan = run_step,
 ) -> MsgGen:
     """Run a sequence of steps on one channel as one run.
 
@@ -70,6 +74,10 @@ def run_protocol(
         Technique value objects, run in order.
     md
         Extra start-document metadata (sample, cell, material, campaign ...).
+    step_plan
+        Runs one step, streaming its points, and returns why it ended: by default
+        :func:`protocols.stubs.run_step`; :func:`protocols.insitu.insitu_xrd_protocol` passes
+        one that also collects the diffractometer's scans.
 
     Yields
     ------
@@ -89,10 +97,23 @@ def run_protocol(
         yield from declare_points_stream(channel)
         reasons = []
         for step in steps:
-            reasons.append((yield from run_step(channel, step)))
+            reasons.append((yield from step_plan(channel, step)))
         return reasons
 
     return (yield from _inner())
+
+
+def one_step(
+    channel: PotentiostatChannel, step: Technique, plan_name: str, md: dict[str, Any] | None
+) -> MsgGen:
+    """One step as one run, named ``plan_name`` in its start document.
+
+    Yields
+    ------
+    msg : Msg
+        The messages of :func:`run_protocol`.
+    """
+    return (yield from run_protocol(channel, [step], {"plan_name": plan_name, **(md or {})}))
 
 
 def charge(
@@ -103,15 +124,10 @@ def charge(
     record_interval_s: float = 10.0,
     md: dict[str, Any] | None = None,
 ) -> MsgGen:
-    """Charge at a specific current to a voltage or a capacity (one run).
-
-    Yields
-    ------
-    msg : Msg
-        The messages of :func:`run_protocol`.
-    """
+    """Charge at a specific current to a voltage or a capacity: :func:`one_step` of a
+    positive constant current."""
     step = ConstantCurrent(abs(current_mA_g), Cutoffs(voltage_V, capacity_mAh_g), record_interval_s)
-    return (yield from run_protocol(channel, [step], {"plan_name": "charge", **(md or {})}))
+    return (yield from one_step(channel, step, "charge", md))
 
 
 def discharge(
@@ -121,15 +137,10 @@ def discharge(
     record_interval_s: float = 10.0,
     md: dict[str, Any] | None = None,
 ) -> MsgGen:
-    """Discharge at a specific current to a voltage (one run).
-
-    Yields
-    ------
-    msg : Msg
-        The messages of :func:`run_protocol`.
-    """
+    """Discharge at a specific current to a voltage: :func:`one_step` of a negative constant
+    current."""
     step = ConstantCurrent(-abs(current_mA_g), Cutoffs(voltage_V), record_interval_s)
-    return (yield from run_protocol(channel, [step], {"plan_name": "discharge", **(md or {})}))
+    return (yield from one_step(channel, step, "discharge", md))
 
 
 def rest(
@@ -138,39 +149,8 @@ def rest(
     record_interval_s: float = 60.0,
     md: dict[str, Any] | None = None,
 ) -> MsgGen:
-    """Open-circuit rest for a duration (one run).
-
-    Yields
-    ------
-    msg : Msg
-        The messages of :func:`run_protocol`.
-    """
-    step = Rest(duration_s, record_interval_s)
-    return (yield from run_protocol(channel, [step], {"plan_name": "rest", **(md or {})}))
-
-
-def relaxation_steps(
-    charge_current_mA_g: float = 20.0,
-    charge_voltage_V: float | None = 4.8,
-    charge_capacity_mAh_g: float | None = None,
-    rest_s: float = 86400.0,
-    discharge_current_mA_g: float = 20.0,
-    discharge_voltage_V: float = 1.85,
-    record_interval_s: float = 10.0,
-    rest_record_interval_s: float = 60.0,
-) -> list[Technique]:
-    """The paper's protocol as technique objects: charge, open-circuit rest, discharge."""
-    return [
-        ConstantCurrent(
-            abs(charge_current_mA_g),
-            Cutoffs(voltage_V=charge_voltage_V, capacity_mAh_g=charge_capacity_mAh_g),
-            record_interval_s,
-        ),
-        Rest(rest_s, rest_record_interval_s),
-        ConstantCurrent(
-            -abs(discharge_current_mA_g), Cutoffs(voltage_V=discharge_voltage_V), record_interval_s
-        ),
-    ]
+    """Open-circuit rest for a duration: :func:`one_step` of a :class:`~drivers.techniques.Rest`."""
+    return (yield from one_step(channel, Rest(duration_s, record_interval_s), "rest", md))
 
 
 def relaxation_protocol(
@@ -215,7 +195,17 @@ def relaxation_protocol(
         "record_interval_s": record_interval_s,
         "rest_record_interval_s": rest_record_interval_s,
     }
-    steps = relaxation_steps(**params)  # type: ignore[arg-type]
+    steps: list[Technique] = [
+        ConstantCurrent(
+            abs(charge_current_mA_g),
+            Cutoffs(voltage_V=charge_voltage_V, capacity_mAh_g=charge_capacity_mAh_g),
+            record_interval_s,
+        ),
+        Rest(rest_s, rest_record_interval_s),
+        ConstantCurrent(
+            -abs(discharge_current_mA_g), Cutoffs(voltage_V=discharge_voltage_V), record_interval_s
+        ),
+    ]
     full_md = {"plan_name": "relaxation_protocol", "protocol": params, **(md or {})}
     return (yield from run_protocol(channel, steps, full_md))
 
@@ -226,7 +216,6 @@ __all__ = [
     "open_circuit_decorator",
     "open_circuit_wrapper",
     "relaxation_protocol",
-    "relaxation_steps",
     "rest",
     "run_protocol",
 ]

@@ -6,12 +6,14 @@ into the open run as event pages while the step runs.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from bluesky import plan_stubs as bps
 from bluesky.utils import Msg, short_uid
+from ophyd.status import Status
 
+from drivers.base import StepProgress
 from drivers.device import PotentiostatChannel
 from drivers.techniques import ConstantCurrent, Cutoffs, Loop, Rest, Technique
 
@@ -32,8 +34,41 @@ def declare_points_stream(channel: PotentiostatChannel, stream: str = STREAM) ->
     yield from bps.declare_stream(channel, name=stream, collect=True)
 
 
-def run_step(channel: PotentiostatChannel, technique: Technique | Loop, stream: str = STREAM) -> MsgGen:
-    """Run one technique and stream its points into the open run, page by page.
+PageWait = Callable[[PotentiostatChannel, Status], MsgGen]
+
+
+def trigger_page(channel: PotentiostatChannel, done: Status) -> MsgGen:
+    """Trigger the channel's next page and wait for it (the default of :func:`stream_step`).
+
+    Yields
+    ------
+    msg : Msg
+        'trigger' of the channel, 'wait' on its group.
+
+    Returns
+    -------
+    bool
+        True: a page is ready to collect.
+    """
+    page = short_uid("page")
+    yield Msg("trigger", channel, group=page)
+    yield Msg("wait", None, group=page)
+    return True
+
+
+def stream_step(
+    channel: PotentiostatChannel,
+    technique: Technique | Loop,
+    stream: str = STREAM,
+    next_page: PageWait = trigger_page,
+    resume: StepProgress | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> MsgGen:
+    """The one loop that runs a step and streams its points into the open run, page by page.
+
+    Every plan that runs a technique composes this (:func:`run_step`,
+    :func:`protocols.campaign.job_step`, :func:`protocols.insitu.insitu_step`); they differ
+    only in how they wait for the next page (``next_page``).
 
     Parameters
     ----------
@@ -43,12 +78,20 @@ def run_step(channel: PotentiostatChannel, technique: Technique | Loop, stream: 
         Any :mod:`drivers.techniques` value object.
     stream
         The event stream the points go to (declared with :func:`declare_points_stream`).
+    next_page
+        ``next_page(channel, done)`` waits for the next page (``done`` is the step's
+        'complete' status) and returns True when the channel has a page to collect.
+    resume
+        How far the step got before: the channel re-attaches to it on the instrument
+        instead of starting it.
+    on_started
+        Called once the step runs (e.g. to persist where it started).
 
     Yields
     ------
     msg : Msg
-        'prepare', 'kickoff', 'wait', 'complete', then 'trigger'/'wait'/'collect' per page and
-        a final 'wait'.
+        'prepare', 'kickoff', 'wait', 'complete', then per wake-up the messages of
+        ``next_page`` and a 'collect' when a page is ready; a final 'wait'.
 
     Raises
     ------
@@ -63,25 +106,44 @@ def run_step(channel: PotentiostatChannel, technique: Technique | Loop, stream: 
     # Plain messages rather than plan_stubs calls: this loop runs once per page for weeks, and
     # every plan_stubs call records a traceback (bluesky's Plan wrapper).
     started = short_uid("start")
-    yield Msg("prepare", channel, technique, group=started)
+    resuming = {} if resume is None else {"resume": resume}
+    yield Msg("prepare", channel, technique, group=started, **resuming)
     yield Msg("kickoff", channel, group=started)
     yield Msg("wait", None, group=started)
+    if on_started is not None:
+        on_started()
     group = short_uid("step")
     done = yield Msg("complete", channel, group=group)
     while True:
-        page = short_uid("page")
-        yield Msg("trigger", channel, group=page)
-        yield Msg("wait", None, group=page)
-        yield Msg("collect", channel, stream=False, return_payload=False, name=stream)
-        if done.done:
-            break
+        if (yield from next_page(channel, done)):
+            yield Msg("collect", channel, stream=False, return_payload=False, name=stream)
+            if done.done:
+                break
     yield Msg("wait", None, group=group)
     if channel.fault is not None:
         raise channel.fault
     return channel.end_reason
 
 
-def charge_step(
+def run_step(channel: PotentiostatChannel, technique: Technique | Loop, stream: str = STREAM) -> MsgGen:
+    """Run one technique and stream its points into the open run, page by page:
+    :func:`stream_step` waiting for each page with :func:`trigger_page`.
+
+    Yields
+    ------
+    msg : Msg
+        'prepare', 'kickoff', 'wait', 'complete', then 'trigger'/'wait'/'collect' per page and
+        a final 'wait'.
+
+    Returns
+    -------
+    str
+        Why the step ended; the channel's ``fault`` is raised as :func:`stream_step` does.
+    """
+    return (yield from stream_step(channel, technique, stream))
+
+
+def constant_current_step(
     channel: PotentiostatChannel,
     current_mA_g: float,
     voltage_V: float | None = None,
@@ -89,38 +151,21 @@ def charge_step(
     duration_s: float | None = None,
     record_interval_s: float = 10.0,
 ) -> MsgGen:
-    """Constant-current charge to the first of a voltage, capacity or time cut-off.
+    """Constant specific current (positive charges) to the first of a voltage, capacity or time
+    cut-off.
 
     Yields
     ------
     msg : Msg
         The messages of :func:`run_step`.
+
+    Returns
+    -------
+    str
+        Why the step ended.
     """
-    technique = ConstantCurrent(
-        abs(current_mA_g), Cutoffs(voltage_V, capacity_mAh_g, duration_s), record_interval_s
-    )
-    return (yield from run_step(channel, technique))
-
-
-def discharge_step(
-    channel: PotentiostatChannel,
-    current_mA_g: float,
-    voltage_V: float | None = None,
-    capacity_mAh_g: float | None = None,
-    duration_s: float | None = None,
-    record_interval_s: float = 10.0,
-) -> MsgGen:
-    """Constant-current discharge (negative current) to the first cut-off.
-
-    Yields
-    ------
-    msg : Msg
-        The messages of :func:`run_step`.
-    """
-    technique = ConstantCurrent(
-        -abs(current_mA_g), Cutoffs(voltage_V, capacity_mAh_g, duration_s), record_interval_s
-    )
-    return (yield from run_step(channel, technique))
+    cutoffs = Cutoffs(voltage_V, capacity_mAh_g, duration_s)
+    return (yield from run_step(channel, ConstantCurrent(current_mA_g, cutoffs, record_interval_s)))
 
 
 def rest_step(

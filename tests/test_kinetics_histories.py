@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis.campaign_fits import fit_campaign
-from analysis.kinetics import ThermalHistory, fit_kinetics_histories, history_from_record
+from analysis.kinetics_histories import fit_kinetics_histories
+from analysis.thermal_history import ThermalHistory, history_from_record
 from simulators.lmct import advance_u, arrhenius_integral
 
 K413, EA, BETA = 3.61e-3, 65.8, 6.34
