@@ -21,7 +21,7 @@ pytest.importorskip("bluesky_queueserver")
 pytest.importorskip("bluesky_queueserver_api")
 redis = pytest.importorskip("redis")
 
-from tests.test_tiled_server import forget_station, serve_tiled, station_name  # noqa: E402
+from tests.test_tiled_server import forget_station, serve_tiled_for_stations, station_name  # noqa: E402
 
 # The titration portion, its cells charged first and every step bounded in time: on a lab file the
 # channels' (simulated) cells are whatever sits on them, not the heated powder.
@@ -69,11 +69,7 @@ def _lab(name: str, cells: list[str], oven: bool) -> str:
 
 @pytest.fixture(scope="module")
 def tiled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=3).ping()
-    except (redis.RedisError, OSError) as exc:
-        pytest.skip(f"Redis not reachable at 127.0.0.1:6379: {exc}")
-    yield from serve_tiled(tmp_path_factory)
+    yield from serve_tiled_for_stations(tmp_path_factory)
 
 
 def test_a_titration_across_two_stations_heats_on_one_and_builds_cells_on_both(

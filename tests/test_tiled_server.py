@@ -55,6 +55,17 @@ def serve_tiled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         drop_database(name)
 
 
+def serve_tiled_for_stations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """:func:`serve_tiled` for tests whose stations also need the shared Redis (skip without it)."""
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=3).ping()
+    except (redis.RedisError, OSError) as exc:
+        pytest.skip(f"Redis not reachable at 127.0.0.1:6379: {exc}")
+    yield from serve_tiled(tmp_path_factory)
+
+
 def station_name(kind: str) -> str:
     """A station name of its own for each test (its Redis prefix must not meet an earlier one)."""
     return f"{kind}-{secrets.token_hex(4)}"
