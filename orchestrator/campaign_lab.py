@@ -125,7 +125,20 @@ def run_on_lab(
             if on_step_done is not None:
                 on_step_done(cell_id, steps_done)
 
-        operator = Operator(clock, responder or ConsoleOperator())
+        responder = responder or ConsoleOperator()
+        charged_to = campaign.powder.charged_to if campaign.powder else None
+        if connected.simulation is not None and charged_to:
+            # the simulated operator builds each cell from its portion as the portion's run recorded it
+            from orchestrator.run_frames import read_oven_record
+            from orchestrator.sim_operator import SimulatedBuilder, channel_instruments
+
+            def portion_record(ctx: Any) -> Any:
+                uid = state["jobs"].get(ctx["portion"], {}).get("uid") or uids.get(ctx["portion"])
+                return read_oven_record(data_dir, uid)[1] if uid else None
+
+            responder = SimulatedBuilder(responder, connected.simulation,
+                                         channel_instruments(lab, connected.channels), portion_record)  # fmt: skip
+        operator = Operator(clock, responder)
         pool = Pool("channels", list(connected.channels.values()))
         ovens = Pool("ovens", list(connected.ovens.values()))
         timer = Timer(clock)
@@ -184,7 +197,8 @@ def run_on_lab(
                   "cell": cell.id, "sample": cell.portion or campaign.batch.id, "replicate": cell.replicate,
                   "condition": dict(cell.condition), "protocol": cell.protocol.name, "job_key": cell.id,
                   "lab": lab.lab.name, "spool": spool.session, "resumes": runs_before[-1], **restart}  # fmt: skip
-            jobs[cell.id] = cell_job(cell.id, cell_phase, pool, operator, gates.get(portion), md,
+            built_from = {"portion": cell.portion, "charged_to": charged_to} if cell.portion else None
+            jobs[cell.id] = cell_job(cell.id, cell_phase, pool, operator, gates.get(portion), md, built_from,
                                      done_steps=done_steps, on_step=step_done, reattach=reattach,
                                      on_step_started=step_started)  # fmt: skip
 

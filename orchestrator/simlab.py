@@ -24,7 +24,7 @@ from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
 from drivers.oven import Oven
 from drivers.transport import InProcessTransport
 from orchestrator.lab import Lab
-from orchestrator.units import parse_quantity
+from orchestrator.sim_operator import charge_powder
 from simulators.cell import Cell, CellVariation, Sample
 from simulators.eurotherm import SimulatedEurotherm
 from simulators.faults import FaultyEndpoint, parse_fault_spec
@@ -140,6 +140,27 @@ class SimulatedLab:
         self.cells[name] = cell
         return cell
 
+    def _simulator(self, name: str) -> Any:
+        instrument = self.instruments[name]
+        instrument = getattr(instrument, "endpoint", instrument)  # behind a FaultyEndpoint
+        if not hasattr(instrument, "cell"):
+            raise ValueError(f"instrument {name!r} holds no simulated cell")
+        return instrument
+
+    def cell_on(self, name: str) -> Cell:
+        """The simulated cell instrument ``name`` holds now."""
+        return self._simulator(name).cell  # type: ignore[no-any-return]
+
+    def mount_cell(self, name: str, cell: Cell) -> None:
+        """Put ``cell`` on instrument ``name`` (the simulated operator built it): the instrument
+        is brought up to now first, so the new cell is not advanced over time before it existed."""
+        with self.lock:
+            instrument = self._simulator(name)
+            instrument.receive(b"*OPC?\n")  # any command brings the simulation up to now
+            instrument.take_output()
+            instrument.cell = cell
+            self.cells[name] = cell
+
     def transport(self, name: str) -> InProcessTransport:
         return InProcessTransport(self.instruments[name], name=f"{name} (simulated)")
 
@@ -232,14 +253,7 @@ class SimulatedCampaignLab:
     def charge_powder(self, portions: list[str], charged_to: str, current_mA_g: float = 20.0) -> None:
         """Charge the powder (as a large cell at 20 mA/g), then split it into portions."""
         powder = Sample(self.material)
-        cell = Cell(powder, active_mass_g=0.1)
-        current_A = current_mA_g * 0.1 / 1000.0
-        text = str(charged_to)
-        if "mAh" in text:
-            cell.constant_current(current_A, 30 * 86400.0, v_upper_V=4.8,
-                                  capacity_limit_mAh_g=parse_quantity(text, "mAh/g"))  # fmt: skip
-        else:
-            cell.constant_current(current_A, 30 * 86400.0, v_upper_V=parse_quantity(text, "V"))
+        charge_powder(powder, charged_to, current_mA_g)
         for name in portions:
             self.portions[name] = powder.copy()
             self._bench_since[name] = self.clock.now()

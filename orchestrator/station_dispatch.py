@@ -307,6 +307,7 @@ class _Dispatch:
                 self.say(f"mount cell {a.cell} ({mass_mg:g} mg) on {station} channel {a.channel}")
             md = {"campaign": self.campaign.name, "batch": self.campaign.batch.id,
                   "material": self.campaign.batch.material, "cell": a.cell,
+                  "charged_to": self.campaign.powder.charged_to if self.campaign.powder else None,
                   "sample": cell.portion or self.campaign.batch.id, "portion": cell.portion,
                   "replicate": cell.replicate, "condition": dict(cell.condition),
                   "protocol": cell.protocol.name, "resumes": self.latest.get(a.cell) or self.cells[a.cell].get("run"),

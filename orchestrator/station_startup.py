@@ -37,8 +37,11 @@ from orchestrator.connect import connect_lab
 from orchestrator.lab import load_lab
 from orchestrator.simtime import run_engine
 from orchestrator.station import device_name
+from orchestrator.run_frames import read_oven_record
+from orchestrator.sim_operator import SimulatedBuilder, channel_instruments
 from orchestrator.station_schedule import step_from_dict
 from orchestrator.storage import Journal, Spool, TiledStore, recover
+from orchestrator.tiled_campaign import tiled_oven_record
 from orchestrator.tiled_server import RemoteTiled, sync_runs, unsynced_runs
 from protocols import plans as _plans
 from protocols.campaign import Gate, Pool, cell_job, portion_job
@@ -174,17 +177,39 @@ def campaign_cells(
     values = {str(c["cell"]): {"active_mass": float(c["active_mass_mg"]), **dict(c.get("recorded") or {})}
               for c in cells}  # fmt: skip
 
-    operator = Operator(_clock, _answers(values, "cell"), name=f"operator of {_NAME}")
+    responder = _answers(values, "cell")
+    if _connected.simulation is not None:  # the simulated operator builds each cell from its portion's record
+        responder = SimulatedBuilder(responder, _connected.simulation,
+                                     channel_instruments(_LAB, _connected.channels), _portion_record)  # fmt: skip
+    operator = Operator(_clock, responder, name=f"operator of {_NAME}")
     pool = Pool("channels", list(channels))
     jobs = {}
     for channel, cell in zip(channels, cells, strict=True):
         steps = [step_from_dict(dict(step)) for step in cell["steps"]]
         md = {**dict(cell.get("md") or {}), "job_key": str(cell["cell"]), "station": _NAME}
-        jobs[str(cell["cell"])] = cell_job(str(cell["cell"]), steps, pool, operator, None, md,
+        built_from = {k: md.get(k) for k in ("portion", "portion_run", "charged_to")} if md.get("portion") else None
+        jobs[str(cell["cell"])] = cell_job(str(cell["cell"]), steps, pool, operator, None, md, built_from,
                                            channel_name=channel.name)  # fmt: skip
     # A cell that fails is closed with its reason in its run's stop document; the others go
     # on, and the plan completes (a failed plan would go back to the front of the queue).
     yield from _station_md(run_jobs(jobs))
+
+
+def _portion_record(context):  # noqa: ANN001, ANN202 (a SimulatedBuilder record source)
+    """The oven log and transfers of the portion run a cell is built from: the station's own
+    journal when it heated the portion, else the shared Tiled server (where every station writes)."""
+    uid = context.get("portion_run")
+    if not uid:
+        return None
+    if (_DATA / "journal" / f"{uid}.jsonl").exists():
+        return read_oven_record(_DATA, uid)[1]
+    if not _TILED:
+        raise LookupError(f"portion run {uid} is neither in this station's journal nor on a Tiled server")
+    store = TiledStore(_DATA, _TILED)
+    try:
+        return tiled_oven_record(store.client, uid)
+    finally:
+        store.close()
 
 
 def _answers(values: typing.Dict[str, typing.Dict[str, float]], what: str):  # noqa: ANN202, UP006

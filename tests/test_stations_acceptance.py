@@ -6,14 +6,11 @@ Tiled/PostgreSQL, run both shipped titration series (``time-140C`` and ``tempera
 dispatched by ``relaxlab campaign run --stations``; bench-a is killed once its first cells
 are reading and restarted. Every cell finishes, every point a station read is in a run, the
 interrupted cells ran again naming their interrupted runs. The one-process run of the same
-campaigns on the same instruments is run and both results are printed, NOT compared: on a lab
-file the channels' simulated cells are whatever sits on them (not the heated powder: the
-portions' physics does not travel between stations' simulators), the shipped protocol
-discharges them from rest to 1.85 V (a few hundredths of a mAh/g), and a cell's result depends
-on what the cell before it left on its channel, which differs between the dispatcher's
-schedule order and the one process's first-free-channel order: the per-condition means
-differ by far more than their (zero) scatter. Equal results need the portions' state carried
-to the cells' simulators (not done). The always-run versions are
+campaigns on the same instruments (one RunEngine, 14 channels and the oven) gives the same
+discharge capacity per condition within the replicate scatter: on both, the simulated operator
+builds each cell from the charged powder as its portion's run recorded it (the oven log and
+transfers, read from the shared Tiled server by the cells' station; see
+:mod:`orchestrator.sim_operator`). The always-run versions are
 ``tests/test_station_titration.py`` and ``tests/test_station_campaign.py``.
 """
 
@@ -24,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.skipif(
@@ -138,10 +136,15 @@ def test_three_stations_run_both_titration_series_through_a_kill(
     one_wall_s = time.perf_counter() - wall1
     print(f"\nstations: {wall_s:.0f} s wall for both series (bench-a killed once); one process: {one_wall_s:.0f} s")
     key = ["temperature", "time"]
+    column = "discharge_capacity_mAh_g"
     for name in ("time-140C", "temperature-24h"):
-        for column in ("discharge_capacity_mAh_g",):
-            s_mean = tables[name].groupby(key)[column].mean()
-            o_mean = one[name].groupby(key)[column].mean()
-            scatter = one[name].groupby(key)[column].std().fillna(0.0)
-            # printed, not asserted: see the module text
-            print(name, column, "\n", s_mean.to_string(), "\n", o_mean.to_string(), "\n", scatter.to_string())
+        s_mean = tables[name].groupby(key)[column].mean()
+        o_mean = one[name].groupby(key)[column].mean()
+        scatter = one[name].groupby(key)[column].std().fillna(0.0)
+        shown = pd.DataFrame({"stations": s_mean, "one process": o_mean, "scatter (sd)": scatter})
+        print(f"{name}: {column}\n{shown.round(3).to_string()}")
+        # equal within the replicate scatter (no cell-to-cell variation on a lab file: 1 % then)
+        for cond in o_mean.index:
+            assert abs(s_mean[cond] - o_mean[cond]) <= max(2 * scatter[cond], 0.01 * o_mean[cond]), (name, cond)
+        # the portions' heating reached the cells: the heated conditions differ from the reference
+        assert o_mean.max() - o_mean.min() > 0.05 * o_mean.max(), (name, o_mean.to_dict())
