@@ -193,6 +193,10 @@ def monitor(
         ),
     ] = None,
     station: Annotated[str | None, typer.Option(help="Name of this station on the page.")] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(help="Follow a lab of stations: their live streams on this Redis (HOST:PORT), not a data folder."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Serve a live web page of the lab: every station, channel and cell with its step, live
@@ -218,10 +222,18 @@ def monitor(
             _fail(
                 f"cannot serve on {host}:{port}: {exc.strerror or exc} (another monitor? try --port {port + 1})"
             )
-    if not (folder / "journal").is_dir():
+    if redis:
+        from orchestrator.live_bus import redis_client
+
+        try:
+            redis_client(redis).ping()
+        except Exception as exc:
+            _fail(f"Redis not reached at {redis} ({type(exc).__name__}: {exc}): is it running?")
+    elif not (folder / "journal").is_dir():
         typer.echo(f"note: {folder} holds no runs yet; the page fills in as relaxlab writes there", err=True)
     url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
-    _print({"url": url, "data_dir": str(folder), "api_key": bool(key)}, as_json,
-           f"relaxlab monitor of {folder} on {url}" + ("?key=..." if key else "") + " (Ctrl-C stops it)")  # fmt: skip
+    what = f"the stations on Redis {redis}" if redis else str(folder)
+    _print({"url": url, "data_dir": str(folder), "api_key": bool(key), "redis": redis}, as_json,
+           f"relaxlab monitor of {what} on {url}" + ("?key=..." if key else "") + " (Ctrl-C stops it)")  # fmt: skip
     sys.stdout.flush()
-    serve(folder, host=host, port=port, api_key=key, campaign_files=files, station=station)
+    serve(folder, host=host, port=port, api_key=key, campaign_files=files, station=station, redis=redis)

@@ -110,6 +110,7 @@ class StationConfig:
             "RELAXLAB_STATION_NAME": self.name,
             "RELAXLAB_STATION_LAB": str(self.lab),
             "RELAXLAB_STATION_DATA": str(self.data_dir),
+            "RELAXLAB_STATION_REDIS": self.redis,  # the live stream of its documents (orchestrator.live_bus)
         }
         if self.tiled:
             env["RELAXLAB_STATION_TILED"] = self.tiled

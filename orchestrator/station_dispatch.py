@@ -248,7 +248,11 @@ class _Dispatch:
             api.wait_for_idle(timeout=600)
             status = api.status(reload=True)
         if status["manager_state"] == "idle" and status["worker_environment_exists"]:
-            api.queue_start()
+            try:
+                api.queue_start()
+            except Exception as exc:  # another dispatcher started the queue since the status was read
+                if "busy" not in str(exc) and "running" not in str(exc):
+                    raise
 
     def _queue_portions(self, station: str, names: list[str]) -> None:
         from bluesky_queueserver_api import BPlan

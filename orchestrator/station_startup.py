@@ -35,6 +35,7 @@ from drivers.operator import Operator, Timer
 from drivers.techniques import Rest, technique_from_dict
 from orchestrator.connect import connect_lab
 from orchestrator.lab import load_lab
+from orchestrator.live_bus import LivePublisher
 from orchestrator.simtime import run_engine
 from orchestrator.station import device_name
 from orchestrator.run_frames import read_oven_record
@@ -80,6 +81,11 @@ if _TILED:
     RE.subscribe(RemoteTiled(lambda: TiledStore(_DATA, _TILED), _DATA))
 else:
     RE.subscribe(TiledStore(_DATA))
+# Every document to the station's live stream on Redis too, for the lab's monitor (`relaxlab
+# monitor --redis`): the server takes points in batches, the page needs them within a second.
+if os.environ.get("RELAXLAB_STATION_REDIS"):
+    _live = LivePublisher(os.environ["RELAXLAB_STATION_REDIS"], _NAME, warn=lambda m: print(f"station {_NAME}: {m}"))
+    RE.subscribe(_live)
 _connected = connect_lab(_LAB, _clock, ovens=bool(_LAB.ovens))
 # Points are spooled the moment they are read (fsynced on the wall clock).
 _spool = Spool(_DATA, fsync=not _clock.simulated)

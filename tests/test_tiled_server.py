@@ -76,7 +76,7 @@ def forget_station(name: str) -> None:
     import redis
 
     client = redis.Redis(host="127.0.0.1", port=6379)
-    keys = list(client.scan_iter(match=f"relaxlab-{name}_*"))
+    keys = list(client.scan_iter(match=f"relaxlab-{name}_*")) + [f"relaxlab-live:{name}"]
     if keys:
         client.delete(*keys)
 

@@ -155,10 +155,18 @@ def serve(
     api_key: str | None = None,
     campaign_files: dict[str, Path] | None = None,
     station: str | None = None,
+    redis: str | None = None,
 ) -> None:
-    """Serve the monitor of ``data_dir`` with uvicorn until interrupted."""
+    """Serve the monitor of ``data_dir`` (or, with ``redis``, of the stations' live streams on
+    that Redis server: :class:`orchestrator.live_bus.LiveSource`) with uvicorn until interrupted."""
     import uvicorn
 
     check_binding(host, api_key)
-    app = create_app(LocalSource(Path(data_dir), station), api_key, campaign_files)
+    if redis:
+        from orchestrator.live_bus import LiveSource
+
+        source: Source = LiveSource(redis, station=station or "stations")
+    else:
+        source = LocalSource(Path(data_dir), station)
+    app = create_app(source, api_key, campaign_files)
     uvicorn.run(app, host=host, port=port, log_level="warning")
