@@ -13,6 +13,8 @@ Run by bluesky-queueserver's worker on every environment open, with the settings
   parameters annotated as ``Readable`` so the queueserver passes the device, not its name), and
   ``campaign_cells``: campaign cells at once, each on its channel and in its own run (what
   ``relaxlab campaign run --stations`` queues);
+* every document also to the station's live stream on Redis (``RELAXLAB_STATION_REDIS``,
+  :class:`~orchestrator.live_bus.LivePublisher`), for the lab's monitor;
 * on a station whose lab file has ovens (``driver = "eurotherm"``): one device per oven (named
   by :func:`~orchestrator.station.device_name`) and the plan ``campaign_portions``: heated
   powder portions, each its own run, sharing the station's ovens.
@@ -36,10 +38,10 @@ from drivers.techniques import Rest, technique_from_dict
 from orchestrator.connect import connect_lab
 from orchestrator.lab import load_lab
 from orchestrator.live_bus import LivePublisher
-from orchestrator.simtime import run_engine
-from orchestrator.station import device_name
 from orchestrator.run_frames import read_oven_record
 from orchestrator.sim_operator import SimulatedBuilder, channel_instruments
+from orchestrator.simtime import run_engine
+from orchestrator.station import device_name
 from orchestrator.station_schedule import step_from_dict
 from orchestrator.storage import Journal, Spool, TiledStore, recover
 from orchestrator.tiled_campaign import tiled_oven_record
