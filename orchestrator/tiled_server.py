@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import secrets
 import socket
 import subprocess
@@ -43,7 +44,25 @@ class TiledUnavailable(ConnectionError):
     """The Tiled server could not be reached or refused a request."""
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
+    """A free TCP port on 127.0.0.1, outside the usual ephemeral range (20000-32767): a port
+    written into a lab or stations file for a server that starts later must not be taken
+    meanwhile by an outgoing connection (which the kernel gives ephemeral ports)."""
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randint(20000, 32767)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
