@@ -119,8 +119,10 @@ class SimulatedBuilder:
 
     def __call__(self, request: Any, done: Callable[[dict[str, float]], None], failed: Callable[[str], None]) -> None:
         ctx = request.context
-        if ctx.get("action") != "build_cell" or not ctx.get("portion") or not ctx.get("charged_to"):
-            self.responder(request, done, failed)
+        channel = ctx.get("channel")
+        simulated = self.instruments.get(getattr(channel, "name", None)) in self.simulation.instruments
+        if ctx.get("action") != "build_cell" or not ctx.get("portion") or not ctx.get("charged_to") or not simulated:
+            self.responder(request, done, failed)  # a real channel's cell is built by a real operator
             return
 
         def built(values: dict[str, float]) -> None:
