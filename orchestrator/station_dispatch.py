@@ -247,6 +247,8 @@ class _Dispatch:
                     self.say(f"station {station}: environment not opened by the dispatcher ({exc})")
             api.wait_for_idle(timeout=600)
             status = api.status(reload=True)
+            if not status["worker_environment_exists"]:  # its startup script failed (a strike in the loop)
+                raise RuntimeError(f"station {station}: its environment did not open (its manager.log says why)")
         if status["manager_state"] == "idle" and status["worker_environment_exists"]:
             try:
                 api.queue_start()
