@@ -120,7 +120,7 @@ class SimulatedBuilder:
     def __call__(self, request: Any, done: Callable[[dict[str, float]], None], failed: Callable[[str], None]) -> None:
         ctx = request.context
         channel = ctx.get("channel")
-        simulated = self.instruments.get(getattr(channel, "name", None)) in self.simulation.instruments
+        simulated = self.instruments.get(str(getattr(channel, "name", ""))) in self.simulation.instruments
         if ctx.get("action") != "build_cell" or not ctx.get("portion") or not ctx.get("charged_to") or not simulated:
             self.responder(request, done, failed)  # a real channel's cell is built by a real operator
             return
