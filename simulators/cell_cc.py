@@ -10,7 +10,6 @@ is :meth:`ConstantCurrentCell.constant_current_sampled`, a whole curve with a po
 from __future__ import annotations
 
 import math
-from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -37,8 +36,26 @@ def _first_stop(v: Any, v_upper_V: float | None, v_lower_V: float | None, more: 
 
 
 def _lag(u: Any, e: float, y0: float) -> Any:
-    """``y[n] = e * y[n-1] + u[n]`` from ``y[-1] = y0`` (a first-order lag, sample by sample)."""
-    return np.array(list(accumulate(u.tolist(), lambda y, x: e * y + x, initial=y0))[1:])
+    """``y[n] = e * y[n-1] + u[n]`` from ``y[-1] = y0`` (a first-order lag), vectorised.
+
+    ``y[n] = e^(n+1) (y0 + sum_{j<=n} e^-(j+1) u[j])``, in blocks short enough that
+    ``e^-(j+1)`` stays far from overflow.
+    """
+    n = len(u)
+    y = np.empty(n)
+    if e <= 1e-200:  # the lag forgets everything within one step
+        y[:] = u
+        return y
+    span = max(1, int(600.0 / -math.log(e))) if e < 1.0 else n
+    start, carry = 0, y0
+    while start < n:
+        stop = min(n, start + span)
+        grow = np.power(e, -np.arange(1.0, stop - start + 1.0))
+        block = (carry + np.cumsum(u[start:stop] * grow)) / grow
+        y[start:stop] = block
+        carry = block[-1]
+        start = stop
+    return y
 
 
 class ConstantCurrentCell(CellCore):
