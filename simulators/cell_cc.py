@@ -46,11 +46,12 @@ def _lag(u: Any, e: float, y0: float) -> Any:
     if e <= 1e-200:  # the lag forgets everything within one step
         y[:] = u
         return y
-    span = max(1, int(600.0 / -math.log(e))) if e < 1.0 else n
+    rate = -math.log(e)
+    span = max(1, int(600.0 / rate)) if rate > 0.0 else n
     start, carry = 0, y0
     while start < n:
         stop = min(n, start + span)
-        grow = np.power(e, -np.arange(1.0, stop - start + 1.0))
+        grow = np.exp(rate * np.arange(1.0, stop - start + 1.0))
         block = (carry + np.cumsum(u[start:stop] * grow)) / grow
         y[start:stop] = block
         carry = block[-1]
