@@ -13,7 +13,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.signal import lfilter
 
 from simulators.cell_core import Advance, CellCore, SampledCurve
 from simulators.electrode import BranchSet, solve, solve_many
@@ -34,6 +33,30 @@ def _first_stop(v: Any, v_upper_V: float | None, v_lower_V: float | None, more: 
     if v_lower_V is not None:
         bad = bad | (v <= v_lower_V)
     return int(np.argmax(bad)) if bad.any() else len(v)
+
+
+def _lag(u: Any, e: float, y0: float) -> Any:
+    """``y[n] = e * y[n-1] + u[n]`` from ``y[-1] = y0`` (a first-order lag), vectorised.
+
+    ``y[n] = e^(n+1) (y0 + sum_{j<=n} e^-(j+1) u[j])``, in blocks short enough that
+    ``e^-(j+1)`` stays far from overflow.
+    """
+    n = len(u)
+    y = np.empty(n)
+    if e <= 1e-200:  # the lag forgets everything within one step
+        y[:] = u
+        return y
+    rate = -math.log(e)
+    span = max(1, int(600.0 / rate)) if rate > 0.0 else n
+    start, carry = 0, y0
+    while start < n:
+        stop = min(n, start + span)
+        grow = np.exp(rate * np.arange(1.0, stop - start + 1.0))
+        block = (carry + np.cumsum(u[start:stop] * grow)) / grow
+        y[start:stop] = block
+        carry = block[-1]
+        start = stop
+    return y
 
 
 class ConstantCurrentCell(CellCore):
@@ -312,8 +335,8 @@ class ConstantCurrentCell(CellCore):
         tb = (1.0 - a) * gap
         ua = (1.0 - cc) * ta[1:] - (e - cc) * ta[:-1]
         ub = (1.0 - cc) * tb[1:] - (e - cc) * tb[:-1]
-        g1 = lfilter([1.0], [1.0, -e], ua, zi=[e * self.g_fast_V])[0]
-        g2 = lfilter([1.0], [1.0, -e], ub, zi=[e * self.g_slow_V])[0]
+        g1 = _lag(ua, e, self.g_fast_V)
+        g2 = _lag(ub, e, self.g_slow_V)
         v = er + g1 + g2 + ir0
         return dq, h_ni, h_o, q_act, q_irr, psi, r, conv, g1, g2, v
 

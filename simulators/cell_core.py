@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, Self
 
 import numpy as np
-from scipy.optimize import brentq
 
 from simulators.electrode import BranchSet, solve
 from simulators.material import Material
@@ -381,6 +380,8 @@ class CellCore:
                     if tt > duration_s:
                         break
                     if slope(tt) <= 0.0:
+                        from scipy.optimize import brentq  # here: scipy.optimize is slow to import
+
                         t_end = brentq(slope, prev, tt, xtol=1e-9)
                         reason = "dvdt"
                         break

@@ -91,8 +91,12 @@ def _run_and_compare(tmp_path: Path, protocol: str, cycles: int) -> None:
     # the export tells charge from discharge and numbers the cycles
     assert set(frame["cycle"]) == set(range(1, cycles + 1))
     assert "loop" not in set(frame["step_type"])
+    # no point's current runs against its segment's direction (README, ``direction``); a voltage
+    # source holding the cell between its charge and discharge branches reads 0 A
     moving = frame[frame["direction"] != "rest"]
-    assert (np.sign(moving["current_A"]) == np.where(moving["direction"] == "charge", 1, -1)).all()
+    want = np.where(moving["direction"] == "charge", 1, -1)
+    assert (np.sign(moving["current_A"]) != -want).all()
+    assert (np.sign(moving["current_A"]) == want).mean() > 0.99
 
 
 @pytest.mark.parametrize(
