@@ -11,11 +11,11 @@ the other cells carry on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bluesky import plan_stubs as bps
-from bluesky.utils import Msg, RunEngineControlException, short_uid
+from bluesky.utils import MsgGenerator, RunEngineControlException
 from ophyd import Signal
 from ophyd.status import Status
 
@@ -24,11 +24,11 @@ from drivers.device import PotentiostatChannel
 from drivers.operator import Operator, OperatorRequest, Timer
 from drivers.techniques import GITT as Gitt
 from drivers.techniques import ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
+from protocols.heating import heat, preheat
 from protocols.jobs import await_status, finish, start, wait_for
 from protocols.schema import Heat, Manual, Step, Xrd
-from protocols.stubs import STREAM, declare_points_stream, stream_step
+from protocols.stubs import STREAM, declare_points_stream, log_reading, stream_step
 
-MsgGen = Generator[Msg, Any, Any]
 TECHNIQUES = (ConstantCurrent, ConstantVoltage, Rest, Sweep, Gitt, Loop)
 
 
@@ -40,7 +40,7 @@ class Pool:
         self.free = list(items)
         self._waiters: list[Status] = []
 
-    def acquire(self, name: str | None = None) -> MsgGen:
+    def acquire(self, name: str | None = None) -> MsgGenerator:
         """Wait (this job only) for a free item and take it.
 
         Parameters
@@ -101,7 +101,7 @@ def _ended_by(exc: BaseException) -> tuple[str, str]:
     return "fail", str(exc)
 
 
-def job_page(channel: PotentiostatChannel, done: Status) -> MsgGen:
+def job_page(channel: PotentiostatChannel, done: Status) -> MsgGenerator:
     """Trigger the channel's next page and park only this job until it (or the step) is done.
 
     Yields
@@ -127,7 +127,7 @@ def job_step(
     technique: Any,
     resume: StepProgress | None = None,
     on_started: Callable[[], None] | None = None,
-) -> MsgGen:
+) -> MsgGenerator:
     """One technique on a channel, streaming pages, parking only this job while it runs.
 
     With ``resume`` the step is re-attached on the instrument rather than started.
@@ -142,7 +142,7 @@ def job_step(
     return (yield from stream_step(channel, technique, STREAM, job_page, resume, on_started))
 
 
-def ask_operator(operator: Operator, job: str, step: Manual, **context: Any) -> MsgGen:
+def ask_operator(operator: Operator, job: str, step: Manual, **context: Any) -> MsgGenerator:
     """An operator step for one job; returns what the operator recorded.
 
     Yields
@@ -167,7 +167,7 @@ def portion_job(
     done_steps: int = 0,
     hold: tuple[Any, float] | None = None,
     on_progress: Callable[[str, dict[str, Any]], None] | None = None,
-) -> MsgGen:
+) -> MsgGenerator:
     """The powder-portion phase (operator steps, heating) as one run; opens ``gate`` at the end.
 
     A heated portion goes into a hot oven, as titrations are done: the oven is brought to the
@@ -205,7 +205,7 @@ def portion_job(
         if on_progress is not None:
             on_progress(portion, info)
 
-    def moved(to: str) -> MsgGen:
+    def moved(to: str) -> MsgGenerator:
         where.put(to, timestamp=timer.clock.now())
         yield from log_reading(where, "transfers")
 
@@ -245,13 +245,15 @@ def portion_job(
                     def holding(t: float, i: int = index, name: str = oven.name) -> None:
                         report(steps_done=i, oven=name, hold_started_s=t)
 
-                    def unload(name: str = oven.name) -> MsgGen:
+                    def unload(name: str = oven.name) -> MsgGenerator:
                         out = Manual(f"Take portion {portion} out of {name}")
                         yield from ask_operator(operator, portion, out, portion=portion,
                                                 action="unload_portion", oven=oven)  # fmt: skip
                         yield from moved("bench")
 
-                    yield from heat(oven, timer, step, since, holding, preheated=True, unload=unload)
+                    yield from heat(
+                        oven, step, timer, hold_started_s=since, on_hold=holding, preheated=True, unload=unload
+                    )
                     loaded = False
             else:
                 raise ValueError(f"portion {portion}: a {step.kind} step cannot run on a powder portion")
@@ -259,7 +261,7 @@ def portion_job(
         yield from bps.close_run()
     except Exception as exc:
         if oven is not None:
-            oven.stop()
+            yield from bps.stop(oven)  # its safe state
         yield from bps.close_run(*_ended_by(exc))
         gate.open(exc)
         raise
@@ -268,101 +270,6 @@ def portion_job(
             ovens.release(oven)
     gate.open()
     return recorded
-
-
-#: Seconds between oven readings while the temperature moves (ramp, settling, cool-down).
-RAMP_LOG_S = 30.0
-
-
-def logged_set(oven: Any, timer: Timer, temperature_C: float, every_s: float = RAMP_LOG_S) -> MsgGen:
-    """Set the oven and wait (this job only) until it has settled, reading it every ``every_s``.
-
-    Yields
-    ------
-    msg : Msg
-        'set' on the oven, then per reading a timer 'set', relaxlab_wait_for and the log's
-        'trigger'/'create'/'read'/'save'; the settled reading last.
-    """
-    yield from log_reading(oven)
-    settled, group = yield from start("set", oven, temperature_C)
-    while not settled.done:
-        tick, _ = yield from start("set", timer, every_s)
-        yield from wait_for([settled, tick])
-        yield from log_reading(oven)  # a reading at each tick, and one at the moment it settled
-    yield from finish(group)
-
-
-def preheat(oven: Any, timer: Timer, step: Heat) -> MsgGen:
-    """Bring the (empty) oven to the step's temperature at its ramp rate; logged.
-
-    Yields
-    ------
-    msg : Msg
-        See :func:`logged_set`.
-    """
-    if step.ramp_C_min is not None:
-        yield from await_status("set", oven.ramp_rate, step.ramp_C_min)
-    yield from logged_set(oven, timer, step.temperature_C)
-
-
-def heat(
-    oven: Any,
-    timer: Timer,
-    step: Heat,
-    hold_started_s: float | None = None,
-    on_hold: Callable[[float], None] | None = None,
-    preheated: bool = False,
-    unload: Callable[[], MsgGen] | None = None,
-) -> MsgGen:
-    """Ramp to temperature, hold with a temperature log, cool: parks only this job.
-
-    The temperature is logged all along: every :data:`RAMP_LOG_S` while it moves (ramp,
-    settling, cool-down), every ``step.log_interval_s`` during the hold. With ``preheated``
-    the oven is at temperature already (see :func:`preheat`); ``unload()`` (the operator
-    taking the sample out) runs at the end of the hold, before the cool-down.
-    ``hold_started_s`` resumes a hold that started then (the oven is asked for the temperature
-    again, which it already holds, and only the remaining time is waited). ``on_hold(t)`` is
-    called when the hold starts.
-
-    Yields
-    ------
-    msg : Msg
-        'set' (oven, timer), relaxlab_wait_for, 'wait', and the log's 'trigger'/'create'/'read'/'save'.
-    """
-    if not preheated or hold_started_s is not None:
-        if step.ramp_C_min is not None and hold_started_s is None:
-            yield from await_status("set", oven.ramp_rate, step.ramp_C_min)
-        yield from logged_set(oven, timer, step.temperature_C)
-    if hold_started_s is None:
-        hold_started_s = timer.clock.now()
-    if on_hold is not None:
-        on_hold(hold_started_s)
-    remaining = step.hold_s - (timer.clock.now() - hold_started_s)
-    while remaining > 1e-9:
-        chunk = min(step.log_interval_s, remaining)
-        yield from await_status("set", timer, chunk)
-        remaining -= chunk
-        yield from log_reading(oven)
-    if unload is not None:
-        yield from unload()
-    yield from logged_set(oven, timer, step.cool_to_C)
-
-
-def log_reading(device: Any, stream: str = "oven") -> MsgGen:
-    """One reading of ``device`` into ``stream`` (trigger_and_read as plain messages: it runs
-    every minute of every heating).
-
-    Yields
-    ------
-    msg : Msg
-        'trigger', 'wait', 'create', 'read', 'save'.
-    """
-    group = short_uid("log")
-    yield Msg("trigger", device, group=group)
-    yield Msg("wait", None, group=group)
-    yield Msg("create", None, name=stream)
-    yield Msg("read", device)
-    yield Msg("save")
 
 
 def cell_job(
@@ -378,7 +285,7 @@ def cell_job(
     reattach: tuple[PotentiostatChannel, StepProgress] | None = None,
     on_step_started: Callable[[str, int, PotentiostatChannel], None] | None = None,
     channel_name: str | None = None,
-) -> MsgGen:
+) -> MsgGenerator:
     """One cell's run: wait for its portion, take a channel, build the cell, run its steps.
 
     ``channel_name`` is the channel the campaign's schedule gave the cell: the job waits for
@@ -432,7 +339,7 @@ def cell_job(
                 )
                 result["recorded"].update(entered)
                 if "active_mass" in entered:  # mg, as weighed by the operator
-                    channel.active_mass_g.put(entered["active_mass"] / 1000.0)
+                    yield from await_status("set", channel.active_mass_g, entered["active_mass"] / 1000.0)
             elif isinstance(step, TECHNIQUES):
                 if not declared:  # after the operator steps, so the descriptor has the weighed mass
                     yield from declare_points_stream(channel)
@@ -454,7 +361,7 @@ def cell_job(
                 on_step(cell, index + 1, channel)
         yield from bps.close_run()
     except Exception as exc:
-        channel.stop()
+        yield from bps.stop(channel)  # open circuit
         yield from bps.close_run(*_ended_by(exc))
         raise
     finally:

@@ -9,46 +9,25 @@ replaces in simulated mode, so the plans never depend on the wall clock themselv
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Callable
 from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
-from bluesky.utils import Msg
+from bluesky.utils import MsgGenerator
 
-Plan = Generator[Msg, Any, Any]
+from drivers.operator import Timer
+from protocols.jobs import await_status, finish, start, wait_for
+from protocols.steps import Heat
+from protocols.stubs import log_reading
+
+#: Seconds between oven readings while the temperature moves (ramp, settling, cool-down).
+RAMP_LOG_S = 30.0
 
 
-def _safe_state(oven: Any) -> Plan:
+def _safe_state(oven: Any) -> MsgGenerator:
     """Put the oven in its safe state (``stop``)."""
     yield from bps.stop(oven)
-
-
-def hold_with_log(oven: Any, hold_s: float, log_interval_s: float) -> Plan:
-    """Hold for ``hold_s`` seconds, reading the oven every ``log_interval_s``.
-
-    Parameters
-    ----------
-    oven : ophyd device
-        Readable oven.
-    hold_s : float
-        Hold duration, seconds (>= 0).
-    log_interval_s : float
-        Seconds between readings (> 0); the last interval is shortened so that the hold
-        ends exactly at ``hold_s``.
-
-    Yields
-    ------
-    Msg
-        ``sleep`` messages and the messages of ``trigger_and_read``.
-    """
-    ticks = math.ceil(hold_s / log_interval_s - 1e-9) if hold_s > 0 else 0
-    previous = 0.0
-    for k in range(1, ticks + 1):
-        at = min(k * log_interval_s, hold_s)
-        yield from bps.sleep(at - previous)
-        previous = at
-        yield from bps.trigger_and_read([oven])
 
 
 def check_heating(hold_name: str, hold_s: float, log_interval_s: float, **temperatures_C: float) -> None:
@@ -69,25 +48,108 @@ def check_heating(hold_name: str, hold_s: float, log_interval_s: float, **temper
         raise ValueError(f"log_interval_s must be > 0, got {log_interval_s}")
 
 
-def heat_hold_cool(
-    oven: Any, temperature_C: float, hold_s: float, cool_to_C: float, log_interval_s: float
-) -> Plan:
-    """Heat to ``temperature_C``, hold ``hold_s`` with a reading every ``log_interval_s``, cool.
+def _wait_s(timer: Timer | None, seconds: float) -> MsgGenerator:
+    """Wait ``seconds``: with a timer only this job waits, without one the whole plan sleeps."""
+    if timer is None:
+        yield from bps.sleep(seconds)
+    else:
+        yield from await_status("set", timer, seconds)
 
-    The hold is timed from the moment the oven reported settled; the oven is read once when
-    settled at each temperature.
+
+def logged_set(
+    oven: Any, timer: Timer | None, temperature_C: float, every_s: float = RAMP_LOG_S, stream: str = "oven"
+) -> MsgGenerator:
+    """Set the oven and wait until it has settled, then read it.
+
+    With a ``timer`` only this job waits, and the oven is also read before the set and every
+    ``every_s`` while the temperature moves; without one the plan waits for the set (``mv``).
 
     Yields
     ------
-    Msg
-        ``set``/``wait`` for heating and cooling, each followed by ``trigger``/``read``, and the
-        messages of :func:`hold_with_log` in between.
+    msg : Msg
+        'set' on the oven, a wait for it (per reading a timer 'set' and relaxlab_wait_for with a
+        timer, a 'wait' without), and the log's 'trigger'/'create'/'read'/'save'; the settled
+        reading last.
     """
-    yield from bps.mv(oven, temperature_C)
-    yield from bps.trigger_and_read([oven])
-    yield from hold_with_log(oven, hold_s, log_interval_s)
-    yield from bps.mv(oven, cool_to_C)
-    yield from bps.trigger_and_read([oven])
+    if timer is None:
+        yield from bps.mv(oven, temperature_C)
+        yield from log_reading(oven, stream)
+        return
+    yield from log_reading(oven, stream)
+    settled, group = yield from start("set", oven, temperature_C)
+    while not settled.done:
+        tick, _ = yield from start("set", timer, every_s)
+        yield from wait_for([settled, tick])
+        yield from log_reading(oven, stream)  # a reading at each tick, and one at the moment it settled
+    yield from finish(group)
+
+
+def preheat(oven: Any, timer: Timer | None, step: Heat, stream: str = "oven") -> MsgGenerator:
+    """Bring the (empty) oven to the step's temperature at its ramp rate; logged.
+
+    Yields
+    ------
+    msg : Msg
+        See :func:`logged_set`.
+    """
+    if step.ramp_C_min is not None:
+        if timer is None:
+            yield from bps.mv(oven.ramp_rate, step.ramp_C_min)
+        else:
+            yield from await_status("set", oven.ramp_rate, step.ramp_C_min)
+    yield from logged_set(oven, timer, step.temperature_C, stream=stream)
+
+
+def heat(
+    oven: Any,
+    step: Heat,
+    timer: Timer | None = None,
+    *,
+    stream: str = "oven",
+    hold_started_s: float | None = None,
+    on_hold: Callable[[float], None] | None = None,
+    preheated: bool = False,
+    unload: Callable[[], MsgGenerator] | None = None,
+) -> MsgGenerator:
+    """Ramp to temperature, hold with a temperature log, cool: relaxlab's one heating path.
+
+    The oven is read into ``stream`` once settled at each temperature and every
+    ``step.log_interval_s`` during the hold (the last interval shortened so that the hold
+    ends on time); the hold is timed from the moment the oven reported settled.
+
+    With a ``timer`` (a campaign job, see :mod:`protocols.jobs`) only this job waits, and the
+    temperature is also logged every :data:`RAMP_LOG_S` while it moves; with ``preheated`` the
+    oven is at temperature already (see :func:`preheat`); ``unload()`` (the operator taking
+    the sample out) runs at the end of the hold, before the cool-down. ``hold_started_s``
+    resumes a hold that started then (the oven is asked for the temperature again, which it
+    already holds, and only the remaining time is waited). ``on_hold(t)`` is called when the
+    hold starts. Without a timer the plan itself waits (``mv`` and ``sleep``).
+
+    Yields
+    ------
+    msg : Msg
+        'set'/'wait' (oven, timer), relaxlab_wait_for or 'sleep', and the log's
+        'trigger'/'create'/'read'/'save'.
+    """
+    if not preheated or hold_started_s is not None:
+        if hold_started_s is None:
+            yield from preheat(oven, timer, step, stream)
+        else:
+            yield from logged_set(oven, timer, step.temperature_C, stream=stream)
+    now = timer.clock.now() if timer is not None else 0.0
+    if hold_started_s is None:
+        hold_started_s = now
+    if on_hold is not None:
+        on_hold(hold_started_s)
+    remaining = step.hold_s - (now - hold_started_s)
+    while remaining > 1e-9:
+        chunk = min(step.log_interval_s, remaining)
+        yield from _wait_s(timer, chunk)
+        remaining -= chunk
+        yield from log_reading(oven, stream)
+    if unload is not None:
+        yield from unload()
+    yield from logged_set(oven, timer, step.cool_to_C, stream=stream)
 
 
 def heated_relaxation(
@@ -98,7 +160,7 @@ def heated_relaxation(
     log_interval_s: float = 60.0,
     *,
     md: dict[str, Any] | None = None,
-) -> Plan:
+) -> MsgGenerator:
     """Heat a sample to a temperature, hold it there, cool it down: one run.
 
     The oven is set to ``temperature_C`` and the plan waits until it has settled (the
@@ -154,9 +216,10 @@ def heated_relaxation(
     }
     metadata.update(md or {})
 
-    def inner() -> Plan:
+    def inner() -> MsgGenerator:
         yield from bps.open_run(md=metadata)
-        yield from heat_hold_cool(oven, temperature_C, hold_s, cool_to_C, log_interval_s)
+        step = Heat(temperature_C, hold_s, cool_to_C=cool_to_C, log_interval_s=log_interval_s)
+        yield from heat(oven, step, stream="primary")
         return (yield from bps.close_run())
 
     return bpp.finalize_wrapper(inner(), _safe_state(oven))

@@ -20,22 +20,21 @@ wall clock.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
-from bluesky.utils import FailedStatus, Msg, short_uid
+from bluesky.utils import FailedStatus, Msg, MsgGenerator, short_uid
 from ophyd.status import Status
 
 from drivers.device import PotentiostatChannel
 from drivers.techniques import Loop, Technique
-from protocols.heating import check_heating, heat_hold_cool
+from protocols.heating import check_heating, heat
 from protocols.jobs import any_of
 from protocols.plans import run_protocol
+from protocols.steps import Heat
 from protocols.stubs import STREAM, stream_step
-
-MsgGen = Generator[Msg, Any, Any]
 
 #: Name of the event stream that carries one event per diffraction scan.
 XRD_STREAM = "xrd"
@@ -90,7 +89,7 @@ class FirstOf:
         return self._outstanding[self.devices.index(device)] is not None
 
 
-def wait_first(race: FirstOf) -> MsgGen:
+def wait_first(race: FirstOf) -> MsgGenerator:
     """Trigger ``race`` and wait until the first of its devices' triggers is done.
 
     Yields
@@ -113,7 +112,7 @@ def wait_first(race: FirstOf) -> MsgGen:
         raise (failed.__cause__ or failed) from None
 
 
-def read_scan(diffractometer: Any, stream: str = XRD_STREAM) -> MsgGen:
+def read_scan(diffractometer: Any, stream: str = XRD_STREAM) -> MsgGenerator:
     """Save the diffractometer's present readings (the last finished scan) as one event.
 
     Yields
@@ -133,7 +132,7 @@ def insitu_step(
     technique: Technique | Loop,
     stream: str = STREAM,
     xrd_stream: str = XRD_STREAM,
-) -> MsgGen:
+) -> MsgGenerator:
     """Run one technique; collect its pages and every scan that finishes meanwhile.
 
     Parameters
@@ -168,7 +167,7 @@ def insitu_step(
         Why the step ended.
     """
 
-    def page_or_scan(channel: PotentiostatChannel, done: Status) -> MsgGen:
+    def page_or_scan(channel: PotentiostatChannel, done: Status) -> MsgGenerator:
         try:
             yield from wait_first(race)
         except Exception:
@@ -181,7 +180,7 @@ def insitu_step(
     return (yield from stream_step(channel, technique, stream, page_or_scan))
 
 
-def stop_watching(diffractometer: Any) -> MsgGen:
+def stop_watching(diffractometer: Any) -> MsgGenerator:
     """Stop waiting for scans (the diffractometer's own job is not touched).
 
     Yields
@@ -205,7 +204,7 @@ def insitu_xrd_protocol(
     diffractometer: Any,
     steps: Sequence[Technique | Loop],
     md: dict[str, Any] | None = None,
-) -> MsgGen:
+) -> MsgGenerator:
     """Electrochemical steps with in-situ XRD running throughout: one run, two streams.
 
     The points go to ``"primary"`` page by page; each scan that finishes while the steps run
@@ -235,7 +234,7 @@ def insitu_xrd_protocol(
     """
     race = FirstOf(channel, diffractometer, name=f"{channel.name}_or_{diffractometer.name}")
 
-    def step_plan(channel: PotentiostatChannel, step: Technique | Loop) -> MsgGen:
+    def step_plan(channel: PotentiostatChannel, step: Technique | Loop) -> MsgGenerator:
         return insitu_step(channel, diffractometer, race, step)
 
     start_md = {
@@ -248,7 +247,7 @@ def insitu_xrd_protocol(
     return (yield from bpp.finalize_wrapper(plan, stop_watching(diffractometer)))
 
 
-def operator_step(operator: Any, instruction: str) -> MsgGen:
+def operator_step(operator: Any, instruction: str) -> MsgGenerator:
     """Ask the operator to do ``instruction`` and wait until they report it done.
 
     Yields
@@ -265,7 +264,7 @@ def relax_out_of_electrolyte(
     stage: Any | None = None,
     cool_to_C: float = 25.0,
     log_interval_s: float = 600.0,
-) -> MsgGen:
+) -> MsgGenerator:
     """Wait ``relax_s`` while the recovered electrode relaxes.
 
     With a ``stage`` (an oven or a hot plate: movable, readable, settling ``set``), it is set
@@ -275,12 +274,13 @@ def relax_out_of_electrolyte(
     Yields
     ------
     msg : Msg
-        'sleep', or the messages of :func:`protocols.heating.heat_hold_cool`.
+        'sleep', or the messages of :func:`protocols.heating.heat` (readings in the primary stream).
     """
     if stage is None:
         yield from bps.sleep(relax_s)
     else:
-        yield from heat_hold_cool(stage, temperature_C, relax_s, cool_to_C, log_interval_s)
+        step = Heat(temperature_C, relax_s, cool_to_C=cool_to_C, log_interval_s=log_interval_s)
+        yield from heat(stage, step, stream="primary")
 
 
 def out_of_electrolyte_relaxation(
@@ -295,7 +295,7 @@ def out_of_electrolyte_relaxation(
     n_scans: int = 1,
     log_interval_s: float = 600.0,
     md: dict[str, Any] | None = None,
-) -> MsgGen:
+) -> MsgGenerator:
     """Relaxation of a recovered (charged) electrode, then XRD: one run.
 
     After a charge (a previous run), the operator recovers the electrode from the cell,
@@ -359,7 +359,7 @@ def out_of_electrolyte_relaxation(
     }
     start_md.update(md or {})
 
-    def _inner() -> MsgGen:
+    def _inner() -> MsgGenerator:
         yield from bps.open_run(md=start_md)
         for instruction in handling:
             yield from operator_step(operator, instruction)
@@ -369,7 +369,7 @@ def out_of_electrolyte_relaxation(
             yield from bps.trigger_and_read([diffractometer], name=XRD_STREAM)
         return (yield from bps.close_run())
 
-    def _cleanup() -> MsgGen:
+    def _cleanup() -> MsgGenerator:
         yield from stop_watching(diffractometer)
         if stage is not None:
             yield from bps.stop(stage)

@@ -12,17 +12,16 @@ A job that raises does not stop the others: its exception is returned in the res
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from bluesky.utils import Msg, RunEngineControlException, short_uid
+from bluesky.utils import Msg, MsgGenerator, RunEngineControlException, short_uid
 from ophyd.status import Status
 
-MsgGen = Generator[Msg, Any, Any]
 WAIT_FOR = "relaxlab_wait_for"
 
 
-def wait_for(statuses: Iterable[Any]) -> MsgGen:
+def wait_for(statuses: Iterable[Any]) -> MsgGenerator:
     """Park this job until any of ``statuses`` is done (a no-op when one already is).
 
     Yields
@@ -33,7 +32,7 @@ def wait_for(statuses: Iterable[Any]) -> MsgGen:
     yield Msg(WAIT_FOR, None, tuple(statuses))
 
 
-def start(command: str, obj: Any, *args: Any, **kwargs: Any) -> MsgGen:
+def start(command: str, obj: Any, *args: Any, **kwargs: Any) -> MsgGenerator:
     """Send a status-returning message (set, trigger, kickoff, complete) without waiting.
 
     Yields
@@ -51,7 +50,7 @@ def start(command: str, obj: Any, *args: Any, **kwargs: Any) -> MsgGen:
     return status, group
 
 
-def finish(group: str) -> MsgGen:
+def finish(group: str) -> MsgGenerator:
     """Wait for a group whose status is done (immediate; raises if it failed).
 
     Yields
@@ -62,7 +61,7 @@ def finish(group: str) -> MsgGen:
     yield Msg("wait", None, group=group)
 
 
-def await_status(command: str, obj: Any, *args: Any, **kwargs: Any) -> MsgGen:
+def await_status(command: str, obj: Any, *args: Any, **kwargs: Any) -> MsgGenerator:
     """:func:`start`, park until done, :func:`finish`: a blocking step that blocks only this job.
 
     Yields
@@ -121,7 +120,7 @@ class _AnyOf:
         return any_of(self._statuses, obj=self)
 
 
-def _unwind(jobs: list[tuple[str, MsgGen]], exc: BaseException) -> MsgGen:
+def _unwind(jobs: list[tuple[str, MsgGenerator]], exc: BaseException) -> MsgGenerator:
     """Throw an abort into each job in turn and pass on its clean-up messages (cells to open
     circuit, ovens safe) until it ends; parking is a no-op while unwinding."""
     for key, gen in jobs:
@@ -141,7 +140,9 @@ def _unwind(jobs: list[tuple[str, MsgGen]], exc: BaseException) -> MsgGen:
             continue
 
 
-def run_jobs(jobs: Mapping[str, MsgGen], on_done: Callable[[str, Any], None] | None = None) -> MsgGen:
+def run_jobs(
+    jobs: Mapping[str, MsgGenerator], on_done: Callable[[str, Any], None] | None = None
+) -> MsgGenerator:
     """Run jobs concurrently; returns ``{key: return value or the exception it raised}``.
 
     ``on_done(key, result)`` is called as each job ends (e.g. to persist progress).
@@ -152,10 +153,10 @@ def run_jobs(jobs: Mapping[str, MsgGen], on_done: Callable[[str, Any], None] | N
         The jobs' messages (each tagged with its job key as run key) and, when every job is
         parked, a 'trigger' + 'wait' on an any-of status.
     """
-    runnable: dict[str, tuple[MsgGen, Any, BaseException | None]] = {
+    runnable: dict[str, tuple[MsgGenerator, Any, BaseException | None]] = {
         key: (gen, None, None) for key, gen in jobs.items()
     }
-    parked: dict[str, tuple[MsgGen, tuple[Any, ...]]] = {}
+    parked: dict[str, tuple[MsgGenerator, tuple[Any, ...]]] = {}
     results: dict[str, Any] = {}
     while runnable or parked:
         for key in list(runnable):

@@ -12,7 +12,7 @@ steps on one cell, reusing the campaign and in-situ pieces rather than a paralle
   ``active_mass`` becomes the channel's active mass;
 * ``heat`` with the cell on its channel: the operator puts the cell into the oven, the oven
   ramps, holds with its temperature log (``"oven"`` stream) and cools
-  (:func:`protocols.campaign.heat`), and the operator takes the cell out.
+  (:func:`protocols.heating.heat`), and the operator takes the cell out.
 
 The cell is at open circuit, the oven off and the diffractometer no longer watched on any exit.
 """
@@ -24,21 +24,20 @@ from typing import Any
 
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
-from bluesky.utils import Msg
+from bluesky.utils import Msg, MsgGenerator
 
 from drivers.device import PotentiostatChannel
 from drivers.operator import Operator, Timer
-from protocols.campaign import TECHNIQUES, ask_operator, heat, job_step
+from protocols.campaign import TECHNIQUES, ask_operator, job_step
+from protocols.heating import heat
 from protocols.insitu import XRD_STREAM, FirstOf, insitu_step, read_scan, stop_watching
 from protocols.jobs import await_status
 from protocols.plans import cell_metadata, technique_to_dict
 from protocols.schema import Heat, Manual, Step, Xrd
 from protocols.stubs import declare_points_stream
 
-MsgGen = Any  # a bluesky message generator (bluesky.utils.MsgGenerator)
 
-
-def _xrd_scans(diffractometer: Any, n_scans: int) -> MsgGen:
+def _xrd_scans(diffractometer: Any, n_scans: int) -> MsgGenerator:
     """Read the next ``n_scans`` finished scans into the ``"xrd"`` stream."""
     for _ in range(n_scans):
         yield from await_status("trigger", diffractometer)
@@ -57,7 +56,7 @@ def cell_protocol_job(
     diffractometers: Mapping[int, Any] | None = None,
     md: dict[str, Any] | None = None,
     operator_context: dict[str, Any] | None = None,
-) -> MsgGen:
+) -> MsgGenerator:
     """Run ``steps`` (a protocol's steps, techniques and heat/xrd/manual steps) on one cell.
 
     Parameters
@@ -109,7 +108,7 @@ def cell_protocol_job(
     }
     result: dict[str, Any] = {"end_reasons": [], "recorded": {}}
 
-    def _inner() -> MsgGen:
+    def _inner() -> MsgGenerator:
         yield from bps.open_run(md=start_md)
         try:
             yield from _steps()
@@ -119,7 +118,7 @@ def cell_protocol_job(
         yield from bps.close_run()
         return result
 
-    def _steps() -> MsgGen:
+    def _steps() -> MsgGenerator:
         yield from declare_points_stream(channel)
         during: tuple[Any, FirstOf] | None = None  # an xrd job running through the next step
         for index, step in enumerate(steps):
@@ -145,13 +144,13 @@ def cell_protocol_job(
                 assert oven is not None  # checked when the plan was created
                 into = Manual(f"Put cell {cell} (on its channel, at open circuit) into {oven.name}")
                 yield from ask_operator(operator, cell, into, action="load_cell", oven=oven)
-                yield from heat(oven, timer, step)
+                yield from heat(oven, step, timer)
                 out = Manual(f"Take cell {cell} out of {oven.name}")
                 yield from ask_operator(operator, cell, out, action="unload_cell", oven=oven)
         if during is not None:
             yield from stop_watching(during[0])
 
-    def _safe() -> MsgGen:
+    def _safe() -> MsgGenerator:
         yield Msg("stop", channel)
         if oven is not None:
             yield Msg("stop", oven)

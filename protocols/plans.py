@@ -8,20 +8,18 @@ aborted (:func:`open_circuit_wrapper` / :func:`open_circuit_decorator`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bluesky import preprocessors as bpp
-from bluesky.utils import Msg, make_decorator
+from bluesky.utils import Msg, MsgGenerator, make_decorator
 
 from drivers.device import PotentiostatChannel
 from drivers.techniques import ConstantCurrent, Cutoffs, Loop, Rest, Technique
 from protocols.stubs import declare_points_stream, run_step
 
-MsgGen = Generator[Msg, Any, Any]
 
-
-def open_circuit_wrapper(plan: MsgGen, channels: Sequence[PotentiostatChannel]) -> MsgGen:
+def open_circuit_wrapper(plan: MsgGenerator, channels: Sequence[PotentiostatChannel]) -> MsgGenerator:
     """Run ``plan``; whatever happens, put every channel at open circuit afterwards.
 
     Yields
@@ -30,7 +28,7 @@ def open_circuit_wrapper(plan: MsgGen, channels: Sequence[PotentiostatChannel]) 
         The plan's messages, then a 'stop' per channel.
     """
 
-    def _open_circuit() -> MsgGen:
+    def _open_circuit() -> MsgGenerator:
         for channel in channels:
             yield Msg("stop", channel)
 
@@ -55,7 +53,7 @@ def cell_metadata(channel: PotentiostatChannel, cell_md: dict[str, Any] | None) 
     return md
 
 
-StepPlan = Callable[[PotentiostatChannel, Technique | Loop], MsgGen]
+StepPlan = Callable[[PotentiostatChannel, Technique | Loop], MsgGenerator]
 
 
 def run_protocol(
@@ -63,7 +61,7 @@ def run_protocol(
     steps: Sequence[Technique | Loop],
     md: dict[str, Any] | None = None,
     step_plan: StepPlan = run_step,
-) -> MsgGen:
+) -> MsgGenerator:
     """Run a sequence of steps on one channel as one run.
 
     Parameters
@@ -93,7 +91,7 @@ def run_protocol(
 
     @open_circuit_decorator([channel])
     @bpp.run_decorator(md=start_md)
-    def _inner() -> MsgGen:
+    def _inner() -> MsgGenerator:
         yield from declare_points_stream(channel)
         reasons = []
         for step in steps:
@@ -105,7 +103,7 @@ def run_protocol(
 
 def one_step(
     channel: PotentiostatChannel, step: Technique, plan_name: str, md: dict[str, Any] | None
-) -> MsgGen:
+) -> MsgGenerator:
     """One step as one run, named ``plan_name`` in its start document.
 
     Yields
@@ -123,7 +121,7 @@ def charge(
     capacity_mAh_g: float | None = None,
     record_interval_s: float = 10.0,
     md: dict[str, Any] | None = None,
-) -> MsgGen:
+) -> MsgGenerator:
     """Charge at a specific current to a voltage or a capacity: :func:`one_step` of a
     positive constant current."""
     step = ConstantCurrent(abs(current_mA_g), Cutoffs(voltage_V, capacity_mAh_g), record_interval_s)
@@ -136,7 +134,7 @@ def discharge(
     voltage_V: float = 1.85,
     record_interval_s: float = 10.0,
     md: dict[str, Any] | None = None,
-) -> MsgGen:
+) -> MsgGenerator:
     """Discharge at a specific current to a voltage: :func:`one_step` of a negative constant
     current."""
     step = ConstantCurrent(-abs(current_mA_g), Cutoffs(voltage_V), record_interval_s)
@@ -148,7 +146,7 @@ def rest(
     duration_s: float,
     record_interval_s: float = 60.0,
     md: dict[str, Any] | None = None,
-) -> MsgGen:
+) -> MsgGenerator:
     """Open-circuit rest for a duration: :func:`one_step` of a :class:`~drivers.techniques.Rest`."""
     return (yield from one_step(channel, Rest(duration_s, record_interval_s), "rest", md))
 
@@ -164,7 +162,7 @@ def relaxation_protocol(
     record_interval_s: float = 10.0,
     rest_record_interval_s: float = 60.0,
     md: dict[str, Any] | None = None,
-) -> MsgGen:
+) -> MsgGenerator:
     """Charge, relax at open circuit, discharge: the paper's relaxation protocol, one run.
 
     Parameters

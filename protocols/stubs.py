@@ -6,24 +6,22 @@ into the open run as event pages while the step runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 from bluesky import plan_stubs as bps
-from bluesky.utils import Msg, short_uid
+from bluesky.utils import Msg, MsgGenerator, short_uid
 from ophyd.status import Status
 
 from drivers.base import StepProgress
 from drivers.device import PotentiostatChannel
 from drivers.techniques import ConstantCurrent, Cutoffs, Loop, Rest, Technique
 
-MsgGen = Generator[Msg, Any, Any]
-
 #: Name of the event stream that carries the potentiostat's points.
 STREAM = "primary"
 
 
-def declare_points_stream(channel: PotentiostatChannel, stream: str = STREAM) -> MsgGen:
+def declare_points_stream(channel: PotentiostatChannel, stream: str = STREAM) -> MsgGenerator:
     """Declare the stream that :func:`run_step` fills (once per run).
 
     Yields
@@ -34,10 +32,10 @@ def declare_points_stream(channel: PotentiostatChannel, stream: str = STREAM) ->
     yield from bps.declare_stream(channel, name=stream, collect=True)
 
 
-PageWait = Callable[[PotentiostatChannel, Status], MsgGen]
+PageWait = Callable[[PotentiostatChannel, Status], MsgGenerator]
 
 
-def trigger_page(channel: PotentiostatChannel, done: Status) -> MsgGen:
+def trigger_page(channel: PotentiostatChannel, done: Status) -> MsgGenerator:
     """Trigger the channel's next page and wait for it (the default of :func:`stream_step`).
 
     Yields
@@ -63,7 +61,7 @@ def stream_step(
     next_page: PageWait = trigger_page,
     resume: StepProgress | None = None,
     on_started: Callable[[], None] | None = None,
-) -> MsgGen:
+) -> MsgGenerator:
     """The one loop that runs a step and streams its points into the open run, page by page.
 
     Every plan that runs a technique composes this (:func:`run_step`,
@@ -125,7 +123,7 @@ def stream_step(
     return channel.end_reason
 
 
-def run_step(channel: PotentiostatChannel, technique: Technique | Loop, stream: str = STREAM) -> MsgGen:
+def run_step(channel: PotentiostatChannel, technique: Technique | Loop, stream: str = STREAM) -> MsgGenerator:
     """Run one technique and stream its points into the open run, page by page:
     :func:`stream_step` waiting for each page with :func:`trigger_page`.
 
@@ -150,7 +148,7 @@ def constant_current_step(
     capacity_mAh_g: float | None = None,
     duration_s: float | None = None,
     record_interval_s: float = 10.0,
-) -> MsgGen:
+) -> MsgGenerator:
     """Constant specific current (positive charges) to the first of a voltage, capacity or time
     cut-off.
 
@@ -173,7 +171,7 @@ def rest_step(
     duration_s: float,
     record_interval_s: float = 60.0,
     dvdt_V_s: float | None = None,
-) -> MsgGen:
+) -> MsgGenerator:
     """Open circuit for ``duration_s``, recording every ``record_interval_s``.
 
     Yields
@@ -182,3 +180,20 @@ def rest_step(
         The messages of :func:`run_step`.
     """
     return (yield from run_step(channel, Rest(duration_s, record_interval_s, dvdt_V_s)))
+
+
+def log_reading(device: Any, stream: str = "oven") -> MsgGenerator:
+    """One reading of ``device`` into ``stream`` (trigger_and_read as plain messages: it runs
+    every minute of every heating).
+
+    Yields
+    ------
+    msg : Msg
+        'trigger', 'wait', 'create', 'read', 'save'.
+    """
+    group = short_uid("log")
+    yield Msg("trigger", device, group=group)
+    yield Msg("wait", None, group=group)
+    yield Msg("create", None, name=stream)
+    yield Msg("read", device)
+    yield Msg("save")
