@@ -31,6 +31,9 @@ app.add_typer(campaign_app, name="campaign")
 
 
 CampaignArg = Annotated[str, typer.Argument(help="Campaign file, or a built-in name (e.g. temperature-24h).")]
+#: What the campaign runs on: `plan` schedules on these, `run` simulates these.
+ChannelsOpt = Annotated[int, typer.Option(help="Potentiostat channels to schedule on (simulated by `campaign run`).", min=1, max=MAX_CHANNELS)]
+OvensOpt = Annotated[int, typer.Option(help="Ovens to schedule on (simulated by `campaign run`).", min=1, max=MAX_OVENS)]
 
 
 def _load_campaign(name_or_path: str) -> Any:
@@ -47,10 +50,8 @@ def _load_campaign(name_or_path: str) -> Any:
 @_guarded
 def campaign_plan(
     campaign_file: CampaignArg,
-    channels: Annotated[
-        int, typer.Option(help="Potentiostat channels available.", min=1, max=MAX_CHANNELS)
-    ] = 16,
-    ovens: Annotated[int, typer.Option(help="Ovens available.", min=1, max=MAX_OVENS)] = 1,
+    channels: ChannelsOpt = 16,
+    ovens: OvensOpt = 1,
     out: Annotated[Path, typer.Option("--out", help="Folder for the Gantt chart.")] = Path("relaxlab-out"),
     as_json: JsonOpt = False,
 ) -> None:
@@ -86,10 +87,8 @@ def campaign_plan(
 @_guarded
 def campaign_run(
     campaign_file: CampaignArg,
-    channels: Annotated[
-        int, typer.Option(help="Simulated potentiostat channels.", min=1, max=MAX_CHANNELS)
-    ] = 16,
-    ovens: Annotated[int, typer.Option(help="Simulated ovens.", min=1, max=MAX_OVENS)] = 1,
+    channels: ChannelsOpt = 16,
+    ovens: OvensOpt = 1,
     resume: Annotated[
         bool, typer.Option("--resume", help="Skip finished jobs of an interrupted run.")
     ] = False,

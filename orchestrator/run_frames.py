@@ -45,22 +45,49 @@ def frame_from_documents(docs: Iterator[tuple[str, dict[str, Any]]]) -> tuple[di
     return start, to_export_frame(start, frame)
 
 
+class _RunDocuments:
+    """Walks a run's documents once: the start document, and the pages of chosen streams."""
+
+    def __init__(self, docs: Iterator[tuple[str, dict[str, Any]]]) -> None:
+        self._docs = docs
+        self.start: dict[str, Any] = {}
+        self.descriptors: dict[str, dict[str, Any]] = {}
+
+    def pages(
+        self, streams: tuple[str, ...], events: bool = True
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """(descriptor, event page) of each event page of ``streams`` (and each event, as a
+        one-row page, with ``events``)."""
+        for name, doc in self._docs:
+            if name == "start":
+                self.start = doc
+            elif name == "descriptor":
+                self.descriptors[doc["uid"]] = doc
+            elif name == "event_page" or (events and name == "event"):
+                descriptor = self.descriptors.get(doc["descriptor"], {})
+                if descriptor.get("name", "") in streams:
+                    yield (
+                        descriptor,
+                        doc
+                        if name == "event_page"
+                        else {k: {c: [v] for c, v in doc[k].items()} for k in ("data", "timestamps")},
+                    )
+
+
+def _first_timestamps(page: dict[str, Any]) -> list[float]:
+    """The page's reading times (those of its first data key)."""
+    return list(page["timestamps"][next(iter(page["data"]))])
+
+
 def raw_frame(docs: Iterator[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], pd.DataFrame]:
     """(start document, the points stream's columns as recorded, plus ``timestamp``)."""
-    start: dict[str, Any] = {}
-    streams: dict[str, str] = {}
-    chunks: list[pd.DataFrame] = []
-    for name, doc in docs:
-        if name == "start":
-            start = doc
-        elif name == "descriptor":
-            streams[doc["uid"]] = doc.get("name", "")
-        elif name == "event_page" and streams.get(doc["descriptor"]) == POINT_STREAM:
-            chunk = pd.DataFrame(doc["data"])
-            chunk["timestamp"] = doc["timestamps"][next(iter(doc["data"]))]
-            chunks.append(chunk)
+    run = _RunDocuments(docs)
+    chunks = [
+        pd.DataFrame(page["data"]).assign(timestamp=_first_timestamps(page))
+        for _, page in run.pages((POINT_STREAM,), events=False)
+    ]
     frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-    return start, frame
+    return run.start, frame
 
 
 def to_export_frame(start: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
@@ -121,27 +148,18 @@ def stream_frame(
     Columns: ``timestamp_s`` (clock time of the reading), ``stream``, and every data key with
     the device-name prefix dropped (``oven1_temperature`` -> ``temperature``).
     """
-    start: dict[str, Any] = {}
-    names: dict[str, str] = {}
-    prefixes: dict[str, str] = {}
+    run = _RunDocuments(docs)
     chunks: list[pd.DataFrame] = []
-    for name, doc in docs:
-        if name == "start":
-            start = doc
-        elif name == "descriptor":
-            names[doc["uid"]] = doc.get("name", "")
-            devices = list(doc.get("object_keys", {}))
-            prefixes[doc["uid"]] = f"{devices[0]}_" if len(devices) == 1 else ""
-        elif name in ("event", "event_page") and names.get(doc["descriptor"]) in streams:
-            page = doc if name == "event_page" else {k: {c: [v] for c, v in doc[k].items()}
-                                                     for k in ("data", "timestamps")}  # fmt: skip
-            prefix = prefixes[doc["descriptor"]]
-            data = {k.removeprefix(prefix) if prefix and k != prefix.rstrip("_") else k: v
-                    for k, v in page["data"].items()}  # fmt: skip
-            chunk = pd.DataFrame(data)
-            chunk.insert(0, "stream", names[doc["descriptor"]])
-            chunk.insert(0, "timestamp_s", page["timestamps"][next(iter(page["data"]))])
-            chunks.append(chunk)
+    for descriptor, page in run.pages(streams):
+        devices = list(descriptor.get("object_keys", {}))
+        prefix = f"{devices[0]}_" if len(devices) == 1 else ""
+        data = {k.removeprefix(prefix) if prefix and k != prefix.rstrip("_") else k: v
+                for k, v in page["data"].items()}  # fmt: skip
+        chunk = pd.DataFrame(data)
+        chunk.insert(0, "stream", descriptor.get("name", ""))
+        chunk.insert(0, "timestamp_s", _first_timestamps(page))
+        chunks.append(chunk)
+    start = run.start
     if not chunks:
         return start, pd.DataFrame(columns=["timestamp_s", "stream"])
     frame = pd.concat(chunks, ignore_index=True).sort_values("timestamp_s", kind="stable")

@@ -105,31 +105,31 @@ def duration_label(seconds: float) -> str:
     return f"{seconds:.3g} s"
 
 
+def _cc_label(step: ConstantCurrent) -> str:
+    cut = step.cutoffs
+    ends = [f"{value:g} {unit}" for value, unit in ((cut.voltage_V, "V"), (cut.capacity_mAh_g, "mAh/g"))
+            if value is not None]  # fmt: skip
+    name = "charge" if step.current_mA_g > 0 else "discharge"
+    return f"{name} {abs(step.current_mA_g):g} mA/g to {' or '.join(ends) or 'time'}"
+
+
+#: A short human label for each kind of step.
+_LABELS: dict[type, Callable[[typing.Any], str]] = {
+    ConstantCurrent: _cc_label,
+    ConstantVoltage: lambda s: f"hold {s.voltage_V:g} V",
+    Rest: lambda s: f"rest {duration_label(s.duration_s)}",
+    GITT: lambda s: f"GITT {s.current_mA_g:g} mA/g, rests {duration_label(s.rest_s)}",
+    Sweep: lambda s: f"sweep {s.scan_rate_mV_s:g} mV/s",
+    Loop: lambda s: f"loop x{s.count}",
+    Heat: lambda s: f"heat {s.temperature_C:g} C for {duration_label(s.hold_s)}",
+    Xrd: lambda s: f"XRD every {s.every_s / 60:g} min" if s.every_s else f"XRD {s.scans} scan(s)",
+    Manual: lambda s: s.instruction[:60],
+}
+
+
 def describe_step(step: Step) -> str:
     """A short human label for a step."""
-    if isinstance(step, ConstantCurrent):
-        ends = []
-        if step.cutoffs.voltage_V is not None:
-            ends.append(f"{step.cutoffs.voltage_V:g} V")
-        if step.cutoffs.capacity_mAh_g is not None:
-            ends.append(f"{step.cutoffs.capacity_mAh_g:g} mAh/g")
-        name = "charge" if step.current_mA_g > 0 else "discharge"
-        return f"{name} {abs(step.current_mA_g):g} mA/g to {' or '.join(ends) or 'time'}"
-    if isinstance(step, ConstantVoltage):
-        return f"hold {step.voltage_V:g} V"
-    if isinstance(step, Rest):
-        return f"rest {duration_label(step.duration_s)}"
-    if isinstance(step, GITT):
-        return f"GITT {step.current_mA_g:g} mA/g, rests {duration_label(step.rest_s)}"
-    if isinstance(step, Sweep):
-        return f"sweep {step.scan_rate_mV_s:g} mV/s"
-    if isinstance(step, Loop):
-        return f"loop x{step.count}"
-    if isinstance(step, Heat):
-        return f"heat {step.temperature_C:g} C for {duration_label(step.hold_s)}"
-    if isinstance(step, Xrd):
-        return f"XRD every {step.every_s / 60:g} min" if step.every_s else f"XRD {step.scans} scan(s)"
-    return step.instruction[:60]
+    return _LABELS[type(step)](step)
 
 
 def _electrochemical(step: Step) -> bool:

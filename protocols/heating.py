@@ -200,20 +200,10 @@ def heated_relaxation(
         (raised when the plan is created, before anything moves).
     """
     check_heating("hold_s", hold_s, log_interval_s, temperature_C=temperature_C, cool_to_C=cool_to_C)
-    metadata: dict[str, Any] = {
-        "plan_name": "heated_relaxation",
-        "plan_args": {
-            "temperature_C": temperature_C,
-            "hold_s": hold_s,
-            "cool_to_C": cool_to_C,
-            "log_interval_s": log_interval_s,
-        },
-        "temperature_C": float(temperature_C),
-        "hold_s": float(hold_s),
-        "cool_to_C": float(cool_to_C),
-        "log_interval_s": float(log_interval_s),
-        "oven": getattr(oven, "name", str(oven)),
-    }
+    args = {"temperature_C": temperature_C, "hold_s": hold_s, "cool_to_C": cool_to_C, "log_interval_s": log_interval_s}
+    metadata: dict[str, Any] = {"plan_name": "heated_relaxation", "plan_args": args,
+                                **{key: float(value) for key, value in args.items()},
+                                "oven": getattr(oven, "name", str(oven))}  # fmt: skip
     metadata.update(md or {})
 
     def inner() -> MsgGenerator:
