@@ -63,7 +63,7 @@ def docs_markdown() -> str:
         "Parse errors: `!XXXX: Line L, Col C` then an empty line; runtime errors: the open "
         "scopes closed (`-`, `*`, `+`), `!XXXX: Line L`, an empty line (on_finished: is not run).",
         "",
-        "| code | meaning |",
+        "| code | when the simulator sends it |",
         "|---|---|",
         *(f"| `{code:04X}` | {cell(text)} |" for code, text in ERROR_CODES.items()),
         "",
