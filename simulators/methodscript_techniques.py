@@ -75,6 +75,24 @@ class _Techniques(_State):
             if meta is not None and token in self.vals:
                 self.meta[token] = meta
 
+    def _at_current(self, node: MeasLoop, when: float, current: float) -> Iterator[Any]:
+        """One galvanostatic point: apply ``current`` until ``when``, measure, output."""
+        self.hw.apply_current(current)
+        yield when
+        voltage, measured = self.hw.measure()
+        self._out(
+            node, [voltage, measured], [self._potential_meta(voltage), self.hw.applied_metadata(measured)]
+        )
+        yield _SAMPLE
+
+    def _at_potential(self, node: MeasLoop, when: float, e: float) -> Iterator[Any]:
+        """One potentiostatic point: apply ``e`` until ``when``, measure, output."""
+        self.hw.apply_voltage(e)
+        yield when
+        current, meta = self._current(self.hw.measure()[1])
+        self._out(node, [e, current], [None, meta])
+        yield _SAMPLE
+
     def _timed(self, dt: float, run: float, line: int) -> Iterator[float]:
         if dt <= 0 or run <= 0:
             raise ScriptError(0x4204, line)
@@ -88,13 +106,7 @@ class _Techniques(_State):
         if abs(current) > self.hw.max_current_A:
             raise ScriptError(0x4205, line)
         for when in self._timed(dt, run, line):
-            self.hw.apply_current(current)
-            yield when
-            voltage, measured = self.hw.measure()
-            self._out(
-                node, [voltage, measured], [self._potential_meta(voltage), self.hw.applied_metadata(measured)]
-            )
-            yield _SAMPLE
+            yield from self._at_current(node, when, current)
 
     def _t_ocp(self, node: MeasLoop, p: list[float], line: int) -> Iterator[Any]:
         dt, run = p
@@ -109,11 +121,7 @@ class _Techniques(_State):
         e, dt, run = p
         self.hw.check_potential(e, line)
         for when in self._timed(dt, run, line):
-            self.hw.apply_voltage(e)
-            yield when
-            current, meta = self._current(self.hw.measure()[1])
-            self._out(node, [e, current], [None, meta])
-            yield _SAMPLE
+            yield from self._at_potential(node, when, e)
 
     def _sweep_points(self, vertices: list[float], step: float) -> list[float]:
         points: list[float] = []
@@ -154,11 +162,7 @@ class _Techniques(_State):
                 yield _SCAN_START
             for e in points:
                 t += dt
-                self.hw.apply_voltage(e)
-                yield t
-                current, meta = self._current(self.hw.measure()[1])
-                self._out(node, [e, current], [None, meta])
-                yield _SAMPLE
+                yield from self._at_potential(node, t, e)
             if framed:
                 yield _SCAN_END
 
@@ -171,13 +175,7 @@ class _Techniques(_State):
         t = self.t
         for current in self._sweep_points([begin, end], step):
             t += step / rate
-            self.hw.apply_current(current)
-            yield t
-            voltage, measured = self.hw.measure()
-            self._out(
-                node, [voltage, measured], [self._potential_meta(voltage), self.hw.applied_metadata(measured)]
-            )
-            yield _SAMPLE
+            yield from self._at_current(node, t, current)
 
     def _staircase(self, begin: float, end: float, step: float, line: int) -> list[float]:
         if step <= 0:

@@ -285,23 +285,26 @@ def unquote(param: str) -> str:
     return param
 
 
+def _param(params: list[str], index: int) -> str:
+    """Parameter ``index``, or the SCPI error for a missing parameter."""
+    if len(params) <= index:
+        raise ScpiError(*MISSING_PARAMETER)
+    return params[index]
+
+
 def parse_number(
     params: list[str], low: float, high: float, default: float | None = None, index: int = 0
 ) -> float:
     """One numeric parameter within [low, high]; MIN/MAX/DEF accepted, else an SCPI error."""
-    if len(params) <= index:
-        raise ScpiError(*MISSING_PARAMETER)
-    word = params[index].upper()
-    if word in ("MIN", "MINIMUM"):
-        return low
-    if word in ("MAX", "MAXIMUM"):
-        return high
-    if word in ("DEF", "DEFAULT"):
-        if default is None:
+    param = _param(params, index)
+    named = {"MIN": low, "MINIMUM": low, "MAX": high, "MAXIMUM": high, "DEF": default, "DEFAULT": default}
+    if param.upper() in named:
+        chosen = named[param.upper()]
+        if chosen is None:  # DEF where there is no default
             raise ScpiError(*ILLEGAL_PARAMETER)
-        return default
+        return chosen
     try:
-        value = float(params[index])
+        value = float(param)
     except ValueError as exc:
         raise ScpiError(*DATA_TYPE) from exc
     if value != value or not low <= value <= high:
@@ -309,22 +312,20 @@ def parse_number(
     return value
 
 
+_BOOLEANS = {"ON": True, "1": True, "OFF": False, "0": False}
+
+
 def parse_bool(params: list[str], index: int = 0) -> bool:
-    if len(params) <= index:
-        raise ScpiError(*MISSING_PARAMETER)
-    word = params[index].upper()
-    if word in ("ON", "1"):
-        return True
-    if word in ("OFF", "0"):
-        return False
-    raise ScpiError(*ILLEGAL_PARAMETER)
+    """A boolean parameter: ON/1 or OFF/0 (not quoted)."""
+    word = _param(params, index).upper()
+    if word not in _BOOLEANS:
+        raise ScpiError(*ILLEGAL_PARAMETER)
+    return _BOOLEANS[word]
 
 
 def parse_choice(params: list[str], choices: dict[str, str], index: int = 0) -> str:
     """A character parameter: ``choices`` maps every accepted (upper-case) form to its canonical one."""
-    if len(params) <= index:
-        raise ScpiError(*MISSING_PARAMETER)
-    word = unquote(params[index]).upper()
+    word = unquote(_param(params, index)).upper()
     if word not in choices:
         raise ScpiError(*ILLEGAL_PARAMETER)
     return choices[word]
