@@ -15,10 +15,12 @@ documents carry plausible times; a :class:`SimClock` starts at a fixed epoch by 
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -106,6 +108,10 @@ class _Timer:
         self.cancelled = True
 
 
+class SimClockNotDriven(RuntimeError):
+    """A plan was run on a simulated clock by a RunEngine that does not move that clock."""
+
+
 class SimClock:
     """Simulated time that advances only when told to.
 
@@ -123,9 +129,37 @@ class SimClock:
         self._seq = itertools.count()
         self._lock = threading.RLock()
         self._listeners: list[Callable[[float], None]] = []
+        self._driving_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
     def now(self) -> float:
         return self._now
+
+    def driven_from(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Say that the RunEngine running on ``loop`` moves this clock while it waits."""
+        self._driving_loops.add(loop)
+
+    def check_driven(self, what: str) -> None:
+        """Refuse to start ``what`` for a RunEngine that does not move this clock.
+
+        Called from a device's kickoff: a RunEngine of one's own (``RunEngine()``) would wait
+        forever for simulated time that nothing advances. Outside any event loop (a test or a
+        script stepping the clock itself) there is nothing to check.
+
+        Raises
+        ------
+        SimClockNotDriven
+            Saying what to use instead.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if loop not in self._driving_loops:
+            raise SimClockNotDriven(
+                f"{what} runs on a simulated clock that only its lab's RunEngine moves; this "
+                "RunEngine would wait for it forever. Run the plan with session.run(plan) (or "
+                "session.RE), not a RunEngine of your own: see docs/python-api.md."
+            )
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> _Timer:
         if delay_s < 0:

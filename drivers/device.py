@@ -37,7 +37,7 @@ from ophyd import Device, Kind, Signal
 from ophyd.status import Status
 
 from drivers.base import Point, PotentiostatDriver, SafetyLimitError, StepProgress, StepRun
-from drivers.clock import Clock
+from drivers.clock import Clock, SimClock
 from drivers.techniques import Loop, Technique
 
 #: Columns of each point, with units, as they appear in event pages.
@@ -170,6 +170,8 @@ class PotentiostatChannel(Device):
     def kickoff(self) -> Status:
         if self._technique is None:
             raise RuntimeError(f"{self.name}: prepare a step before kickoff")
+        if isinstance(self.clock, SimClock):
+            self.clock.check_driven(f"channel {self.name!r}")
         mass = float(self.active_mass_g.get())
         # instruments that can keep the cell inside its limits themselves do so
         self.driver.set_cell_limits(float(self.voltage_min_V.get()), float(self.voltage_max_V.get()))

@@ -71,6 +71,7 @@ class SimulatedTime(DuringTask):
         """Hook into a RunEngine (which must have been created with this during_task)."""
         RE.waiting_hook = self.waiting_hook  # type: ignore[assignment]
         RE.register_command("sleep", self._sleep)
+        self.clock.driven_from(RE.loop)
 
     # --- the blocking thread --------------------------------------------------------------
     def block(self, blocking_event: threading.Event) -> None:

@@ -50,3 +50,39 @@ def test_a_users_own_module_that_shadows_ours_is_named(tmp_path: Path, shadow: s
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert "shadows relaxlab's package" in last and str(target.parent if shadow.endswith("__init__.py") else target) in last
+
+
+def test_a_plain_run_engine_on_the_simulated_lab_says_what_to_use(tmp_path: Path) -> None:
+    """A RunEngine of one's own never moves the simulated clock: it is refused, not left hanging."""
+    import threading
+
+    from bluesky import RunEngine
+
+    import relaxlab
+    from drivers.clock import SimClockNotDriven
+
+    session = relaxlab.open_lab("simulated", data_dir=tmp_path)
+    try:
+        plan = relaxlab.run_protocol(session.channel(), relaxlab.load_protocol("charge-rest-discharge").steps)
+        raised: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                RunEngine({}, context_managers=[])(plan)  # no SIGINT handler: not the main thread
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                raised.append(exc)
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(120)  # a guard against the old hang, not a timing check
+        assert not worker.is_alive(), "a plain RunEngine on the simulated lab hangs"
+        (error,) = raised
+        assert isinstance(error, SimClockNotDriven) or isinstance(error.__cause__, SimClockNotDriven), error
+        assert "session.run(plan)" in str(error)
+        # the session's own RunEngine still runs the same protocol
+        (uid,) = session.run(
+            relaxlab.run_protocol(session.channel(), relaxlab.load_protocol("charge-rest-discharge").steps)
+        )
+        assert not session.read(uid)[1].empty
+    finally:
+        session.close()
