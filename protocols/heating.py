@@ -17,6 +17,7 @@ import bluesky.preprocessors as bpp
 from bluesky.utils import MsgGenerator
 
 from drivers.operator import Timer
+from protocols.devices import HeatingStage
 from protocols.jobs import await_status, finish, start, wait_for
 from protocols.steps import Heat
 from protocols.stubs import log_reading
@@ -25,7 +26,7 @@ from protocols.stubs import log_reading
 RAMP_LOG_S = 30.0
 
 
-def _safe_state(oven: Any) -> MsgGenerator:
+def _safe_state(oven: HeatingStage) -> MsgGenerator:
     """Put the oven in its safe state (``stop``)."""
     yield from bps.stop(oven)
 
@@ -57,7 +58,7 @@ def _wait_s(timer: Timer | None, seconds: float) -> MsgGenerator:
 
 
 def logged_set(
-    oven: Any, timer: Timer | None, temperature_C: float, every_s: float = RAMP_LOG_S, stream: str = "oven"
+    oven: HeatingStage, timer: Timer | None, temperature_C: float, every_s: float = RAMP_LOG_S, stream: str = "oven"
 ) -> MsgGenerator:
     """Set the oven and wait until it has settled, then read it.
 
@@ -84,7 +85,7 @@ def logged_set(
     yield from finish(group)
 
 
-def preheat(oven: Any, timer: Timer | None, step: Heat, stream: str = "oven") -> MsgGenerator:
+def preheat(oven: HeatingStage, timer: Timer | None, step: Heat, stream: str = "oven") -> MsgGenerator:
     """Bring the (empty) oven to the step's temperature at its ramp rate; logged.
 
     Yields
@@ -101,7 +102,7 @@ def preheat(oven: Any, timer: Timer | None, step: Heat, stream: str = "oven") ->
 
 
 def heat(
-    oven: Any,
+    oven: HeatingStage,
     step: Heat,
     timer: Timer | None = None,
     *,
@@ -153,7 +154,7 @@ def heat(
 
 
 def heated_relaxation(
-    oven: Any,
+    oven: HeatingStage,
     temperature_C: float,
     hold_s: float,
     cool_to_C: float = 25.0,

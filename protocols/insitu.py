@@ -30,6 +30,7 @@ from ophyd.status import Status
 
 from drivers.device import PotentiostatChannel
 from drivers.techniques import Loop, Technique
+from protocols.devices import HeatingStage, OperatorDevice, ScanSource
 from protocols.heating import check_heating, heat
 from protocols.jobs import any_of
 from protocols.plans import run_protocol
@@ -112,7 +113,7 @@ def wait_first(race: FirstOf) -> MsgGenerator:
         raise (failed.__cause__ or failed) from None
 
 
-def read_scan(diffractometer: Any, stream: str = XRD_STREAM) -> MsgGenerator:
+def read_scan(diffractometer: ScanSource, stream: str = XRD_STREAM) -> MsgGenerator:
     """Save the diffractometer's present readings (the last finished scan) as one event.
 
     Yields
@@ -127,7 +128,7 @@ def read_scan(diffractometer: Any, stream: str = XRD_STREAM) -> MsgGenerator:
 
 def insitu_step(
     channel: PotentiostatChannel,
-    diffractometer: Any,
+    diffractometer: ScanSource,
     race: FirstOf,
     technique: Technique | Loop,
     stream: str = STREAM,
@@ -180,7 +181,7 @@ def insitu_step(
     return (yield from stream_step(channel, technique, stream, page_or_scan))
 
 
-def stop_watching(diffractometer: Any) -> MsgGenerator:
+def stop_watching(diffractometer: ScanSource) -> MsgGenerator:
     """Stop waiting for scans (the diffractometer's own job is not touched).
 
     Yields
@@ -191,7 +192,7 @@ def stop_watching(diffractometer: Any) -> MsgGenerator:
     yield Msg("stop", diffractometer)
 
 
-def _xrd_metadata(diffractometer: Any) -> dict[str, Any]:
+def _xrd_metadata(diffractometer: ScanSource) -> dict[str, Any]:
     return {
         "diffractometer": getattr(diffractometer, "name", str(diffractometer)),
         "scan_time_s": float(diffractometer.scan_time_s.get()),
@@ -201,7 +202,7 @@ def _xrd_metadata(diffractometer: Any) -> dict[str, Any]:
 
 def insitu_xrd_protocol(
     channel: PotentiostatChannel,
-    diffractometer: Any,
+    diffractometer: ScanSource,
     steps: Sequence[Technique | Loop],
     md: dict[str, Any] | None = None,
 ) -> MsgGenerator:
@@ -247,7 +248,7 @@ def insitu_xrd_protocol(
     return (yield from bpp.finalize_wrapper(plan, stop_watching(diffractometer)))
 
 
-def operator_step(operator: Any, instruction: str) -> MsgGenerator:
+def operator_step(operator: OperatorDevice, instruction: str) -> MsgGenerator:
     """Ask the operator to do ``instruction`` and wait until they report it done.
 
     Yields
@@ -261,7 +262,7 @@ def operator_step(operator: Any, instruction: str) -> MsgGenerator:
 def relax_out_of_electrolyte(
     relax_s: float,
     temperature_C: float,
-    stage: Any | None = None,
+    stage: HeatingStage | None = None,
     cool_to_C: float = 25.0,
     log_interval_s: float = 600.0,
 ) -> MsgGenerator:
@@ -284,12 +285,12 @@ def relax_out_of_electrolyte(
 
 
 def out_of_electrolyte_relaxation(
-    diffractometer: Any,
-    operator: Any,
+    diffractometer: ScanSource,
+    operator: OperatorDevice,
     relax_s: float,
     temperature_C: float = 25.0,
     *,
-    stage: Any | None = None,
+    stage: HeatingStage | None = None,
     cool_to_C: float = 25.0,
     handling: Sequence[str] = DEFAULT_HANDLING,
     n_scans: int = 1,

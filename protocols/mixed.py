@@ -29,6 +29,7 @@ from bluesky.utils import Msg, MsgGenerator
 from drivers.device import PotentiostatChannel
 from drivers.operator import Operator, Timer
 from protocols.campaign import TECHNIQUES, ask_operator, job_step
+from protocols.devices import HeatingStage, ScanSource
 from protocols.heating import heat
 from protocols.insitu import XRD_STREAM, FirstOf, insitu_step, read_scan, stop_watching
 from protocols.jobs import await_status
@@ -37,7 +38,7 @@ from protocols.schema import Heat, Manual, Step, Xrd
 from protocols.stubs import declare_points_stream
 
 
-def _xrd_scans(diffractometer: Any, n_scans: int) -> MsgGenerator:
+def _xrd_scans(diffractometer: ScanSource, n_scans: int) -> MsgGenerator:
     """Read the next ``n_scans`` finished scans into the ``"xrd"`` stream."""
     for _ in range(n_scans):
         yield from await_status("trigger", diffractometer)
@@ -52,7 +53,7 @@ def cell_protocol_job(
     operator: Operator,
     timer: Timer,
     *,
-    oven: Any | None = None,
+    oven: HeatingStage | None = None,
     diffractometers: Mapping[int, Any] | None = None,
     md: dict[str, Any] | None = None,
     operator_context: dict[str, Any] | None = None,

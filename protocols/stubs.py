@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bluesky import plan_stubs as bps
+from bluesky.protocols import Readable
 from bluesky.utils import Msg, MsgGenerator, short_uid
 from ophyd.status import Status
 
@@ -182,7 +183,7 @@ def rest_step(
     return (yield from run_step(channel, Rest(duration_s, record_interval_s, dvdt_V_s)))
 
 
-def log_reading(device: Any, stream: str = "oven") -> MsgGenerator:
+def log_reading(device: Readable[Any], stream: str = "oven") -> MsgGenerator:
     """One reading of ``device`` into ``stream`` (trigger_and_read as plain messages: it runs
     every minute of every heating).
 
