@@ -132,6 +132,8 @@ def _with_cycles(start: dict[str, Any], out: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_journal(data_dir: Path, uid: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """``(start document, DataFrame)`` of run ``uid`` stored in ``data_dir``, with the export
+    columns (:data:`COLUMNS`)."""
     return frame_from_documents(journal_documents(_journal_path(data_dir, uid)))
 
 

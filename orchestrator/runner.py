@@ -149,6 +149,8 @@ class Session:
             channel.spool = self.spool
 
     def channel(self, cell: str | None = None) -> Any:
+        """The potentiostat channel (a :class:`drivers.device.PotentiostatChannel`) of ``cell``
+        (default: the lab's first cell)."""
         name = self.lab.cell(cell).name
         return self.connected.channels[name]
 
@@ -160,6 +162,8 @@ class Session:
         return tuple(uids)
 
     def read(self, uid: str, source: str = "journal") -> Any:
+        """``(start document, DataFrame)`` of run ``uid`` with the export columns, from the
+        journal or (``source="tiled"``) from the Tiled catalog."""
         if source == "tiled":
             if self.tiled is not None:
                 return self.tiled.read_run(uid)
@@ -176,9 +180,11 @@ class Session:
         return read_journal(self.data_dir, uid)
 
     def subscribe(self, callback: Callable[[str, dict[str, Any]], None]) -> int:
+        """Have ``callback(name, document)`` called with every document the runs emit."""
         return self.RE.subscribe(callback)
 
     def close(self) -> None:
+        """Close the storage and the connections to the instruments."""
         self.journal.close()
         self.spool.close()
         self.connected.close()

@@ -18,7 +18,10 @@ See ``docs/python-api.md`` for the whole API.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orchestrator  # noqa: F401  (first: it checks that none of our packages is shadowed)
 from orchestrator.lab import Lab, LabFileError, load_lab
@@ -26,6 +29,9 @@ from orchestrator.runner import Session
 from orchestrator.storage import read_journal, read_runs
 from protocols.plans import relaxation_protocol, run_protocol
 from protocols.schema import Protocol, ProtocolError, list_examples, load_protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 try:
     __version__ = version("relaxlab")
@@ -46,6 +52,7 @@ __all__ = [
     "read_journal",
     "read_runs",
     "relaxation_protocol",
+    "report",
     "run_protocol",
 ]
 
@@ -69,3 +76,24 @@ def open_lab(lab: str | Lab = "simulated", **options: object) -> Session:
     """
     options.setdefault("tiled", False)
     return Session(lab if isinstance(lab, Lab) else load_lab(lab), **options)  # type: ignore[arg-type]
+
+
+def report(runs: Iterable[tuple[dict[str, Any], pd.DataFrame]], out_dir: str | Path) -> Path:
+    """Figures and one self-contained HTML page for runs read with ``session.read`` or
+    :func:`read_journal` (as ``relaxlab report`` makes them for stored runs).
+
+    Parameters
+    ----------
+    runs
+        ``(start document, DataFrame)`` pairs.
+    out_dir
+        Folder for ``index.html`` and the PNG figures (created).
+
+    Returns
+    -------
+    Path
+        The page, ``out_dir/index.html``.
+    """
+    from analysis.report import build_report  # matplotlib is imported only when a report is made
+
+    return build_report(out_dir, list(runs))

@@ -28,6 +28,17 @@ def test_docs_example_runs_and_says_what_it_ran(tmp_path: Path, capsys: pytest.C
     assert charged is not None
     assert float(charged.group(1)) == pytest.approx(200.0, abs=1.0)
     assert 3.5 < float(charged.group(2)) < 4.8
+    assert "report: index.html" in out and (tmp_path / "report" / "index.html").is_file()
+
+
+def test_api_reference_is_generated_from_the_current_docstrings() -> None:
+    from relaxlab.apidoc import api_markdown
+
+    page = (DOC.parent / "api.md").read_text()
+    assert page == api_markdown(), "docs/api.md is stale: python -m relaxlab.apidoc > docs/api.md"
+    import relaxlab
+
+    assert all(f"relaxlab.{name}" in page for name in relaxlab.__all__ if not name.startswith("_"))
 
 
 def test_version_is_the_distribution_version() -> None:
