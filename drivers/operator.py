@@ -98,5 +98,13 @@ class Timer:
         self.clock.call_later(duration_s, lambda: status.done or status.set_finished())
         return status
 
+    def read(self) -> dict[str, dict[str, Any]]:
+        """The clock's time now, so a plan learns it through a 'read' message."""
+        now = self.clock.now()
+        return {self.name: {"value": now, "timestamp": now}}
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        return {self.name: {"source": f"{self.name}:clock", "dtype": "number", "shape": [], "units": "s"}}
+
     def stop(self, *, success: bool = False) -> None:
         pass

@@ -27,7 +27,7 @@ from drivers.techniques import ConstantCurrent, ConstantVoltage, Loop, Rest, Swe
 from protocols.heating import heat, preheat
 from protocols.jobs import await_status, finish, start, wait_for
 from protocols.schema import Heat, Manual, Step, Xrd
-from protocols.stubs import STREAM, declare_points_stream, log_reading, stream_step
+from protocols.stubs import STREAM, declare_points_stream, log_reading, read_clock, stream_step
 
 TECHNIQUES = (ConstantCurrent, ConstantVoltage, Rest, Sweep, Gitt, Loop)
 
@@ -206,7 +206,7 @@ def portion_job(
             on_progress(portion, info)
 
     def moved(to: str) -> MsgGenerator:
-        where.put(to, timestamp=timer.clock.now())
+        where.put(to, timestamp=(yield from read_clock(timer)))  # a plan-local soft signal
         yield from log_reading(where, "transfers")
 
     def loads_next(i: int) -> bool:  # a manual step that puts the portion into a hot oven

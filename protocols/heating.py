@@ -20,7 +20,7 @@ from drivers.operator import Timer
 from protocols.devices import HeatingStage
 from protocols.jobs import await_status, finish, start, wait_for
 from protocols.steps import Heat
-from protocols.stubs import log_reading
+from protocols.stubs import log_reading, read_clock
 
 #: Seconds between oven readings while the temperature moves (ramp, settling, cool-down).
 RAMP_LOG_S = 30.0
@@ -137,7 +137,7 @@ def heat(
             yield from preheat(oven, timer, step, stream)
         else:
             yield from logged_set(oven, timer, step.temperature_C, stream=stream)
-    now = timer.clock.now() if timer is not None else 0.0
+    now = (yield from read_clock(timer)) if timer is not None else 0.0
     if hold_started_s is None:
         hold_started_s = now
     if on_hold is not None:

@@ -16,6 +16,7 @@ from ophyd.status import Status
 
 from drivers.base import StepProgress
 from drivers.device import PotentiostatChannel
+from drivers.operator import Timer
 from drivers.techniques import ConstantCurrent, Cutoffs, Loop, Rest, Technique
 
 #: Name of the event stream that carries the potentiostat's points.
@@ -198,3 +199,15 @@ def log_reading(device: Readable[Any], stream: str = "oven") -> MsgGenerator:
     yield Msg("create", None, name=stream)
     yield Msg("read", device)
     yield Msg("save")
+
+
+def read_clock(timer: Timer) -> MsgGenerator:
+    """The clock time now, asked of ``timer`` with a 'read' message (plans never call the clock).
+
+    Returns
+    -------
+    float
+        Seconds, on the lab's clock.
+    """
+    reading = yield Msg("read", timer)
+    return float(reading[timer.name]["value"])
