@@ -55,6 +55,17 @@ POINT_KEYS: dict[str, tuple[str, str]] = {
 __all__ = ["POINT_KEYS", "PotentiostatChannel", "SafetyLimitError"]
 
 
+class _Setting(Signal):
+    """A configuration value whose ``set`` takes effect at once (no thread): plans set it with a
+    'set' message that is done when it returns."""
+
+    def set(self, value: Any, **kwargs: Any) -> Status:
+        self.put(value)
+        status = Status(obj=self)
+        status.set_finished()
+        return status
+
+
 class PotentiostatChannel(Device):
     """One channel of a potentiostat, cell attached.
 
@@ -78,7 +89,7 @@ class PotentiostatChannel(Device):
     step = Cpt(Signal, value=0, kind=Kind.normal)
     temperature = Cpt(Signal, value=25.0, kind=Kind.hinted)
 
-    active_mass_g = Cpt(Signal, value=0.0, kind=Kind.config)
+    active_mass_g = Cpt(_Setting, value=0.0, kind=Kind.config)
     channel = Cpt(Signal, value=1, kind=Kind.config)
     voltage_max_V = Cpt(Signal, value=5.0, kind=Kind.config)
     voltage_min_V = Cpt(Signal, value=0.5, kind=Kind.config)
