@@ -11,7 +11,6 @@ the file lacks is refused before anything is connected.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,6 @@ from protocols.schema import EXAMPLES_DIR
 
 runner = CliRunner()
 EXAMPLES = sorted(p.stem for p in EXAMPLES_DIR.glob("*.yaml"))
-#: Slower than a minute of wall time today (CV at 0.05 mV/s); run with RELAXLAB_SLOW=1.
-SLOW = {"cv-0.05mVs"}
 
 
 def _steps(name: str) -> list[tuple[str, dict]]:
@@ -40,20 +37,13 @@ def _steps(name: str) -> list[tuple[str, dict]]:
     return out
 
 
-def _example(name: str):  # type: ignore[no-untyped-def]
-    marks = []
-    if name in SLOW:
-        marks.append(
-            pytest.mark.skipif(not os.environ.get("RELAXLAB_SLOW"), reason="slow: set RELAXLAB_SLOW=1")
-        )
-    return pytest.param(name, marks=marks, id=name)
 
 
 def test_there_are_fifteen_shipped_examples() -> None:
     assert len(EXAMPLES) == 15
 
 
-@pytest.mark.parametrize("name", [_example(n) for n in EXAMPLES])
+@pytest.mark.parametrize("name", EXAMPLES)
 def test_every_shipped_example_runs_on_the_simulated_lab(name: str, tmp_path: Path) -> None:
     data = tmp_path / "data"
     result = runner.invoke(
