@@ -283,6 +283,7 @@ class Keithley2450Potentiostat:
     def safe_state(self) -> None:
         """Output off (the relay opens: high impedance), read back, sent again if it was lost."""
         for _ in range(self.instrument.retries + 1):
+            self.instrument.stop_logging()
             self.instrument.output_enabled = False
             try:
                 if not self.instrument.output_enabled:
