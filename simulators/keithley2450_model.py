@@ -233,8 +233,10 @@ class _State:
         self.blocks: dict[int, Any] = {}  # the trigger model's blocks (TRIGger:BLOCk, TRIGger:LOAD)
         self.trigger_state, self.trigger_pc = "IDLE", 1
         self.trigger_counts: dict[int, int] = {}
-        self.trigger_cursor_s, self.trigger_wake_s = 0.0, None  # the model's instant, a delay's end
+        self.trigger_cursor_s = 0.0  # the trigger model's instant
+        self.trigger_wake_s: float | None = None  # when the delay it waits in ends
         self.trigger_end_s: float | None = None  # a duration loop's end
+        self.trigger_capped_at_s: float | None = None  # an instant a loop with no delay filled
         self.buffers = {"defbuffer1": _Buffer(100_000), "defbuffer2": _Buffer(10)}
         self._tripped = False
         self._clamp_V = 0.0

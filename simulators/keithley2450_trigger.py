@@ -207,6 +207,7 @@ class _Trigger(_Panel):
         self.trigger_state, self.trigger_pc = "RUNNING", 1
         self.trigger_counts = {}
         self.trigger_cursor_s, self.trigger_wake_s, self.trigger_end_s = self.clock.now(), None, None
+        self.trigger_capped_at_s = None
         self._run_trigger()
 
     def _cmd_abort(self, c: Call) -> None:
@@ -229,8 +230,14 @@ class _Trigger(_Panel):
     def _run_trigger(self) -> None:
         """Run the blocks due by ``clock.now()``, each at its own instant."""
         now = self.clock.now()
+        if self.trigger_capped_at_s == now:
+            return  # a loop without a delay had its share of this instant
         steps = 0
-        while self.trigger_running and steps < MAX_BLOCKS_PER_INSTANT:
+        while self.trigger_running:
+            if steps >= MAX_BLOCKS_PER_INSTANT:  # no delay in the loop: on at the next instant
+                self.trigger_capped_at_s = now
+                self.trigger_cursor_s = max(self.trigger_cursor_s, now)
+                return
             block = self.blocks.get(self.trigger_pc)
             if block is None:
                 self.trigger_state = "IDLE"
@@ -242,8 +249,9 @@ class _Trigger(_Panel):
                     self.trigger_wake_s = at + block.seconds
                 if self.trigger_wake_s > now:
                     return  # waiting: the rest is run when the clock gets there
+                if self.trigger_wake_s > at:
+                    steps = 0  # time moved
                 self.trigger_cursor_s, self.trigger_wake_s = self.trigger_wake_s, None
-                steps = 0
             elif block.kind == "measure":
                 self._catch_up(at)
                 self._take_readings(block.buffer, count=block.count, at_s=at)
