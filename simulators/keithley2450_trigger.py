@@ -230,13 +230,14 @@ class _Trigger(_Panel):
     def _run_trigger(self) -> None:
         """Run the blocks due by ``clock.now()``, each at its own instant."""
         now = self.clock.now()
-        if self.trigger_capped_at_s == now:
-            return  # a loop without a delay had its share of this instant
+        if self.trigger_capped_at_s is not None:
+            if self.trigger_capped_at_s == now:
+                return  # a loop without a delay had its share of this instant
+            self.trigger_cursor_s, self.trigger_capped_at_s = now, None  # it ran on meanwhile
         steps = 0
         while self.trigger_running:
             if steps >= MAX_BLOCKS_PER_INSTANT:  # no delay in the loop: on at the next instant
                 self.trigger_capped_at_s = now
-                self.trigger_cursor_s = max(self.trigger_cursor_s, now)
                 return
             block = self.blocks.get(self.trigger_pc)
             if block is None:
