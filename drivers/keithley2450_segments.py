@@ -66,6 +66,7 @@ class Segment:
     n_read: int = 0  # buffer readings already read
     tol_s: float = 1e-9  # how close a reading's time must come to a time it is checked against
     _after_s: float = -math.inf  # readings up to this time were used (by this host or one before)
+    _sched_t: float | None = None  # the instrument's next reading time, as its delays add up
 
     def start(self) -> None:
         """Set the instrument up, then take the first point: the segment's time (its duration
@@ -87,7 +88,7 @@ class Segment:
             return
         self.interval_s = self.sampling_interval_s()
         self.tol_s = self.interval_s / 2  # the reading nearest a due time is the one due then
-        self.t_base, self.n_read = self.ctx.clock.now(), 0
+        self.t_base, self.n_read, self._sched_t = self.ctx.clock.now(), 0, None
         self.ctx.inst.start_logging(self.interval_s)
 
     def span_s(self) -> float | None:
@@ -95,18 +96,19 @@ class Segment:
         return None
 
     def wanted_interval_s(self) -> float:
-        return min(self.ctx.poll_s, self.record_s)
+        """The record interval: every reading is a point (a voltage cut-off is met within one;
+        the instrument holds the cell at it meanwhile)."""
+        return self.record_s
 
     def sampling_interval_s(self) -> float:
-        """The instrument's reading interval: what the host would poll at, shortened so that a
+        """The instrument's reading interval: the record interval, shortened so that a
         reading falls exactly on a predictable end (a duration, a capacity at constant
         current), and long enough for the buffer to hold the segment."""
         wanted = min(self.wanted_interval_s(), MAX_DELAY_S)
         span = self.span_s()
-        if span is None or span <= 0:
-            return wanted
-        n = max(1, math.ceil(span / wanted - 1e-9))
-        return span / min(n, BUFFER_POINTS - 2)
+        if span is not None and span > 0:
+            wanted = span / min(max(1, math.ceil(span / wanted - 1e-9)), BUFFER_POINTS - 2)
+        return float(f"{wanted:.9e}")  # the value the instrument is sent (and parses)
 
     def _readings(self) -> list[tuple[float, float, float]]:
         """New readings since the last one used: (host time, measured, source), oldest first."""
@@ -178,7 +180,7 @@ class Segment:
         # The buffer's first reading is the substep's first point (t0): every reading the
         # instrument took meanwhile is read at the next poll, from the first one after ``last``.
         self.interval_s = self.sampling_interval_s()
-        self.tol_s, self.t_base, self.n_read = self.interval_s / 2, t0, 0
+        self.tol_s, self.t_base, self.n_read, self._sched_t = self.interval_s / 2, t0, 0, None
         self._after_s = -math.inf if last is None else last.time_s + self.tol_s
         if inst.trigger_state != "RUNNING":  # it never started, or stopped: log from now on
             self._start_logging()
@@ -206,14 +208,23 @@ class Segment:
         return False
 
     def due_s(self, due: float) -> float:
-        """``due`` (s from now) moved to the first reading of the instrument's at or after it."""
+        """``due`` (s from now) moved to the first reading of the instrument's at or after it.
+
+        The instrument's reading times are added up delay by delay from the first, as its
+        trigger model does (the same sums, so a host on the instrument's clock asks exactly when
+        a reading is there); a reading that is late is looked for again a tenth of an interval on.
+        """
         if not self.logs:
             return max(due, 1e-6)
         now, step = self.ctx.clock.now(), self.interval_s
-        following = self.t_base + (math.floor((self.t_last - self.t_base) / step + 0.5) + 1) * step
-        target = max(now + due, following)
-        at = self.t_base + math.ceil((target - self.t_base) / step - 1e-9) * step + step * 1e-6
-        return at - now if at > now else step / 10  # late: look again shortly
+        if self._sched_t is None:
+            self._sched_t = self.t_base
+        while self._sched_t <= self._after_s:  # readings already used
+            self._sched_t += step
+        at = self._sched_t
+        while at < now + due - step * 1e-6:
+            at += step
+        return at - now if at > now else step / 10
 
     def check(self) -> str | None:
         raise NotImplementedError
@@ -366,9 +377,6 @@ class RestSegment(Segment):
 
     def span_s(self) -> float | None:
         return self.duration_s
-
-    def wanted_interval_s(self) -> float:
-        return self.record_s  # nothing to watch at open circuit but the time
 
     def next_due_s(self) -> float:
         now = self.ctx.clock.now()
