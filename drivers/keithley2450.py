@@ -7,7 +7,7 @@ cut-off, but the readings are the instrument's: a trigger model takes one into `
 every sampling interval (host or no host) and the host reads the buffer, so a host that died and
 comes back finds every reading taken meanwhile. Readings fall exactly on cut-offs that can be
 predicted (time, and capacity at constant current); voltage cut-offs are met within one
-sampling interval (the poll interval).
+sampling interval (the record interval), the instrument holding the cell at the cut-off meanwhile.
 
 The instrument itself keeps the cell inside its voltage cut-off and its limits
 (``voltage_min``/``voltage_max``), so a host that dies mid-step never drives a cell past them.
