@@ -295,8 +295,8 @@ class CcSegment(Segment):
 
         The time to the cut-off is extrapolated linearly from the last two readings; the next
         poll comes after a quarter of it, never sooner than the poll interval and never later
-        than the record interval. Near the cut-off every poll interval is used, so the cut-off
-        is still met within one poll interval.
+        than the record interval. The instrument reads every record interval whatever the host
+        does, so this only says how many of its readings the host reads at once.
         """
         now = self.ctx.clock.now()
         previous = self._last_reading
