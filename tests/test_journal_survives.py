@@ -239,3 +239,75 @@ def test_crash_matrix_a_kill_at_any_byte_of_the_journal_loses_and_doubles_nothin
 def _page_steps(line: bytes) -> list[int]:
     name, doc = json.loads(line)
     return list(doc["data"]["step"]) if name == "event_page" else []
+
+
+KILL_EXPORT = """
+import os, signal, sys
+import pandas as pd
+from orchestrator.cli import main
+moment = sys.argv.pop(1)
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+to_csv, replace = pd.DataFrame.to_csv, os.replace
+def half_then_die(self, f, **kw):
+    f.write(to_csv(self.head(len(self) // 2), **kw).encode()); f.flush(); os.fsync(f.fileno())
+    die()
+def die_before_rename(*a):
+    die()
+def die_after_rename(*a):
+    replace(*a); die()
+if moment == "mid-write":
+    pd.DataFrame.to_csv = half_then_die
+elif moment == "before-rename":
+    os.replace = die_before_rename
+else:
+    os.replace = die_after_rename
+sys.argv[0] = "relaxlab"
+main()
+"""
+
+
+@pytest.mark.parametrize("moment", ["mid-write", "before-rename", "after-rename"])
+def test_an_export_killed_mid_write_leaves_the_previous_file_or_the_new_one_whole(
+    complete_run, tmp_path, moment
+) -> None:
+    """SIGKILL of `data export` half-way through writing its file, just before its rename and just
+    after: the export file is the previous export or the new one, whole, never a part of one."""
+    data, uid, frame = complete_run
+    out = tmp_path / "run.csv"
+    args = ["data", "export", uid, "--data-dir", str(data), "--out", str(out)]
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    whole = out.read_text()
+    assert len(pd.read_csv(out)) == len(frame)
+    out.write_text("previous export\n")
+    killed = subprocess.run([sys.executable, "-c", KILL_EXPORT, moment, *args], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr  # it died where this test made it die
+    expected = whole if moment == "after-rename" else "previous export\n"
+    assert out.read_text() == expected
+
+
+def test_a_slow_disk_changes_no_recorded_point(tmp_path, monkeypatch) -> None:
+    """Every fsync of the journal and spool 5 ms slower (a slow or busy disk): the simulated run
+    records exactly the points it records on a fast disk (simulated time does not run on while
+    the disk is slow)."""
+    import time
+
+    import orchestrator.storage as storage
+
+    fast_uid = _relax_run(tmp_path / "fast")
+    _, fast = read_journal(tmp_path / "fast", fast_uid)
+    real, calls = storage.os.fsync, {"n": 0}
+
+    def slow_fsync(fd: int) -> None:
+        calls["n"] += 1
+        time.sleep(0.005)
+        real(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", slow_fsync)
+    slow_uid = _relax_run(tmp_path / "slow")
+    assert calls["n"] > 10, "the run never synced the disk: this test no longer reaches it"
+    _, slow = read_journal(tmp_path / "slow", slow_uid)
+    columns = ["timestamp_s", "step", "voltage_V", "current_A"]
+    pd.testing.assert_frame_equal(fast[columns], slow[columns])
