@@ -204,8 +204,9 @@ def _run_campaign(
             context.update(
                 cell_state=progress_before["cell_state"], active_mass=progress_before["active_mass_mg"]
             )
-        jobs[cell.id] = cell_job(
+        jobs[cell.id] = cell_job(  # on the channel `campaign plan` gives it
             cell.id, cell_phase, channel_pool, operator, gates[portion], md, context, done_steps, step_done,
+            channel_name=session.planned_channels.get(cell.id),
         )  # fmt: skip
 
     def job_done(key: str, value: Any) -> None:

@@ -11,13 +11,13 @@ from typing import Any
 
 import pandas as pd
 from bluesky import RunEngine
-from event_model import RunRouter
 
 from drivers.clock import SIM_EPOCH_S, Clock
 from orchestrator.campaign_file import Campaign
 from orchestrator.estimate import campaign_estimator
 from orchestrator.interrupt import install as install_ctrl_c
 from orchestrator.progress import LinePrinter, Pace, StepTracker, as_mode, sim_text, wall_text
+from orchestrator.run_router import PerRun
 from orchestrator.schedule import plan_campaign
 from orchestrator.simtime import run_engine
 from orchestrator.storage import (
@@ -163,6 +163,8 @@ class CampaignSession:
     state_path: Path
     state: dict[str, Any]
     uids: dict[str, str] = field(default_factory=dict)
+    #: Each cell's channel in the schedule (``campaign plan``'s: ch01, ch02 ...).
+    planned_channels: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -174,21 +176,25 @@ class CampaignSession:
         progress: bool | str,
         resources: tuple[int, int] = (16, 1),
     ) -> CampaignSession:
-        """``resources`` = (channels, ovens), for the schedule behind the progress ETA."""
+        """``resources`` = (channels, ovens), for the schedule (``campaign plan``'s, from the same
+        cell model) behind the progress ETA and each cell's planned channel."""
         RE, _ = run_engine(clock)
         install_ctrl_c(RE)  # Ctrl-C stops cleanly (cells to open circuit), twice aborts at once
-        RE.subscribe(RunRouter([lambda name, doc: ([Journal(data_dir)], [])]))
-        planned: dict[str, float] = {}
-        if as_mode(progress) != "off":
-            frame = plan_campaign(
-                campaign, channels=resources[0], ovens=max(resources[1], 1), durations=campaign_estimator(campaign)
-            ).frame
-            planned = {str(k): float(v) for k, v in frame.groupby("cell")["end_s"].max().items()}
+        RE.subscribe(PerRun(lambda start: [Journal(data_dir)]))  # one journal file per run
+        frame = plan_campaign(
+            campaign, channels=resources[0], ovens=max(resources[1], 1), durations=campaign_estimator(campaign)
+        ).frame
+        planned = {str(k): float(v) for k, v in frame.groupby("cell")["end_s"].max().items()}
+        on_channels = frame[frame["channel"].str.startswith("ch")]
+        planned_channels = {str(k): str(v) for k, v in on_channels.groupby("cell")["channel"].first().items()}
+        if as_mode(progress) == "off":
+            planned = {}
         tracker = CampaignProgress(clock, [c.id for c in campaign.cells], progress, planned)
         RE.subscribe(tracker)
         state_path = cls.state_file(data_dir, campaign.name)
         state_path.parent.mkdir(parents=True, exist_ok=True)
-        session = cls(RE, Spool(data_dir, fsync=not clock.simulated), tracker, state_path, state)
+        session = cls(RE, Spool(data_dir, fsync=not clock.simulated), tracker, state_path, state,
+                      planned_channels=planned_channels)  # fmt: skip
         RE.subscribe(session._started)
         return session
 

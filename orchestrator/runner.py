@@ -18,7 +18,6 @@ from orchestrator.connect import ConnectedLab, connect_lab
 from orchestrator.interrupt import install as install_ctrl_c
 from orchestrator.lab import Lab
 from orchestrator.progress import LinePrinter, Pace, StepTracker, as_mode, sim_text, wall_text
-from orchestrator.schedule import estimate_step_s
 from orchestrator.simtime import run_engine
 from orchestrator.storage import Journal, Spool, TiledStore, default_data_dir, read_journal
 
@@ -59,6 +58,8 @@ class ProgressReporter(DocumentRouter):
             return
         self._t0 = float(doc.get("clock_start_s", self.clock.now()))
         self._pace = Pace(self._sim_s())  # simulated seconds from the run's start
+        from orchestrator.schedule import estimate_step_s  # the campaign modules only when progress shows
+
         self._steps = [estimate_step_s(technique_from_dict(s)) for s in doc.get("steps", [])]
         self._tracker = StepTracker(list(doc.get("step_types", [])))
         self._label = str(doc.get("cell") or doc.get("plan_name", "run"))

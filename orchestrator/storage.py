@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from event_model import RunRouter
 from filelock import FileLock, Timeout
 
 from orchestrator.journal import (  # noqa: F401  (re-exported: the journal's readers live there)
@@ -68,6 +67,7 @@ from orchestrator.run_frames import (  # noqa: F401  (re-exported: the readers l
     to_export_frame,
     write_export,
 )
+from orchestrator.run_router import PerRun
 from orchestrator.tiled_pages import page_writer
 
 
@@ -171,9 +171,10 @@ class TiledStore:
         else:
             self.context = None
             self.client = _server_client(uri)
-        # Our documents are already in the current event-model schema: skip the normaliser,
-        # which re-validates every point of every page one event at a time, and append each
-        # event page to the stream's table as one columnar block (_PageWriter).
+        # Our documents are already in the current event-model schema and hold their numbers
+        # inline: skip the normaliser (it re-validates every point of every page one event at a
+        # time) and RunRouter's Filler (it unpacks and repacks every page), and append each
+        # event page to the stream's table as columnar blocks (tiled_pages.page_writer).
         self.batch_points = batch_points
         self.writer = self.new_writer()
 
@@ -182,9 +183,7 @@ class TiledStore:
         from bluesky.callbacks.tiled_writer import TiledWriter
 
         writer = TiledWriter(self.client, normalizer=None)
-        writer._run_router = RunRouter(
-            [lambda name, doc: ([page_writer(writer.client, self.batch_points)], [])]
-        )
+        writer._run_router = PerRun(lambda start: [page_writer(writer.client, self.batch_points)])
         return writer
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:

@@ -6,7 +6,8 @@ the run goes costs the run (each append is a request through the Tiled app) and 
 catalog costs every start (importing the Tiled server, SQLite, the app), so a run never opens it:
 
 * when a run stops, :func:`request` starts ``python -m orchestrator.tiled_fill DATA_DIR`` in the
-  background unless a filler is already running (it holds ``tiled/fill.lock``);
+  background (at nice 10, behind the command that started it) unless a filler is already running
+  (it holds ``tiled/fill.lock``);
 * the filler copies every stopped run that is not yet in the catalog, appending each stream in
   blocks of up to :data:`BLOCK_POINTS` points, and marks it done (``tiled/filled/<uid>``) once the
   run's stop document is in Tiled;
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.quiet import quiet_console
 
     quiet_console()
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(10)  # background work: the command that started it (a demo's plot, the next run) goes first
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m orchestrator.tiled_fill DATA_DIR", file=sys.stderr)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from drivers.quantities import UREG, QuantityError, parse_quantity
+from drivers.quantities import QuantityError, check_unit, parse_quantity
 from drivers.techniques import (
     GITT,
     ConstantCurrent,
@@ -301,7 +301,7 @@ def _unit_name(value: Any) -> Any:
         return ""
     if isinstance(value, str) and value:
         try:
-            UREG.parse_units(value)
+            check_unit(value)
         except Exception:  # pint raises several kinds
             raise ValueError(f"{value!r} is not a unit") from None
     return value

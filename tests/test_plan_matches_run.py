@@ -1,5 +1,5 @@
-"""`campaign plan` predicts what `campaign run` does: step durations from the same cell model
-(issue 15: within 20 %)."""
+"""`campaign plan` predicts what `campaign run` does: each cell on the same channel, step durations
+from the same cell model (issue 15: within 20 %)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,15 @@ def test_planned_step_durations_are_within_20_percent_of_the_run(charge_end) -> 
             assert plan_s == pytest.approx(run_s, rel=0.2), (cell, plan_s / 3600, run_s / 3600)
             checked += 1
     assert checked == 3 * len(campaign.cells)  # charge, rest, discharge of every cell
+
+
+def test_each_cell_runs_on_the_channel_the_plan_gives_it(charge_end) -> None:
+    campaign, data, result, frame = charge_end
+    planned = frame[frame.channel.str.startswith("ch")].groupby("cell")["channel"].first()
+    ran = {cell: read_journal(data, row["run"])[0]["channel"] for cell, row in result.cells.items()}
+    assert set(ran) == {cell.id for cell in campaign.cells}
+    assert ran == {cell: planned[cell] for cell in ran}
+    assert len(set(ran.values())) == 4  # all four channels in use, named as the plan names them
 
 
 def test_a_charge_to_4p5V_is_planned_from_the_model_not_a_typical_capacity() -> None:
