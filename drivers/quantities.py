@@ -38,7 +38,7 @@ def ureg() -> Any:
     """relaxlab's pint unit registry (with ``C_rate``), built on first use."""
     import pint
 
-    registry = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+    registry: Any = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
     registry.define(f"C_rate = {C_RATE_MA_G} * milliampere / gram")
     return registry
 

@@ -46,7 +46,7 @@ class PerRun:
             run = doc["uid"]
             self._callbacks[run] = list(self.factory(doc))
         else:
-            parent = doc.get(_PARENT.get(name, "run_start"))
+            parent = str(doc.get(_PARENT.get(name, "run_start"), ""))
             run = parent if parent in self._callbacks else self._run_of.get(parent, "")
         callbacks = self._callbacks.get(run)
         if callbacks is None:

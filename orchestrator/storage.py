@@ -183,7 +183,7 @@ class TiledStore:
         from bluesky.callbacks.tiled_writer import TiledWriter
 
         writer = TiledWriter(self.client, normalizer=None)
-        writer._run_router = PerRun(lambda start: [page_writer(writer.client, self.batch_points)])
+        writer._run_router = PerRun(lambda start: [page_writer(writer.client, self.batch_points)])  # type: ignore[assignment]
         return writer
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
