@@ -4,7 +4,8 @@
 ``RunRouter`` passes every event page through a ``Filler`` first (to load external data that
 resource/datum documents point at), which unpacks the page into single events and packs them
 again: about half of the cost of storing a page. relaxlab's pages hold their numbers inline
-(``filled`` is empty), so :class:`PerRun` hands the documents on as they are. Used for the journal
+(``filled`` is empty), so :class:`PerRun` hands the documents on as they are (a single event,
+as ``RunRouter`` does, as a page of one: readers of the journal and Tiled see pages only). Used for the journal
 of each campaign run (:mod:`orchestrator.campaign_session`) and the Tiled writer
 (:class:`orchestrator.storage.TiledStore`).
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from event_model import pack_event_page
 
 Callback = Callable[[str, dict[str, Any]], Any]
 
@@ -42,6 +45,8 @@ class PerRun:
         self._run_of: dict[str, str] = {}  # descriptor / resource uid -> start uid
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        if name == "event":  # as RunRouter does: a single event is handed on as a page of one
+            name, doc = "event_page", dict(pack_event_page(doc))  # type: ignore[arg-type]
         if name == "start":
             run = doc["uid"]
             self._callbacks[run] = list(self.factory(doc))

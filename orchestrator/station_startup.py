@@ -29,7 +29,6 @@ from pathlib import Path
 from bluesky import preprocessors as bpp
 from bluesky.protocols import Readable
 from bluesky_queueserver import parameter_annotation_decorator
-from event_model import RunRouter
 
 from drivers.clock import SimClock, WallClock
 from drivers.device import PotentiostatChannel
@@ -39,6 +38,7 @@ from orchestrator.connect import connect_lab
 from orchestrator.lab import load_lab
 from orchestrator.live_bus import LivePublisher
 from orchestrator.run_frames import read_oven_record
+from orchestrator.run_router import PerRun
 from orchestrator.sim_operator import SimulatedBuilder, channel_instruments
 from orchestrator.simtime import run_engine
 from orchestrator.station import device_name
@@ -73,10 +73,10 @@ if _TILED:
               "runs kept in the journal")  # fmt: skip
 
 # The RunEngine, in simulated time on a simulated lab. Cells run concurrently (campaign_cells):
-# one journal file per run (a RunRouter of Journals), as the one-process campaign does.
+# one journal file per run (PerRun of Journals), as the one-process campaign does.
 _clock = SimClock() if _LAB.simulated else WallClock()
 RE, _simtime = run_engine(_clock)
-RE.subscribe(RunRouter([lambda name, doc: ([Journal(_DATA)], [])]))
+RE.subscribe(PerRun(lambda start: [Journal(_DATA)]))
 # Embedded catalog when no server is given; with a server, the journal first and the server
 # after (a server that is down at start-up is retried at every run).
 if _TILED:

@@ -51,3 +51,25 @@ def test_documents_of_a_run_started_before_subscribing_are_ignored() -> None:
     for name, doc in _run("next"):
         router(name, doc)
     assert calls == ["start", "descriptor", "event_page", "event_page", "stop"]
+
+
+def test_a_single_event_is_handed_on_as_a_page_of_one_and_its_point_is_read_back(tmp_path) -> None:
+    """A plan's own `trigger_and_read` emits single events: they reach the journal as pages (as
+    event_model's RunRouter hands them on), so the run's reader counts their points."""
+    from orchestrator.run_frames import raw_frame
+    from orchestrator.storage import Journal, journal_documents
+
+    bundle = compose_run(metadata={"cell": "single"})
+    desc = bundle.compose_descriptor(
+        name="primary", data_keys={"voltage_V": {"source": "sim", "dtype": "number", "shape": []}}
+    )
+    events = [desc.compose_event(data={"voltage_V": v}, timestamps={"voltage_V": t}, seq_num=i + 1)
+              for i, (v, t) in enumerate([(3.1, 1.0), (3.2, 2.0), (3.3, 3.0)])]  # fmt: skip
+    router = PerRun(lambda start: [Journal(tmp_path)])
+    for name, doc in [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc),
+                      *(("event", e) for e in events), ("stop", bundle.compose_stop())]:  # fmt: skip
+        router(name, doc)
+    docs = list(journal_documents(tmp_path / "journal" / f"{bundle.start_doc['uid']}.jsonl"))
+    assert [name for name, _ in docs] == ["start", "descriptor", "event_page", "event_page", "event_page", "stop"]
+    _, frame = raw_frame(iter(docs))
+    assert frame["voltage_V"].tolist() == [3.1, 3.2, 3.3]
