@@ -27,6 +27,7 @@ its channel and start, keyed by run uid); after a kill the startup closes the in
 and connects without resetting the instruments, and a cell queued again naming the interrupted
 run (``md.resumes``) picks its running step up where the stored points end (as ``relaxlab
 campaign run --resume`` does in one process), or goes on after the steps it had finished.
+Simulators served in the station's own process die with it: their cells start again.
 
 No ``from __future__ import annotations`` here: the queueserver reads the plans' annotations.
 """
@@ -105,8 +106,11 @@ else:
 if os.environ.get("RELAXLAB_STATION_REDIS"):
     _live = LivePublisher(os.environ["RELAXLAB_STATION_REDIS"], _NAME, warn=lambda m: print(f"station {_NAME}: {m}"))
     RE.subscribe(_live)
-# After a kill (runs left open): no reset, so steps the instruments ran on can be re-attached.
-_connected = connect_lab(_LAB, _clock, ovens=bool(_LAB.ovens), reset=not _recovered.recovered)
+# After a kill (runs left open) on instruments outside this process (real, or served by `sim
+# serve`): no reset, so the steps they ran on meanwhile can be re-attached. Simulators served in
+# this process died with it: those cells start their step again.
+_in_process = _clock.simulated and not getattr(_clock, "served", False)
+_connected = connect_lab(_LAB, _clock, ovens=bool(_LAB.ovens), reset=_in_process or not _recovered.recovered)
 # Points are spooled the moment they are read (fsynced on the wall clock).
 _spool = Spool(_DATA, fsync=not _clock.simulated)
 for _channel_device in _connected.channels.values():
@@ -261,6 +265,8 @@ def _picked_up(cell: str, resumes: typing.Any, pool: Pool, channel: Potentiostat
     points end; else the cell goes on after the steps it had finished (re-mounted)."""
     before = _steps().get(str(resumes), {}) if resumes else {}
     running = before.get("running")
+    if _connected.simulation is not None:  # the instruments died with the station: start again
+        return 0, None
     if running and running["channel"] == channel.name:
         channel.active_mass_g.put(float(before["active_mass_mg"]) / 1000.0)
         progress = stored_step_progress(_DATA, running["runs"], running["step_index"], running["started_at_s"])
