@@ -73,6 +73,9 @@ class StationConfig:
     control_port: int = 60615
     info_port: int = 60625
     host: str = "127.0.0.1"
+    #: Clock file of a ``relaxlab sim serve`` process serving the lab's simulated instruments:
+    #: they then live outside the station (and run on while its manager is down).
+    sim_clock: Path | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", self.name):
@@ -116,6 +119,8 @@ class StationConfig:
             env["RELAXLAB_STATION_TILED"] = self.tiled
         if self.tiled_api_key:
             env["TILED_API_KEY"] = self.tiled_api_key
+        if self.sim_clock is not None:
+            env["RELAXLAB_STATION_SIM_CLOCK"] = str(self.sim_clock)
         return env
 
     def command(self) -> list[str]:

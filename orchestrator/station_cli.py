@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli_common import _fail, _guarded, _print
+from orchestrator.cli_common import _fail, _guarded, _on_served_instruments, _print
 
 station_app = typer.Typer(help="Stations: a bluesky-queueserver RE Manager per PC.", no_args_is_help=True)
 
@@ -36,6 +36,11 @@ def station_serve(
     host: Annotated[str, typer.Option(help="Address to bind the zmq ports to (127.0.0.1 = this PC only).")] = "127.0.0.1",
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Journal, spool and station files.")] = None,
     open_environment: Annotated[bool, typer.Option(help="Open the RE environment once the manager answers.")] = True,
+    sim_clock: Annotated[
+        Path | None,
+        typer.Option("--sim-clock", help="Clock file of a `relaxlab sim serve --stepped` serving the lab's "
+                     "simulated instruments (they run on while the station is down)."),
+    ] = None,
 ) -> None:
     """Serve a station: a bluesky-queueserver RE Manager whose plans are relaxlab's
     (run_protocol, relaxation_protocol, rest_at_open_circuit) on the lab file's channels."""
@@ -46,7 +51,9 @@ def station_serve(
     parsed = load_lab(lab)  # a bad lab file is one error before anything starts
     try:
         config = StationConfig(name, lab, data_dir or default_data_dir(), redis, tiled,
-                               os.environ.get("TILED_API_KEY"), control_port, info_port, host)  # fmt: skip
+                               os.environ.get("TILED_API_KEY"), control_port, info_port, host, sim_clock)  # fmt: skip
+        if sim_clock is not None:  # every channel's instrument served there
+            _on_served_instruments(parsed, [c.instrument for c in parsed.cells], sim_clock)
         check_redis(redis)
     except (ValueError, ConnectionError) as exc:
         _fail(str(exc))

@@ -34,8 +34,11 @@ its cells (they are not built).
 A station killed mid-campaign is waited for (the others carry on); when its manager answers
 again its environment is opened (closing the interrupted runs from its spool) and the cells and
 portions the kill interrupted are queued again first, each a new run naming the interrupted
-one. Steps still running on its instruments are not re-attached across stations: the cell's
-protocol starts again.
+one (``resumes``). The station picks a cell up from its own step record
+(:mod:`orchestrator.station_startup`): the step the interrupted run had running on the
+instruments is re-attached where its stored points end (the instruments ran on meanwhile: served
+outside the station, e.g. ``relaxlab sim serve`` or real ones), steps it had finished are not
+repeated. A portion interrupted mid-hold is heated again from the start.
 """
 
 from __future__ import annotations

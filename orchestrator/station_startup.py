@@ -3,7 +3,9 @@
 Run by bluesky-queueserver's worker on every environment open, with the settings in
 ``RELAXLAB_STATION_*`` environment variables. It defines, in the worker's namespace:
 
-* ``RE``: a RunEngine on the station's lab (in simulated time when the lab is simulated),
+* ``RE``: a RunEngine on the station's lab (in simulated time when the lab is simulated; on
+  the served lab's clock when ``RELAXLAB_STATION_SIM_CLOCK`` names the clock file of a
+  ``relaxlab sim serve --stepped`` process serving its instruments outside the station),
   writing every document to the local journal first (one file per run)
   and then to the shared Tiled server (``RELAXLAB_STATION_TILED``; when it is down the runs are
   kept in the journal and marked unsynced, see :class:`~orchestrator.tiled_server.RemoteTiled`);
@@ -19,9 +21,18 @@ Run by bluesky-queueserver's worker on every environment open, with the settings
   by :func:`~orchestrator.station.device_name`) and the plan ``campaign_portions``: heated
   powder portions, each its own run, sharing the station's ovens.
 
+A station killed mid-campaign comes back re-attaching the steps its instruments ran on: each
+cell step is recorded as it starts and ends (``<data>/station-steps.json``: the run, the step,
+its channel and start, keyed by run uid); after a kill the startup closes the interrupted runs
+and connects without resetting the instruments, and a cell queued again naming the interrupted
+run (``md.resumes``) picks its running step up where the stored points end (as ``relaxlab
+campaign run --resume`` does in one process), or goes on after the steps it had finished.
+Simulators served in the station's own process die with it: their cells start again.
+
 No ``from __future__ import annotations`` here: the queueserver reads the plans' annotations.
 """
 
+import json
 import os
 import typing
 from pathlib import Path
@@ -34,13 +45,15 @@ from drivers.clock import SimClock, WallClock
 from drivers.device import PotentiostatChannel
 from drivers.operator import Operator, Timer
 from drivers.techniques import Rest, technique_from_dict
+from orchestrator.campaign_lab import stored_step_progress
+from orchestrator.cli_common import _on_served_instruments
 from orchestrator.connect import connect_lab
 from orchestrator.lab import load_lab
 from orchestrator.live_bus import LivePublisher
 from orchestrator.run_frames import read_oven_record
 from orchestrator.run_router import PerRun
 from orchestrator.sim_operator import SimulatedBuilder, channel_instruments
-from orchestrator.simtime import run_engine
+from orchestrator.simtime import read_clock_file, run_engine
 from orchestrator.station import device_name
 from orchestrator.station_schedule import step_from_dict
 from orchestrator.storage import Journal, Spool, TiledStore, recover
@@ -54,6 +67,9 @@ _NAME = os.environ.get("RELAXLAB_STATION_NAME", "station")
 _LAB = load_lab(os.environ.get("RELAXLAB_STATION_LAB", "simulated"))
 _DATA = Path(os.environ.get("RELAXLAB_STATION_DATA") or ".")
 _TILED = os.environ.get("RELAXLAB_STATION_TILED")
+_SIM_CLOCK = os.environ.get("RELAXLAB_STATION_SIM_CLOCK")
+if _SIM_CLOCK:  # in-process simulated instruments reached where `relaxlab sim serve` serves them
+    _LAB = _on_served_instruments(_LAB, [], Path(_SIM_CLOCK))
 
 # A station killed mid-run left its runs open: close them with every point the spool holds
 # (runs of a live process are left alone) and give the server its copy of every run it lacks.
@@ -74,9 +90,11 @@ if _TILED:
 
 # The RunEngine, in simulated time on a simulated lab. Cells run concurrently (campaign_cells):
 # one journal file per run (PerRun of Journals), as the one-process campaign does.
-_clock = SimClock() if _LAB.simulated else WallClock()
+_clock = read_clock_file(Path(_SIM_CLOCK)) if _SIM_CLOCK else SimClock() if _LAB.simulated else WallClock()
 RE, _simtime = run_engine(_clock)
 RE.subscribe(PerRun(lambda start: [Journal(_DATA)]))
+_RUN_OF: typing.Dict[str, str] = {}  # noqa: UP006 (job -> uid of its current run)
+RE.subscribe(lambda name, doc: _RUN_OF.__setitem__(doc["job_key"], doc["uid"]) if doc.get("job_key") else None, "start")
 # Embedded catalog when no server is given; with a server, the journal first and the server
 # after (a server that is down at start-up is retried at every run).
 if _TILED:
@@ -88,7 +106,11 @@ else:
 if os.environ.get("RELAXLAB_STATION_REDIS"):
     _live = LivePublisher(os.environ["RELAXLAB_STATION_REDIS"], _NAME, warn=lambda m: print(f"station {_NAME}: {m}"))
     RE.subscribe(_live)
-_connected = connect_lab(_LAB, _clock, ovens=bool(_LAB.ovens))
+# After a kill (runs left open) on instruments outside this process (real, or served by `sim
+# serve`): no reset, so the steps they ran on meanwhile can be re-attached. Simulators served in
+# this process died with it: those cells start their step again.
+_in_process = _clock.simulated and not getattr(_clock, "served", False)
+_connected = connect_lab(_LAB, _clock, ovens=bool(_LAB.ovens), reset=_in_process or not _recovered.recovered)
 # Points are spooled the moment they are read (fsynced on the wall clock).
 _spool = Spool(_DATA, fsync=not _clock.simulated)
 for _channel_device in _connected.channels.values():
@@ -196,11 +218,61 @@ def campaign_cells(
         steps = [step_from_dict(dict(step)) for step in cell["steps"]]
         md = {**dict(cell.get("md") or {}), "job_key": str(cell["cell"]), "station": _NAME}
         built_from = {k: md.get(k) for k in ("portion", "portion_run", "charged_to")} if md.get("portion") else None
+        done_steps, reattach = _picked_up(str(cell["cell"]), md.get("resumes"), pool, _channel(channel))
         jobs[str(cell["cell"])] = cell_job(str(cell["cell"]), steps, pool, operator, None, md, built_from,
-                                           channel_name=channel.name)  # fmt: skip
+                                           done_steps=done_steps, on_step=_step_done, reattach=reattach,
+                                           on_step_started=_step_started, channel_name=channel.name)  # fmt: skip
     # A cell that fails is closed with its reason in its run's stop document; the others go
     # on, and the plan completes (a failed plan would go back to the front of the queue).
     yield from _station_md(run_jobs(jobs))
+
+
+_STEPS = _DATA / "station-steps.json"
+
+
+def _steps() -> typing.Dict[str, typing.Any]:  # noqa: UP006
+    """Run uid -> ``{"steps_done", "running", "active_mass_mg"}`` of every cell run of this station."""
+    return json.loads(_STEPS.read_text()) if _STEPS.exists() else {}
+
+
+def _record(cell: str, **changes: typing.Any) -> None:
+    """Update the step record of ``cell``'s current run, durable before the step goes on."""
+    steps = _steps()
+    steps.setdefault(_RUN_OF[cell], {}).update(changes)
+    tmp = _STEPS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(steps))
+    tmp.replace(_STEPS)
+
+
+_CARRIED: typing.Dict[str, typing.Any] = {}  # noqa: UP006 (cell -> the step it re-attaches, as recorded)
+
+
+def _step_started(cell: str, index: int, channel: PotentiostatChannel) -> None:
+    before = _CARRIED.pop(cell, None) or {}
+    runs = before.get("runs", []) if before.get("index") == index else []  # a re-attached step: its runs so far
+    _record(cell, active_mass_mg=float(channel.active_mass_g.get()) * 1000.0,
+            running={"index": index, "step_index": channel.step_index, "started_at_s": channel.step_started_s,
+                     "channel": channel.name, "runs": [*runs, _RUN_OF[cell]]})  # fmt: skip
+
+
+def _step_done(cell: str, steps_done: int, channel: PotentiostatChannel) -> None:
+    _record(cell, steps_done=steps_done, running=None)
+
+
+def _picked_up(cell: str, resumes: typing.Any, pool: Pool, channel: PotentiostatChannel):  # noqa: ANN202
+    """``(done_steps, reattach)`` of a cell queued again after its run ``resumes`` was
+    interrupted: the step that run had running on ``channel`` is re-attached where its stored
+    points end; else the cell goes on after the steps it had finished (re-mounted)."""
+    before = _steps().get(str(resumes), {}) if resumes else {}
+    running = before.get("running")
+    if _connected.simulation is not None:  # the instruments died with the station: start again
+        return 0, None
+    if running and running["channel"] == channel.name:
+        channel.active_mass_g.put(float(before["active_mass_mg"]) / 1000.0)
+        progress = stored_step_progress(_DATA, running["runs"], running["step_index"], running["started_at_s"])
+        _CARRIED[cell] = running  # the new run's record: the re-attached step with the runs it is in so far
+        return int(running["index"]), (pool.take(channel), progress)
+    return int(before.get("steps_done", 0)), None
 
 
 def _portion_record(context):  # noqa: ANN001, ANN202 (a SimulatedBuilder record source)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("bluesky_queueserver")
@@ -99,3 +100,118 @@ def test_a_station_killed_mid_run_loses_no_point(
         store.close()
     _same_points(served, frame)
     assert not list((config.data_dir / "unsynced").glob("*"))
+
+
+# A rest long enough to be caught running, then a discharge; two cells on two EmStat4s.
+REST_PROTOCOL = """\
+name: rest-discharge
+parameters: {rest: 2 h}
+steps:
+  - rest: {duration: $rest, record_interval: 60 s}
+  - discharge: {current: 100 mA/g, until: {voltage: 1.85 V, time: 4 h}, record_interval: 60 s}
+"""
+REST_CAMPAIGN = """\
+name: kill-reattach
+protocol: rest-discharge.yaml
+replicates: 2
+cell_prefix: KR
+samples:
+  batch: {id: B1, material: x04}
+  cell_mass: 5 mg
+matrix:
+  rest: [2 h]
+"""
+INTO_REST_S = 3600.0  # the station is killed this far into the rest (simulated time)
+DEAD_S = 600.0  # the instruments run on alone this long (simulated time)
+
+
+def test_a_station_killed_mid_campaign_re_attaches_its_running_steps(
+    tiled_server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The station's instruments are served outside it (``relaxlab sim serve --stepped``, here
+    in the test), its manager is killed an hour into the cells' rest, the EmStat4s run the rest
+    on alone, the manager comes back: the dispatcher queues the cells again and the station
+    re-attaches the rests where their stored points end (no new rest, no operator), so each
+    cell's rest is one continuous record, nothing lost or doubled."""
+    import threading
+
+    from benchmarks.drill_random_kills import ServedLab, lab_data
+    from orchestrator.campaign_file import load_campaign
+    from orchestrator.station import Station, StationConfig
+    from orchestrator.station_dispatch import dispatch_campaign
+    from orchestrator.stations_file import load_stations
+    from orchestrator.storage import read_journal, read_runs
+    from orchestrator.tiled_server import free_port
+
+    monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)  # type: ignore[attr-defined]
+    lab = lab_data()
+    lab["instruments"] = {k: v for k, v in lab["instruments"].items() if k.startswith("es")}
+    lab["cells"] = [c for c in lab["cells"] if c["instrument"].startswith("es")]
+    served = ServedLab(tmp_path / "lab", lab)
+    (tmp_path / "rest-discharge.yaml").write_text(REST_PROTOCOL)
+    (tmp_path / "c.yaml").write_text(REST_CAMPAIGN)
+    campaign = load_campaign(tmp_path / "c.yaml")
+    config = StationConfig(station_name("reattach"), str(served.folder / "lab.toml"), tmp_path / "station",
+                           tiled=tiled_server.uri, control_port=free_port(), info_port=free_port(),  # type: ignore[attr-defined]
+                           sim_clock=served.folder / "clock.json")  # fmt: skip
+    (tmp_path / "stations.toml").write_text(
+        f'[stations.bench]\ncontrol = "{config.control_address}"\ninfo = "{config.info_address}"\n'
+        'channels = ["ch-es1", "ch-es2"]\n'
+    )
+    said: list[str] = []
+    out: dict[str, object] = {}
+
+    def dispatch() -> None:
+        try:
+            out["result"] = dispatch_campaign(campaign, load_stations(tmp_path / "stations.toml"), tmp_path / "dispatcher",
+                                              tiled_server.uri, say=said.append, poll_s=0.5, patience=600)  # type: ignore[attr-defined]  # fmt: skip
+        except Exception as exc:  # reported by the assertions below
+            out["error"] = exc
+
+    t0 = served.now()
+    kill_at_s = t0 + INTO_REST_S
+    served.mover.request(f"HOLD {kill_at_s!r}")  # the lab stops there: the station waits at that moment
+    station = Station(config).start()
+    dispatcher = threading.Thread(target=dispatch, daemon=True)
+    try:
+        dispatcher.start()
+        while True:  # until the station's run waits at the held moment
+            try:
+                served.mover.request("WAIT_HELD 1")
+                break
+            except ConnectionError:
+                assert dispatcher.is_alive(), out
+        station.kill()
+        served._hosts_gone()
+        served.mover.request("RELEASE")
+        served.run_alone(DEAD_S)  # the EmStat4s go on with the rest, buffering what they measure
+        station = Station(config).start()  # back: the dispatcher queues the cells again
+        dispatcher.join(timeout=900)
+        assert not dispatcher.is_alive()
+        api = station.api()
+        api.environment_close()
+        api.wait_for_idle(timeout=120)
+        api.close()
+    finally:
+        station.stop()
+        served.close()
+        forget_station(config.name)
+    assert "error" not in out, out
+    result = out["result"]
+    assert not result.failed, result.failed  # type: ignore[attr-defined]
+    assert any("interrupted" in line for line in said)
+    for row in result.table().itertuples(index=False):  # type: ignore[attr-defined]
+        assert row.status == "done"
+        start, _ = read_journal(config.data_dir, row.run)
+        killed, _ = read_journal(config.data_dir, start["resumes"])
+        # the run re-attached the rest the killed one had running, on the same channel
+        assert start["reattached_step"] is not None and start["channel"] == killed["channel"]
+        _, frame = read_runs(config.data_dir, [killed["uid"], row.run])
+        assert list(frame.groupby("step")["step_type"].first()) == ["rest", "cc"]
+        rest = frame[frame["step_type"] == "rest"]["timestamp_s"].to_numpy()
+        # points from both sides of the kill and from while the station was dead (the EmStat4's buffer)
+        assert rest[0] < kill_at_s < kill_at_s + DEAD_S < rest[-1]
+        assert ((rest > kill_at_s) & (rest < kill_at_s + DEAD_S)).any()
+        # one rest, every 60 s from its start to its end: nothing lost, nothing doubled, not restarted
+        assert list(np.diff(rest)) == pytest.approx([60.0] * (len(rest) - 1), abs=1e-6)
+        assert 7200.0 - 60.0 - 1e-6 <= rest[-1] - rest[0] <= 7200.0
