@@ -56,25 +56,6 @@ MSB, EAV, QSB, MAV, ESB, MSS, OSB = 1, 4, 8, 16, 32, 64, 128
 OPC, QYE, DDE, EXE, CME, PON = 1, 4, 8, 16, 32, 128
 
 
-SINK_READING_S = 60.0
-"""A sinking voltage hold adjusts its current at least this often, and a reading of it is its
-mean current over this long (or since the last visit, if shorter)."""
-
-
-def _recent_mean_A(pieces: list[tuple[float, float]], window_s: float) -> float:
-    """Mean current (A) over the last ``window_s`` of ``pieces`` ((duration s, charge A s))."""
-    span, charge = 0.0, 0.0
-    for duration, q in reversed(pieces):
-        if duration <= 0:
-            continue
-        take = min(duration, window_s - span)
-        span += take
-        charge += q * take / duration
-        if span >= window_s:
-            break
-    return charge / span if span > 0 else 0.0
-
-
 class ClockLike(Protocol):
     def now(self) -> float: ...
 
@@ -236,7 +217,7 @@ class _State:
         self._voltage_limited = True
         self._last_drive = None
         self._hold_sign = 1.0
-        self._hold_current_A, self._hold_pull_A = 0.0, self.ilim_A
+        self._hold_current_A = 0.0
 
     # the source levels keep their historical attribute names
     @property
