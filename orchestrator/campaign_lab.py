@@ -11,7 +11,8 @@ repeated; a cell between two steps is re-mounted by the operator and goes on wit
 
 Heated powder portions share the lab's ovens (``driver = "eurotherm"``): a portion job runs its
 operator steps and its heating, and its cells wait for it. A portion interrupted mid-hold is
-resumed in the same oven for the time left (the controller held its set-point meanwhile).
+resumed in the same oven for the time left (the controller held its set-point meanwhile); its
+record (what its cells are built from) joins both runs' oven logs and transfers.
 """
 
 from __future__ import annotations
@@ -129,12 +130,13 @@ def run_on_lab(
         charged_to = campaign.powder.charged_to if campaign.powder else None
         if connected.simulation is not None and charged_to:
             # the simulated operator builds each cell from its portion as the portion's run recorded it
+            from orchestrator.run_frames import portion_record as whole_record
             from orchestrator.run_frames import read_oven_record
             from orchestrator.sim_operator import SimulatedBuilder, channel_instruments
 
             def portion_record(ctx: Any) -> Any:
                 uid = state["jobs"].get(ctx["portion"], {}).get("uid") or uids.get(ctx["portion"])
-                return read_oven_record(data_dir, uid)[1] if uid else None
+                return whole_record(lambda u: read_oven_record(data_dir, u), uid) if uid else None
 
             responder = SimulatedBuilder(responder, connected.simulation,
                                          channel_instruments(lab, connected.channels), portion_record)  # fmt: skip

@@ -41,6 +41,7 @@ def report(
     from analysis.campaign import campaign_table
     from analysis.campaign_fits import fit_campaign, public
     from analysis.report import build_report
+    from orchestrator.run_frames import portion_record
     from orchestrator.storage import default_data_dir, read_journal, read_oven_record
     from orchestrator.summary import OCV_READ_S, format_summary, run_summary
 
@@ -67,7 +68,7 @@ def report(
                         timeline += _timeline(start, frame)
                         cells.append((start, frame))
                     elif start.get("job") == "portion":
-                        ovens[str(start.get("portion"))] = read_oven_record(root, info["uid"])[1]
+                        ovens[str(start.get("portion"))] = portion_record(lambda u: read_oven_record(root, u), info["uid"])
             thermal.update(_histories(cells, ovens))
             continue
         try:

@@ -184,6 +184,26 @@ def read_oven_record(data_dir: Path, uid: str) -> tuple[dict[str, Any], pd.DataF
     return start, frame
 
 
+def portion_record(read: Any, uid: str | None) -> pd.DataFrame:
+    """A portion's whole oven log and transfers: run ``uid`` and, when it went on with a hold
+    an interrupted run had started (``resumed_hold_started_s``), that run's (``resumes``) before
+    it, and so on. ``read(uid) -> (start, frame)`` reads one run (a journal or a Tiled server)."""
+    frames: list[pd.DataFrame] = []
+    seen: set[str] = set()
+    while uid and uid not in seen:
+        seen.add(uid)
+        start, frame = read(uid)
+        frames.insert(0, frame)
+        uid = start.get("resumes") if start.get("resumed_hold_started_s") is not None else None
+    frames = [f for f in frames if len(f)]
+    if len(frames) <= 1:
+        return frames[0] if frames else pd.DataFrame(columns=["timestamp_s", "stream"])
+    combined = pd.concat(frames, ignore_index=True).sort_values("timestamp_s", kind="stable").reset_index(drop=True)
+    if "time_s" in combined:
+        combined["time_s"] = combined["timestamp_s"] - float(combined["timestamp_s"].iloc[0])
+    return combined
+
+
 def read_runs(data_dir: Path, uids: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
     """One cell's runs in order (a run and the runs that resumed it) as one export frame.
 

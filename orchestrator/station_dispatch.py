@@ -38,7 +38,8 @@ one (``resumes``). The station picks a cell up from its own step record
 (:mod:`orchestrator.station_startup`): the step the interrupted run had running on the
 instruments is re-attached where its stored points end (the instruments ran on meanwhile: served
 outside the station, e.g. ``relaxlab sim serve`` or real ones), steps it had finished are not
-repeated. A portion interrupted mid-hold is heated again from the start.
+repeated. A portion interrupted mid-hold in an oven served outside the station is held only
+for the rest of its hold (its record joins both runs); else it is heated again from the start.
 """
 
 from __future__ import annotations

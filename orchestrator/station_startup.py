@@ -50,7 +50,7 @@ from orchestrator.cli_common import _on_served_instruments
 from orchestrator.connect import connect_lab
 from orchestrator.lab import load_lab
 from orchestrator.live_bus import LivePublisher
-from orchestrator.run_frames import read_oven_record
+from orchestrator.run_frames import portion_record, read_oven_record
 from orchestrator.run_router import PerRun
 from orchestrator.sim_operator import SimulatedBuilder, channel_instruments
 from orchestrator.simtime import read_clock_file, run_engine
@@ -275,6 +275,17 @@ def _picked_up(cell: str, resumes: typing.Any, pool: Pool, channel: Potentiostat
     return int(before.get("steps_done", 0)), None
 
 
+def _hold_picked_up(resumes: typing.Any, pool: Pool):  # noqa: ANN202
+    """``(done_steps, hold)`` of a portion queued again after its run ``resumes`` was interrupted
+    mid-hold in an oven outside this process (its controller held the set-point meanwhile): only
+    the rest of the hold is run (:func:`protocols.campaign.portion_job`). Else it starts again."""
+    before = _steps().get(str(resumes), {}) if resumes else {}
+    if _connected.simulation is not None or before.get("hold_started_s") is None:
+        return 0, None
+    oven = next(o for o in pool.free if o.name == before["oven"])
+    return int(before["steps_done"]), (pool.take(oven), float(before["hold_started_s"]))
+
+
 def _portion_record(context):  # noqa: ANN001, ANN202 (a SimulatedBuilder record source)
     """The oven log and transfers of the portion run a cell is built from: the station's own
     journal when it heated the portion, else the shared Tiled server (where every station writes)."""
@@ -282,12 +293,13 @@ def _portion_record(context):  # noqa: ANN001, ANN202 (a SimulatedBuilder record
     if not uid:
         return None
     if (_DATA / "journal" / f"{uid}.jsonl").exists():
-        return read_oven_record(_DATA, uid)[1]
+        return portion_record(lambda u: read_oven_record(_DATA, u), uid)
     if not _TILED:
         raise LookupError(f"portion run {uid} is neither in this station's journal nor on a Tiled server")
     store = TiledStore(_DATA, _TILED)
     try:
-        return tiled_oven_record(store.client, uid)
+        client = store.client
+        return portion_record(lambda u: (dict(client[u].metadata["start"]), tiled_oven_record(client, u)), uid)
     finally:
         store.close()
 
@@ -335,7 +347,9 @@ if _OVENS:
         for portion in portions:
             steps = [step_from_dict(dict(step)) for step in portion["steps"]]
             md = {**dict(portion.get("md") or {}), "job_key": str(portion["portion"]), "station": _NAME}
+            done_steps, hold = _hold_picked_up(md.get("resumes"), pool)
             jobs[str(portion["portion"])] = portion_job(str(portion["portion"]), steps, pool, operator, timer,
-                                                        Gate(), md, values[str(portion["portion"])])  # fmt: skip
+                                                        Gate(), md, values[str(portion["portion"])], done_steps,
+                                                        hold, lambda name, info: _record(name, **info))  # fmt: skip
         # a portion that fails is closed with its reason (its cells are not built); the others go on
         yield from _station_md(run_jobs(jobs))

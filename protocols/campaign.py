@@ -215,7 +215,8 @@ def portion_job(
 
     try:
         yield from bps.open_run({**md, "job": "portion", "oven": getattr(oven, "name", None),
-                                 "resumed_after_step": done_steps})  # fmt: skip
+                                 "resumed_after_step": done_steps,
+                                 "resumed_hold_started_s": hold[1] if hold is not None else None})  # fmt: skip
         loaded = hold is not None
         for index, step in list(enumerate(steps))[done_steps:]:
             if isinstance(step, Manual):

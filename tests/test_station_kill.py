@@ -215,3 +215,130 @@ def test_a_station_killed_mid_campaign_re_attaches_its_running_steps(
         # one rest, every 60 s from its start to its end: nothing lost, nothing doubled, not restarted
         assert list(np.diff(rest)) == pytest.approx([60.0] * (len(rest) - 1), abs=1e-6)
         assert 7200.0 - 60.0 - 1e-6 <= rest[-1] - rest[0] <= 7200.0
+
+
+# A portion held 2 h at 140 C in the station's oven, then its cell rested and discharged.
+HEAT_PROTOCOL = """\
+name: heat-portion
+parameters: {temperature: 140 degC, time: 2 h}
+steps:
+  - manual: {instruction: Weigh the portion into a boat and load it into the oven, record: {portion_mass: mg}}
+  - heat: {temperature: $temperature, hold: $time, cool_to: 25 degC, log_interval: 60 s}
+  - manual: {instruction: Build a fresh cell from the relaxed powder, record: {active_mass: mg}}
+  - rest: {duration: 15 min, record_interval: 60 s}
+  - discharge: {current: 100 mA/g, until: {voltage: 1.85 V, time: 4 h}, record_interval: 60 s}
+"""
+HEAT_CAMPAIGN = """\
+name: kill-mid-hold
+protocol: heat-portion.yaml
+replicates: 1
+cell_prefix: KH
+samples:
+  batch: {id: B1, material: x04}
+  powder: {id: B1-c4.8V, charged_to: 4.8 V, mass: 20 mg}
+  cell_mass: 5 mg
+matrix:
+  temperature: [140 degC]
+  time: [2 h]
+"""
+HOLD_S = 7200.0
+OVEN_LOG_S = 60.0
+
+
+def test_a_portion_interrupted_mid_hold_is_held_only_for_the_time_left(
+    tiled_server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The oven and the EmStat4 are served outside the station; its manager is killed while
+    the portion is in the hot oven, the oven holds its set-point while the station is dead, the
+    manager comes back: the portion is queued again (``resumes``) and the station holds it only
+    for the rest of its hold. The portion's record (both runs) is its true history: in the oven
+    for the planned hold (within one log interval), and the cell is built from that record."""
+    import threading
+
+    from benchmarks.drill_random_kills import ServedLab
+    from orchestrator.campaign_file import load_campaign
+    from orchestrator.run_frames import portion_record, read_oven_record
+    from orchestrator.station import Station, StationConfig
+    from orchestrator.station_dispatch import dispatch_campaign
+    from orchestrator.stations_file import load_stations
+    from orchestrator.storage import read_journal
+    from orchestrator.tiled_server import free_port
+
+    monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)  # type: ignore[attr-defined]
+    lab = {"lab": {"name": "hold"},
+           "instruments": {"es1": {"driver": "emstat4", "resource": f"socket://127.0.0.1:{free_port()}",
+                                   "simulated": True, "poll_interval": "30 s"},
+                           "oven1": {"driver": "eurotherm", "resource": f"socket://127.0.0.1:{free_port()}",
+                                     "simulated": True, "address": 3}},
+           "cells": [{"name": "ch-es1", "instrument": "es1", "active_mass": "5 mg"}]}  # fmt: skip
+    served = ServedLab(tmp_path / "lab", lab)
+    (tmp_path / "heat-portion.yaml").write_text(HEAT_PROTOCOL)
+    (tmp_path / "c.yaml").write_text(HEAT_CAMPAIGN)
+    campaign = load_campaign(tmp_path / "c.yaml")
+    config = StationConfig(station_name("hold"), str(served.folder / "lab.toml"), tmp_path / "station",
+                           tiled=tiled_server.uri, control_port=free_port(), info_port=free_port(),  # type: ignore[attr-defined]
+                           sim_clock=served.folder / "clock.json")  # fmt: skip
+    (tmp_path / "stations.toml").write_text(
+        f'[stations.ovenside]\ncontrol = "{config.control_address}"\ninfo = "{config.info_address}"\n'
+        'channels = ["ch-es1"]\novens = ["oven1"]\n'
+    )
+    said: list[str] = []
+    out: dict[str, object] = {}
+
+    def dispatch() -> None:
+        try:
+            out["result"] = dispatch_campaign(campaign, load_stations(tmp_path / "stations.toml"), tmp_path / "dispatcher",
+                                              tiled_server.uri, say=said.append, poll_s=0.5, patience=600)  # type: ignore[attr-defined]  # fmt: skip
+        except Exception as exc:  # reported by the assertions below
+            out["error"] = exc
+
+    kill_at_s = served.now() + 3600.0  # after the oven's ramp, within the hold (checked below)
+    served.mover.request(f"HOLD {kill_at_s!r}")
+    station = Station(config).start()
+    dispatcher = threading.Thread(target=dispatch, daemon=True)
+    try:
+        dispatcher.start()
+        while True:  # until the station's run waits at the held moment
+            try:
+                served.mover.request("WAIT_HELD 1")
+                break
+            except ConnectionError:
+                assert dispatcher.is_alive(), out
+        station.kill()
+        served._hosts_gone()
+        served.mover.request("RELEASE")
+        served.run_alone(DEAD_S)  # the oven holds its set-point with nobody there
+        station = Station(config).start()  # back: the dispatcher queues the portion again
+        dispatcher.join(timeout=900)
+        assert not dispatcher.is_alive()
+        api = station.api()
+        api.environment_close()
+        api.wait_for_idle(timeout=120)
+        api.close()
+    finally:
+        station.stop()
+        served.close()
+        forget_station(config.name)
+    assert "error" not in out, out
+    result = out["result"]
+    assert not result.failed, result.failed  # type: ignore[attr-defined]
+    assert [p["status"] for p in result.portions.values()] == ["done"]  # type: ignore[attr-defined]
+    portion_run = next(iter(result.portions.values()))["run"]  # type: ignore[attr-defined]
+    start, _ = read_journal(config.data_dir, portion_run)
+    killed, _ = read_journal(config.data_dir, start["resumes"])
+    assert start["resumed_hold_started_s"] is not None  # the hold went on, not started again
+    _, first = read_oven_record(config.data_dir, killed["uid"])
+    moves = first[first["stream"] == "transfers"]
+    assert list(moves["portion_location"]) == ["oven1"]  # killed with the portion in the oven
+    record = portion_record(lambda u: read_oven_record(config.data_dir, u), portion_run)
+    moves = record[record["stream"] == "transfers"]
+    assert list(moves["portion_location"]) == ["oven1", "bench"]  # one load, one unload
+    t_in, t_out = (float(t) for t in moves["timestamp_s"])
+    assert t_in < kill_at_s < kill_at_s + DEAD_S < t_out
+    assert abs((t_out - t_in) - HOLD_S) <= OVEN_LOG_S  # the planned hold, not more
+    log = record[(record["stream"] == "oven") & (record["timestamp_s"] > t_in) & (record["timestamp_s"] < t_out)]
+    assert (log["temperature_C"] - 140.0).abs().max() < 2.0  # at temperature all along, both runs
+    for row in result.table().itertuples(index=False):  # type: ignore[attr-defined]
+        assert row.status == "done"
+        cell, frame = read_journal(config.data_dir, row.run)
+        assert cell["portion_run"] == portion_run and len(frame) > 0
