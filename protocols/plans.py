@@ -204,7 +204,12 @@ def relaxation_protocol(
             -abs(discharge_current_mA_g), Cutoffs(voltage_V=discharge_voltage_V), record_interval_s
         ),
     ]
-    full_md = {"plan_name": "relaxation_protocol", "protocol": params, **(md or {})}
+    full_md = {
+        "plan_name": "relaxation_protocol",
+        "protocol": "relaxation",
+        "protocol_parameters": params,
+        **(md or {}),
+    }
     return (yield from run_protocol(channel, steps, full_md))
 
 

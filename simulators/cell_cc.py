@@ -21,6 +21,7 @@ from simulators.sample import Chem
 _PLAN_MAX = 1000  # points planned ahead for polling-size constant-current calls
 _CHUNK_S = 7200.0  # longest stretch computed in one vectorised chunk
 _CHUNK_LMCT = 0.01  # at most ~1 % of the intermediate converted by LMCT within one chunk
+_CHUNK_DRIFT_V = 2e-4  # a chunk's end potential within this of its end state's (see _chunk)
 _CROSSING_TOL_V = 1e-10  # a cut-off crossing is found to within this voltage
 _ADVANCE_NEW = tuple.__new__  # builds an Advance without the NamedTuple's Python-level __new__
 
@@ -299,22 +300,31 @@ class ConstantCurrentCell(CellCore):
         x0 = [c[0], c[1], c[2]] if up else [c[0], c[1]]
         e_b0 = solve(bs, x0, 1e-9, up)[0]  # 1e-9: the potential just as filling starts
         er0 = md.e_rest(c[0], c[1], c[4])
-        dq = rate * interval_s * np.arange(1, m + 1)
         act = (0, 1, 2) if up else (0, 1)
-        eb, xn = solve_many(bs, x0, dq, up, act)
-        # LMCT along the way (small within a chunk): its rate follows the intermediate as the
-        # current fills or empties it
-        dh = np.zeros(m)
-        for _ in range(2):  # the second pass sees the intermediate LMCT has already taken
-            u = np.clip((xn[0] - dh) / md.h_ref, 0.0, None)
-            rate_u = np.exp(-md.beta * (1.0 - np.minimum(u, 1.0))) * u
-            dh = np.cumsum(k * interval_s * md.h_ref * rate_u) - 0.5 * k * interval_s * md.h_ref * rate_u
-        dh = np.minimum(dh, max(md.o_max - (c[1] + c[2] + c[3]), 0.0))
-        h_ni = xn[0] - dh
-        if not up:
-            h_ni = np.where(xn[0] > 0.0, np.maximum(h_ni, 0.0), xn[0])
-            dh = np.where(xn[0] > 0.0, xn[0] - h_ni, 0.0)
-        h_o = xn[1] + (1.0 - md.phi) * dh
+        while True:
+            dq = rate * interval_s * np.arange(1, m + 1)
+            eb, xn = solve_many(bs, x0, dq, up, act)
+            # LMCT along the way (small within a chunk): its rate follows the intermediate as the
+            # current fills or empties it
+            dh = np.zeros(m)
+            for _ in range(2):  # the second pass sees the intermediate LMCT has already taken
+                u = np.clip((xn[0] - dh) / md.h_ref, 0.0, None)
+                rate_u = np.exp(-md.beta * (1.0 - np.minimum(u, 1.0))) * u
+                dh = np.cumsum(k * interval_s * md.h_ref * rate_u) - 0.5 * k * interval_s * md.h_ref * rate_u
+            dh = np.minimum(dh, max(md.o_max - (c[1] + c[2] + c[3]), 0.0))
+            h_ni = xn[0] - dh
+            if not up:
+                h_ni = np.where(xn[0] > 0.0, np.maximum(h_ni, 0.0), xn[0])
+                dh = np.where(xn[0] > 0.0, xn[0] - h_ni, 0.0)
+            h_o = xn[1] + (1.0 - md.phi) * dh
+            # The branches were filled as if LMCT had not moved charge meanwhile: check, at the
+            # chunk's end, the potential against the one its end state really has, and shorten
+            # the chunk until they agree (else the next chunk starts with a jump)
+            x_end = [float(h_ni[-1]), float(h_o[-1]), float(xn[2][-1])] if up else [float(h_ni[-1]), float(h_o[-1])]
+            drift = abs(float(eb[-1]) - solve(bs, x_end, 1e-9, up)[0])
+            if drift <= _CHUNK_DRIFT_V or m == 1:
+                break
+            m = max(1, min(m // 2, int(m * _CHUNK_DRIFT_V / drift)))
         q_irr = c[3] + md.phi * dh
         conv = c[6] + dh
         r = c[5] + dh
@@ -353,8 +363,9 @@ class ConstantCurrentCell(CellCore):
         """Constant current with a data point every ``interval_s`` (vectorised).
 
         Equivalent to calling :meth:`constant_current` repeatedly with ``interval_s`` and the same
-        limits, except that LMCT is applied once per chunk of points (operator splitting; at
-        room temperature the difference is far below 1 mV). The crossing point is root-found
+        limits, except that LMCT is applied along each chunk of points from its start state
+        (operator splitting; chunks are shortened until their end potential agrees with the
+        end state's within :data:`_CHUNK_DRIFT_V`). The crossing point is root-found
         exactly as in :meth:`constant_current` and is the last sample.
 
         Returns
@@ -405,6 +416,7 @@ class ConstantCurrentCell(CellCore):
             c = self.sample.chem()
             m = max(1, min(n_total - n_done, self._chunk_len(c, k, interval_s)))
             dq, h_ni, h_o, q_act, q_irr, psi, r, conv, g1, g2, v = self._chunk(c, i_sp, interval_s, m, k)
+            m = len(v)  # the chunk may have been shortened
             stop = _first_stop(v, v_upper_V, v_lower_V, None if cap_left is None else dq >= cap_left - 1e-12)
             if stop > 0:
                 j = stop - 1

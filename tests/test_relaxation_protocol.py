@@ -60,8 +60,9 @@ def test_start_document_describes_the_experiment(paper_run) -> None:
     _, _, start, _, _ = paper_run
     assert start["sample"] == "s1" and start["cell"] == "cell-1"
     assert start["active_mass_g"] == pytest.approx(0.007)
-    assert start["protocol"]["rest_s"] == 86400.0
-    assert start["protocol"]["charge_current_mA_g"] == 20.0
+    assert start["protocol"] == "relaxation"
+    assert start["protocol_parameters"]["rest_s"] == 86400.0
+    assert start["protocol_parameters"]["charge_current_mA_g"] == 20.0
     assert [s["kind"] for s in start["steps"]] == ["cc", "rest", "cc"]
 
 
