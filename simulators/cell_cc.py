@@ -21,7 +21,7 @@ from simulators.sample import Chem
 _PLAN_MAX = 1000  # points planned ahead for polling-size constant-current calls
 _CHUNK_S = 7200.0  # longest stretch computed in one vectorised chunk
 _CHUNK_LMCT = 0.01  # at most ~1 % of the intermediate converted by LMCT within one chunk
-_CHUNK_DRIFT_V = 2e-4  # a chunk's end potential within this of its end state's (see _chunk)
+_CHUNK_DRIFT_V = 5e-4  # the most LMCT may move a chunk's end potential (see _chunk)
 _CROSSING_TOL_V = 1e-10  # a cut-off crossing is found to within this voltage
 _ADVANCE_NEW = tuple.__new__  # builds an Advance without the NamedTuple's Python-level __new__
 
@@ -317,14 +317,20 @@ class ConstantCurrentCell(CellCore):
                 h_ni = np.where(xn[0] > 0.0, np.maximum(h_ni, 0.0), xn[0])
                 dh = np.where(xn[0] > 0.0, xn[0] - h_ni, 0.0)
             h_o = xn[1] + (1.0 - md.phi) * dh
-            # The branches were filled as if LMCT had not moved charge meanwhile: check, at the
-            # chunk's end, the potential against the one its end state really has, and shorten
-            # the chunk until they agree (else the next chunk starts with a jump)
-            x_end = [float(h_ni[-1]), float(h_o[-1]), float(xn[2][-1])] if up else [float(h_ni[-1]), float(h_o[-1])]
-            drift = abs(float(eb[-1]) - solve(bs, x_end, 1e-9, up)[0])
-            if drift <= _CHUNK_DRIFT_V or m == 1:
+            # The branches were filled as if LMCT had not moved charge meanwhile. Check the last
+            # point against a fill from the state before it as it really is (LMCT included):
+            # shorten the chunk while they differ by more than _CHUNK_DRIFT_V, then spread the
+            # difference along the chunk in proportion to the charge LMCT moved
+            if m < 2:
+                drift = 0.0
                 break
-            m = max(1, min(m // 2, int(m * _CHUNK_DRIFT_V / drift)))
+            x_prev = [float(h_ni[-2]), float(h_o[-2])] + ([float(xn[2][-2])] if up else [])
+            drift = solve(bs, x_prev, float(dq[0]), up)[0] - float(eb[-1])
+            if abs(drift) <= _CHUNK_DRIFT_V or m <= 8:
+                break
+            m = max(8, min(m // 2, int(m * _CHUNK_DRIFT_V / abs(drift))))
+        if drift and dh[-1] > 0.0:
+            eb = eb + drift * (dh / dh[-1])
         q_irr = c[3] + md.phi * dh
         conv = c[6] + dh
         r = c[5] + dh
@@ -364,8 +370,8 @@ class ConstantCurrentCell(CellCore):
 
         Equivalent to calling :meth:`constant_current` repeatedly with ``interval_s`` and the same
         limits, except that LMCT is applied along each chunk of points from its start state
-        (operator splitting; chunks are shortened until their end potential agrees with the
-        end state's within :data:`_CHUNK_DRIFT_V`). The crossing point is root-found
+        (operator splitting, its effect on the potential corrected so that each chunk ends on
+        its end state's potential: see :meth:`_chunk`). The crossing point is root-found
         exactly as in :meth:`constant_current` and is the last sample.
 
         Returns
