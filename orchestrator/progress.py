@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 Mode = str  # "live" | "lines" | "off"
@@ -42,24 +43,27 @@ def as_mode(progress: bool | str) -> Mode:
     return str(progress)
 
 
-def sim_text(seconds: float) -> str:
-    """Simulated time: ``12.3 s``, ``4.5 min``, ``3.20 h``."""
+def _duration_text(seconds: float, minutes: Callable[[float], str], hours: Callable[[float], str]) -> str:
+    """``seconds`` (negative counts as 0) as ``12.3 s`` under a minute, else as ``minutes`` or,
+    from an hour on, ``hours`` formats it."""
     seconds = max(float(seconds), 0.0)
     if seconds < 60:
         return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
+    return minutes(seconds) if seconds < 3600 else hours(seconds)
+
+
+def sim_text(seconds: float) -> str:
+    """Simulated time: ``12.3 s``, ``4.5 min``, ``3.20 h``."""
+    return _duration_text(seconds, lambda s: f"{s / 60:.1f} min", lambda s: f"{s / 3600:.2f} h")
 
 
 def wall_text(seconds: float) -> str:
     """Wall time: ``0.4 s``, ``1 min 05 s``, ``2 h 03 min``."""
-    seconds = max(float(seconds), 0.0)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    return _duration_text(
+        seconds,
+        lambda s: f"{int(s // 60)} min {int(s % 60):02d} s",
+        lambda s: f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min",
+    )
 
 
 class Pace:

@@ -1,4 +1,5 @@
-"""Shared fixtures: one paper-protocol run on the simulated lab, reused by several tests."""
+"""Shared fixtures: one paper-protocol run on the simulated lab, reused by several tests; the
+station tests' shared Tiled server."""
 
 from __future__ import annotations
 
@@ -25,3 +26,20 @@ def paper_run(tmp_path_factory: pytest.TempPathFactory):
     start, frame = session.read(uid)
     yield session, uid, start, frame, docs
     session.close()
+
+
+@pytest.fixture(scope="module")
+def _stations_tiled_server(tmp_path_factory: pytest.TempPathFactory):
+    """One shared Tiled server (fresh PostgreSQL database) per module of station tests; skips
+    without PostgreSQL or Redis."""
+    from tests.test_tiled_server import serve_tiled_for_stations
+
+    yield from serve_tiled_for_stations(tmp_path_factory)
+
+
+@pytest.fixture()
+def stations_tiled(_stations_tiled_server, monkeypatch: pytest.MonkeyPatch):
+    """The station tests' shared Tiled server (``.uri``, ``.api_key``), its API key in
+    ``TILED_API_KEY`` for the test (helpers in ``tests/station_helpers.py``)."""
+    monkeypatch.setenv("TILED_API_KEY", _stations_tiled_server.api_key)
+    return _stations_tiled_server

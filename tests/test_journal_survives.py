@@ -26,6 +26,31 @@ from orchestrator.storage import (
 )
 
 
+def crashing_paper_run(data: Path, tiled: bool, then: str, **protocol: float) -> subprocess.CompletedProcess[str]:
+    """Run the paper protocol on the simulated lab in a child process writing into ``data``.
+    ``then`` is code run in the child before the protocol starts, which may replace
+    ``after_page()`` (called after each event page is written; ``pages`` holds their sizes) and
+    end the process with ``os._exit(9)`` like a crash. Returns the finished child."""
+    script = textwrap.dedent(
+        f"""
+        import os
+        from orchestrator.lab import load_lab
+        from orchestrator.runner import Session
+        from protocols.plans import relaxation_protocol
+        session = Session(load_lab("simulated"), data_dir={str(data)!r}, tiled={tiled!r})
+        pages = []
+        def after_page():
+            pass
+        def count(name, doc):
+            if name == "event_page":
+                pages.append(len(doc["seq_num"]))
+                after_page()
+        session.subscribe(count)
+        """
+    ) + textwrap.dedent(then) + f"\nsession.run(relaxation_protocol(session.channel(), **{protocol!r}))\n"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+
 def _relax_run(data: Path, tiled: bool = False) -> str:
     from orchestrator.lab import load_lab
     from orchestrator.runner import Session
@@ -163,24 +188,12 @@ def test_exports_are_atomic(tmp_path, monkeypatch) -> None:
 
 
 def test_tiled_copy_of_a_crashed_run_is_rebuilt_by_recover(tmp_path) -> None:
-    script = textwrap.dedent(
-        f"""
-        import os
-        from orchestrator.lab import load_lab
-        from orchestrator.runner import Session
-        from protocols.plans import relaxation_protocol
-        session = Session(load_lab("simulated"), data_dir={str(tmp_path)!r}, tiled=True)
-        pages = []
-        def count(name, doc):
-            if name == "event_page":
-                pages.append(len(doc["seq_num"]))
-                if len(pages) == 5:
-                    os._exit(9)
-        session.subscribe(count)
-        session.run(relaxation_protocol(session.channel(), rest_s=7200.0))
+    then = """
+        def after_page():
+            if len(pages) == 5:
+                os._exit(9)
         """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    proc = crashing_paper_run(tmp_path, True, then, rest_s=7200.0)
     assert proc.returncode == 9, proc.stderr
     (run,) = list_journal_runs(tmp_path)
     report = recover(tmp_path)

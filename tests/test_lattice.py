@@ -97,27 +97,24 @@ def test_scaled_intensities_keep_their_peaks(tmp_path):
     assert raw.noise_gain == pytest.approx(1.0, rel=0.2)  # Poisson counts
 
 
+def tetragonal_peaks(a_A: float, c_A: float) -> list[tuple[float, int]]:
+    """(2-theta at Cu K-alpha1, relative height) of the reflections of a tetragonal rock-salt-like
+    phase: the cubic fit finds peaks, but their positions do not follow one cubic lattice."""
+    hkl_heights = [((1, 1, 1), 60), ((2, 0, 0), 100), ((0, 0, 2), 50), ((2, 2, 0), 50), ((2, 0, 2), 50),
+                   ((3, 1, 1), 20), ((1, 1, 3), 10), ((2, 2, 2), 15), ((4, 0, 0), 8), ((0, 0, 4), 4)]  # fmt: skip
+    peaks = []
+    for (h, k, el), height in hkl_heights:
+        d = 1 / np.sqrt((h * h + k * k) / a_A**2 + el * el / c_A**2)
+        peaks.append((bragg_two_theta_deg(d, 1.54056), height))
+    return peaks
+
+
 def test_quality_gate_rejects_a_non_cubic_phase():
-    # a tetragonal (a = 4.12, c = 4.22 A) rock-salt-like phase: the cubic fit finds peaks but
-    # their positions do not follow one cubic lattice
+    # a tetragonal (a = 4.12, c = 4.22 A) rock-salt-like phase
     x = np.arange(20, 100, 0.01)
     y = np.full_like(x, 100.0)
-    a, c = 4.12, 4.22
-    lines = [
-        ((1, 1, 1), 60),
-        ((2, 0, 0), 100),
-        ((0, 0, 2), 50),
-        ((2, 2, 0), 50),
-        ((2, 0, 2), 50),
-        ((3, 1, 1), 20),
-        ((1, 1, 3), 10),
-        ((2, 2, 2), 15),
-        ((4, 0, 0), 8),
-        ((0, 0, 4), 4),
-    ]
-    for (h, k, el), height in lines:
-        d = 1 / np.sqrt((h * h + k * k) / a**2 + el * el / c**2)
-        y += doublet(x, bragg_two_theta_deg(d, 1.54056), 0.12, 0.5, height * 40)
+    for two_theta, height in tetragonal_peaks(4.12, 4.22):
+        y += doublet(x, two_theta, 0.12, 0.5, height * 40)
     y = np.random.default_rng(3).poisson(y).astype(float)
     fit = fit_cubic_lattice(x, y, 4.13)
     assert not fit.quality_ok

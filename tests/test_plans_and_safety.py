@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 from bluesky import plan_stubs as bps
@@ -15,6 +12,7 @@ from drivers.clock import SimClock
 from drivers.device import PotentiostatChannel
 from drivers.techniques import ConstantCurrent, Cutoffs, Rest
 from protocols.plans import relaxation_protocol, run_protocol
+from tests.test_journal_survives import crashing_paper_run
 
 
 class _NoDriver:
@@ -130,18 +128,7 @@ def test_output_off_after_an_error_inside_the_plan(tmp_path) -> None:
 def test_points_handed_to_the_run_survive_a_crash(tmp_path) -> None:
     """The process dies between two pages: the journal holds the pages already handed to the run,
     the spool every point read since, and recovery puts them together with nothing lost or doubled."""
-    script = textwrap.dedent(
-        f"""
-        import os
-        from orchestrator.lab import load_lab
-        from orchestrator.runner import Session
-        from protocols.plans import relaxation_protocol
-        session = Session(load_lab("simulated"), data_dir={str(tmp_path)!r}, tiled=False)
-        pages = []
-        def count(name, doc):
-            if name == "event_page":
-                pages.append(len(doc["seq_num"]))
-        session.subscribe(count)
+    then = """
         spool = session.spool
         read = []
         def spool_then_die(channel, step, points):
@@ -151,10 +138,8 @@ def test_points_handed_to_the_run_survive_a_crash(tmp_path) -> None:
                 print(sum(pages), flush=True)
                 os._exit(9)
         session.channel().spool = spool_then_die
-        session.run(relaxation_protocol(session.channel()))
         """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    proc = crashing_paper_run(tmp_path, False, then)
     assert proc.returncode == 9, proc.stderr
     handed_out = int(proc.stdout.strip())
     from orchestrator.storage import list_journal_runs, read_journal, recover_interrupted_runs

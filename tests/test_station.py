@@ -18,7 +18,7 @@ pytest.importorskip("bluesky_queueserver")
 pytest.importorskip("bluesky_queueserver_api")
 redis = pytest.importorskip("redis")
 
-from tests.test_tiled_server import _same_points, forget_station, serve_tiled, station_name  # noqa: E402
+from tests.test_tiled_server import _same_points, forget_station, read_served_run, serve_tiled, station_name  # noqa: E402
 
 STEPS = [  # a charge to 4.5 V, a 2 h rest, a discharge to 2.5 V (as plain data, as queued)
     {"kind": "cc", "current_mA_g": 20.0, "cutoffs": {"voltage_V": 4.5}, "record_interval_s": 60.0},
@@ -70,7 +70,7 @@ def test_a_queued_protocol_runs_on_the_station_and_equals_the_one_process_run(
     from drivers.techniques import technique_from_dict
     from orchestrator.lab import load_lab
     from orchestrator.runner import Session
-    from orchestrator.storage import TiledStore, read_journal
+    from orchestrator.storage import read_journal
     from protocols.plans import run_protocol
 
     st, api = station
@@ -91,11 +91,7 @@ def test_a_queued_protocol_runs_on_the_station_and_equals_the_one_process_run(
         (local_uid,) = s.run(run_protocol(s.channel(), [technique_from_dict(d) for d in STEPS]))
     _, local = read_journal(tmp_path / "local", local_uid)
 
-    store = TiledStore(tmp_path / "reader", tiled_server.uri)  # type: ignore[attr-defined]
-    try:
-        start, served = store.read_run(uid)
-    finally:
-        store.close()
+    start, served = read_served_run(tmp_path / "reader", tiled_server, uid)
     _, journal = read_journal(st.config.data_dir, uid)  # type: ignore[attr-defined]
     assert start["station"] == st.config.name and start["cell"] == "cell-1"  # type: ignore[attr-defined]
     assert sorted(set(served["step_type"])) == ["cc", "rest"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,15 @@ pytest.importorskip("bluesky_queueserver")
 pytest.importorskip("bluesky_queueserver_api")
 redis = pytest.importorskip("redis")
 
-from tests.test_tiled_server import _same_points, forget_station, serve_tiled_for_stations, station_name  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    yield from serve_tiled_for_stations(tmp_path_factory)
+from tests.station_helpers import (  # noqa: E402
+    Dispatch,
+    dispatch_through_a_kill,
+    portion_campaign,
+    portion_protocol,
+    station_config,
+    write_stations,
+)
+from tests.test_tiled_server import _same_points, forget_station  # noqa: E402
 
 
 def _journal_points(path: Path) -> int:
@@ -41,17 +43,14 @@ def _journal_points(path: Path) -> int:
 
 
 def test_a_station_killed_mid_run_loses_no_point(
-    tiled_server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stations_tiled: object, tmp_path: Path
 ) -> None:
     from bluesky_queueserver_api import BPlan
 
-    from orchestrator.station import Station, StationConfig
+    from orchestrator.station import Station
     from orchestrator.storage import TiledStore, journal_documents, read_journal
-    from orchestrator.tiled_server import free_port
 
-    monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)  # type: ignore[attr-defined]
-    config = StationConfig(station_name("kill"), "simulated", tmp_path / "station",
-                           tiled=tiled_server.uri, control_port=free_port(), info_port=free_port())  # type: ignore[attr-defined]  # fmt: skip
+    config = station_config("kill", "simulated", tmp_path / "station", stations_tiled)
     station = Station(config).start()
     try:
         api = station.api(timeout_s=120)
@@ -92,7 +91,7 @@ def test_a_station_killed_mid_run_loses_no_point(
     assert frame["voltage_V"].to_numpy() == pytest.approx([p[2] for p in spooled], rel=1e-12)
     # the run is closed, and the Tiled server holds all of it
     assert any(name == "stop" for name, _ in journal_documents(path))
-    store = TiledStore(tmp_path / "reader", tiled_server.uri)  # type: ignore[attr-defined]
+    store = TiledStore(tmp_path / "reader", stations_tiled.uri)  # type: ignore[attr-defined]
     try:
         assert store.client[uid].metadata["stop"] is not None
         _, served = store.read_run(uid)
@@ -126,80 +125,33 @@ DEAD_S = 600.0  # the instruments run on alone this long (simulated time)
 
 
 def test_a_station_killed_mid_campaign_re_attaches_its_running_steps(
-    tiled_server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stations_tiled: object, tmp_path: Path
 ) -> None:
     """The station's instruments are served outside it (``relaxlab sim serve --stepped``, here
     in the test), its manager is killed an hour into the cells' rest, the EmStat4s run the rest
     on alone, the manager comes back: the dispatcher queues the cells again and the station
     re-attaches the rests where their stored points end (no new rest, no operator), so each
     cell's rest is one continuous record, nothing lost or doubled."""
-    import threading
-
     from benchmarks.drill_random_kills import ServedLab, lab_data
     from orchestrator.campaign_file import load_campaign
-    from orchestrator.station import Station, StationConfig
-    from orchestrator.station_dispatch import dispatch_campaign
-    from orchestrator.stations_file import load_stations
     from orchestrator.storage import read_journal, read_runs
-    from orchestrator.tiled_server import free_port
 
-    monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)  # type: ignore[attr-defined]
     lab = lab_data()
     lab["instruments"] = {k: v for k, v in lab["instruments"].items() if k.startswith("es")}
     lab["cells"] = [c for c in lab["cells"] if c["instrument"].startswith("es")]
     served = ServedLab(tmp_path / "lab", lab)
     (tmp_path / "rest-discharge.yaml").write_text(REST_PROTOCOL)
     (tmp_path / "c.yaml").write_text(REST_CAMPAIGN)
-    campaign = load_campaign(tmp_path / "c.yaml")
-    config = StationConfig(station_name("reattach"), str(served.folder / "lab.toml"), tmp_path / "station",
-                           tiled=tiled_server.uri, control_port=free_port(), info_port=free_port(),  # type: ignore[attr-defined]
-                           sim_clock=served.folder / "clock.json")  # fmt: skip
-    (tmp_path / "stations.toml").write_text(
-        f'[stations.bench]\ncontrol = "{config.control_address}"\ninfo = "{config.info_address}"\n'
-        'channels = ["ch-es1", "ch-es2"]\n'
-    )
-    said: list[str] = []
-    out: dict[str, object] = {}
-
-    def dispatch() -> None:
-        try:
-            out["result"] = dispatch_campaign(campaign, load_stations(tmp_path / "stations.toml"), tmp_path / "dispatcher",
-                                              tiled_server.uri, say=said.append, poll_s=0.5, patience=600)  # type: ignore[attr-defined]  # fmt: skip
-        except Exception as exc:  # reported by the assertions below
-            out["error"] = exc
-
-    t0 = served.now()
-    kill_at_s = t0 + INTO_REST_S
-    served.mover.request(f"HOLD {kill_at_s!r}")  # the lab stops there: the station waits at that moment
-    station = Station(config).start()
-    dispatcher = threading.Thread(target=dispatch, daemon=True)
-    try:
-        dispatcher.start()
-        while True:  # until the station's run waits at the held moment
-            try:
-                served.mover.request("WAIT_HELD 1")
-                break
-            except ConnectionError:
-                assert dispatcher.is_alive(), out
-        station.kill()
-        served._hosts_gone()
-        served.mover.request("RELEASE")
-        served.run_alone(DEAD_S)  # the EmStat4s go on with the rest, buffering what they measure
-        station = Station(config).start()  # back: the dispatcher queues the cells again
-        dispatcher.join(timeout=900)
-        assert not dispatcher.is_alive()
-        api = station.api()
-        api.environment_close()
-        api.wait_for_idle(timeout=120)
-        api.close()
-    finally:
-        station.stop()
-        served.close()
-        forget_station(config.name)
-    assert "error" not in out, out
-    result = out["result"]
-    assert not result.failed, result.failed  # type: ignore[attr-defined]
-    assert any("interrupted" in line for line in said)
+    config = station_config("reattach", served.folder / "lab.toml", tmp_path / "station", stations_tiled,
+                            sim_clock=served.folder / "clock.json")  # fmt: skip
+    stations = write_stations(tmp_path / "stations.toml", {"bench": (config, ["ch-es1", "ch-es2"], [])})
+    dispatch = Dispatch(load_campaign(tmp_path / "c.yaml"), stations, tmp_path / "dispatcher", stations_tiled,
+                        poll_s=0.5, patience=600)  # fmt: skip
+    kill_at_s = served.now() + INTO_REST_S
+    # the EmStat4s go on with the rest while the station is dead, buffering what they measure
+    result = dispatch_through_a_kill(served, config, dispatch, kill_at_s, DEAD_S)
+    assert not result.failed, result.failed
+    assert any("interrupted" in line for line in dispatch.said)
     for row in result.table().itertuples(index=False):  # type: ignore[attr-defined]
         assert row.status == "done"
         start, _ = read_journal(config.data_dir, row.run)
@@ -217,54 +169,27 @@ def test_a_station_killed_mid_campaign_re_attaches_its_running_steps(
         assert 7200.0 - 60.0 - 1e-6 <= rest[-1] - rest[0] <= 7200.0
 
 
-# A portion held 2 h at 140 C in the station's oven, then its cell rested and discharged.
-HEAT_PROTOCOL = """\
-name: heat-portion
-parameters: {temperature: 140 degC, time: 2 h}
-steps:
-  - manual: {instruction: Weigh the portion into a boat and load it into the oven, record: {portion_mass: mg}}
-  - heat: {temperature: $temperature, hold: $time, cool_to: 25 degC, log_interval: 60 s}
-  - manual: {instruction: Build a fresh cell from the relaxed powder, record: {active_mass: mg}}
-  - rest: {duration: 15 min, record_interval: 60 s}
-  - discharge: {current: 100 mA/g, until: {voltage: 1.85 V, time: 4 h}, record_interval: 60 s}
-"""
-HEAT_CAMPAIGN = """\
-name: kill-mid-hold
-protocol: heat-portion.yaml
-replicates: 1
-cell_prefix: KH
-samples:
-  batch: {id: B1, material: x04}
-  powder: {id: B1-c4.8V, charged_to: 4.8 V, mass: 20 mg}
-  cell_mass: 5 mg
-matrix:
-  temperature: [140 degC]
-  time: [2 h]
-"""
+# A portion held 2 h at 140 C in the station's oven (logged every minute), then its cell rested
+# and discharged.
+HEAT_CAMPAIGN = portion_campaign("kill-mid-hold", "KH", 1, ["2 h"])
 HOLD_S = 7200.0
 OVEN_LOG_S = 60.0
 
 
 def test_a_portion_interrupted_mid_hold_is_held_only_for_the_time_left(
-    tiled_server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stations_tiled: object, tmp_path: Path
 ) -> None:
     """The oven and the EmStat4 are served outside the station; its manager is killed while
     the portion is in the hot oven, the oven holds its set-point while the station is dead, the
     manager comes back: the portion is queued again (``resumes``) and the station holds it only
     for the rest of its hold. The portion's record (both runs) is its true history: in the oven
     for the planned hold (within one log interval), and the cell is built from that record."""
-    import threading
-
     from benchmarks.drill_random_kills import ServedLab
     from orchestrator.campaign_file import load_campaign
     from orchestrator.run_frames import portion_record, read_oven_record
-    from orchestrator.station import Station, StationConfig
-    from orchestrator.station_dispatch import dispatch_campaign
-    from orchestrator.stations_file import load_stations
     from orchestrator.storage import read_journal
     from orchestrator.tiled_server import free_port
 
-    monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)  # type: ignore[attr-defined]
     lab = {"lab": {"name": "hold"},
            "instruments": {"es1": {"driver": "emstat4", "resource": f"socket://127.0.0.1:{free_port()}",
                                    "simulated": True, "poll_interval": "30 s"},
@@ -272,56 +197,17 @@ def test_a_portion_interrupted_mid_hold_is_held_only_for_the_time_left(
                                      "simulated": True, "address": 3}},
            "cells": [{"name": "ch-es1", "instrument": "es1", "active_mass": "5 mg"}]}  # fmt: skip
     served = ServedLab(tmp_path / "lab", lab)
-    (tmp_path / "heat-portion.yaml").write_text(HEAT_PROTOCOL)
+    (tmp_path / "portion.yaml").write_text(portion_protocol(log_interval=f"{OVEN_LOG_S:g} s"))
     (tmp_path / "c.yaml").write_text(HEAT_CAMPAIGN)
-    campaign = load_campaign(tmp_path / "c.yaml")
-    config = StationConfig(station_name("hold"), str(served.folder / "lab.toml"), tmp_path / "station",
-                           tiled=tiled_server.uri, control_port=free_port(), info_port=free_port(),  # type: ignore[attr-defined]
-                           sim_clock=served.folder / "clock.json")  # fmt: skip
-    (tmp_path / "stations.toml").write_text(
-        f'[stations.ovenside]\ncontrol = "{config.control_address}"\ninfo = "{config.info_address}"\n'
-        'channels = ["ch-es1"]\novens = ["oven1"]\n'
-    )
-    said: list[str] = []
-    out: dict[str, object] = {}
-
-    def dispatch() -> None:
-        try:
-            out["result"] = dispatch_campaign(campaign, load_stations(tmp_path / "stations.toml"), tmp_path / "dispatcher",
-                                              tiled_server.uri, say=said.append, poll_s=0.5, patience=600)  # type: ignore[attr-defined]  # fmt: skip
-        except Exception as exc:  # reported by the assertions below
-            out["error"] = exc
-
+    config = station_config("hold", served.folder / "lab.toml", tmp_path / "station", stations_tiled,
+                            sim_clock=served.folder / "clock.json")  # fmt: skip
+    stations = write_stations(tmp_path / "stations.toml", {"ovenside": (config, ["ch-es1"], ["oven1"])})
+    dispatch = Dispatch(load_campaign(tmp_path / "c.yaml"), stations, tmp_path / "dispatcher", stations_tiled,
+                        poll_s=0.5, patience=600)  # fmt: skip
     kill_at_s = served.now() + 3600.0  # after the oven's ramp, within the hold (checked below)
-    served.mover.request(f"HOLD {kill_at_s!r}")
-    station = Station(config).start()
-    dispatcher = threading.Thread(target=dispatch, daemon=True)
-    try:
-        dispatcher.start()
-        while True:  # until the station's run waits at the held moment
-            try:
-                served.mover.request("WAIT_HELD 1")
-                break
-            except ConnectionError:
-                assert dispatcher.is_alive(), out
-        station.kill()
-        served._hosts_gone()
-        served.mover.request("RELEASE")
-        served.run_alone(DEAD_S)  # the oven holds its set-point with nobody there
-        station = Station(config).start()  # back: the dispatcher queues the portion again
-        dispatcher.join(timeout=900)
-        assert not dispatcher.is_alive()
-        api = station.api()
-        api.environment_close()
-        api.wait_for_idle(timeout=120)
-        api.close()
-    finally:
-        station.stop()
-        served.close()
-        forget_station(config.name)
-    assert "error" not in out, out
-    result = out["result"]
-    assert not result.failed, result.failed  # type: ignore[attr-defined]
+    # the oven holds its set-point while the station is dead, with nobody there
+    result = dispatch_through_a_kill(served, config, dispatch, kill_at_s, DEAD_S)
+    assert not result.failed, result.failed
     assert [p["status"] for p in result.portions.values()] == ["done"]  # type: ignore[attr-defined]
     portion_run = next(iter(result.portions.values()))["run"]  # type: ignore[attr-defined]
     start, _ = read_journal(config.data_dir, portion_run)

@@ -12,7 +12,6 @@ Redis at 127.0.0.1:6379 and PostgreSQL at 127.0.0.1:5432; skipped otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,86 +20,32 @@ pytest.importorskip("bluesky_queueserver")
 pytest.importorskip("bluesky_queueserver_api")
 redis = pytest.importorskip("redis")
 
-from tests.test_tiled_server import forget_station, serve_tiled_for_stations, station_name  # noqa: E402
+from tests.station_helpers import (  # noqa: E402
+    configure_stations,
+    portion_campaign,
+    portion_protocol,
+    running_stations,
+    station_lab,
+)
 
-# The titration portion, every step bounded in time. On a lab file in simulated mode the simulated
-# operator builds each cell from its portion as the portion's run recorded it (orchestrator.sim_operator).
-PROTOCOL = """\
-name: portion
-parameters: {temperature: 140 degC, time: 1 h}
-steps:
-  - manual: {instruction: Weigh the portion into a boat and load it into the oven, record: {portion_mass: mg}}
-  - heat: {temperature: $temperature, hold: $time, cool_to: 25 degC}
-  - manual: {instruction: Build a fresh cell from the relaxed powder, record: {active_mass: mg}}
-  - rest: {duration: 15 min, record_interval: 60 s}
-  - discharge: {current: 100 mA/g, until: {voltage: 1.85 V, time: 4 h}, record_interval: 60 s}
-"""
-CAMPAIGN = """\
-name: titration-stations
-protocol: portion.yaml
-replicates: 2
-cell_prefix: TT
-samples:
-  batch: {id: B1, material: x04}
-  powder: {id: B1-c4.8V, charged_to: 4.8 V, mass: 20 mg}
-  cell_mass: 5 mg
-matrix:
-  temperature: [140 degC]
-  time: [0 s, 10 min]
-"""
-
-
-def _lab(name: str, cells: list[str], oven: bool) -> str:
-    from orchestrator.tiled_server import free_port
-
-    text = f'[lab]\nname = "{name}"\n'
-    for cell in cells:
-        text += (f'\n[instruments.smu-{cell}]\ndriver = "keithley2450"\n'
-                 f'resource = "socket://127.0.0.1:{free_port()}"\nsimulated = true\n')  # fmt: skip
-    if oven:
-        text += (f'\n[instruments.oven1]\ndriver = "eurotherm"\nresource = "socket://127.0.0.1:{free_port()}"\n'
-                 'simulated = true\naddress = 3\n')  # fmt: skip
-    for cell in cells:
-        text += (f'\n[[cells]]\nname = "{cell}"\ninstrument = "smu-{cell}"\nmaterial = "x04"\n'
-                 'active_mass = "5 mg"\nvoltage_max = "4.95 V"\nvoltage_min = "1.0 V"\n')  # fmt: skip
-    return text
-
-
-@pytest.fixture(scope="module")
-def tiled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    yield from serve_tiled_for_stations(tmp_path_factory)
+CAMPAIGN = portion_campaign("titration-stations", "TT", 2, ["0 s", "10 min"])
 
 
 def test_a_titration_across_two_stations_heats_on_one_and_builds_cells_on_both(
-    tiled_server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stations_tiled: object, tmp_path: Path
 ) -> None:
     from orchestrator.campaign_file import load_campaign
     from orchestrator.campaign_run import run_campaign
     from orchestrator.lab import load_lab
     from orchestrator.operator_console import ConsoleOperator
-    from orchestrator.station import Station, StationConfig
     from orchestrator.station_dispatch import dispatch_campaign
-    from orchestrator.stations_file import load_stations
     from orchestrator.storage import TiledStore
-    from orchestrator.tiled_server import free_port
 
-    monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)  # type: ignore[attr-defined]
-    (tmp_path / "portion.yaml").write_text(PROTOCOL)
+    (tmp_path / "portion.yaml").write_text(portion_protocol())
     (tmp_path / "c.yaml").write_text(CAMPAIGN)
     campaign = load_campaign(tmp_path / "c.yaml")
     holds = {"bench-a": (["pos0", "pos1"], False), "oven-b": (["pos2"], True)}
-    configs = []
-    for name, (cells, oven) in holds.items():
-        (tmp_path / f"{name}.toml").write_text(_lab(name, cells, oven))
-        configs.append(StationConfig(station_name(name), str(tmp_path / f"{name}.toml"),
-                                     tmp_path / name, tiled=tiled_server.uri,  # type: ignore[attr-defined]
-                                     control_port=free_port(), info_port=free_port()))  # fmt: skip
-    stations_toml = ""
-    for (name, (cells, oven)), c in zip(holds.items(), configs, strict=True):
-        stations_toml += (f'[stations.{name}]\ncontrol = "{c.control_address}"\ninfo = "{c.info_address}"\n'
-                          f"channels = {cells!r}\n" + ('ovens = ["oven1"]\n' if oven else "") + "\n")  # fmt: skip
-    (tmp_path / "stations.toml").write_text(stations_toml.replace("'", '"'))
-    stations = load_stations(tmp_path / "stations.toml")
+    configs, stations = configure_stations(tmp_path, holds, stations_tiled, tcp=True)
     said: list[str] = []
     weighed: list[tuple[str, str, str]] = []
 
@@ -108,18 +53,9 @@ def test_a_titration_across_two_stations_heats_on_one_and_builds_cells_on_both(
         weighed.append((portion, station, oven))
         return 10.0
 
-    try:
-        with Station(configs[0]) as a, Station(configs[1]) as b:
-            result = dispatch_campaign(campaign, stations, tmp_path / "dispatcher", tiled_server.uri,  # type: ignore[attr-defined]
-                                       say=said.append, poll_s=0.5, weigh=weigh)  # fmt: skip
-            for st in (a, b):
-                api = st.api()
-                api.environment_close()
-                api.wait_for_idle(timeout=120)
-                api.close()
-    finally:
-        for config in configs:
-            forget_station(config.name)
+    with running_stations(list(configs.values())):
+        result = dispatch_campaign(campaign, stations, tmp_path / "dispatcher", stations_tiled.uri,  # type: ignore[attr-defined]
+                                   say=said.append, poll_s=0.5, weigh=weigh)  # fmt: skip
     assert not result.failed, result.failed
     table = result.table()
     assert len(table) == 4 and set(table["status"]) == {"done"}
@@ -132,7 +68,7 @@ def test_a_titration_across_two_stations_heats_on_one_and_builds_cells_on_both(
     assert set(table["station"]) == {"bench-a", "oven-b"}
     # the operator carried each portion to its cells' station and built every cell there
     assert sum(line.startswith("carry portion") for line in said) == 4
-    store = TiledStore(tmp_path / "dispatcher", tiled_server.uri)  # type: ignore[attr-defined]
+    store = TiledStore(tmp_path / "dispatcher", stations_tiled.uri)  # type: ignore[attr-defined]
     try:
         portion_runs = {name: store.client[p["run"]].metadata for name, p in result.portions.items()}
         for row in table.itertuples(index=False):
@@ -151,7 +87,7 @@ def test_a_titration_across_two_stations_heats_on_one_and_builds_cells_on_both(
     from orchestrator.storage import journal_documents
 
     for name, portion in result.portions.items():
-        docs = list(journal_documents(configs[1].data_dir / "journal" / f"{portion['run']}.jsonl"))
+        docs = list(journal_documents(configs["oven-b"].data_dir / "journal" / f"{portion['run']}.jsonl"))
         oven = [d["uid"] for n, d in docs if n == "descriptor" and d["name"] == "oven"]
         log = [t for n, d in docs if n == "event_page" and d["descriptor"] in oven
                for t in d["data"]["oven1_temperature"]]  # fmt: skip
@@ -167,7 +103,7 @@ def test_a_titration_across_two_stations_heats_on_one_and_builds_cells_on_both(
 
     from orchestrator.cli import app
 
-    out = CliRunner().invoke(app, ["report", campaign.name, "--tiled", tiled_server.uri,  # type: ignore[attr-defined]
+    out = CliRunner().invoke(app, ["report", campaign.name, "--tiled", stations_tiled.uri,  # type: ignore[attr-defined]
                                    "--data-dir", str(tmp_path / "reader"), "--out", str(tmp_path / "report"), "--json"])  # fmt: skip
     assert out.exit_code == 0, out.output
     reported = json.loads(out.output)
@@ -175,7 +111,7 @@ def test_a_titration_across_two_stations_heats_on_one_and_builds_cells_on_both(
     assert (tmp_path / "report" / "index.html").exists()
 
     # the same campaign in one process, on the same instruments (three channels, one oven)
-    (tmp_path / "one.toml").write_text(_lab("one", ["pos0", "pos1", "pos2"], True))
+    (tmp_path / "one.toml").write_text(station_lab("one", ["pos0", "pos1", "pos2"], oven=True, tcp=True))
     one = run_campaign(campaign, tmp_path / "one", lab=load_lab(tmp_path / "one.toml"),
                        responder=ConsoleOperator(ask=lambda prompt: "5", say=lambda line: None)).table()  # fmt: skip
     shown = ["time", "replicate", "discharge_capacity_mAh_g"]

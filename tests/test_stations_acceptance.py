@@ -31,8 +31,8 @@ pytest.importorskip("bluesky_queueserver")
 pytest.importorskip("bluesky_queueserver_api")
 redis = pytest.importorskip("redis")
 
-from tests.test_station_titration import _lab, tiled_server  # noqa: E402, F401, F811  (the server fixture)
-from tests.test_tiled_server import forget_station, station_name  # noqa: E402
+from tests.station_helpers import close_station, configure_stations, station_lab  # noqa: E402
+from tests.test_tiled_server import forget_station  # noqa: E402
 
 HOLDS = {"bench-a": (["a0", "a1", "a2", "a3", "a4", "a5"], False),
          "bench-b": (["b0", "b1", "b2", "b3", "b4", "b5"], False),
@@ -40,32 +40,19 @@ HOLDS = {"bench-a": (["a0", "a1", "a2", "a3", "a4", "a5"], False),
 
 
 def test_three_stations_run_both_titration_series_through_a_kill(
-    tiled_server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    stations_tiled: object, tmp_path: Path
 ) -> None:
     from orchestrator.campaign_file import load_campaign
     from orchestrator.campaign_run import run_campaign
     from orchestrator.lab import load_lab
     from orchestrator.operator_console import ConsoleOperator
-    from orchestrator.station import Station, StationConfig
+    from orchestrator.station import Station
     from orchestrator.station_dispatch import dispatch_campaign
-    from orchestrator.stations_file import load_stations
     from orchestrator.storage import journal_documents, read_journal
-    from orchestrator.tiled_server import free_port
 
-    monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)  # type: ignore[attr-defined]
-    uri = tiled_server.uri  # type: ignore[attr-defined]
+    uri = stations_tiled.uri  # type: ignore[attr-defined]
     campaigns = [load_campaign("time-140C"), load_campaign("temperature-24h")]
-    configs = {}
-    text = ""
-    for name, (cells, oven) in HOLDS.items():
-        (tmp_path / f"{name}.toml").write_text(_lab(name, cells, oven))
-        c = StationConfig(station_name(name), str(tmp_path / f"{name}.toml"), tmp_path / name, tiled=uri,
-                          control_port=free_port(), info_port=free_port())  # fmt: skip
-        configs[name] = c
-        text += (f'[stations.{name}]\ncontrol = "{c.control_address}"\ninfo = "{c.info_address}"\n'
-                 f"channels = {cells!r}\n" + ('ovens = ["oven1"]\n' if oven else "") + "\n")  # fmt: skip
-    (tmp_path / "stations.toml").write_text(text.replace("'", '"'))
-    stations = load_stations(tmp_path / "stations.toml")
+    configs, stations = configure_stations(tmp_path, HOLDS, stations_tiled, tcp=True)
     said: list[str] = []
     results: dict[str, object] = {}
     running = {name: Station(c).start() for name, c in configs.items()}
@@ -95,10 +82,7 @@ def test_three_stations_run_both_titration_series_through_a_kill(
             assert not t.is_alive()
         wall_s = time.perf_counter() - wall0
         for st in running.values():
-            api = st.api()
-            api.environment_close()
-            api.wait_for_idle(timeout=120)
-            api.close()
+            close_station(st)
     finally:
         for st in running.values():
             st.stop()
@@ -128,7 +112,7 @@ def test_three_stations_run_both_titration_series_through_a_kill(
 
     # the same campaigns in one process, on the same instruments (14 channels, one oven)
     cells = [c for cs, _ in HOLDS.values() for c in cs]
-    (tmp_path / "one.toml").write_text(_lab("one", cells, True))
+    (tmp_path / "one.toml").write_text(station_lab("one", cells, oven=True, tcp=True))
     wall1 = time.perf_counter()
     one = {c.name: run_campaign(c, tmp_path / "one", lab=load_lab(tmp_path / "one.toml"),
                                 responder=ConsoleOperator(ask=lambda prompt: "5", say=lambda line: None)).table()

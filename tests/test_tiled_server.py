@@ -104,6 +104,18 @@ def _short_run(data_dir: Path, **session: object) -> str:
     return uid
 
 
+def read_served_run(folder: Path, tiled_server: object, uid: str) -> tuple[dict, pd.DataFrame]:
+    """Run ``uid`` (start document, frame) as another PC reads it from the shared server, with
+    ``folder`` as its (empty) data folder."""
+    from orchestrator.storage import TiledStore
+
+    store = TiledStore(folder, tiled_server.uri)  # type: ignore[attr-defined]
+    try:
+        return store.read_run(uid)
+    finally:
+        store.close()
+
+
 def _same_points(a: pd.DataFrame, b: pd.DataFrame) -> None:
     assert len(a) == len(b) > 10
     for column in ("time_s", "voltage_V", "current_A", "capacity_mAh_g", "step"):
@@ -113,18 +125,14 @@ def _same_points(a: pd.DataFrame, b: pd.DataFrame) -> None:
 def test_a_run_written_to_the_server_reads_back_as_the_journal_has_it(
     tiled_server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.storage import TiledStore, read_journal
+    from orchestrator.storage import read_journal
     from orchestrator.tiled_server import unsynced_runs
 
     monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)  # type: ignore[attr-defined]
     uid = _short_run(tmp_path, tiled=True, tiled_uri=tiled_server.uri)  # type: ignore[attr-defined]
     assert unsynced_runs(tmp_path) == []
     # another PC (another data folder, nothing local) reads it from the server
-    store = TiledStore(tmp_path / "elsewhere", tiled_server.uri)  # type: ignore[attr-defined]
-    try:
-        start, served = store.read_run(uid)
-    finally:
-        store.close()
+    start, served = read_served_run(tmp_path / "elsewhere", tiled_server, uid)
     _, journal = read_journal(tmp_path, uid)
     _same_points(served, journal)
     assert start["cell"] == "cell-1"
@@ -165,11 +173,7 @@ def test_a_server_that_is_down_loses_nothing_and_data_sync_copies_the_run_later(
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {uid: "copied"}
     assert unsynced_runs(tmp_path) == []
-    store = TiledStore(tmp_path / "elsewhere", tiled_server.uri)  # type: ignore[attr-defined]
-    try:
-        _, served = store.read_run(uid)
-    finally:
-        store.close()
+    _, served = read_served_run(tmp_path / "elsewhere", tiled_server, uid)
     _same_points(served, journal)
     # a second sync finds it there and copies nothing
     again = _cli("data", "sync", "--tiled", tiled_server.uri, "--data-dir", str(tmp_path), "--json")  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from contextlib import closing
 
 import pytest
 
@@ -50,24 +51,18 @@ def silent_server():
 @pytest.mark.tcp
 def test_visa_timeout_names_instrument_and_command(silent_server) -> None:
     port, _ = silent_server
-    t = VisaTransport(f"TCPIP0::127.0.0.1::{port}::SOCKET", timeout_s=0.3, name="smu1")
-    try:
-        with pytest.raises(InstrumentTimeout, match=r"smu1: no reply within timeout.*\*IDN\?"):
-            t.query("*IDN?")
-    finally:
-        t.close()
+    visa = VisaTransport(f"TCPIP0::127.0.0.1::{port}::SOCKET", timeout_s=0.3, name="smu1")
+    with closing(visa), pytest.raises(InstrumentTimeout, match=r"smu1: no reply within timeout.*\*IDN\?"):
+        visa.query("*IDN?")
 
 
 @pytest.mark.tcp
 def test_serial_socket_incomplete_reply_is_reported(silent_server) -> None:
     port, replies = silent_server
     replies["reply"] = b"KEITHLEY INSTR"  # no terminator
-    t = SerialTransport(f"socket://127.0.0.1:{port}", timeout_s=0.3, name="smu2")
-    try:
-        with pytest.raises(InstrumentTimeout, match=r"smu2: incomplete reply b'KEITHLEY INSTR'.*\*IDN\?"):
-            t.query("*IDN?")
-    finally:
-        t.close()
+    serial = SerialTransport(f"socket://127.0.0.1:{port}", timeout_s=0.3, name="smu2")
+    with closing(serial), pytest.raises(InstrumentTimeout, match=r"smu2: incomplete reply b'KEITHLEY INSTR'.*\*IDN\?"):
+        serial.query("*IDN?")
 
 
 def test_unreachable_serial_port_is_a_clear_error() -> None:

@@ -45,6 +45,13 @@ def _wait(clock: SimClock, status, limit_s: float = 10 * SCAN_S) -> None:
         assert clock.advance_to_next(), "nothing scheduled while a status is pending"
 
 
+def _trigger(clock: SimClock, device):
+    """Trigger ``device`` and wait (in simulated time) until its status is done; return it."""
+    status = device.trigger()
+    _wait(clock, status)
+    return status
+
+
 def _value(device, key):
     return device.read()[f"xrd_{key}"]["value"]
 
@@ -54,8 +61,7 @@ def test_device_tracks_a_shrinking_lattice(tmp_path):
     t0 = clock.now()
     sim, _, device, _ = _rig(tmp_path, clock)
     for n in range(4):
-        status = device.trigger()
-        _wait(clock, status)
+        status = _trigger(clock, device)
         assert status.success
         start, end = t0 + n * SCAN_S, t0 + (n + 1) * SCAN_S
         assert _value(device, "scan_start_s") == pytest.approx(start)
@@ -73,8 +79,7 @@ def test_device_tracks_a_shrinking_lattice(tmp_path):
 def test_readings_describe_arrays_and_hint_lattice(tmp_path):
     clock = SimClock()
     _, _, device, _ = _rig(tmp_path, clock)
-    status = device.trigger()
-    _wait(clock, status)
+    _trigger(clock, device)
     desc = device.describe()
     n = len(_value(device, "two_theta"))
     assert n == 2501
@@ -90,8 +95,7 @@ def test_brml_export_reads_with_file_time_stamps(tmp_path):
     clock = SimClock()
     t0 = clock.now()
     sim, _, device, _ = _rig(tmp_path, clock, formats=("brml",))
-    status = device.trigger()
-    _wait(clock, status)
+    _trigger(clock, device)
     assert _value(device, "filename") == "scan_0001.brml"
     assert device.last_scan.time_source == "file"
     assert _value(device, "scan_end_s") == pytest.approx(t0 + SCAN_S)
@@ -104,8 +108,7 @@ def test_timeout_fails_status_with_clear_message(tmp_path):
     export.mkdir()
     watcher = pattern_watcher(export, clock, scan_time_s=SCAN_S)
     device = Diffractometer(watcher, clock, name="xrd", poll_interval_s=60.0, timeout_s=600.0)
-    status = device.trigger()
-    _wait(clock, status)
+    status = _trigger(clock, device)
     assert status.done and not status.success
     with pytest.raises(TimeoutError, match="no finished scan appeared in .*empty"):
         status.wait(0)
@@ -120,8 +123,7 @@ def test_unreadable_file_fails_trigger_naming_it_then_continues(tmp_path):
     os.utime(bad, (clock.now(), clock.now()))
     outcomes = []
     for _ in range(2):
-        status = device.trigger()
-        _wait(clock, status)
+        status = _trigger(clock, device)
         outcomes.append(status)
     assert not outcomes[0].success
     with pytest.raises(DataFileError, match="scan_0000.xy.*line 3"):
@@ -135,8 +137,7 @@ def test_skip_mode_reports_bad_file_and_reads_next_scan(tmp_path):
     clock = SimClock()
     _, watcher, device, _ = _rig(tmp_path, clock, on_bad_file="skip")
     (watcher.export_dir / "broken.brml").write_bytes(b"PK\x03\x04 truncated")
-    status = device.trigger()
-    _wait(clock, status)
+    status = _trigger(clock, device)
     assert status.success and _value(device, "filename") == "scan_0001.xy"
     assert [e.path.name for e in device.bad_files] == ["broken.brml"]
 
@@ -155,7 +156,7 @@ def test_restart_neither_loses_nor_duplicates(tmp_path):
     clock = SimClock()
     sim, watcher, device, lattice_A = _rig(tmp_path, clock)
     for _ in range(2):
-        _wait(clock, device.trigger())
+        _trigger(clock, device)
     assert _value(device, "filename") == "scan_0002.xy"
     # the host goes down for three scans while the diffractometer keeps exporting
     clock.advance_by(3 * SCAN_S)
@@ -164,8 +165,7 @@ def test_restart_neither_loses_nor_duplicates(tmp_path):
     device2 = Diffractometer(watcher2, clock, name="xrd", poll_interval_s=30.0, before_poll=sim.catch_up)
     names = []
     for _ in range(4):
-        status = device2.trigger()
-        _wait(clock, status)
+        status = _trigger(clock, device2)
         assert status.success
         names.append(_value(device2, "filename"))
     assert names == ["scan_0003.xy", "scan_0004.xy", "scan_0005.xy", "scan_0006.xy"]
@@ -325,8 +325,7 @@ def test_device_follows_the_cell_model_during_a_charge(tmp_path):
     device = Diffractometer(watcher, clock, name="xrd", poll_interval_s=60.0, before_poll=before_poll)
     fitted = []
     for n in range(6):
-        status = device.trigger()
-        _wait(clock, status)
+        status = _trigger(clock, device)
         assert status.success
         fitted.append(_value(device, "lattice_A"))
         assert fitted[-1] == pytest.approx(sim.written[n].lattice_A, abs=0.002)

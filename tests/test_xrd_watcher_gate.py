@@ -13,6 +13,7 @@ from drivers.clock import SimClock
 from drivers.xrd import Diffractometer
 from orchestrator.xrd_analysis import pattern_watcher
 from tests.conftest import SHARED_DATA
+from tests.test_lattice import tetragonal_peaks
 
 XRD = SHARED_DATA / "xrd"
 ROCKSALT = ((1, 1, 1), (2, 0, 0), (2, 2, 0), (3, 1, 1), (2, 2, 2), (4, 0, 0))
@@ -40,22 +41,7 @@ def _rock_salt(path, a_A, seed=1):
 
 
 def _tetragonal(path, a_A, c_A, seed=2):
-    lines = []
-    for (h, k, el), height in [
-        ((1, 1, 1), 60),
-        ((2, 0, 0), 100),
-        ((0, 0, 2), 50),
-        ((2, 2, 0), 50),
-        ((2, 0, 2), 50),
-        ((3, 1, 1), 20),
-        ((1, 1, 3), 10),
-        ((2, 2, 2), 15),
-        ((4, 0, 0), 8),
-        ((0, 0, 4), 4),
-    ]:
-        d = 1 / np.sqrt((h * h + k * k) / a_A**2 + el * el / c_A**2)
-        lines.append((bragg_two_theta_deg(d, 1.54056), height))
-    _write_xy(path, lines, seed)
+    _write_xy(path, tetragonal_peaks(a_A, c_A), seed)
 
 
 def test_a_fit_failing_the_gate_is_reported_and_never_the_next_guess(tmp_path):
