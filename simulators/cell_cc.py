@@ -19,6 +19,7 @@ from simulators.electrode import BranchSet, solve, solve_many
 from simulators.sample import Chem
 
 _PLAN_MAX = 1000  # points planned ahead for polling-size constant-current calls
+_PLAN_MIN = 16  # ... at the least, when calls of other sizes keep interrupting the plans
 _CHUNK_S = 7200.0  # longest stretch computed in one vectorised chunk
 _CHUNK_LMCT = 0.01  # at most ~1 % of the intermediate converted by LMCT within one chunk
 _CHUNK_DRIFT_V = 5e-4  # the most LMCT may move a chunk's end potential (see _chunk)
@@ -245,6 +246,10 @@ class ConstantCurrentCell(CellCore):
                         self._dis_ref = None
                     self.time_s += dt
                     return _ADVANCE_NEW(Advance, (dt, "time", v, current_A, i_sp * dt / 3600.0))
+            if plan[2] < len(plan[1]):  # interrupted: plan no further than twice what it served
+                self._plan_len = max(_PLAN_MIN, min(_PLAN_MAX, 2 * plan[2]))
+            else:  # used up
+                self._plan_len = _PLAN_MAX
             self._plan = None
         rate = abs(i_sp) / 3600.0
         if dt <= 0.0 or rate * dt > 1.0:  # only for polling-size calls
@@ -252,7 +257,7 @@ class ConstantCurrentCell(CellCore):
         md = self._md
         k = md.k(st.temperature_C)
         c = self.sample.chem()
-        m = min(_PLAN_MAX, self._chunk_len(c, k, dt))
+        m = min(self._plan_len, _PLAN_MAX, self._chunk_len(c, k, dt))
         if m < 8:
             return None
         ref = self._dis_ref
