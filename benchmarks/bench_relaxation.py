@@ -127,7 +127,7 @@ def storage_ingest(points: int = 200_000, page: int = 1000) -> dict[str, tuple[f
         context, _ = open_embedded(Path(tmp))  # created once, before (as the first run's filler does)
         context.close()
         with _Timer() as t_open:
-            context, client = open_embedded(Path(tmp))  # what each filler process does once
+            context, client = open_embedded(Path(tmp), writer=True)  # what each filler process does once
         out["open_s"] = (t_open.wall, t_open.cpu)
         with _Timer() as t_fill:
             fill_run(client, Path(tmp), str(docs[0][1]["uid"]))

@@ -35,7 +35,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,13 @@ def catalog_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "tiled"
 
 
-def open_embedded(data_dir: Path) -> tuple[Any, Any]:
-    """(context, client) of the embedded catalog under ``data_dir``, created on first use."""
+def open_embedded(data_dir: Path, writer: bool = False) -> tuple[Any, Any]:
+    """(context, client) of the embedded catalog under ``data_dir``, created on first use.
+
+    ``writer``: a client for writing runs only (the filler's): its nodes are the generic
+    containers and tables, not the clients other packages register for specs (bluesky's
+    ``BlueskyRun``, whose import - xarray, dask - cost the filler about a second of CPU and
+    which writing does not use); the catalog it writes is the same."""
     from tiled.catalog import from_uri as catalog_from_uri
     from tiled.client import Context, from_context
     from tiled.server.app import build_app
@@ -81,7 +86,30 @@ def open_embedded(data_dir: Path) -> tuple[Any, Any]:
             if not created:
                 marker.write_text(f"created {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
     context = Context.from_app(build_app(catalog))
-    return context, from_context(context)
+    return context, from_context(context, structure_clients=_FamilyClients() if writer else "numpy")
+
+
+class _FamilyClients(Mapping[str, Any]):
+    """Tiled's stock client of each structure family (and of the ``composite`` spec), without
+    the spec clients that installed packages register through entry points."""
+
+    def __init__(self) -> None:
+        from tiled.client.container import DEFAULT_STRUCTURE_CLIENT_DISPATCH, Container
+
+        Container.discover_clients_from_entrypoints()
+        self._stock = DEFAULT_STRUCTURE_CLIENT_DISPATCH["numpy"]
+        self._skip = set(Container.STRUCTURE_CLIENTS_FROM_ENTRYPOINTS or ())
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._skip:
+            raise KeyError(key)
+        return self._stock[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key in self._stock if key not in self._skip)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _stopped(path: Path) -> bool:
@@ -183,7 +211,7 @@ def fill(data_dir: Path, uids: Iterable[str] | None = None, wait: bool = True) -
         return []
     filled: list[str] = []
     try:
-        context, client = open_embedded(data_dir)
+        context, client = open_embedded(data_dir, writer=True)
         try:
             while todo := [u for u in pending(data_dir, wanted) if u not in filled]:
                 for uid in todo:
