@@ -10,9 +10,10 @@ paper's protocol (10,700 points, 17 arrays each) that was most of a second of CP
 :func:`install` gives event-model's event-page validator (same class, same type checker: its own
 array check, same schema) an ``items`` keyword that settles those two cases at once: an empty
 item schema accepts every item, and an item schema that is only ``type`` is checked with the
-validator's own type check, item after item. Anything else, and any array with an item of the
-wrong type, goes to jsonschema's own ``items``, so the same pages pass and the same pages fail
-with the same errors.
+validator's own type check, item after item (at once when every item is a plain ``float`` or
+``int`` for ``number``, ``int`` for ``integer``, ``str`` for ``string``: items that check accepts).
+Anything else, and any array with an item of the wrong type, goes to jsonschema's own ``items``,
+so the same pages pass and the same pages fail with the same errors.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ from typing import Any
 
 #: event-model's own event-page validator, once :func:`install` has replaced it.
 replaced: Any = None
+
+
+#: Python types whose every instance is of the JSON type (bool excluded: ``type(True)`` is bool):
+#: an array of only these needs no per-item type check.
+_PLAIN: dict[str, tuple[type, ...]] = {"number": (float, int), "integer": (int,), "string": (str,)}
+
+
+def _all_plain(instance: Any, types: tuple[type, ...] | None) -> bool:
+    return types is not None and all(type(item) in types for item in instance)
 
 
 def _items_keyword(original: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
@@ -34,7 +44,10 @@ def _items_keyword(original: Callable[..., Iterator[Any]]) -> Callable[..., Iter
                 item_schema.keys() == {"type"}
                 and isinstance(kind, str)
                 and validator.is_type(instance, "array")
-                and all(validator.is_type(item, kind) for item in instance)
+                and (
+                    _all_plain(instance, _PLAIN.get(kind))
+                    or all(validator.is_type(item, kind) for item in instance)
+                )
             ):
                 return
         yield from original(validator, item_schema, instance, schema)
