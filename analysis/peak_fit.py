@@ -182,10 +182,10 @@ class _DoubletBatch:
         self.k = ka2_A / ka1_A if ka2_A is not None and ratios.any() else 0.0
         self.n_points = np.array([w.xs.size for w in windows])
 
-    def _components(self, center: np.ndarray, fwhm: np.ndarray, eta: np.ndarray):
+    def _components(self, x: np.ndarray, center: np.ndarray, fwhm: np.ndarray, eta: np.ndarray):
         """Pseudo-Voigt shape and its derivatives by centre, width and eta."""
         inv_half = (2.0 / fwhm)[:, None]
-        u = (self.x - center[:, None]) * inv_half
+        u = (x - center[:, None]) * inv_half
         u2 = u * u
         lor = 1.0 / (1.0 + u2)
         gau = np.exp(-_LN2 * u2)
@@ -201,20 +201,23 @@ class _DoubletBatch:
         th2 = np.arcsin(s2)
         return np.degrees(2.0 * th2), self.k * np.cos(th1) / np.maximum(np.cos(th2), 1e-9)
 
-    def evaluate(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Weighted residuals (windows x points) and Jacobian (windows x points x 6)."""
-        f, dc, dw, de = self._components(p[:, 0], p[:, 1], p[:, 2])
+    def evaluate(self, p: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted residuals (windows x points) and Jacobian (windows x points x 6), of the
+        windows ``rows`` only when given (``p`` then holds their parameters)."""
+        x, y, w, dx, ratio = self.x, self.y, self.weights, self.dx, self.ratio
+        if rows is not None:
+            x, y, w, dx, ratio = x[rows], y[rows], w[rows], dx[rows], ratio[rows]
+        f, dc, dw, de = self._components(x, p[:, 0], p[:, 1], p[:, 2])
         if self.k:
             c2, dc2_dc1 = self._ka2(p[:, 0])
-            f2, dc2, dw2, de2 = self._components(c2, p[:, 1], p[:, 2])
-            f = f + self.ratio * f2
-            dc = dc + (self.ratio * dc2_dc1[:, None]) * dc2
-            dw = dw + self.ratio * dw2
-            de = de + self.ratio * de2
+            f2, dc2, dw2, de2 = self._components(x, c2, p[:, 1], p[:, 2])
+            f = f + ratio * f2
+            dc = dc + (ratio * dc2_dc1[:, None]) * dc2
+            dw = dw + ratio * dw2
+            de = de + ratio * de2
         h = p[:, 3:4]
-        w = self.weights
-        r = (h * f + p[:, 4:5] + p[:, 5:6] * self.dx - self.y) * w
-        jac = np.stack((h * dc * w, h * dw * w, h * de * w, f * w, w, self.dx * w), axis=-1)
+        r = (h * f + p[:, 4:5] + p[:, 5:6] * dx - y) * w
+        jac = np.stack((h * dc * w, h * dw * w, h * de * w, f * w, w, dx * w), axis=-1)
         return r, jac
 
 
@@ -282,7 +285,12 @@ def _levenberg_marquardt(
         trial = np.where(running[:, None], np.clip(p - steps[:n_win], lower, upper), p)
         delta = trial - p
         predicted = -np.einsum("pk,pk->p", grad, delta) - 0.5 * np.einsum("pk,pkl,pl->p", delta, a0, delta)
-        r_new, jac_new = model.evaluate(trial)
+        if running.all():
+            r_new, jac_new = model.evaluate(trial)
+        else:  # windows that have converged keep their residuals: only the others are evaluated
+            rows = np.flatnonzero(running)
+            r_new, jac_new = r.copy(), jac.copy()
+            r_new[rows], jac_new[rows] = model.evaluate(trial[rows], rows)
         cost_new = 0.5 * np.einsum("pn,pn->p", r_new, r_new)
         better = running & np.isfinite(cost_new) & (cost_new <= cost)
         gain = (cost - cost_new) / np.where(predicted > 0, predicted, np.inf)
