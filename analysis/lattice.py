@@ -14,8 +14,9 @@ Steps of :func:`fit_cubic_lattice`:
    stated, K-alpha2 must lower chi2 by 20 % to be believed). **Noise** comes from the data:
    the scatter of second differences on the background gives the gain ``g`` in
    ``var = g * intensity`` (``g = 1`` for raw counts; scaled or summed intensities get their
-   own), used for the weights and the significance test. All windows are fitted at once by a
-   vectorised, bounded Levenberg-Marquardt with analytic derivatives.
+   own), used for the weights and the significance test. All windows, with and without
+   K-alpha2, are fitted at once by a vectorised, bounded Levenberg-Marquardt with analytic
+   derivatives (each window's fit independent of the others; converged ones stop costing).
 3. Least squares of the K-alpha1 positions against Bragg's law in ``a``, a zero shift and a
    sample-displacement term (both on by default). The displacement shift is ``D cos(theta)``
    for a coupled theta/2theta scan and ``D sin(2theta) / (2 sin(omega))`` for a detector scan
