@@ -14,8 +14,9 @@ Steps of :func:`fit_cubic_lattice`:
    stated, K-alpha2 must lower chi2 by 20 % to be believed). **Noise** comes from the data:
    the scatter of second differences on the background gives the gain ``g`` in
    ``var = g * intensity`` (``g = 1`` for raw counts; scaled or summed intensities get their
-   own), used for the weights and the significance test. All windows are fitted at once by a
-   vectorised, bounded Levenberg-Marquardt with analytic derivatives.
+   own), used for the weights and the significance test. All windows, with and without
+   K-alpha2, are fitted at once by a vectorised, bounded Levenberg-Marquardt with analytic
+   derivatives (each window's fit independent of the others; converged ones stop costing).
 3. Least squares of the K-alpha1 positions against Bragg's law in ``a``, a zero shift and a
    sample-displacement term (both on by default). The displacement shift is ``D cos(theta)``
    for a coupled theta/2theta scan and ``D sin(2theta) / (2 sin(omega))`` for a detector scan
@@ -74,6 +75,7 @@ from analysis.patterns import CU_KA1_A, CU_KA2_A, CU_KA2_RATIO, Pattern
 from analysis.peak_fit import (
     _background,
     _fit_windows,
+    _fit_windows_with_and_without_ka2,
     _fwhm_estimate,
     _Window,
     _window,
@@ -235,12 +237,15 @@ def fit_cubic_lattice(
             _window(x, y, float(x[i_max]), half, min(fwhm, half), min(0.2, half / 2.0), h, float(expected[h]))
         )
     windows = [s for s in slots if isinstance(s, _Window)]
-    with_ka2 = _fit_windows(windows, ka1_A, ka2_A, ka2_ratio, gain) if ka2_A and ka2_ratio else None
+    with_ka2: list[PeakFit] | None = None
+    if ka2_A and ka2_ratio and ka2_decide:  # both fits, as one batch
+        with_ka2, alone = _fit_windows_with_and_without_ka2(windows, ka1_A, ka2_A, ka2_ratio, gain)
+    elif ka2_A and ka2_ratio:
+        with_ka2 = _fit_windows(windows, ka1_A, ka2_A, ka2_ratio, gain)
     ka2_note = "the file states no K-alpha2"
     use_ka2 = with_ka2 is not None
     fits = with_ka2
     if with_ka2 is not None and ka2_decide:
-        alone = _fit_windows(windows, ka1_A, None, None, gain)
         chi_both = _total_chi2(with_ka2, windows)
         chi_alone = _total_chi2(alone, windows)
         bar = 0.8 if monochromator else 1.0

@@ -24,8 +24,9 @@ over-temperature limit puts the heater in its safe state and fails the Status.
 from __future__ import annotations
 
 import math
+import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
@@ -65,6 +66,9 @@ from drivers.oven import (
 from drivers.registry import InstrumentModel
 from drivers.sim_serial_port import SimSerialPort as SimSerialPort
 from drivers.transport import ByteEndpoint, InstrumentError, InstrumentTimeout
+
+#: Longest block read :meth:`EurothermDriver.read_many` makes (registers).
+MAX_BLOCK_REGISTERS = 16
 
 
 class EurothermDriver:
@@ -201,6 +205,49 @@ class EurothermDriver:
         raw = self._call(what, self.instrument.read_register, reg.address, 0, 3, True)
         return raw / 10**reg.decimals
 
+    def read_many(self, names: Sequence[str]) -> dict[str, float]:
+        """Read several parameters in as few Modbus requests as the register map allows.
+
+        Parameters at consecutive registers of this series (1, 2, 3 on the 2400, whose map has
+        no register 4; 1..5 on the 3200) come back in one function-3 request, as the real unit
+        answers a block read of registers it has (parameters between those asked for are read
+        and dropped); a gap in the map starts a new request.
+        Values and errors are those of :meth:`read`, parameter by parameter.
+        """
+        regs = sorted({self.register(name) for name in names}, key=lambda reg: reg.address)
+        by_address = {reg.address: reg for reg in self.registers.values()}
+        runs: list[list[Register]] = []
+        for reg in regs:
+            last = runs[-1][-1].address if runs else None
+            between = range(last + 1, reg.address) if last is not None else range(0)
+            if (
+                last is not None
+                and reg.address - runs[-1][0].address < MAX_BLOCK_REGISTERS
+                and all(address in by_address for address in between)
+            ):
+                runs[-1].extend(by_address[address] for address in between)  # read, not returned
+                runs[-1].append(reg)
+            else:
+                runs.append([reg])
+        values: dict[str, float] = {}
+        for run in runs:
+            if len(run) == 1:
+                values[run[0].name] = self.read(run[0].name)
+                continue
+            first = run[0]
+            what = f"read {', '.join(reg.name for reg in run)} (registers {first.address}..{run[-1].address})"
+            if self.float_registers:
+                words = self._call(what, self.instrument.read_registers, first.float_address, 2 * len(run), 3)
+                raw = struct.pack(f">{len(words)}H", *words)
+                floats = struct.unpack(f">{len(run)}f", raw)
+                values.update((reg.name, float(value)) for reg, value in zip(run, floats, strict=True))
+            else:
+                words = self._call(what, self.instrument.read_registers, first.address, len(run), 3)
+                for reg, word in zip(run, words, strict=True):
+                    assert reg.decimals is not None
+                    values[reg.name] = (word - 0x10000 if word & 0x8000 else word) / 10**reg.decimals
+        return {name: values[self.register(name).name] for name in names}
+
     def write(self, name: str, value: float) -> None:
         """Validate and write one parameter in engineering units."""
         value = self.validate(name, value)
@@ -242,6 +289,22 @@ class EurothermDriver:
 
     def read_output_power_pct(self) -> float:
         return self.read("output_power")
+
+    def read_readings(self) -> dict[str, float]:
+        """Process value, working set point (C) and output power (%) read together: two
+        requests on the 2400 (registers 1..3 and 5), one on the 3200 (registers 1..5).
+
+        Returns
+        -------
+        dict
+            ``process_value_C``, ``working_setpoint_C``, ``output_power_pct``.
+        """
+        values = self.read_many(("process_value", "working_setpoint", "output_power"))
+        return {
+            "process_value_C": values["process_value"],
+            "working_setpoint_C": values["working_setpoint"],
+            "output_power_pct": values["output_power"],
+        }
 
     def read_rate_limit_C_min(self) -> float:
         return self.read("setpoint_rate_limit")

@@ -29,6 +29,7 @@ class OverTemperatureError(RuntimeError):
 
 class _OvenSignalMixin:
     parent: Any
+    attr_name: str
 
     def _stamp(self) -> None:
         self._metadata["timestamp"] = self.parent._clock.now()  # type: ignore[attr-defined]
@@ -43,7 +44,11 @@ class _DriverValue(_OvenSignalMixin):
         self._reader = reader
 
     def get(self, **kwargs: Any) -> float:
-        value = self._reader(self.parent._driver)
+        snapshot = self.parent._snapshot_now()
+        if snapshot is not None and self.attr_name in snapshot:
+            value = snapshot[self.attr_name]
+        else:
+            value = self._reader(self.parent._driver)
         self._readback = value
         self._stamp()
         return value
@@ -61,6 +66,7 @@ class _DriverSetting(_DriverValue, Signal):
         self._writer = writer
 
     def put(self, value: Any, **kwargs: Any) -> None:
+        self.parent._forget_snapshot()
         self._writer(self.parent._driver, float(value))
         self._readback = float(value)
         self._stamp()
@@ -115,6 +121,19 @@ def _write_rate_limit_C_min(driver: OvenDriver, rate_C_min: float) -> None:
     driver.write_rate_limit_C_min(rate_C_min)
 
 
+#: Oven attribute -> key of the driver's ``read_readings()`` (the readings taken together).
+_READBACKS = {
+    "temperature": "process_value_C",
+    "working_setpoint": "working_setpoint_C",
+    "output_power": "output_power_pct",
+}
+_READERS: dict[str, Callable[[OvenDriver], float]] = {
+    "temperature": _process_value_C,
+    "working_setpoint": _working_setpoint_C,
+    "output_power": _output_power_pct,
+}
+
+
 class Oven(Device):
     """An oven under a Eurotherm controller.
 
@@ -131,18 +150,30 @@ class Oven(Device):
         Initial values of the configuration signals of the same names.
     watch_interval_s : float, optional
         Poll interval once settled (over-temperature watch); defaults to ``poll_interval_s``.
+    watch_max_interval_s : float, optional
+        Longest poll interval once settled: while the process value reads exactly the same,
+        poll after poll, the watch interval doubles up to this (never below
+        ``watch_interval_s``); any change brings it back to ``watch_interval_s``. Default: no
+        stretching (``watch_interval_s``): the host's over-temperature watch is the only one, so
+        it is not relaxed unless asked for.
 
     Notes
     -----
     ``set(T_C)`` switches the controller to automatic, writes the target set point and
     returns a Status that finishes once the process value has stayed within ``tolerance_C``
     of ``T_C`` for ``settle_time_s`` (checked every ``poll_interval_s``, so settling is
-    detected to within one poll). Polling continues after that, every ``watch_interval_s``,
+    detected to within one poll). Polling continues after that, every ``watch_interval_s``
+    (stretched up to ``watch_max_interval_s`` while the process value does not change at all),
     while the heater is in use, watching the over-temperature limit: above it the
     controller is put in its safe state (manual, 0 % output, set point
     ``safe_setpoint_C``), any pending Status fails with :class:`OverTemperatureError`,
     and ``trigger`` fails until :meth:`reset_trip`.
     ``stop()`` puts the controller in its safe state; it is idempotent.
+
+    ``trigger`` reads the process value, working set point and output power together (one
+    block read where the driver offers ``read_readings``, as the Eurotherm does), and a
+    ``read`` at the same clock time reuses them: on a simulated clock nothing changes while
+    time stands still. Any write through the device forgets them.
     """
 
     temperature = Cpt(_DriverReadback, reader=_process_value_C, kind="hinted")
@@ -168,6 +199,7 @@ class Oven(Device):
         safe_setpoint_C: float = 25.0,
         poll_interval_s: float = 10.0,
         watch_interval_s: float | None = None,
+        watch_max_interval_s: float | None = None,
         **kwargs: Any,
     ) -> None:
         self._driver = driver
@@ -185,6 +217,17 @@ class Oven(Device):
         self._target_C: float | None = None
         self._in_band_since: float | None = None
         self._active = False
+        if watch_max_interval_s is None:  # no stretching unless asked for
+            watch_max_interval_s = float(self.watch_interval_s.get())
+        if not (math.isfinite(watch_max_interval_s) and watch_max_interval_s > 0):
+            raise ValueError(f"watch_max_interval_s must be > 0, got {watch_max_interval_s}")
+        #: Longest over-temperature watch interval while the process value stays the same.
+        self.watch_max_interval_s = float(watch_max_interval_s)
+        self._watch_factor = 1.0
+        self._watch_pv: float | None = None
+        self._snapshot: dict[str, float] = {}
+        self._snapshot_at: float | None = None
+        self._pinned: dict[str, float] | None = None
         #: The over-temperature trip, if one happened (cleared by :meth:`reset_trip`).
         self.tripped: OverTemperatureError | None = None
         #: Number of process-value polls made (for benchmarks).
@@ -214,6 +257,7 @@ class Oven(Device):
             )
         self._driver.validate_setpoint_C(target)
         status = Status(obj=self)
+        self._forget_snapshot()
         with self._lock:
             previous = self._status
             self._status = status
@@ -235,6 +279,7 @@ class Oven(Device):
             pending, self._status = self._status, None
             self._target_C = None
             self._in_band_since = None
+        self._forget_snapshot()
         self._driver.safe_state(self.safe_setpoint_C.get())
         if pending is not None and not pending.done:
             pending.set_exception(RuntimeError(f"{self.name}: stopped before settling"))
@@ -244,15 +289,57 @@ class Oven(Device):
         self.tripped = None
 
     def trigger(self) -> Status:
-        """Check the over-temperature limit now; fails once the oven has tripped."""
-        status = Status(obj=self)
+        """Read the oven (see :meth:`read`) and check the over-temperature limit; fails once
+        the oven has tripped."""
+        # Status(obj=self) would build this device's repr for a tracing attribute on every
+        # reading (most of a trigger's cost); the object is the same, given after.
+        status = Status()
+        status.obj = self
         if self.tripped is None and self._active:
-            self._check_limit(self._driver.read_process_value_C())
+            self._check_limit(self._take_snapshot()["temperature"])
         if self.tripped is not None:
             status.set_exception(self.tripped)
         else:
             status.set_finished()
         return status
+
+    def read(self) -> dict[str, Any]:
+        """The readings, all from one read of the controller (the one :meth:`trigger` made at
+        this clock time, if any)."""
+        with self._lock:
+            snapshot = self._snapshot_now()
+            if snapshot is None or any(key not in snapshot for key in _READBACKS):
+                snapshot = self._take_snapshot()
+            self._pinned = snapshot
+            try:
+                return dict(super().read())
+            finally:
+                self._pinned = None
+
+    # -------------------------------------------------------------- snapshots
+    def _take_snapshot(self) -> dict[str, float]:
+        """Process value, working set point and output power, read now (stamped with the clock)."""
+        read_readings = getattr(self._driver, "read_readings", None)
+        if read_readings is not None:
+            values = read_readings()
+            snapshot = {attr: float(values[key]) for attr, key in _READBACKS.items()}
+        else:
+            snapshot = {attr: reader(self._driver) for attr, reader in _READERS.items()}
+        with self._lock:
+            self._snapshot, self._snapshot_at = snapshot, self._clock.now()
+        return snapshot
+
+    def _snapshot_now(self) -> dict[str, float] | None:
+        """The readings pinned by :meth:`read`, or taken at this very clock time; else None."""
+        if self._pinned is not None:
+            return self._pinned
+        if self._snapshot_at is not None and self._snapshot_at == self._clock.now():
+            return self._snapshot
+        return None
+
+    def _forget_snapshot(self) -> None:
+        with self._lock:
+            self._snapshot, self._snapshot_at = {}, None
 
     # -------------------------------------------------------------- polling
     def _cancel_timer(self) -> None:
@@ -265,6 +352,7 @@ class Oven(Device):
         if pv_C <= limit:
             return False
         safe_sp = self.safe_setpoint_C.get()
+        self._forget_snapshot()
         with self._lock:
             self._active = False
             self._cancel_timer()
@@ -290,7 +378,8 @@ class Oven(Device):
                 return
             status, target = self._status, self._target_C
         try:
-            pv = self._driver.read_process_value_C()
+            snapshot = self._snapshot_now()
+            pv = snapshot["temperature"] if snapshot and "temperature" in snapshot else self._read_pv()
         except InstrumentError as exc:
             if status is not None and not status.done:
                 with self._lock:
@@ -313,6 +402,12 @@ class Oven(Device):
                         self._status = None
                 else:
                     self._in_band_since = None
+            # The watch stretches while the process value does not move at all.
+            if self._status is None and pv == self._watch_pv:
+                self._watch_factor *= 2.0
+            else:
+                self._watch_factor = 1.0
+            self._watch_pv = pv
         if finished and status is not None:
             status.set_finished()
         self._schedule()
@@ -320,6 +415,18 @@ class Oven(Device):
     def _schedule(self) -> None:
         with self._lock:
             if self._active and self._timer is None:
-                settling = self._status is not None
-                signal = self.poll_interval_s if settling else self.watch_interval_s
-                self._timer = self._clock.call_later(signal.get(), self._poll)
+                if self._status is not None:
+                    interval = self.poll_interval_s.get()
+                else:
+                    watch = self.watch_interval_s.get()
+                    interval = min(watch * self._watch_factor, max(watch, self.watch_max_interval_s))
+                self._timer = self._clock.call_later(interval, self._poll)
+
+    def _read_pv(self) -> float:
+        """The process value, read now (kept as this clock time's reading)."""
+        pv = self._driver.read_process_value_C()
+        with self._lock:
+            if self._snapshot_at != self._clock.now():
+                self._snapshot, self._snapshot_at = {}, self._clock.now()
+            self._snapshot = {**self._snapshot, "temperature": pv}
+        return pv

@@ -14,7 +14,7 @@ from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
-from bluesky.utils import MsgGenerator
+from bluesky.utils import Msg, MsgGenerator
 
 from drivers.operator import Timer
 from protocols.devices import HeatingStage
@@ -52,7 +52,7 @@ def check_heating(hold_name: str, hold_s: float, log_interval_s: float, **temper
 def _wait_s(timer: Timer | None, seconds: float) -> MsgGenerator:
     """Wait ``seconds``: with a timer only this job waits, without one the whole plan sleeps."""
     if timer is None:
-        yield from bps.sleep(seconds)
+        yield Msg("sleep", None, seconds)  # plain message: bps.sleep records a traceback per call
     else:
         yield from await_status("set", timer, seconds)
 

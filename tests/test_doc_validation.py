@@ -76,3 +76,66 @@ def test_same_verdict_and_errors_as_event_model(name: str) -> None:
     expected = _errors(original, PAGES[name])
     assert _errors(faster, PAGES[name]) == expected
     assert bool(expected) == (not name.startswith("valid"))  # the table means what it says
+
+
+def _event() -> dict:
+    return {
+        "descriptor": "d-uid",
+        "uid": "u1",
+        "time": 100.0,
+        "seq_num": 1,
+        "data": {"oven_temperature": 120.0, "image": [[1, 2], [3, 4]]},
+        "timestamps": {"oven_temperature": 100.0, "image": 100.0},
+        "filled": {"image": False},
+    }
+
+
+def _event_with(key: str, value: object) -> dict:
+    event = _event()
+    event[key] = value
+    return event
+
+
+def _event_without(key: str) -> dict:
+    event = _event()
+    del event[key]
+    return event
+
+
+EVENTS = {
+    "valid": _event(),
+    "valid, no filled": _event_without("filled"),
+    "valid, integral float seq_num": _event_with("seq_num", 3.0),
+    "valid, integer time": _event_with("time", 100),
+    "valid, numpy time": _event_with("time", np.float64(1.5)),
+    "valid, filled by a datum id": _event_with("filled", {"image": "datum-1"}),
+    "seq_num is a bool": _event_with("seq_num", True),
+    "seq_num is not integral": _event_with("seq_num", 1.5),
+    "time is a string": _event_with("time", "100"),
+    "time is a bool": _event_with("time", False),
+    "uid is a number": _event_with("uid", 7),
+    "descriptor is None": _event_with("descriptor", None),
+    "data is a list": _event_with("data", [1.0]),
+    "timestamps missing": _event_without("timestamps"),
+    "a filled entry is a number": _event_with("filled", {"image": 1}),
+    "filled is a list": _event_with("filled", [False]),
+    "an unknown key": _event_with("extra", 1),
+    "no uid": _event_without("uid"),
+    "not a dict": ["uid", "u1"],
+}
+
+
+@pytest.mark.parametrize("name", list(EVENTS))
+def test_events_same_verdict_and_errors_as_event_model(name: str) -> None:
+    doc_validation.install()
+    original, faster = doc_validation.replaced_event, schema_validators[DocumentNames.event]
+    assert original is not None and isinstance(faster, doc_validation.FastEventValidator)
+    expected = _errors(original, EVENTS[name])
+    assert _errors(faster, EVENTS[name]) == expected
+    assert bool(expected) == (not name.startswith("valid"))
+    assert faster.is_valid(EVENTS[name]) == (not expected)
+    if expected:
+        with pytest.raises(Exception, match="."):
+            faster.validate(EVENTS[name])
+    else:
+        faster.validate(EVENTS[name])

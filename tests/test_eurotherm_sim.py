@@ -154,6 +154,29 @@ def test_driver_float_registers_give_full_resolution(clock, sim):
     assert ints.read_process_value_C() == round(sim.oven.air_C, 1)
 
 
+@pytest.mark.parametrize(("series", "requests"), [("2400", 2), ("3200", 1)])
+@pytest.mark.parametrize("float_registers", [False, True])
+def test_readings_come_in_block_reads_with_the_values_of_single_reads(clock, series, requests, float_registers):
+    sim = SimulatedEurotherm(clock, series=series)
+    driver = EurothermDriver.in_process(sim, series=series, float_registers=float_registers)
+    driver.heat_to(90.0)
+    clock.advance_by(300.0)
+    frames = sim.frames
+    readings = driver.read_readings()
+    assert sim.frames - frames == requests  # 2400: registers 1..3 and 5 (it has no 4); 3200: 1..5
+    assert readings == {
+        "process_value_C": driver.read_process_value_C(),
+        "working_setpoint_C": driver.read_working_setpoint_C(),
+        "output_power_pct": driver.read_output_power_pct(),
+    }
+    assert 25.0 < readings["process_value_C"] < 90.0 and readings["output_power_pct"] > 0
+    frames = sim.frames
+    assert driver.read_many(["integral_time", "proportional_band", "derivative_time"]) == {
+        "integral_time": 300.0, "proportional_band": 10.0, "derivative_time": 50.0
+    }  # fmt: skip
+    assert sim.frames - frames == 2  # 6 alone (no register 7), then 8..9
+
+
 def test_driver_3200_remote_comms_set_point(clock):
     sim = SimulatedEurotherm(clock, series="3200")
     driver = EurothermDriver.in_process(sim, series="3200")

@@ -51,6 +51,25 @@ def test_recovers_simulated_lattice_parameter(tmp_path, a_true, a_guess):
     assert {(2, 0, 0), (2, 2, 0)} <= strong
 
 
+def test_doublet_and_single_line_fits_batched_together_give_what_separate_fits_give(tmp_path, monkeypatch):
+    import analysis.lattice as lattice
+    from analysis.peak_fit import _fit_windows
+
+    x, y = _sim_pattern(tmp_path, 4.118, seed=3)
+    batched = fit_cubic_lattice(x, y, 4.13)
+
+    def separately(windows, ka1_A, ka2_A, ka2_ratio, gain):
+        return _fit_windows(windows, ka1_A, ka2_A, ka2_ratio, gain), _fit_windows(windows, ka1_A, None, None, gain)
+
+    monkeypatch.setattr(lattice, "_fit_windows_with_and_without_ka2", separately)
+    separate = fit_cubic_lattice(x, y, 4.13)
+    assert batched.ka2_used and batched.ka2_note == separate.ka2_note
+    assert batched.a_A == pytest.approx(separate.a_A, abs=1e-3 * separate.a_err_A)
+    assert batched.a_err_A == pytest.approx(separate.a_err_A, rel=1e-6)
+    for mine, theirs in zip(batched.peaks, separate.peaks, strict=True):
+        assert mine.two_theta_deg == pytest.approx(theirs.two_theta_deg, abs=1e-3 * theirs.two_theta_err_deg)
+
+
 def test_be_window_peaks_are_not_taken_for_sample_reflections(tmp_path):
     x, y = _sim_pattern(tmp_path, 4.111)
     fit = fit_cubic_lattice(x, y, 4.111)

@@ -153,3 +153,39 @@ def test_watch_interval_slows_polling_once_settled():
     polls_at_settle = oven.polls
     clock.advance_by(3600)
     assert oven.polls - polls_at_settle == 60
+
+
+def test_watch_stretches_while_nothing_changes_and_comes_back_when_it_does():
+    oven, sim, clock = make_oven(watch_interval_s=10.0, watch_max_interval_s=60.0)
+    status = oven.set(80.0)
+    run_until_done(clock, status)
+    clock.advance_by(3600)  # settled within tolerance first, then to the last display digit
+    polls = oven.polls
+    clock.advance_by(3600)
+    assert oven.polls - polls == 60  # a settled oven reads the same: every 60 s, not every 10 s
+    sim.oven.set_manual(True)  # a fault behind the driver's back: the heater stuck at 60 %
+    sim.oven.set_manual_output(60.0)
+    polls = oven.polls
+    clock.advance_by(600)
+    assert oven.polls - polls >= 50  # the first changed reading brings the watch back to 10 s
+    steady, _, steady_clock = make_oven(watch_interval_s=10.0)  # by default it does not stretch
+    status = steady.set(80.0)
+    run_until_done(steady_clock, status)
+    polls = steady.polls
+    steady_clock.advance_by(3600)
+    assert steady.polls - polls == 360
+
+
+def test_a_reading_takes_the_triggered_values_and_a_write_forgets_them():
+    oven, sim, clock = make_oven()
+    oven.set(120.0)
+    clock.advance_by(300.0)
+    frames = sim.frames
+    oven.trigger()
+    reading = oven.read()
+    assert sim.frames - frames == 2  # one block read (registers 1..3) and register 5, for all three
+    assert reading["oven_temperature"]["value"] == round(sim.oven.air_C, 1)
+    assert reading["oven_temperature"]["timestamp"] == clock.now()
+    oven.stop()  # manual, 0 % output, set point lowered: same clock time, new values
+    assert oven.read()["oven_output_power"]["value"] == 0.0
+    assert oven.read()["oven_working_setpoint"]["value"] == 25.0
