@@ -306,6 +306,7 @@ class ConstantCurrentCell(CellCore):
         e_b0 = solve(bs, x0, 1e-9, up)[0]  # 1e-9: the potential just as filling starts
         er0 = md.e_rest(c[0], c[1], c[4])
         act = (0, 1, 2) if up else (0, 1)
+        m = min(m, max(2 * self._chunk_ok, 16))  # start from twice the last chunk that passed
         while True:
             dq = rate * interval_s * np.arange(1, m + 1)
             eb, xn = solve_many(bs, x0, dq, up, act)
@@ -331,9 +332,10 @@ class ConstantCurrentCell(CellCore):
                 break
             x_prev = [float(h_ni[-2]), float(h_o[-2])] + ([float(xn[2][-2])] if up else [])
             drift = solve(bs, x_prev, float(dq[0]), up)[0] - float(eb[-1])
-            if abs(drift) <= _CHUNK_DRIFT_V or m <= 8:
+            if abs(drift) <= _CHUNK_DRIFT_V or m <= 16:
                 break
-            m = max(8, min(m // 2, int(m * _CHUNK_DRIFT_V / abs(drift))))
+            m = max(16, min(m // 2, int(m * _CHUNK_DRIFT_V / abs(drift))))
+        self._chunk_ok = m
         if drift and dh[-1] > 0.0:
             eb = eb + drift * (dh / dh[-1])
         q_irr = c[3] + md.phi * dh

@@ -149,6 +149,7 @@ class CellCore:
         self._dis_ref: tuple[float, float] | None = None  # what Ni and O held as the discharge began
         self._plan: list[Any] | None = None  # see _planned
         self._plan_len = 1000  # how far ahead the next plan goes (see _planned)
+        self._chunk_ok = 1000  # points in the last planned chunk that passed its check (see _chunk)
         self._plans = True  # constant_current may plan ahead (off while a vectorised path runs)
         self._cv_h, self._cv_v = 1.0, -1.0  # constant_voltage step size and the voltage it was for
         self._cv_slope = 0.0  # dV/d(mA/g) seen by the last constant-voltage solve

@@ -83,15 +83,32 @@ def _polled_charge(plan: bool, poll_s: float = 10.0) -> np.ndarray:
 def test_polled_charge_curve_has_no_jumps_and_follows_the_exact_path() -> None:
     # a host polling a constant-current charge is served from points planned ahead in chunks;
     # the curve must not step back where one chunk hands over to the next (it did by 2-97 mV
-    # every 2 h of a 20 mA/g charge, most near the top of charge); what is left is well inside
-    # the 2450's voltage accuracy (2.4 mV)
+    # every 2 h of a 20 mA/g charge, most near the top of charge); what is left is inside the
+    # 2450's voltage accuracy (0.015 % + 2.4 mV)
     planned, exact = _polled_charge(True), _polled_charge(False)
     assert np.all(np.diff(exact) > -1e-4)
-    assert np.diff(planned).min() > -5e-4
+    assert np.diff(planned).min() > -2e-3
     n = min(len(planned), len(exact))
     below = exact[:n] < 4.6  # above 4.6 V the curve is steep: a fraction of a poll is many mV
-    assert np.max(np.abs(planned[:n] - exact[:n])[below]) < 1e-3
+    assert np.max(np.abs(planned[:n] - exact[:n])[below]) < 2e-3
     assert abs(len(planned) - len(exact)) <= 2
+
+
+def test_polled_cycles_end_where_the_exact_path_ends() -> None:
+    # the planned chunks filled the branches as if LMCT moved nothing meanwhile: two polled
+    # 2.0-4.8 V cycles ended their half-cycles up to 10 polls off the exact path
+    def half_cycles(plan: bool) -> list[int]:
+        cell = Cell(Sample(M), MASS)
+        counts = []
+        for current, limits in [(I_A, {"v_upper_V": 4.8}), (-I_A, {"v_lower_V": 2.0})] * 2:
+            n = 1
+            while cell.constant_current(current, 10.0, plan=plan, **limits).reason == "time":
+                n += 1
+            counts.append(n)
+        return counts
+
+    planned, exact = half_cycles(True), half_cycles(False)
+    assert all(abs(p - e) <= 1 for p, e in zip(planned, exact, strict=True)), (planned, exact)
 
 
 def test_long_rest_is_cheap_and_relaxes_towards_rest_potential() -> None:
