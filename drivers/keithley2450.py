@@ -2,10 +2,12 @@
 
 :class:`Keithley2450` is the wire protocol: each setting and query is declared once, as in the
 manual's command table, with a strict validator. :class:`Keithley2450Potentiostat` runs the
-technique set host-side on top of it: the 2450 has no on-instrument program here, so the host
-polls on the shared clock and ends each step at its cut-off. Cut-offs that the host can predict
-(time, and capacity at constant current) are polled exactly when due; voltage cut-offs are met
-within one poll interval.
+technique set host-side on top of it: the host sets each segment of a step up and ends it at its
+cut-off, but the readings are the instrument's: a trigger model takes one into ``defbuffer1``
+every sampling interval (host or no host) and the host reads the buffer, so a host that died and
+comes back finds every reading taken meanwhile. Readings fall exactly on cut-offs that can be
+predicted (time, and capacity at constant current); voltage cut-offs are met within one
+sampling interval (the record interval), the instrument holding the cell at the cut-off meanwhile.
 
 The instrument itself keeps the cell inside its voltage cut-off and its limits
 (``voltage_min``/``voltage_max``), so a host that dies mid-step never drives a cell past them.
@@ -32,8 +34,8 @@ is output off with the output-off mode ``HIMP`` (relay open), never the factory 
 which connects a 0 V source and slowly discharges a battery.
 
 The SCPI command table is :mod:`drivers.keithley2450_scpi`; the host-side segments (constant
-current, rest, constant voltage, sweep) and :class:`HostStepRun` are
-:mod:`drivers.keithley2450_segments`; both are re-exported here.
+current, rest, constant voltage, sweep) are :mod:`drivers.keithley2450_segments` and
+:class:`HostStepRun`, which runs them one after another, :mod:`drivers.keithley2450_steprun`.
 """
 
 from __future__ import annotations
@@ -52,9 +54,7 @@ from drivers.keithley2450_segments import (
     SegmentContext,
     SweepSegment,
 )
-from drivers.keithley2450_segments import (
-    HostStepRun as HostStepRun,
-)
+from drivers.keithley2450_steprun import HostStepRun as HostStepRun
 from drivers.lab_config import InstrumentConfig, Volts
 from drivers.registry import InstrumentModel, open_transport
 from drivers.techniques import (
@@ -236,11 +236,12 @@ class Keithley2450Potentiostat:
     def reattach(self, step: Technique | Loop, active_mass_g: float, progress: StepProgress) -> HostStepRun:
         """Carry on a step the instrument went on sourcing while no host polled it.
 
-        The 2450 runs no program here: it kept the source where the step set it (a charge
-        clamped at its cut-off by ``VLIM``) and measured nothing for the host meanwhile, so the
-        step's record has a gap from the last stored point to now; a cut-off that fell in the
-        gap ends the step at the first poll. InstrumentError if the output is off or the source
-        is not what the step set.
+        The 2450 kept the source where the step set it (a charge clamped at its cut-off by
+        ``VLIM``) and its trigger model kept reading into the buffer: the first poll reads every
+        reading after the last stored point, so the record goes on without a gap, and a cut-off
+        met meanwhile ends the step at the reading that met it (a trigger model that no longer
+        runs is started again: the record then has a gap up to now). InstrumentError if the
+        output is off or the source is not what the step set.
         """
         if not self._initialised:
             self.initialise(reset=False)
@@ -283,6 +284,7 @@ class Keithley2450Potentiostat:
     def safe_state(self) -> None:
         """Output off (the relay opens: high impedance), read back, sent again if it was lost."""
         for _ in range(self.instrument.retries + 1):
+            self.instrument.stop_logging()
             self.instrument.output_enabled = False
             try:
                 if not self.instrument.output_enabled:

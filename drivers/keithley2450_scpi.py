@@ -19,6 +19,13 @@ from drivers.transport import InstrumentError, InstrumentTimeout
 T = TypeVar("T")
 
 MAX_CURRENT_A = 1.05
+BUFFER = "defbuffer1"
+#: Readings a step segment's buffer holds (sized at each segment's start; the 2450 takes up to
+#: several million in a standard buffer): a segment longer than this many sampling intervals
+#: samples less often (see ``Segment.sampling_interval_s``).
+BUFFER_POINTS = 1_000_000
+#: Readings asked for per ``:TRAC:DATA?`` (a reply line of some 20 kB).
+READINGS_PER_QUERY = 500
 #: Values of the resynchronisation marker (``*ESE <n>;*ESE?``), used in turn: three-digit
 #: integers, which no query of this driver answers (numbers come as ``+1.234000E+00``, states
 #: as ``0``/``1``), so a stale reply is never taken for the marker.
@@ -44,6 +51,17 @@ def _parse_error(text: str) -> tuple[int, str]:
     if not comma or not message.strip().startswith('"'):
         raise ValueError(f'not code,"message": {text!r}')
     return int(code_text), message.strip().strip('"')
+
+
+TRIGGER_STATES = {"IDLE", "RUNNING", "WAITING", "EMPTY", "BUILDING", "FAILED", "ABORTING", "ABORTED"}
+
+
+def _parse_trigger_state(text: str) -> str:
+    """``state;state;block``: the model's overall state."""
+    state = text.split(";")[0].strip().upper()
+    if state not in TRIGGER_STATES or text.count(";") != 2:
+        raise ValueError(f"not state;state;block: {text!r}")
+    return state
 
 
 def _parse_source_function(text: str) -> str:
@@ -127,6 +145,8 @@ class Keithley2450(ScpiInstrument):
             "GUAR": "guard",
         }[s.strip().upper()],
     )
+    trigger_state = Measurement(":TRIG:STAT?", "Trigger model state: IDLE, RUNNING, ABORTED...",
+                                parse=_parse_trigger_state)  # fmt: skip
     voltage_V = Measurement(":MEAS:VOLT?", "One voltage measurement, V.", parse=float)
     current_A = Measurement(":MEAS:CURR?", "One current measurement, A.", parse=float)
 
@@ -220,6 +240,51 @@ class Keithley2450(ScpiInstrument):
         raise InstrumentError(
             self.name, f"more than {self.max_stale_lines} stale lines before the marker", command
         )
+
+    def start_logging(self, interval_s: float, buffer: str = BUFFER) -> None:
+        """Start the trigger model that keeps the step's readings on the instrument.
+
+        One program message (a link delivers it whole or not at all): stop any running model,
+        size and clear ``buffer``, then a block program that takes a reading at once and one
+        every ``interval_s`` (a constant delay, then back to the measure block) until
+        ``:ABORt``, whether or not a host is there to read them. ``:TRIG:STAT?`` confirms it
+        runs; sent again if the message was lost. InstrumentError if it never runs.
+        """
+        program = (
+            f':ABOR;:TRIG:LOAD "Empty";:TRAC:POIN {BUFFER_POINTS}, "{buffer}";'
+            f':TRIG:BLOC:BUFF:CLE 1, "{buffer}";:TRIG:BLOC:MEAS 2, "{buffer}", 1;'
+            f":TRIG:BLOC:DEL:CONS 3, {interval_s:.9e};:TRIG:BLOC:BRAN:ALW 4, 2;:INIT"
+        )
+        for _ in range(self.retries + 1):
+            self.write(program)
+            if self.trigger_state == "RUNNING":
+                self.check_errors("starting the trigger model")
+                return
+        raise InstrumentError(self.name, "the trigger model does not run", program)
+
+    def stop_logging(self) -> None:
+        """Stop the trigger model (the source stays as it is)."""
+        self.write(":ABOR")
+
+    def buffer_end(self, buffer: str = BUFFER) -> int:
+        """Index of the last reading in ``buffer`` (0 when empty)."""
+        return self.query(f':TRAC:ACT:END? "{buffer}"', int)  # type: ignore[no-any-return]
+
+    def buffer_readings(self, start: int, end: int, buffer: str = BUFFER) -> list[tuple[float, float, float]]:
+        """Readings ``start``..``end`` (1-based) of ``buffer``: (measured, source, seconds since
+        the buffer's first reading), at most :data:`READINGS_PER_QUERY` per query."""
+        rows: list[tuple[float, float, float]] = []
+        for first in range(start, end + 1, READINGS_PER_QUERY):
+            last = min(end, first + READINGS_PER_QUERY - 1)
+
+            def parse(text: str, n: int = last - first + 1) -> list[tuple[float, float, float]]:
+                values = [float(x) for x in text.split(",")]
+                if len(values) != 3 * n:
+                    raise ValueError(f"{len(values)} values for {n} readings of 3 elements")
+                return list(zip(values[0::3], values[1::3], values[2::3], strict=True))
+
+            rows += self.query(f':TRAC:DATA? {first}, {last}, "{buffer}", READ, SOUR, REL', parse)
+        return rows
 
     def read(self) -> tuple[float, float]:
         """Take a reading: (measured value, source value)."""

@@ -9,15 +9,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from drivers.base import Point, SafetyLimitError, StepProgress
+from drivers.base import Point, SafetyLimitError
 from drivers.clock import Clock
-from drivers.keithley2450_scpi import Keithley2450
+from drivers.keithley2450_scpi import BUFFER_POINTS, Keithley2450
 from drivers.techniques import (
     Sweep,
 )
 from drivers.transport import InstrumentError
 
-# --- host-side techniques ------------------------------------------------------------
+MAX_DELAY_S = 10_000.0  # the longest constant delay of a 2450 trigger-model block
 
 
 def _mAh_g(current_A: float, dt_s: float, mass_g: float) -> float:
@@ -58,17 +58,74 @@ class Segment:
     i: float = 0.0
     end_reason: str | None = None
     history: list[tuple[float, float]] = field(default_factory=list)
+    #: The instrument keeps the segment's readings in its buffer (a trigger model takes one
+    #: every ``interval_s``, host or no host); False: the host reads one at each poll.
+    logs = True
+    interval_s: float = 0.0
+    t_base: float = 0.0  # host time of the buffer's first reading
+    n_read: int = 0  # buffer readings already read
+    tol_s: float = 1e-9  # how close a reading's time must come to a time it is checked against
+    _after_s: float = -math.inf  # readings up to this time were used (by this host or one before)
+    _sched_t: float | None = None  # the instrument's next reading time, as its delays add up
 
     def start(self) -> None:
         """Set the instrument up, then take the first point: the segment's time (its duration
         cut-off, the rest's length) counts from that point, so it lasts its full duration
         between its first and last points however long setting up took on a busy link."""
+        self.ctx.inst.stop_logging()
         self.configure_verified()
         self.ctx.inst.check_errors(f"starting {type(self).__name__}")
-        self.t_last = self.ctx.clock.now()
-        self.measure()
-        self.t0 = self.t_last
-        self.record(force=True)
+        self.t_last = self.t0 = self.ctx.clock.now()
+        self._after_s = -math.inf
+        self._start_logging()
+        for t, measured, source in self._readings()[:1]:  # the first reading: the first point
+            self.apply_reading(measured, source)
+            self.t_last = self.t0 = t
+            self.record(force=True)
+
+    def _start_logging(self) -> None:
+        if not self.logs:
+            return
+        self.interval_s = self.sampling_interval_s()
+        self.tol_s = self.interval_s / 2  # the reading nearest a due time is the one due then
+        self.t_base, self.n_read, self._sched_t = self.ctx.clock.now(), 0, None
+        self.ctx.inst.start_logging(self.interval_s)
+
+    def span_s(self) -> float | None:
+        """How long the segment will last if a time or capacity cut-off ends it (None: unknown)."""
+        return None
+
+    def wanted_interval_s(self) -> float:
+        """The record interval: every reading is a point (a voltage cut-off is met within one;
+        the instrument holds the cell at it meanwhile)."""
+        return self.record_s
+
+    def sampling_interval_s(self) -> float:
+        """The instrument's reading interval: the record interval, shortened so that a
+        reading falls exactly on a predictable end (a duration, a capacity at constant
+        current), and long enough for the buffer to hold the segment."""
+        wanted = min(self.wanted_interval_s(), MAX_DELAY_S)
+        span = self.span_s()
+        if span is not None and span > 0:
+            wanted = span / min(max(1, math.ceil(span / wanted - 1e-9)), BUFFER_POINTS - 2)
+        return float(f"{wanted:.9e}")  # the value the instrument is sent (and parses)
+
+    def _readings(self) -> list[tuple[float, float, float]]:
+        """New readings since the last one used: (host time, measured, source), oldest first."""
+        if not self.logs:
+            now = self.ctx.clock.now()
+            return [(now, *self.ctx.inst.read())]
+        inst = self.ctx.inst
+        end = inst.buffer_end()
+        if end < self.n_read:  # the buffer was cleared or wrapped: read it all again
+            self.n_read = 0
+        rows = inst.buffer_readings(self.n_read + 1, end) if end > self.n_read else []
+        self.n_read = end
+        readings = [(self.t_base + rel, measured, source) for measured, source, rel in rows]
+        fresh = [r for r in readings if r[0] > self._after_s]  # not those used before a re-attach
+        if fresh:
+            self._after_s = fresh[-1][0] + self.tol_s
+        return fresh
 
     def configure(self) -> None:
         raise NotImplementedError
@@ -116,38 +173,65 @@ class Segment:
             self.q, self.v, self.i = last.capacity_mAh_g, last.voltage_V, last.current_A
         else:
             self.t_last = t0
-        self.measure()
-        self.record(force=True)
-
-    def measure(self) -> None:
-        """Read the instrument; the reading is stamped with the time it was asked for."""
-        now = self.ctx.clock.now()
-        measured, source = self.ctx.inst.read()
-        self.apply_reading(measured, source)
-        self.q += _mAh_g(self.i, now - self.t_last, self.ctx.mass_g)
-        self.t_last = now
+        if not self.logs:
+            self.poll()
+            self.record(force=True)
+            return
+        # The buffer's first reading is the substep's first point (t0): every reading the
+        # instrument took meanwhile is read at the next poll, from the first one after ``last``.
+        self.interval_s = self.sampling_interval_s()
+        self.tol_s, self.t_base, self.n_read, self._sched_t = self.interval_s / 2, t0, 0, None
+        self._after_s = -math.inf if last is None else last.time_s + self.tol_s
+        if inst.trigger_state != "RUNNING":  # it never started, or stopped: log from now on
+            self._start_logging()
 
     def apply_reading(self, measured: float, source: float) -> None:
         self.v, self.i = measured, source
 
     def record(self, force: bool = False) -> None:
         now = self.t_last  # the time of the reading, not of storing it (a free-running clock moves)
-        if force or now - self.t_record >= self.record_s - 1e-9:
+        if force or now - self.t_record >= self.record_s - self.tol_s:
             self.t_record = now
             self.ctx.emit(Point(now, self.v, self.i, self.q, substep=self.substep))
 
     def poll(self) -> bool:
-        self.measure()
-        self.end_reason = self.check()
-        self.record(force=self.end_reason is not None)
-        return self.end_reason is not None
+        """Use every new reading in order (charge: each reading's current times the time since
+        the one before); True once one of them meets the segment's end (the rest are after it)."""
+        for t, measured, source in self._readings():
+            self.apply_reading(measured, source)
+            self.q += _mAh_g(self.i, t - self.t_last, self.ctx.mass_g)
+            self.t_last = t
+            self.end_reason = self.check()
+            self.record(force=self.end_reason is not None)
+            if self.end_reason is not None:
+                return True
+        return False
+
+    def due_s(self, due: float) -> float:
+        """``due`` (s from now) moved to the first reading of the instrument's at or after it.
+
+        The instrument's reading times are added up delay by delay from the first, as its
+        trigger model does (the same sums, so a host on the instrument's clock asks exactly when
+        a reading is there); a reading that is late is looked for again a tenth of an interval on.
+        """
+        if not self.logs:
+            return max(due, 1e-6)
+        now, step = self.ctx.clock.now(), self.interval_s
+        if self._sched_t is None:
+            self._sched_t = self.t_base
+        while self._sched_t <= self._after_s:  # readings already used
+            self._sched_t += step
+        at = self._sched_t
+        while at < now + due - step * 1e-6:
+            at += step
+        return at - now if at > now else step / 10
 
     def check(self) -> str | None:
         raise NotImplementedError
 
     def next_due_s(self) -> float:
         """Seconds until the next poll is needed."""
-        return min(self.ctx.poll_s, self.record_s)
+        return self.due_s(min(self.ctx.poll_s, self.record_s))
 
 
 @dataclass
@@ -211,8 +295,8 @@ class CcSegment(Segment):
 
         The time to the cut-off is extrapolated linearly from the last two readings; the next
         poll comes after a quarter of it, never sooner than the poll interval and never later
-        than the record interval. Near the cut-off every poll interval is used, so the cut-off
-        is still met within one poll interval.
+        than the record interval. The instrument reads every record interval whatever the host
+        does, so this only says how many of its readings the host reads at once.
         """
         now = self.ctx.clock.now()
         previous = self._last_reading
@@ -236,14 +320,21 @@ class CcSegment(Segment):
                 f"(at {self.v:.4f} V) before the step's cut-off; the instrument held it there and "
                 "the cell was put at open circuit"
             )
-        if self.capacity_mAh_g is not None and abs(self.q) >= self.capacity_mAh_g - 1e-9:
+        rate = abs(_mAh_g(self.current_A, 1.0, self.ctx.mass_g))
+        if self.capacity_mAh_g is not None and abs(self.q) >= self.capacity_mAh_g - max(rate * self.tol_s, 1e-9):
             return "capacity"
-        if self.duration_s is not None and now - self.t0 >= self.duration_s - 1e-9:
+        if self.duration_s is not None and now - self.t0 >= self.duration_s - self.tol_s:
             return "time"
         return None
 
+    def span_s(self) -> float | None:
+        spans = [] if self.duration_s is None else [self.duration_s]
+        if self.capacity_mAh_g is not None and self.current_A != 0:
+            spans.append(self.capacity_mAh_g / abs(_mAh_g(self.current_A, 1.0, self.ctx.mass_g)))
+        return min(spans) if spans else None
+
     def next_due_s(self) -> float:
-        due = super().next_due_s()
+        due = min(self.ctx.poll_s, self.record_s)
         now = self.ctx.clock.now()
         if self.ctx.predictive and self.voltage_V is not None:
             due = max(due, self._voltage_due_s())
@@ -252,7 +343,7 @@ class CcSegment(Segment):
         if self.capacity_mAh_g is not None and self.current_A != 0:
             rate = abs(_mAh_g(self.current_A, 1.0, self.ctx.mass_g))
             due = min(due, (self.capacity_mAh_g - abs(self.q)) / rate)
-        return max(due, 1e-6)
+        return self.due_s(max(due, 0.0))
 
 
 @dataclass
@@ -274,20 +365,22 @@ class RestSegment(Segment):
 
     def check(self) -> str | None:
         now = self.t_last  # the time of the reading checked
-        if self.dvdt_V_s is not None and now - self.t_record >= self.record_s - 1e-9:
+        if self.dvdt_V_s is not None and now - self.t_record >= self.record_s - self.tol_s:
             if self._prev is not None and now > self._prev[0]:
                 slope = abs(self.v - self._prev[1]) / (now - self._prev[0])
                 if slope < self.dvdt_V_s:
                     return "dvdt"
             self._prev = (now, self.v)
-        if now - self.t0 >= self.duration_s - 1e-9:
+        if now - self.t0 >= self.duration_s - self.tol_s:
             return "time"
         return None
 
+    def span_s(self) -> float | None:
+        return self.duration_s
+
     def next_due_s(self) -> float:
-        # Nothing to watch at open circuit but the time: poll at the record interval.
         now = self.ctx.clock.now()
-        return max(min(self.record_s, self.t0 + self.duration_s - now), 1e-6)
+        return self.due_s(max(min(self.record_s, self.t0 + self.duration_s - now), 0.0))
 
 
 @dataclass
@@ -315,21 +408,28 @@ class CvSegment(Segment):
         now = self.t_last  # the time of the reading checked
         if self.stop_current_A is not None and abs(self.i) <= self.stop_current_A and now > self.t0:
             return "current"
-        if self.duration_s is not None and now - self.t0 >= self.duration_s - 1e-9:
+        if self.duration_s is not None and now - self.t0 >= self.duration_s - self.tol_s:
             return "time"
         return None
 
+    def span_s(self) -> float | None:
+        return self.duration_s
+
     def next_due_s(self) -> float:
-        due = super().next_due_s()
+        due = min(self.ctx.poll_s, self.record_s)
         if self.duration_s is not None:
             due = min(due, self.t0 + self.duration_s - self.ctx.clock.now())
-        return max(due, 1e-6)
+        return self.due_s(max(due, 0.0))
 
 
 @dataclass
 class SweepSegment(Segment):
+    """The host steps the voltage, reading at each poll (no trigger model: a dead host's sweep
+    stops at the last level it set)."""
+
     sweep: Sweep | None = None
     current_limit_A: float = 0.1
+    logs = False
 
     def _profile(self, elapsed_s: float) -> tuple[float, bool]:
         assert self.sweep is not None
@@ -375,60 +475,3 @@ class SweepSegment(Segment):
             return "time"
         self.ctx.inst.source_voltage_V = target
         return None
-
-
-class HostStepRun:
-    """A technique run by polling from the host; segments follow one another."""
-
-    def __init__(
-        self,
-        ctx: SegmentContext,
-        segments: Callable[[], Segment | None],
-        resume: StepProgress | None = None,
-    ) -> None:
-        self._ctx = ctx
-        self._next_segment = segments
-        self._points: list[Point] = []
-        ctx.emit = self._points.append
-        self.end_reason: str | None = None
-        #: The host starts the step, so its clock stamps the start (kept from the first host).
-        self.started_at_s = resume.started_at_s if resume is not None else ctx.clock.now()
-        #: Points are read as they are measured; none is numbered, so none can go missing.
-        self.missing_points = 0
-        if resume is None:
-            self._segment = self._next_segment()
-            if self._segment is None:
-                raise ValueError("a step needs at least one segment")
-            self._segment.start()
-            return
-        last = resume.last
-        for _ in range(last.substep if last is not None else 0):  # segments already over
-            if self._next_segment() is None:
-                raise ValueError(f"the step has no substep {last.substep if last else 0}")
-        self._segment = self._next_segment()
-        if self._segment is None:
-            raise ValueError("a step needs at least one segment")
-        t0 = resume.substep_started_s if resume.substep_started_s is not None else resume.started_at_s
-        self._segment.resume(t0, last)
-
-    def next_poll_delay_s(self) -> float:
-        return self._segment.next_due_s() if self._segment else self._ctx.poll_s
-
-    def poll(self) -> tuple[list[Point], bool]:
-        if self.end_reason is None and self._segment is not None and self._segment.poll():
-            reason = self._segment.end_reason
-            following = self._next_segment()
-            if following is None:
-                self.end_reason = reason
-                self._ctx.inst.output_enabled = False
-            else:
-                self._segment = following
-                following.start()
-        points, self._points = self._points, []
-        self._ctx.emit = self._points.append
-        return points, self.end_reason is not None
-
-    def abort(self) -> None:
-        self._ctx.inst.output_enabled = False
-        if self.end_reason is None:
-            self.end_reason = "aborted"

@@ -30,7 +30,10 @@ SIMULATORS = [
         "listed; numeric settings take `MIN`, `MAX`, `DEF`. A message longer than "
         '{max_bytes} bytes is refused with `-223,"Too much data"`. Each connection has its own '
         "input buffer and output queue; settings, buffers and the error queue are the "
-        "instrument's.",
+        "instrument's. A running trigger model (`INITiate`) runs in the simulated clock's time "
+        "whether or not a host is there: its delays wait, its readings are stamped with their own "
+        "instants and fill their buffer as the clock moves (a served lab's clock runs it after each "
+        "move).",
     ),
     (
         "EmStat4 (MethodSCRIPT)",

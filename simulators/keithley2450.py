@@ -161,6 +161,7 @@ class SimulatedKeithley2450(_Commands):
 
     def execute(self, message: bytes, connection: Connection) -> bytes:
         """Run one program message; the reply line (b"" when it held no query)."""
+        self._run_trigger()  # what a running trigger model had due by now, each at its instant
         self._catch_up()
         try:
             text = message.decode("ascii").strip()

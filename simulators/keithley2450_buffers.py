@@ -40,15 +40,16 @@ from simulators.scpi import (
 class _Buffers(_Physics):
     """Readings, buffers and data formats."""
 
-    def _take_readings(self, buffer_name: str, count: int | None = None) -> _Reading:
+    def _take_readings(self, buffer_name: str, count: int | None = None, at_s: float | None = None) -> _Reading | None:
+        """``count`` readings (SENSe:COUNt by default) into a buffer, stamped ``at_s`` (now)."""
         buffer = self._buffer(buffer_name)
         reading = None
-        for _ in range(count or self.sense_count):
+        for _ in range(self.sense_count if count is None else count):
             status_bits = (8 if self._in_limit() else 0) | (
                 16 if self.sense[self.sense_function].four_wire else 0
             )
             reading = _Reading(
-                time_s=self.clock.now(),
+                time_s=self.clock.now() if at_s is None else at_s,
                 value=self._measure(self.sense_function),
                 function=self.sense_function,
                 source=self._source_value(),
@@ -59,7 +60,6 @@ class _Buffers(_Physics):
                 | (32 if self.output_on else 0),
             )
             buffer.add(reading)
-        assert reading is not None
         return reading
 
     def _element(self, element: str, r: _Reading, buffer: _Buffer) -> str | float:
@@ -140,6 +140,7 @@ class _Buffers(_Physics):
         name = self._buffer_name(c.params)
         self._elements(c.params[1:])  # refuse bad elements before measuring
         reading = self._take_readings(name)
+        assert reading is not None
         return self._report([reading], self.buffers[name], c.params[1:])
 
     def _cmd_measure_function(self, c: Call) -> str | bytes:

@@ -16,7 +16,7 @@ from simulators.keithley2450_model import (
     _mean,
     _stddev,
 )
-from simulators.keithley2450_panel import _Panel
+from simulators.keithley2450_trigger import _Trigger
 from simulators.scpi import no_params, parse_bool, parse_choice, parse_number
 
 Parse = Callable[[list[str]], Any]
@@ -32,7 +32,7 @@ def _one_of(choices: dict[str, str]) -> Parse:
     return lambda params: parse_choice(params, choices)
 
 
-class _Commands(_Panel):
+class _Commands(_Trigger):
     """The command table."""
 
     def _declare(self) -> None:
@@ -265,12 +265,6 @@ class _Commands(_Panel):
         )
         add("FETCh?", self._cmd_fetch, 'latest reading of a buffer: FETCh? ["buffer"[, elements]]')
         add(
-            "INITiate[:IMMediate]",
-            self._cmd_initiate,
-            "take COUNt readings into defbuffer1 (a loaded SimpleLoop: its count into its buffer)",
-        )
-        add("ABORt", lambda c: None, "stop the trigger model (INITiate completes at once here)")
-        add(
             "FORMat[:DATA]",
             self._cmd_format,
             "reading format: ASCii, REAL (#0 + doubles), SREal (#0 + floats)",
@@ -321,3 +315,4 @@ class _Commands(_Panel):
             "TRACe:STATistics:CLEar", lambda c: None, "clear the statistics (computed from the readings here)"
         )
         self._declare_panel(add)
+        self._declare_trigger(add)

@@ -210,7 +210,14 @@ class _State:
         self.data_format = "ASC"
         self.byte_order = "SWAP"
         self.ascii_precision = 0  # FORMat:ASCii:PRECision: 0 = automatic
-        self.trigger_model: _Template | None = None  # TRIGger:LOAD or SOURce:SWEep
+        self.trigger_model: _Template | None = None  # a loaded SOURce:SWEep
+        self.blocks: dict[int, Any] = {}  # the trigger model's blocks (TRIGger:BLOCk, TRIGger:LOAD)
+        self.trigger_state, self.trigger_pc = "IDLE", 1
+        self.trigger_counts: dict[int, int] = {}
+        self.trigger_cursor_s = 0.0  # the trigger model's instant
+        self.trigger_wake_s: float | None = None  # when the delay it waits in ends
+        self.trigger_end_s: float | None = None  # a duration loop's end
+        self.trigger_capped_at_s: float | None = None  # an instant a loop with no delay filled
         self.buffers = {"defbuffer1": _Buffer(100_000), "defbuffer2": _Buffer(10)}
         self._tripped = False
         self._clamp_V = 0.0

@@ -1,7 +1,8 @@
 """Front panel and trigger-model templates of the simulated Keithley 2450 (Model 2450 Reference
 Manual, DISPlay and TRIGger subsystems): what a user script sends to show text or dim the
-screen is stored and read back; ``TRIGger:LOAD "SimpleLoop"`` makes ``INITiate`` take its count
-of readings into its buffer. Nothing here changes the physics."""
+screen is stored and read back; a linear sweep loads a trigger model that ``INITiate`` runs (the
+other trigger-model commands are :mod:`simulators.keithley2450_trigger`). Nothing here changes the
+physics."""
 
 from __future__ import annotations
 
@@ -92,13 +93,6 @@ class _Panel(_Settings):
                 "present instant (the delay is not waited), stopping at a limit if failAbort",
                 SOURCE_FUNCTIONS,
             )
-        add(
-            "TRIGger:LOAD",
-            self._cmd_trigger_load,
-            'trigger-model template: "Empty", or "SimpleLoop", count[, delay[, "buffer"]] (INITiate then '
-            "takes count readings into the buffer); other templates are not simulated (-224)",
-        )
-
     def _cmd_light(self, c: Call) -> None:
         self.display_light = parse_choice(c.params, LIGHT_STATES)
 
@@ -122,24 +116,6 @@ class _Panel(_Settings):
     def _cmd_display_clear(self, c: Call) -> None:
         no_params(c)
         self.user_text = ""
-
-    def _cmd_trigger_load(self, c: Call) -> None:
-        if not c.params:
-            raise ScpiError(*MISSING_PARAMETER)
-        if not is_string(c.params[0]):
-            raise ScpiError(*DATA_TYPE)
-        name = unquote(c.params[0]).upper()
-        if name == "EMPTY":
-            no_params(Call(c.params[1:]))
-            self.trigger_model = None
-            return
-        if name != "SIMPLELOOP":
-            raise ScpiError(*ILLEGAL_PARAMETER)
-        count = int(parse_number(c.params, 1, MAX_LOOP_COUNT, index=1))
-        delay_s = parse_number(c.params, 0.0, 10_000.0, 0.0, index=2) if len(c.params) > 2 else 0.0
-        buffer = self._buffer_name(c.params, 3)
-        self._buffer(buffer)  # an unknown buffer is refused now, not at INITiate
-        self.trigger_model = _Template(buffer, count, delay_s)
 
     def _cmd_sweep(self, c: Call, step: bool = False) -> None:
         """SOURce:SWEep:<function>:LINear[:STEP] start, stop, points|step[, delay[, count[,
@@ -165,23 +141,4 @@ class _Panel(_Settings):
         buffer = self._buffer_name(c.params, 8)
         self._buffer(buffer)
         self.trigger_model = _Template(buffer, count, delay_s, c.function, tuple(levels), fail_abort)
-
-    def _cmd_initiate(self, c: Call) -> None:
-        template = self.trigger_model
-        if template is None:
-            self._take_readings("defbuffer1")
-            return
-        capacity = self._buffer(template.buffer).capacity
-        if not template.levels:  # a SimpleLoop: its count, at this instant
-            self._take_readings(template.buffer, count=min(template.count, capacity))
-            return
-        # a sweep turns the output on and takes one reading per level, at this instant (the
-        # delays are kept, the clock is not advanced); it ends at the last level, output on
-        self.source_function, self.output_on = template.function, True
-        for _ in range(min(template.count, max(1, capacity // len(template.levels)))):
-            for level in template.levels:
-                self.source[template.function].level = level
-                self._catch_up()
-                self._take_readings(template.buffer, count=1)
-                if template.fail_abort and self._in_limit():
-                    return  # the limit was reached: the sweep stops
+        self.blocks = {}  # a loaded sweep replaces a block program

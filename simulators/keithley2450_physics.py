@@ -46,8 +46,9 @@ class _Physics(_State):
             return "V", 0.0, self._present_current_range()
         return "I", 0.0, 0.1 * _range_for(self.vlim_V, VOLTAGE_RANGES_V)  # GUAR
 
-    def _catch_up(self) -> None:
-        now = self.clock.now()
+    def _catch_up(self, until_s: float | None = None) -> None:
+        """Advance the cell to ``until_s`` (the clock's now by default; never back in time)."""
+        now = max(self.clock.now() if until_s is None else until_s, self._t)
         dt = now - self._t
         self._t = now
         drive = self._drive()
@@ -158,7 +159,7 @@ class _Physics(_State):
 
     def _in_limit(self) -> bool:
         if self._drive() != self._last_drive:
-            self._catch_up()  # a setting changed in this message: re-evaluate the limits
+            self._catch_up(self._t)  # a setting changed: re-evaluate the limits at this instant
         kind, _, _ = self._drive()
         return (kind == "I" and self._tripped) or (kind == "V" and self._voltage_limited)
 

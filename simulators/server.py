@@ -186,6 +186,9 @@ class InstrumentServer:
         """
         server = self._server
         with server.lock:
+            tick = getattr(server.endpoint, "tick", None)
+            if callable(tick):
+                tick()  # an instrument that runs on its own (a 2450's trigger model) moves with the clock
             if not server.connections:
                 return  # nobody to send to: what the instrument produces stays in its buffer
             shared = server.endpoint.take_output()

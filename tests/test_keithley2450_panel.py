@@ -58,7 +58,8 @@ def test_settings_are_stored_and_read_back(host, setting, query, expected) -> No
         (":DISP:CURR:DIG 7", "-222"),
         (":DISP:SCR KITCHEN", "-224"),
         (":DISP:USER1:TEXT Batch", "-104"),  # text is a string
-        (':TRIG:LOAD "DurationLoop", 10', "-224"),  # a template not simulated
+        (':TRIG:LOAD "LoopUntilEvent", DIG3, 50', "-224"),  # a template not simulated
+        (':TRIG:LOAD "DurationLoop", 1e6', "-222"),  # at most 100 ks
         (':TRIG:LOAD "SimpleLoop", 0', "-222"),
         (':TRIG:LOAD "SimpleLoop", 5, 0, "nobuffer"', "-224"),
     ],

@@ -147,11 +147,11 @@ def _charge_then_rest(late: dict[str, set[int]]):
 
 
 def test_late_replies_on_a_simulated_2450_lose_no_measurement() -> None:
-    reading = ':READ? "defbuffer1", READ, SOUR'
-    late = {"*IDN?": {1}, ":SYST:ERR?": {1, 4}, reading: {3, 20, 40}, ":SOUR:FUNC?": {2}}
+    end, state = ':TRAC:ACT:END? "defbuffer1"', ":TRIG:STAT?"  # the poll, and the trigger model's start
+    late = {"*IDN?": {1}, ":SYST:ERR?": {1, 4}, end: {3, 20, 40}, ":SOUR:FUNC?": {2}, state: {2}}
     _, _, reference = _charge_then_rest({})
     link, driver, points = _charge_then_rest(late)
-    assert link.delayed == 7  # every late reply was delivered late
+    assert link.delayed == 8  # every late reply was delivered late
     assert driver.instrument.in_sync
     # the same points at the same times with the same values as on a perfect link
     assert [(p.time_s, p.voltage_V, p.current_A, p.capacity_mAh_g, p.substep) for p in points] == [
