@@ -6,8 +6,10 @@ technique set host-side on top of it: the host sets each segment of a step up an
 cut-off, but the readings are the instrument's: a trigger model takes one into ``defbuffer1``
 every sampling interval (host or no host) and the host reads the buffer, so a host that died and
 comes back finds every reading taken meanwhile. Readings fall exactly on cut-offs that can be
-predicted (time, and capacity at constant current); voltage cut-offs are met within one
-sampling interval (the record interval), the instrument holding the cell at the cut-off meanwhile.
+predicted (time, and capacity at constant current). A constant current's voltage cut-off is met
+by the instrument: limit branches of its trigger model end the step at the first reading past
+it, output off, reading every poll interval near it (:mod:`drivers.keithley2450_cc`), so it is
+met within one poll interval, with or without a host, and never held.
 
 The instrument itself keeps the cell inside its voltage cut-off and its limits
 (``voltage_min``/``voltage_max``), so a host that dies mid-step never drives a cell past them.
@@ -16,25 +18,25 @@ The 2450's limits are symmetric magnitudes (``:SOUR:CURR:VLIM`` bounds the outpu
 cell drives it through 0 V towards -VLIM. So
 
 * a charge sources current with ``VLIM`` at the cut-off (or ``voltage_max``, whichever is
-  lower): at the cut-off the source turns into a voltage hold there;
+  lower): the hardware clamps there, and the limit branch turns the output off at that reading;
 * a discharge sources *voltage* at the cut-off (or ``voltage_min``, whichever is higher) with
   the current limit (``:SOUR:VOLT:ILIM``) at the discharge current: while the cell is above the
-  set voltage the source sinks exactly the limit current (constant current), and at the set
-  voltage it holds there, so the cell can never go below it;
+  set voltage the source sinks exactly the limit current (constant current), so the cell can
+  never go below it, and the limit branch turns the output off when it gets there;
 * a constant-voltage hold or a sweep refuses levels outside the cell's limits.
 
 Readings use the 2450's default source readback (``:SOUR:<function>:READ:BACK ON``, restored by
 ``*RST``): the ``SOUR`` element of ``:READ?`` is the *measured* source value, so while a limit
-holds the cell the host sees the current fall (charge) or the voltage it is held at (discharge).
-A step whose limit is the cell's own safety limit rather than its cut-off ends there with a
+holds the cell the host sees the current fall (a charge's last reading). A step whose limit is the cell's own safety limit rather than its cut-off ends there with a
 :class:`~drivers.base.SafetyLimitError`.
 
 Open circuit is sourcing 0 A with the output on (the voltage is still measured); the safe state
 is output off with the output-off mode ``HIMP`` (relay open), never the factory ``NORM`` mode,
 which connects a 0 V source and slowly discharges a battery.
 
-The SCPI command table is :mod:`drivers.keithley2450_scpi`; the host-side segments (constant
-current, rest, constant voltage, sweep) are :mod:`drivers.keithley2450_segments` and
+The SCPI command table is :mod:`drivers.keithley2450_scpi`; the host-side segments are
+:mod:`drivers.keithley2450_cc` (constant current) and :mod:`drivers.keithley2450_segments` (rest,
+constant voltage, sweep, and what they share), and
 :class:`HostStepRun`, which runs them one after another, :mod:`drivers.keithley2450_steprun`.
 """
 
@@ -45,9 +47,9 @@ from typing import Literal
 
 from drivers.base import StepProgress
 from drivers.clock import Clock
+from drivers.keithley2450_cc import CcSegment
 from drivers.keithley2450_scpi import Keithley2450 as Keithley2450
 from drivers.keithley2450_segments import (
-    CcSegment,
     CvSegment,
     RestSegment,
     Segment,
@@ -236,16 +238,17 @@ class Keithley2450Potentiostat:
     def reattach(self, step: Technique | Loop, active_mass_g: float, progress: StepProgress) -> HostStepRun:
         """Carry on a step the instrument went on sourcing while no host polled it.
 
-        The 2450 kept the source where the step set it (a charge clamped at its cut-off by
-        ``VLIM``) and its trigger model kept reading into the buffer: the first poll reads every
-        reading after the last stored point, so the record goes on without a gap, and a cut-off
-        met meanwhile ends the step at the reading that met it (a trigger model that no longer
-        runs is started again: the record then has a gap up to now). InstrumentError if the
-        output is off or the source is not what the step set.
+        The 2450 kept the source where the step set it and its trigger model kept reading into
+        the buffer: the first poll reads every reading after the last stored point, so the
+        record goes on without a gap. A constant current whose trigger model met its limit
+        meanwhile ended there on the instrument (output off, model idle): the step ends at the
+        reading that met it. A trigger model that no longer runs is started again (the record
+        then has a gap up to now). InstrumentError if the output is off while no trigger model
+        ran to its end, or the source is not what the step set.
         """
         if not self._initialised:
             self.initialise(reset=False)
-        if not self.instrument.output_enabled:
+        if not self.instrument.output_enabled and self.instrument.trigger_state != "IDLE":
             raise InstrumentError(
                 self.name,
                 f"the output is off: step {progress.step_index} is no longer running on the instrument",

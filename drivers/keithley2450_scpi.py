@@ -241,23 +241,30 @@ class Keithley2450(ScpiInstrument):
             self.name, f"more than {self.max_stale_lines} stale lines before the marker", command
         )
 
-    def start_logging(self, interval_s: float, buffer: str = BUFFER) -> None:
+    def start_logging(self, interval_s: float, branches: list[str] | None = None, buffer: str = BUFFER) -> None:
         """Start the trigger model that keeps the step's readings on the instrument.
 
         One program message (a link delivers it whole or not at all): stop any running model,
-        size and clear ``buffer``, then a block program that takes a reading at once and one
-        every ``interval_s`` (a constant delay, then back to the measure block) until
-        ``:ABORt``, whether or not a host is there to read them. ``:TRIG:STAT?`` confirms it
-        runs; sent again if the message was lost. InstrumentError if it never runs.
+        size and clear ``buffer``, then a block program that takes a reading at once (block 2)
+        and then runs ``branches`` (block commands from block 3 on, e.g. limit branches that end
+        the step on the instrument), by default one reading every ``interval_s`` (a constant
+        delay, then back to the measure block) until ``:ABORt``, whether or not a host is there
+        to read them. ``:TRIG:STAT?`` confirms it runs; sent again if the message was lost.
+        InstrumentError if it never runs.
         """
-        program = (
-            f':ABOR;:TRIG:LOAD "Empty";:TRAC:POIN {BUFFER_POINTS}, "{buffer}";'
-            f':TRIG:BLOC:BUFF:CLE 1, "{buffer}";:TRIG:BLOC:MEAS 2, "{buffer}", 1;'
-            f":TRIG:BLOC:DEL:CONS 3, {interval_s:.9e};:TRIG:BLOC:BRAN:ALW 4, 2;:INIT"
-        )
+        if branches is None:
+            branches = [f":TRIG:BLOC:DEL:CONS 3, {interval_s:.9e}", ":TRIG:BLOC:BRAN:ALW 4, 2"]
+        program = ";".join(
+            [f':ABOR;:TRIG:LOAD "Empty";:TRAC:POIN {BUFFER_POINTS}, "{buffer}"',
+             f':TRIG:BLOC:BUFF:CLE 1, "{buffer}";:TRIG:BLOC:MEAS 2, "{buffer}", 1', *branches, ":INIT"]
+        )  # fmt: skip
+        for _ in range(self.retries + 1):  # a model that ran to its end is emptied first, so that
+            if self.trigger_state != "IDLE":  # IDLE after the program says it ran to its end at once
+                break
+            self.write(':ABOR;:TRIG:LOAD "Empty"')
         for _ in range(self.retries + 1):
             self.write(program)
-            if self.trigger_state == "RUNNING":
+            if self.trigger_state in ("RUNNING", "IDLE"):
                 self.check_errors("starting the trigger model")
                 return
         raise InstrumentError(self.name, "the trigger model does not run", program)
@@ -269,6 +276,19 @@ class Keithley2450(ScpiInstrument):
     def buffer_end(self, buffer: str = BUFFER) -> int:
         """Index of the last reading in ``buffer`` (0 when empty)."""
         return self.query(f':TRAC:ACT:END? "{buffer}"', int)  # type: ignore[no-any-return]
+
+    def latest_reading(self, buffer: str = BUFFER) -> tuple[tuple[float, float, float], int]:
+        """The newest reading of ``buffer`` (measured, source, seconds since its first reading)
+        and the index of the last reading, in one exchange (``:FETCh?`` then ``:TRAC:ACT:END?``,
+        so a reading added in between shows as an index one further than the reading)."""
+
+        def parse(text: str) -> tuple[tuple[float, float, float], int]:
+            reading, end = text.split(";")
+            measured, source, rel = (float(x) for x in reading.split(","))
+            return (measured, source, rel), int(end)
+
+        command = f':FETC? "{buffer}", READ, SOUR, REL;:TRAC:ACT:END? "{buffer}"'
+        return self.query(command, parse)  # type: ignore[no-any-return]
 
     def buffer_readings(self, start: int, end: int, buffer: str = BUFFER) -> list[tuple[float, float, float]]:
         """Readings ``start``..``end`` (1-based) of ``buffer``: (measured, source, seconds since

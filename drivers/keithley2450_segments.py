@@ -1,7 +1,8 @@
-"""Techniques run host-side on a Keithley 2450: one segment per constant current, rest, constant
-voltage or sweep, each setting the instrument up so that it keeps the cell inside its cut-off
-and limits itself, and :class:`HostStepRun` running segments one after another on the shared
-clock (see :mod:`drivers.keithley2450`)."""
+"""Techniques run host-side on a Keithley 2450: :class:`Segment` (what every segment shares: the
+trigger model that keeps its readings in the instrument's buffer, reading that buffer, polling
+when the instrument takes each reading), and the rest, constant-voltage and sweep segments; the
+constant current is :mod:`drivers.keithley2450_cc`, :class:`HostStepRun` running segments one
+after another :mod:`drivers.keithley2450_steprun` (see :mod:`drivers.keithley2450`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from drivers.base import Point, SafetyLimitError
+from drivers.base import Point
 from drivers.clock import Clock
 from drivers.keithley2450_scpi import BUFFER_POINTS, Keithley2450
 from drivers.techniques import (
@@ -18,6 +19,9 @@ from drivers.techniques import (
 from drivers.transport import InstrumentError
 
 MAX_DELAY_S = 10_000.0  # the longest constant delay of a 2450 trigger-model block
+#: Polls in a row without a valid reply before a logging segment fails (the readings wait in the
+#: instrument's buffer meanwhile; each poll already tried ``Keithley2450.retries`` times).
+MAX_MISSED_POLLS = 10
 
 
 def _mAh_g(current_A: float, dt_s: float, mass_g: float) -> float:
@@ -58,15 +62,23 @@ class Segment:
     i: float = 0.0
     end_reason: str | None = None
     history: list[tuple[float, float]] = field(default_factory=list)
+    ended_on_instrument: bool = False  # a resumed segment whose trigger model ran to its end
     #: The instrument keeps the segment's readings in its buffer (a trigger model takes one
     #: every ``interval_s``, host or no host); False: the host reads one at each poll.
     logs = True
     interval_s: float = 0.0
     t_base: float = 0.0  # host time of the buffer's first reading
     n_read: int = 0  # buffer readings already read
+    _last_rel: float = -math.inf  # the buffer time of the last reading read
     tol_s: float = 1e-9  # how close a reading's time must come to a time it is checked against
     _after_s: float = -math.inf  # readings up to this time were used (by this host or one before)
-    _sched_t: float | None = None  # the instrument's next reading time, as its delays add up
+    _next_t: float | None = None  # when the instrument takes its next reading (None: at once)
+    #: The instrument's reading times, its delays added up one by one from the first as its
+    #: trigger model adds them (None after a re-attach: the branches taken meanwhile are unknown).
+    _sched_t: float | None = None
+    _poll_t: float | None = None  # the next poll after a missed one (None: at the next reading)
+    _last_delay_s: float = 0.0  # the delay the instrument took after the last reading read
+    missed_polls: int = 0  # polls in a row that got no valid reply (the readings wait in the buffer)
 
     def start(self) -> None:
         """Set the instrument up, then take the first point: the segment's time (its duration
@@ -81,15 +93,31 @@ class Segment:
         for t, measured, source in self._readings()[:1]:  # the first reading: the first point
             self.apply_reading(measured, source)
             self.t_last = self.t0 = t
+            self.end_reason = self.check()  # a cell already at its limit: the model ended at once
             self.record(force=True)
+            self._advance_schedule(t, measured)
 
     def _start_logging(self) -> None:
         if not self.logs:
             return
         self.interval_s = self.sampling_interval_s()
-        self.tol_s = self.interval_s / 2  # the reading nearest a due time is the one due then
-        self.t_base, self.n_read, self._sched_t = self.ctx.clock.now(), 0, None
-        self.ctx.inst.start_logging(self.interval_s)
+        self.tol_s = self.tolerance_s()
+        self.t_base, self.n_read, self._next_t = self.ctx.clock.now(), 0, None
+        self._sched_t = self.t_base
+        self.reset_branches()
+        self.ctx.inst.start_logging(self.interval_s, self.branches())
+
+    def branches(self) -> list[str] | None:
+        """The trigger-model blocks after the measure block (None: a reading every interval)."""
+        return None
+
+    def reset_branches(self) -> None:
+        """The trigger model starts again (from its first measure block)."""
+
+    def delay_after_s(self, value: float) -> float:
+        """The delay the trigger model waits after a reading of ``value``, as its branches
+        decide (a segment with branches follows them reading by reading)."""
+        return self.interval_s
 
     def span_s(self) -> float | None:
         """How long the segment will last if a time or capacity cut-off ends it (None: unknown)."""
@@ -110,22 +138,53 @@ class Segment:
             wanted = span / min(max(1, math.ceil(span / wanted - 1e-9)), BUFFER_POINTS - 2)
         return float(f"{wanted:.9e}")  # the value the instrument is sent (and parses)
 
+    def tolerance_s(self) -> float:
+        """Half the shortest delay between readings: the reading nearest a due time is the one due."""
+        return self.interval_s / 2
+
     def _readings(self) -> list[tuple[float, float, float]]:
-        """New readings since the last one used: (host time, measured, source), oldest first."""
+        """New readings since the last one used: (host time, measured, source), oldest first.
+
+        While the instrument logs, a poll that gets no valid reply (a link fault outlasting the
+        driver's retries) is not fatal: the readings wait in the buffer and the next poll reads
+        them, so nothing is lost or doubled; :data:`MAX_MISSED_POLLS` in a row fail the step.
+        """
         if not self.logs:
             now = self.ctx.clock.now()
             return [(now, *self.ctx.inst.read())]
-        inst = self.ctx.inst
-        end = inst.buffer_end()
-        if end < self.n_read:  # the buffer was cleared or wrapped: read it all again
-            self.n_read = 0
-        rows = inst.buffer_readings(self.n_read + 1, end) if end > self.n_read else []
-        self.n_read = end
+        try:
+            rows = self._buffer_rows()
+        except InstrumentError as exc:
+            if "closed" in str(exc) or self.missed_polls >= MAX_MISSED_POLLS:
+                raise
+            self.missed_polls += 1
+            # the next poll: at the reading after the one missed (the same delay again)
+            self._poll_t = max(self._poll_t or -math.inf, self._next_t or self.ctx.clock.now()) + (
+                self._last_delay_s or self.interval_s
+            )
+            return []
+        self.missed_polls, self._poll_t = 0, None
         readings = [(self.t_base + rel, measured, source) for measured, source, rel in rows]
         fresh = [r for r in readings if r[0] > self._after_s]  # not those used before a re-attach
         if fresh:
             self._after_s = fresh[-1][0] + self.tol_s
         return fresh
+
+    def _buffer_rows(self) -> list[tuple[float, float, float]]:
+        """The buffer's readings after the ones read: the newest one and the buffer's end in one
+        exchange (a poll when one reading is due), the others asked for when there are more."""
+        inst = self.ctx.inst
+        latest, end = inst.latest_reading()
+        if end < self.n_read:  # the buffer was cleared or wrapped: read it all again
+            self.n_read, self._last_rel = 0, -math.inf
+        if end == self.n_read:
+            return []
+        if end == self.n_read + 1 and latest[2] > self._last_rel:
+            rows = [latest]
+        else:
+            rows = inst.buffer_readings(self.n_read + 1, end)
+        self.n_read, self._last_rel = end, rows[-1][2]
+        return rows
 
     def configure(self) -> None:
         raise NotImplementedError
@@ -180,9 +239,15 @@ class Segment:
         # The buffer's first reading is the substep's first point (t0): every reading the
         # instrument took meanwhile is read at the next poll, from the first one after ``last``.
         self.interval_s = self.sampling_interval_s()
-        self.tol_s, self.t_base, self.n_read, self._sched_t = self.interval_s / 2, t0, 0, None
+        self.tol_s, self.t_base, self.n_read, self._next_t = self.tolerance_s(), t0, 0, None
+        self._sched_t = None
+        self._last_rel = -math.inf
+        self.reset_branches()
         self._after_s = -math.inf if last is None else last.time_s + self.tol_s
-        if inst.trigger_state != "RUNNING":  # it never started, or stopped: log from now on
+        state = inst.trigger_state
+        if state == "IDLE" and not inst.output_enabled:
+            self.ended_on_instrument = True  # it met its limit: the buffer ends with that reading
+        elif state != "RUNNING":  # it never started, or stopped: log from now on
             self._start_logging()
 
     def apply_reading(self, measured: float, source: float) -> None:
@@ -197,6 +262,8 @@ class Segment:
     def poll(self) -> bool:
         """Use every new reading in order (charge: each reading's current times the time since
         the one before); True once one of them meets the segment's end (the rest are after it)."""
+        if self.end_reason is not None:
+            return True
         for t, measured, source in self._readings():
             self.apply_reading(measured, source)
             self.q += _mAh_g(self.i, t - self.t_last, self.ctx.mass_g)
@@ -205,26 +272,41 @@ class Segment:
             self.record(force=self.end_reason is not None)
             if self.end_reason is not None:
                 return True
+            self._advance_schedule(t, measured)
+        if self.ended_on_instrument:
+            raise InstrumentError(
+                self.ctx.inst.name, f"the trigger model of {type(self).__name__} ended without a reading at its limit"
+            )
         return False
 
-    def due_s(self, due: float) -> float:
-        """``due`` (s from now) moved to the first reading of the instrument's at or after it.
+    def _advance_schedule(self, t: float, measured: float) -> None:
+        """After the reading at ``t``: when the instrument takes the next one."""
+        delay = self._last_delay_s = self.delay_after_s(measured)
+        if self._sched_t is not None and abs(t - self._sched_t) > self.tol_s:
+            self._sched_t = None  # not the reading expected: follow the readings' own times
+        if self._sched_t is not None:
+            self._sched_t += delay  # the same sums as the instrument's (to the bit)
+            self._next_t = self._sched_t
+        else:
+            self._next_t = t + delay
 
-        The instrument's reading times are added up delay by delay from the first, as its
-        trigger model does (the same sums, so a host on the instrument's clock asks exactly when
-        a reading is there); a reading that is late is looked for again a tenth of an interval on.
-        """
+    def due_s(self, due: float) -> float:
+        """When to poll: at the instrument's next reading (the host follows the trigger model's
+        delays as its branches choose them, so it reads each reading as it is taken), or ``due``
+        s from now for a segment that does not log; after a missed poll, at the reading after
+        the one missed; a reading that is late is looked for again a tenth of a delay on."""
         if not self.logs:
             return max(due, 1e-6)
-        now, step = self.ctx.clock.now(), self.interval_s
-        if self._sched_t is None:
-            self._sched_t = self.t_base
-        while self._sched_t <= self._after_s:  # readings already used
-            self._sched_t += step
-        at = self._sched_t
-        while at < now + due - step * 1e-6:
-            at += step
-        return at - now if at > now else step / 10
+        now = self.ctx.clock.now()
+        if self._next_t is None:
+            return 1e-6
+        at = self._next_t if self._poll_t is None else self._poll_t
+        if at <= now:
+            return self.tol_s / 5
+        delay = at - now
+        while now + delay < at:  # a clock adds the delay to its now: not a bit before the reading
+            delay = math.nextafter(delay, math.inf)
+        return delay
 
     def check(self) -> str | None:
         raise NotImplementedError
@@ -232,118 +314,6 @@ class Segment:
     def next_due_s(self) -> float:
         """Seconds until the next poll is needed."""
         return self.due_s(min(self.ctx.poll_s, self.record_s))
-
-
-@dataclass
-class CcSegment(Segment):
-    current_A: float = 0.0
-    voltage_V: float | None = None
-    capacity_mAh_g: float | None = None
-    duration_s: float | None = None
-    _last_reading: tuple[float, float] | None = None
-
-    @property
-    def discharge(self) -> bool:
-        return self.current_A < 0
-
-    def limit_V(self) -> float:
-        """The voltage the instrument holds the cell at once it gets there: the cut-off, or
-        the cell's safety limit when that comes first (or there is no voltage cut-off)."""
-        ctx = self.ctx
-        if self.discharge:
-            return max(ctx.voltage_min_V, self.voltage_V if self.voltage_V is not None else -math.inf)
-        return min(ctx.ceiling_V, self.voltage_V if self.voltage_V is not None else math.inf)
-
-    def configure(self) -> None:
-        inst = self.ctx.inst
-        if self.discharge:
-            # A current source would sink through 0 V (VLIM is a symmetric magnitude): source the
-            # floor voltage instead, its current limit being the discharge current.
-            inst.source_function = "voltage"
-            inst.sense_function = "current"
-            inst.current_limit_A = abs(self.current_A)
-            inst.source_voltage_V = self.limit_V()
-        else:
-            inst.source_function = "current"
-            inst.sense_function = "voltage"
-            inst.voltage_limit_V = self.limit_V()  # the hardware clamps at the cut-off on charge
-            inst.source_current_A = self.current_A
-        inst.output_enabled = True
-
-    def source_setting(self) -> tuple[str, float]:
-        if self.discharge:
-            return "voltage", self.limit_V()
-        return "current", self.current_A
-
-    def apply_reading(self, measured: float, source: float) -> None:
-        if self.discharge:  # measured current, source readback = the cell's voltage
-            self.v, self.i = source, measured
-        else:  # measured voltage, source readback = the current actually flowing
-            self.v, self.i = measured, source
-
-    def held_at_limit(self) -> bool:
-        """The instrument holds the voltage (the current fell below the set level) or the
-        voltage reached the level the instrument would hold it at."""
-        if self.current_A == 0:
-            return False
-        limit = self.limit_V()
-        reached = self.v <= limit + 1e-9 if self.discharge else self.v >= limit - 1e-9
-        return reached or abs(self.i) < 0.99 * abs(self.current_A)
-
-    def _voltage_due_s(self) -> float:
-        """Predictive polling: far from the voltage cut-off, poll less often.
-
-        The time to the cut-off is extrapolated linearly from the last two readings; the next
-        poll comes after a quarter of it, never sooner than the poll interval and never later
-        than the record interval. The instrument reads every record interval whatever the host
-        does, so this only says how many of its readings the host reads at once.
-        """
-        now = self.ctx.clock.now()
-        previous = self._last_reading
-        self._last_reading = (now, self.v)
-        if previous is None or now <= previous[0] or self.voltage_V is None:
-            return self.ctx.poll_s
-        slope = (self.v - previous[1]) / (now - previous[0])
-        remaining = self.voltage_V - self.v
-        if slope == 0 or remaining / slope <= 0:
-            return self.ctx.poll_s
-        return min(self.record_s, 0.25 * remaining / slope)
-
-    def check(self) -> str | None:
-        now = self.t_last  # the time of the reading checked
-        if self.held_at_limit():
-            if self.voltage_V is not None and self.limit_V() == self.voltage_V:
-                return "voltage"
-            bound = "voltage_min" if self.discharge else "voltage_max"
-            raise SafetyLimitError(
-                f"{self.ctx.inst.name}: the cell reached its {bound} of {self.limit_V():g} V "
-                f"(at {self.v:.4f} V) before the step's cut-off; the instrument held it there and "
-                "the cell was put at open circuit"
-            )
-        rate = abs(_mAh_g(self.current_A, 1.0, self.ctx.mass_g))
-        if self.capacity_mAh_g is not None and abs(self.q) >= self.capacity_mAh_g - max(rate * self.tol_s, 1e-9):
-            return "capacity"
-        if self.duration_s is not None and now - self.t0 >= self.duration_s - self.tol_s:
-            return "time"
-        return None
-
-    def span_s(self) -> float | None:
-        spans = [] if self.duration_s is None else [self.duration_s]
-        if self.capacity_mAh_g is not None and self.current_A != 0:
-            spans.append(self.capacity_mAh_g / abs(_mAh_g(self.current_A, 1.0, self.ctx.mass_g)))
-        return min(spans) if spans else None
-
-    def next_due_s(self) -> float:
-        due = min(self.ctx.poll_s, self.record_s)
-        now = self.ctx.clock.now()
-        if self.ctx.predictive and self.voltage_V is not None:
-            due = max(due, self._voltage_due_s())
-        if self.duration_s is not None:
-            due = min(due, self.t0 + self.duration_s - now)
-        if self.capacity_mAh_g is not None and self.current_A != 0:
-            rate = abs(_mAh_g(self.current_A, 1.0, self.ctx.mass_g))
-            due = min(due, (self.capacity_mAh_g - abs(self.q)) / rate)
-        return self.due_s(max(due, 0.0))
 
 
 @dataclass

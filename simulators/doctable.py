@@ -33,7 +33,8 @@ SIMULATORS = [
         "instrument's. A running trigger model (`INITiate`) runs in the simulated clock's time "
         "whether or not a host is there: its delays wait, its readings are stamped with their own "
         "instants and fill their buffer as the clock moves (a served lab's clock runs it after each "
-        "move).",
+        "move); limit and delta branches compare a measure block's last readings, a counter branch "
+        "counts from 0 again once it has let the model through.",
     ),
     (
         "EmStat4 (MethodSCRIPT)",

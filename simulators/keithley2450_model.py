@@ -214,6 +214,7 @@ class _State:
         self.blocks: dict[int, Any] = {}  # the trigger model's blocks (TRIGger:BLOCk, TRIGger:LOAD)
         self.trigger_state, self.trigger_pc = "IDLE", 1
         self.trigger_counts: dict[int, int] = {}
+        self.trigger_values: dict[int, tuple[float | None, float | None]] = {}  # a measure block's last two
         self.trigger_cursor_s = 0.0  # the trigger model's instant
         self.trigger_wake_s: float | None = None  # when the delay it waits in ends
         self.trigger_end_s: float | None = None  # a duration loop's end

@@ -9,8 +9,12 @@ lab's clock moves (:meth:`_Trigger.tick`), it runs the blocks due by then, advan
 to each reading's instant, so a buffer holds the readings a real unit would have taken
 meanwhile, each stamped with its own instant. Measurements take no time here; a delay block
 waits its time (a loop without one runs at most :data:`MAX_BLOCKS_PER_INSTANT` blocks at one
-instant and goes on when the clock next moves). The model ends (``IDLE``) when execution
-reaches a block number that holds no block.
+instant and goes on when the clock next moves). Limit branches (``BRANch:LIMit:CONStant``) and
+delta branches (``BRANch:DELTa``) compare the last readings of a measure block, so a model can
+end a step on the instrument at a voltage (a block ``SOURce:STATe OFF`` after the branch); a
+counter branch counts from 0 again once it has let the model through (nested loops repeat, as
+in the manual's example). The model ends (``IDLE``) when execution reaches a block number that
+holds no block.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from simulators.scpi import (
     is_string,
     no_params,
     parse_bool,
+    parse_choice,
     parse_number,
     unquote,
 )
@@ -44,12 +49,30 @@ MAX_BLOCKS_PER_INSTANT = 10_000
 class _Block:
     """One trigger-model block: its kind and its arguments."""
 
-    kind: str  # "measure", "delay", "always", "counter", "clear", "source", "nop", "duration"
+    kind: str  # "measure", "delay", "always", "counter", "clear", "source", "nop", "duration", "limit", "delta"
     buffer: str = "defbuffer1"
     count: int = 1  # readings of a measure block (0 = none; -1 = infinite is refused here)
     seconds: float = 0.0  # a delay; a duration loop's length
     target: int = 0  # the block a branch goes to
     on: bool = False  # a source-state block
+    limit: str = ""  # a limit branch's type: ABOV, BEL, IN, OUT
+    low: float = 0.0  # limit A (a limit branch) or the target difference (a delta branch)
+    high: float = 0.0  # limit B
+    measure: int = 0  # the measure block whose readings a limit or delta branch compares (0: the previous)
+
+
+LIMIT_TYPES = {"ABOV": "ABOV", "ABOVE": "ABOV", "BEL": "BEL", "BELOW": "BEL", "IN": "IN", "INSIDE": "IN",
+               "OUT": "OUT", "OUTSIDE": "OUT"}  # fmt: skip
+
+
+def _meets(block: _Block, value: float) -> bool:
+    """Whether a reading meets a limit branch's criterion (ABOVe limit B, BELow limit A, ...)."""
+    if block.limit == "ABOV":
+        return value > block.high
+    if block.limit == "BEL":
+        return value < block.low
+    inside = block.low <= value <= block.high
+    return inside if block.limit == "IN" else not inside
 
 
 class _Trigger(_Panel):
@@ -75,6 +98,18 @@ class _Trigger(_Panel):
             "TRIGger:BLOCk:BRANch:COUNter",
             self._cmd_block_counter,
             "block n: go to block m until it has done so count times: n, count, m",
+        )
+        add(
+            "TRIGger:BLOCk:BRANch:LIMit:CONStant",
+            self._cmd_block_limit,
+            "block n: go to block m if the last reading of a measure block meets a limit: n, ABOVe|BELow|"
+            "INside|OUTside, limitA, limitB, m[, measureBlock] (0 or none: the measure block before n)",
+        )
+        add(
+            "TRIGger:BLOCk:BRANch:DELTa",
+            self._cmd_block_delta,
+            "block n: go to block m if the last two readings of a measure block differ by less than the "
+            "target (one reading: no difference): n, target, m[, measureBlock]",
         )
         add("TRIGger:BLOCk:SOURce:STATe", self._cmd_block_source, "block n: output ON or OFF: n, state")
         add("TRIGger:BLOCk:NOP", self._cmd_block_nop, "block n: does nothing")
@@ -134,6 +169,28 @@ class _Trigger(_Panel):
         target = int(parse_number(c.params, 1, MAX_BLOCKS, index=2))
         self._set_block(number, _Block("counter", count=count, target=target))
 
+    def _measure_param(self, c: Call, index: int) -> int:
+        return int(parse_number(c.params, 0, MAX_BLOCKS, 0, index=index)) if len(c.params) > index else 0
+
+    def _cmd_block_limit(self, c: Call) -> None:
+        number = self._block_number(c)
+        kind = parse_choice(c.params, LIMIT_TYPES, index=1)
+        a = parse_number(c.params, -1e12, 1e12, index=2)
+        b = parse_number(c.params, -1e12, 1e12, index=3)
+        target = int(parse_number(c.params, 1, MAX_BLOCKS, index=4))
+        low, high = min(a, b), max(a, b)  # the manual: swapped so that A is the lower limit
+        if kind in ("ABOV", "BEL"):
+            low, high = a, b  # the other limit is ignored
+        self._set_block(number, _Block("limit", target=target, limit=kind, low=low, high=high,
+                                       measure=self._measure_param(c, 5)))  # fmt: skip
+
+    def _cmd_block_delta(self, c: Call) -> None:
+        number = self._block_number(c)
+        target_difference = parse_number(c.params, 0.0, 1e12, index=1)
+        target = int(parse_number(c.params, 1, MAX_BLOCKS, index=2))
+        self._set_block(number, _Block("delta", target=target, low=target_difference,
+                                       measure=self._measure_param(c, 3)))  # fmt: skip
+
     def _cmd_block_source(self, c: Call) -> None:
         number = self._block_number(c)
         self._set_block(number, _Block("source", on=parse_bool(c.params, 1)))
@@ -152,6 +209,8 @@ class _Trigger(_Panel):
                 "measure": f'"{b.buffer}", {b.count}', "clear": f'"{b.buffer}"', "delay": f"{b.seconds:g}",
                 "always": str(b.target), "counter": f"{b.count}, {b.target}", "source": "ON" if b.on else "OFF",
                 "nop": "", "duration": f'"{b.buffer}", {b.seconds:g}',
+                "limit": f"{b.limit}, {b.low:g}, {b.high:g}, {b.target}, {b.measure}",
+                "delta": f"{b.low:g}, {b.target}, {b.measure}",
             }[b.kind]  # fmt: skip
             rows.append(f"{number}) {b.kind.upper()} {args}".rstrip())
         return ";".join(rows) if rows else "EMPTY"
@@ -205,7 +264,7 @@ class _Trigger(_Panel):
         if self.trigger_running:
             raise ScpiError(*SETTINGS_CONFLICT)
         self.trigger_state, self.trigger_pc = "RUNNING", 1
-        self.trigger_counts = {}
+        self.trigger_counts, self.trigger_values = {}, {}
         self.trigger_cursor_s, self.trigger_wake_s, self.trigger_end_s = self.clock.now(), None, None
         self.trigger_capped_at_s = None
         self._run_trigger()
@@ -255,7 +314,17 @@ class _Trigger(_Panel):
                 self.trigger_cursor_s, self.trigger_wake_s = self.trigger_wake_s, None
             elif block.kind == "measure":
                 self._catch_up(at)
-                self._take_readings(block.buffer, count=block.count, at_s=at)
+                reading = self._take_readings(block.buffer, count=block.count, at_s=at)
+                if reading is not None:  # the last two, for limit and delta branches
+                    self.trigger_values[self.trigger_pc] = (self.trigger_values.get(self.trigger_pc, (None, None))[1], reading.value)
+            elif block.kind == "limit":
+                value = self._compared(block)[1]
+                if value is not None and _meets(block, value):
+                    nxt = block.target
+            elif block.kind == "delta":
+                previous, value = self._compared(block)
+                if previous is None or value is None or abs(previous - value) < block.low:
+                    nxt = block.target
             elif block.kind == "clear":
                 self._buffer(block.buffer).clear()
             elif block.kind == "source":
@@ -268,12 +337,21 @@ class _Trigger(_Panel):
                 self.trigger_counts[self.trigger_pc] = done
                 if done < block.count:
                     nxt = block.target
+                else:  # the loop is over: counted again from 0 next time (nested loops repeat)
+                    self.trigger_counts[self.trigger_pc] = 0
             elif block.kind == "duration":
                 if block.target == 0:  # the loop starts: its end is fixed now
                     self.trigger_end_s = at + block.seconds
                 elif self.trigger_end_s is not None and at < self.trigger_end_s:
                     nxt = block.target
             self.trigger_pc = nxt
+
+    def _compared(self, block: _Block) -> tuple[float | None, float | None]:
+        """The last two readings (oldest first) of the measure block a branch compares."""
+        number = block.measure
+        if number == 0:  # the measure block before the branch
+            number = max((n for n, b in self.blocks.items() if b.kind == "measure" and n < self.trigger_pc), default=0)
+        return self.trigger_values.get(number, (None, None))
 
     def _run_sweep(self, template: _Template) -> None:
         """A loaded sweep turns the output on and takes one reading per level, at this instant

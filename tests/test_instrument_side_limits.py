@@ -95,16 +95,19 @@ def test_a_discharge_left_alone_by_a_dead_host_stops_at_the_cut_off_or_voltage_m
         clock.set_time(clock.now() + 3600)
         assert float(t.query(":MEAS:VOLT?")) >= floor - 1e-6
         assert cell.voltage_V() >= floor - 1e-6  # the cell itself, not only the reading
-    assert instrument.output_on  # it did not give up: it holds the cell at the floor
+    assert not instrument.output_on  # its trigger model ended the step at the floor: relay open
 
 
 def test_a_charge_left_alone_stops_at_voltage_max_when_it_has_no_voltage_cut_off(charged) -> None:
-    clock, cell, _, t, host = charged
+    clock, cell, instrument, t, host = charged
     host.start_step(ConstantCurrent(-20, Cutoffs(voltage_V=3.0)), 0.007, 1)
     clock.set_time(clock.now() + 10 * 3600)
     host.start_step(ConstantCurrent(20, Cutoffs(capacity_mAh_g=900)), 0.007, 2)
     clock.set_time(clock.now() + 80 * 3600)
-    assert float(t.query(":MEAS:VOLT?")) == pytest.approx(4.95, abs=1e-3)
+    assert t.query(":TRIG:STAT?").startswith("IDLE")  # its trigger model ran to its end
+    readings = instrument.buffers["defbuffer1"].readings
+    assert max(r.value for r in readings) == pytest.approx(4.95, abs=1e-3)  # charged up to voltage_max
+    assert not instrument.output_on and float(t.query(":MEAS:VOLT?")) < 4.95  # and ended there: open circuit
 
 
 def test_the_host_ends_a_capacity_discharge_at_voltage_min_as_a_safety_fault(charged) -> None:

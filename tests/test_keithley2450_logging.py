@@ -24,6 +24,9 @@ PROGRAM = (
 )
 
 
+LATEST = ':FETC? "defbuffer1", READ, SOUR, REL;:TRAC:ACT:END? "defbuffer1"'
+
+
 def keithley(io) -> Keithley2450:
     return Keithley2450(InProcessTransport(io, name="k"), "k")
 
@@ -33,18 +36,30 @@ def keithley(io) -> Keithley2450:
     [
         (  # a reading at once, then one every 10 s, until :ABOR; confirmed running
             lambda k: k.start_logging(10.0),
-            [(PROGRAM, None), (":TRIG:STAT?", "RUNNING;RUNNING;3"), (":SYST:ERR?", '0,"No error"')],
+            [(":TRIG:STAT?", "ABORTED;ABORTED;3"), (PROGRAM, None), (":TRIG:STAT?", "RUNNING;RUNNING;3"),
+             (":SYST:ERR?", '0,"No error"')],  # fmt: skip
+            None,
+        ),
+        (  # a model that ran to its end is emptied first: IDLE after the program then means this one did
+            lambda k: k.start_logging(10.0),
+            [(":TRIG:STAT?", "IDLE;IDLE;11"), (':ABOR;:TRIG:LOAD "Empty"', None), (":TRIG:STAT?", "EMPTY;EMPTY;1"),
+             (PROGRAM, None), (":TRIG:STAT?", "IDLE;IDLE;11"), (":SYST:ERR?", '0,"No error"')],  # fmt: skip
             None,
         ),
         (  # the message was lost: the model is idle, so it is sent again
             lambda k: k.start_logging(10.0),
-            [(PROGRAM, None), (":TRIG:STAT?", "EMPTY;EMPTY;1"), (PROGRAM, None),
+            [(":TRIG:STAT?", "EMPTY;EMPTY;1"), (PROGRAM, None), (":TRIG:STAT?", "EMPTY;EMPTY;1"), (PROGRAM, None),
              (":TRIG:STAT?", "RUNNING;RUNNING;3"), (":SYST:ERR?", '0,"No error"')],  # fmt: skip
             None,
         ),
         (lambda k: k.stop_logging(), [(":ABOR", None)], None),
         (lambda k: k.trigger_state, [(":TRIG:STAT?", "ABORTED;ABORTED;3")], "ABORTED"),
         (lambda k: k.buffer_end(), [(':TRAC:ACT:END? "defbuffer1"', "3")], 3),
+        (  # the newest reading and the buffer's end in one exchange
+            lambda k: k.latest_reading(),
+            [(LATEST, "3.900000000e+00,1.400000000e-04,2.000000000e+01;3")],
+            ((3.9, 1.4e-4, 20.0), 3),
+        ),
         (
             lambda k: k.buffer_readings(2, 3),
             [(':TRAC:DATA? 2, 3, "defbuffer1", READ, SOUR, REL',
@@ -72,11 +87,8 @@ def test_a_step_polls_the_buffer_not_the_measurement() -> None:
         (":ABOR", None), (":SOUR:FUNC CURR", None), (':SENS:FUNC "VOLT"', None), (":SOUR:CURR:VLIM 5", None),
         (":SOUR:CURR 0.000000e+00", None), (":OUTP ON", None), (":SOUR:FUNC?", "CURR"),
         (":SOUR:CURR?", "+0.000000E+00"), (":OUTP?", "1"), (":SYST:ERR?", '0,"No error"'),
-        (PROGRAM, None), (":TRIG:STAT?", "RUNNING;RUNNING;3"), (":SYST:ERR?", '0,"No error"'),
-        (':TRAC:ACT:END? "defbuffer1"', "1"),
-        (':TRAC:DATA? 1, 1, "defbuffer1", READ, SOUR, REL', "3.5,0,0"),
-        (':TRAC:ACT:END? "defbuffer1"', "2"),
-        (':TRAC:DATA? 2, 2, "defbuffer1", READ, SOUR, REL', "3.6,0,10"),
+        (":TRIG:STAT?", "ABORTED;ABORTED;3"), (PROGRAM, None), (":TRIG:STAT?", "RUNNING;RUNNING;3"),
+        (":SYST:ERR?", '0,"No error"'), (LATEST, "3.5,0,0;1"), (LATEST, "3.6,0,10;2"),
     ]  # fmt: skip
     clock = SimClock(start_s=1000.0)
 

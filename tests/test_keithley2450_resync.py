@@ -147,7 +147,8 @@ def _charge_then_rest(late: dict[str, set[int]]):
 
 
 def test_late_replies_on_a_simulated_2450_lose_no_measurement() -> None:
-    end, state = ':TRAC:ACT:END? "defbuffer1"', ":TRIG:STAT?"  # the poll, and the trigger model's start
+    # the poll (the newest reading and the buffer's end), and the trigger model's start
+    end, state = ':FETC? "defbuffer1", READ, SOUR, REL;:TRAC:ACT:END? "defbuffer1"', ":TRIG:STAT?"
     late = {"*IDN?": {1}, ":SYST:ERR?": {1, 4}, end: {3, 20, 40}, ":SOUR:FUNC?": {2}, state: {2}}
     _, _, reference = _charge_then_rest({})
     link, driver, points = _charge_then_rest(late)

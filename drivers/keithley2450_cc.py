@@ -1,0 +1,203 @@
+"""Constant current on a Keithley 2450, ended by the instrument at its voltage limit.
+
+The trigger model (:meth:`drivers.keithley2450_scpi.Keithley2450.start_logging`) takes a
+reading at once and then runs these blocks, so that the instrument itself ends the step at its
+cut-off (or the cell's limit) whether or not a host is polling::
+
+    2  MEASure                the record-interval reading
+    3  BRANch:LIMit:CONStant  it met the limit             -> 16 (output off: the step is over)
+    4  BRANch:LIMit:CONStant  it is near the limit         -> 7 (one record interval of fine readings)
+    5  BRANch:DELTa           it moved less than DELTA_V since the one before -> 14 (coarse)
+    6  NOP                    (it moves fast: on to the fine readings)
+    7  DELay:CONStant fine interval;  8  MEASure  the fine reading
+    9  BRANch:LIMit:CONStant  it met the limit             -> 16
+    10 BRANch:COUNter         n fine readings a record interval -> 7
+    11 BRANch:LIMit:CONStant  still near                   -> 7 (another record interval of them)
+    12 BRANch:DELTa           it moved less than DELTA_V scaled to the fine interval -> 14
+    13 BRANch:ALWays 7        (still fast)
+    14 DELay:CONStant record interval;  15  BRANch:ALWays 2
+    16 SOURce:STATe OFF       (the relay opens: output-off mode HIMP)
+
+Far from the limit the instrument reads at the record interval (few readings to store and
+read); near it, or while the voltage moves fast, every fine interval (the poll interval, cut to
+divide the record interval), a record interval's worth at a time, so that a reading still falls
+on every record interval from the first one (a duration or a capacity at constant current ends
+exactly on one): the cut-off is met within one poll interval, as a host polling at that
+interval would, and no hold at the cut-off follows.
+The host follows the same branches to know when each reading is due.
+
+A charge sources current with ``VLIM`` at the limit (a hardware clamp there); a discharge
+sources the floor voltage with the current limit at the discharge current (the source sinks
+exactly that current while the cell is above the floor and can never take it below), measuring
+voltage in both cases: a reading's current is the set current (the source is in its limit).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from drivers.base import SafetyLimitError
+from drivers.keithley2450_scpi import BUFFER
+from drivers.keithley2450_segments import Segment, _mAh_g
+
+#: Readings closer than this to the limit are read every fine interval.
+NEAR_V = 0.05
+#: A voltage that moved by this much or more between two readings is read every fine interval.
+DELTA_V = 0.025
+#: The limit branch's margin: a reading this close to the limit (the clamp reads exactly it) meets it.
+MATCH_V = 1e-6
+
+
+def _sent(value: float) -> float:
+    """A number as the instrument gets it (and compares with)."""
+    return float(f"{value:.9e}")
+
+
+@dataclass
+class CcSegment(Segment):
+    current_A: float = 0.0
+    voltage_V: float | None = None
+    capacity_mAh_g: float | None = None
+    duration_s: float | None = None
+
+    @property
+    def discharge(self) -> bool:
+        return self.current_A < 0
+
+    def limit_V(self) -> float:
+        """The voltage the instrument ends the step at: the cut-off, or the cell's safety
+        limit when that comes first (or there is no voltage cut-off)."""
+        ctx = self.ctx
+        if self.discharge:
+            return max(ctx.voltage_min_V, self.voltage_V if self.voltage_V is not None else -math.inf)
+        return min(ctx.ceiling_V, self.voltage_V if self.voltage_V is not None else math.inf)
+
+    def configure(self) -> None:
+        inst = self.ctx.inst
+        if self.discharge:
+            # A current source would sink through 0 V (VLIM is a symmetric magnitude): source the
+            # floor voltage instead, its current limit being the discharge current.
+            inst.source_function = "voltage"
+            inst.sense_function = "voltage"
+            inst.current_limit_A = abs(self.current_A)
+            inst.source_voltage_V = self.limit_V()
+        else:
+            inst.source_function = "current"
+            inst.sense_function = "voltage"
+            inst.voltage_limit_V = self.limit_V()  # the hardware clamps at the limit on charge
+            inst.source_current_A = self.current_A
+        inst.output_enabled = True
+
+    def source_setting(self) -> tuple[str, float]:
+        if self.discharge:
+            return "voltage", self.limit_V()
+        return "current", self.current_A
+
+    def apply_reading(self, measured: float, source: float) -> None:
+        # measured voltage; on charge the source readback is the current actually flowing
+        self.v, self.i = measured, self.current_A if self.discharge else source
+
+    # --- the trigger model's limits -------------------------------------------------------
+    def fine_s(self) -> float:
+        """The fine interval: the poll interval, cut to divide the record interval."""
+        return _sent(self.interval_s / max(1, math.ceil(self.interval_s / self.ctx.poll_s - 1e-9)))
+
+    def tolerance_s(self) -> float:
+        return self.fine_s() / 2
+
+    def _end_at_V(self) -> float:
+        return _sent(self.limit_V() + MATCH_V if self.discharge else self.limit_V() - MATCH_V)
+
+    def _near_V(self) -> float:
+        return _sent(self.limit_V() + NEAR_V if self.discharge else self.limit_V() - NEAR_V)
+
+    def met(self, value: float) -> bool:
+        """The limit branch's test (block 3)."""
+        return value < self._end_at_V() if self.discharge else value > self._end_at_V()
+
+    def _delta_V(self, block: int) -> float:
+        """The delta branch's target: DELTA_V per record interval, scaled to the fine interval."""
+        return DELTA_V if block == 2 else _sent(DELTA_V * self.fine_s() / self.interval_s)
+
+    def _chunk(self) -> int:
+        """Fine readings per record interval."""
+        return max(1, round(self.interval_s / self.fine_s()))
+
+    def branches(self) -> list[str] | None:
+        kind = "BEL" if self.discharge else "ABOV"
+        end, near, fine = self._end_at_V(), self._near_V(), self.fine_s()
+        if self._chunk() == 1:  # one interval: a reading, the limit, a delay
+            return [f":TRIG:BLOC:BRAN:LIM:CONS 3, {kind}, {end:.9e}, {end:.9e}, 6, 2",
+                    f":TRIG:BLOC:DEL:CONS 4, {self.interval_s:.9e}", ":TRIG:BLOC:BRAN:ALW 5, 2",
+                    ":TRIG:BLOC:SOUR:STAT 6, OFF"]  # fmt: skip
+        return [
+            f":TRIG:BLOC:BRAN:LIM:CONS 3, {kind}, {end:.9e}, {end:.9e}, 16, 2",
+            f":TRIG:BLOC:BRAN:LIM:CONS 4, {kind}, {near:.9e}, {near:.9e}, 7, 2",
+            f":TRIG:BLOC:BRAN:DELT 5, {self._delta_V(2):.9e}, 14, 2",
+            ":TRIG:BLOC:NOP 6",
+            f":TRIG:BLOC:DEL:CONS 7, {fine:.9e}",
+            f':TRIG:BLOC:MEAS 8, "{BUFFER}", 1',
+            f":TRIG:BLOC:BRAN:LIM:CONS 9, {kind}, {end:.9e}, {end:.9e}, 16, 8",
+            f":TRIG:BLOC:BRAN:COUN 10, {self._chunk()}, 7",
+            f":TRIG:BLOC:BRAN:LIM:CONS 11, {kind}, {near:.9e}, {near:.9e}, 7, 8",
+            f":TRIG:BLOC:BRAN:DELT 12, {self._delta_V(8):.9e}, 14, 8",
+            ":TRIG:BLOC:BRAN:ALW 13, 7",
+            f":TRIG:BLOC:DEL:CONS 14, {self.interval_s:.9e}",
+            ":TRIG:BLOC:BRAN:ALW 15, 2",
+            ":TRIG:BLOC:SOUR:STAT 16, OFF",
+        ]
+
+    def reset_branches(self) -> None:
+        self._fine_left = 0  # fine readings still to come before the next decision
+        self._previous: dict[int, float] = {}  # the last reading of each measure block (2, 8)
+
+    def delay_after_s(self, value: float) -> float:
+        """The blocks after a reading of ``value``, as the instrument runs them."""
+        if self._chunk() == 1:
+            return self.interval_s
+        if not hasattr(self, "_previous"):
+            self.reset_branches()
+        block = 8 if self._fine_left > 0 else 2
+        previous = self._previous.get(block)
+        self._previous[block] = value
+        if block == 8:
+            self._fine_left -= 1
+            if self._fine_left > 0:
+                return self.fine_s()  # the counter sends it back for the next fine reading
+        near = value < self._near_V() if self.discharge else value > self._near_V()
+        steady = previous is None or abs(previous - value) < self._delta_V(block)
+        if near or not steady:
+            self._fine_left = self._chunk()
+            return self.fine_s()
+        return self.interval_s
+
+    def check(self) -> str | None:
+        now = self.t_last  # the time of the reading checked
+        if self.current_A != 0 and self.met(self.v):  # the instrument ended the step here
+            if self.voltage_V is not None and self.limit_V() == self.voltage_V:
+                return "voltage"
+            bound = "voltage_min" if self.discharge else "voltage_max"
+            raise SafetyLimitError(
+                f"{self.ctx.inst.name}: the cell reached its {bound} of {self.limit_V():g} V "
+                f"(at {self.v:.4f} V) before the step's cut-off; the instrument ended the step "
+                "there and put the cell at open circuit"
+            )
+        rate = abs(_mAh_g(self.current_A, 1.0, self.ctx.mass_g))
+        if self.capacity_mAh_g is not None and abs(self.q) >= self.capacity_mAh_g - max(
+            rate * self.tol_s, 1e-9
+        ):
+            return "capacity"
+        if self.duration_s is not None and now - self.t0 >= self.duration_s - self.tol_s:
+            return "time"
+        return None
+
+    def span_s(self) -> float | None:
+        spans = [] if self.duration_s is None else [self.duration_s]
+        if self.capacity_mAh_g is not None and self.current_A != 0:
+            spans.append(self.capacity_mAh_g / abs(_mAh_g(self.current_A, 1.0, self.ctx.mass_g)))
+        return min(spans) if spans else None
+
+    def next_due_s(self) -> float:
+        """The instrument's next reading: the host reads each one as it is taken."""
+        return self.due_s(0.0)

@@ -1,0 +1,159 @@
+"""The Keithley 2450 ends a constant current at its voltage cut-off itself (its trigger model's
+limit branches), as precisely as a host polling every poll interval, and a poll that gets no
+valid reply costs nothing while the instrument logs.
+
+The simulator runs the same ``TRIGger:BLOCk:BRANch:LIMit:CONStant`` and ``...:DELTa`` blocks the
+driver sends; a charge and a discharge left alone by a dead host end at the cut-off with the
+output off (no hold at the cut-off), and the host that comes back ends the step at that reading.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.base import StepProgress
+from drivers.clock import SimClock
+from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
+from drivers.techniques import ConstantCurrent, Cutoffs
+from drivers.transport import InProcessTransport
+
+
+def _sim(clock: SimClock):
+    from simulators.cell import Cell, Sample
+    from simulators.keithley2450 import SimulatedKeithley2450
+    from simulators.material import load_material
+
+    return SimulatedKeithley2450(Cell(Sample(load_material(None)), active_mass_g=0.007), clock)
+
+
+# --- the simulator's limit and delta branches ------------------------------------------------
+
+
+def test_simulated_limit_branch_ends_the_model_and_turns_the_output_off() -> None:
+    clock = SimClock()
+    sim = _sim(clock)
+    t = InProcessTransport(sim, name="sim")
+    t.write_line(':SOUR:FUNC CURR;:SENS:FUNC "VOLT";:SOUR:CURR:VLIM 3.9;:SOUR:CURR 1.4e-4;:OUTP ON')
+    t.write_line(
+        ':TRIG:LOAD "Empty";:TRIG:BLOC:BUFF:CLE 1, "defbuffer1";:TRIG:BLOC:MEAS 2, "defbuffer1", 1;'
+        ":TRIG:BLOC:BRAN:LIM:CONS 3, ABOVe, 0, 3.8, 7, 2;:TRIG:BLOC:BRAN:DELT 4, 0.5, 5, 2;"
+        ":TRIG:BLOC:DEL:CONS 5, 60;:TRIG:BLOC:BRAN:ALW 6, 2;:TRIG:BLOC:SOUR:STAT 7, OFF;:INIT"
+    )
+    assert t.query(":TRIG:BLOC:LIST?").split(";")[2:4] == [
+        "3) LIMIT ABOV, 0, 3.8, 7, 2",
+        "4) DELTA 0.5, 5, 2",
+    ]
+    clock.set_time(clock.now() + 24 * 3600)  # nobody asks: the model runs on the simulated clock
+    assert t.query(":TRIG:STAT?;:OUTP?") == "IDLE;IDLE;8;0"  # past block 7: the output is off
+    n = int(t.query(':TRAC:ACT:END? "defbuffer1"'))
+    rows = [float(x) for x in t.query(f':TRAC:DATA? {n - 1}, {n}, "defbuffer1", READ, REL').split(",")]
+    assert rows[0] <= 3.8 < rows[2]  # the first reading above limit B was the last one
+    assert rows[3] - rows[1] == pytest.approx(60.0)
+    t.write_line(":TRIG:BLOC:BRAN:LIM:CONS 3, SIDEWAYS, 0, 1, 7, 2")
+    assert t.query(":SYST:ERR?").startswith("-224")
+
+
+# --- the driver: the cut-off met on the instrument ---------------------------------------------
+
+
+def _host(sim, name: str, clock: SimClock, link=None) -> Keithley2450Potentiostat:
+    transport = InProcessTransport(link or sim, name=name)
+    host = Keithley2450Potentiostat(Keithley2450(transport, name), clock, poll_interval_s=10)
+    host.set_cell_limits(1.5, 4.6)
+    return host
+
+
+def _poll(clock: SimClock, run, until_s: float | None = None) -> list:
+    points = []
+    while run.end_reason is None and (until_s is None or clock.now() < until_s):
+        clock.set_time(clock.now() + run.next_poll_delay_s())
+        points += run.poll()[0]
+    return points
+
+
+def _charged(clock: SimClock, sim) -> None:
+    host = _host(sim, "prep", clock)
+    host.initialise()
+    _poll(
+        clock, host.start_step(ConstantCurrent(20, Cutoffs(voltage_V=4.5), record_interval_s=600), 0.007, 0)
+    )
+
+
+@pytest.mark.parametrize("current", [20.0, -20.0])
+def test_a_step_left_alone_ends_at_its_cut_off_within_one_poll_interval_output_off(current) -> None:
+    cutoff = 4.5 if current > 0 else 2.0
+    step = ConstantCurrent(current, Cutoffs(voltage_V=cutoff), record_interval_s=60)
+    runs = {}
+    for kill in (False, True):
+        clock = SimClock()
+        sim = _sim(clock)
+        if current < 0:
+            _charged(clock, sim)
+        host = _host(sim, "a", clock)
+        host.initialise(reset=current > 0)
+        run = host.start_step(step, 0.007, 1)
+        if not kill:
+            runs[kill] = (_poll(clock, run), clock.now())
+            continue
+        before = _poll(clock, run, clock.now() + 3600)  # an hour, then the host dies
+        clock.set_time(clock.now() + 40 * 3600)  # nobody polls for 40 h
+        sim.tick()
+        assert not sim.output_on and sim.trigger_state == "IDLE"  # the instrument ended the step
+        buffer = sim.buffers["defbuffer1"].readings
+        assert buffer[-1].time_s - buffer[-2].time_s == pytest.approx(10.0)  # read every poll interval
+        host2 = _host(sim, "b", clock)
+        host2.initialise(reset=False)
+        first = next(p for p in before if p.substep == before[-1].substep)
+        run2 = host2.reattach(
+            step, 0.007, StepProgress(1, before[0].time_s, len(before), before[-1], first.time_s)
+        )
+        runs[kill] = (before + _poll(clock, run2), None)
+        assert run2.end_reason == "voltage"
+    (reference, ended_at), (killed, _) = runs[False], runs[True]
+    # the uninterrupted host saw the end at the reading the instrument ended on, and went on at once
+    assert ended_at == pytest.approx(reference[-1].time_s, abs=1e-6)
+    assert [(p.time_s, p.capacity_mAh_g) for p in killed] == pytest.approx(
+        [(p.time_s, p.capacity_mAh_g) for p in reference]
+    )
+    assert all(1.5 <= p.voltage_V <= 4.6 for p in killed)
+    last = killed[-1]
+    assert (last.voltage_V >= cutoff - 1e-6) if current > 0 else (last.voltage_V <= cutoff + 1e-6)
+
+
+class _DropWhile:
+    """A link that loses every reply while ``down`` (more than a poll's retries in a row)."""
+
+    def __init__(self, endpoint) -> None:
+        self.endpoint, self.down = endpoint, False
+
+    def receive(self, data: bytes) -> None:
+        self.endpoint.receive(data)
+
+    def take_output(self) -> bytes:
+        out = self.endpoint.take_output()
+        return b"" if self.down else out
+
+
+def test_a_poll_without_a_valid_reply_loses_and_doubles_nothing() -> None:
+    step = ConstantCurrent(20, Cutoffs(duration_s=3600), record_interval_s=60)
+    results = []
+    for outage in (None, 5):
+        clock = SimClock()
+        sim = _sim(clock)
+        link = _DropWhile(sim)
+        host = _host(sim, "a", clock, link)
+        host.instrument.retries = 2  # fewer timeouts to wait through in the test
+        host.initialise()
+        run = host.start_step(step, 0.007, 0)
+        points, polls = [], 0
+        while run.end_reason is None:
+            clock.set_time(clock.now() + run.next_poll_delay_s())
+            polls += 1
+            link.down = polls == outage  # one poll gets no valid reply at all
+            points += run.poll()[0]
+            link.down = False
+        results.append(points)
+    reference, faulty = results
+    assert [(p.time_s, p.voltage_V, p.capacity_mAh_g) for p in faulty] == [
+        (p.time_s, p.voltage_V, p.capacity_mAh_g) for p in reference
+    ]
