@@ -35,11 +35,11 @@ voltage in both cases: a reading's current is the set current (the source is in 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drivers.base import SafetyLimitError
 from drivers.keithley2450_scpi import BUFFER
-from drivers.keithley2450_segments import Segment, _mAh_g
+from drivers.keithley2450_segments import BATCH_S, Segment, _mAh_g
 
 #: Readings closer than this to the limit are read every fine interval.
 NEAR_V = 0.05
@@ -60,6 +60,10 @@ class CcSegment(Segment):
     voltage_V: float | None = None
     capacity_mAh_g: float | None = None
     duration_s: float | None = None
+    # the trigger model's branches as the host follows them (reset when the model starts)
+    _fine_left: int = 0  # fine readings still to come before the next decision
+    _previous: dict[int, float] = field(default_factory=dict)  # last reading of measure blocks 2, 8
+    _pace_V: float | None = None  # how far the voltage moved in the last record interval
 
     @property
     def discharge(self) -> bool:
@@ -149,18 +153,17 @@ class CcSegment(Segment):
         ]
 
     def reset_branches(self) -> None:
-        self._fine_left = 0  # fine readings still to come before the next decision
-        self._previous: dict[int, float] = {}  # the last reading of each measure block (2, 8)
+        self._pace_V, self._fine_left, self._previous = None, 0, {}
 
     def delay_after_s(self, value: float) -> float:
         """The blocks after a reading of ``value``, as the instrument runs them."""
         if self._chunk() == 1:
             return self.interval_s
-        if not hasattr(self, "_previous"):
-            self.reset_branches()
         block = 8 if self._fine_left > 0 else 2
         previous = self._previous.get(block)
         self._previous[block] = value
+        if block == 2:  # how fast the voltage moves a record interval (predictive polling)
+            self._pace_V = None if previous is None else abs(value - previous)
         if block == 8:
             self._fine_left -= 1
             if self._fine_left > 0:
@@ -199,5 +202,21 @@ class CcSegment(Segment):
         return min(spans) if spans else None
 
     def next_due_s(self) -> float:
-        """The instrument's next reading: the host reads each one as it is taken."""
-        return self.due_s(0.0)
+        """The instrument's next reading, or several further on while the cell is far from the
+        limit (predictive polling: a quarter of the readings the voltage would take to get near
+        it at the last record interval's pace, at most :data:`BATCH_S` of them) and none of a
+        time or capacity cut-off's readings would be passed."""
+        return self.due_s(0.0, self._readings_ahead())
+
+    def _readings_ahead(self) -> int:
+        if self._next_t is None or self._fine_left > 0 or self.missed_polls:
+            return 0
+        last, pace = self._previous.get(2), self._pace_V
+        if last is None or pace is None:
+            return 0
+        distance = (last - self._near_V()) if self.discharge else (self._near_V() - last)
+        ahead = min(int(BATCH_S / self.interval_s) - 1, int(0.25 * distance / max(pace, 1e-12)))
+        span = self.span_s()
+        if span is not None:  # poll at the reading of a time or capacity cut-off, not after it
+            ahead = min(ahead, round((self.t0 + span - self._next_t) / self.interval_s))
+        return max(0, ahead)

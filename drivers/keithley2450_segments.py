@@ -22,6 +22,9 @@ MAX_DELAY_S = 10_000.0  # the longest constant delay of a 2450 trigger-model blo
 #: Polls in a row without a valid reply before a logging segment fails (the readings wait in the
 #: instrument's buffer meanwhile; each poll already tried ``Keithley2450.retries`` times).
 MAX_MISSED_POLLS = 10
+#: Longest time the host leaves readings in the buffer where nothing can end a segment early
+#: (a rest by time; a constant current far from its voltage limit): it reads them in one go.
+BATCH_S = 120.0
 
 
 def _mAh_g(current_A: float, dt_s: float, mass_g: float) -> float:
@@ -290,17 +293,22 @@ class Segment:
         else:
             self._next_t = t + delay
 
-    def due_s(self, due: float) -> float:
+    def due_s(self, due: float, ahead: int = 0) -> float:
         """When to poll: at the instrument's next reading (the host follows the trigger model's
         delays as its branches choose them, so it reads each reading as it is taken), or ``due``
-        s from now for a segment that does not log; after a missed poll, at the reading after
-        the one missed; a reading that is late is looked for again a tenth of a delay on."""
+        s from now for a segment that does not log, or ``ahead`` readings (at the record
+        interval) after the next one, to read several at once; after a missed poll, at the
+        reading after the one missed; a reading that is late is looked for again a tenth of a
+        delay on."""
         if not self.logs:
             return max(due, 1e-6)
         now = self.ctx.clock.now()
         if self._next_t is None:
             return 1e-6
         at = self._next_t if self._poll_t is None else self._poll_t
+        if self._poll_t is None and self._sched_t is not None:
+            for _ in range(ahead):  # readings further on at the record interval (the same sums)
+                at += self.interval_s
         if at <= now:
             return self.tol_s / 5
         delay = at - now
@@ -349,8 +357,14 @@ class RestSegment(Segment):
         return self.duration_s
 
     def next_due_s(self) -> float:
+        """Nothing to watch at open circuit but the time: the host reads the readings every
+        :data:`BATCH_S` (and the one at the end as it is taken); a dV/dt cut-off, each one."""
         now = self.ctx.clock.now()
-        return self.due_s(max(min(self.record_s, self.t0 + self.duration_s - now), 0.0))
+        ahead = 0
+        if self.dvdt_V_s is None and self._next_t is not None and self.interval_s > 0:
+            left = round((self.t0 + self.duration_s - self._next_t) / self.interval_s)
+            ahead = max(0, min(int(BATCH_S / self.interval_s) - 1, left))
+        return self.due_s(max(min(self.record_s, self.t0 + self.duration_s - now), 0.0), ahead)
 
 
 @dataclass
