@@ -250,6 +250,8 @@ class Segment:
         state = inst.trigger_state
         if state == "IDLE" and not inst.output_enabled:
             self.ended_on_instrument = True  # it met its limit: the buffer ends with that reading
+            if last is not None:  # ... already stored by the host that died: the segment is over
+                self.end_reason = self.check()
         elif state != "RUNNING":  # it never started, or stopped: log from now on
             self._start_logging()
 

@@ -157,3 +157,21 @@ def test_a_poll_without_a_valid_reply_loses_and_doubles_nothing() -> None:
     assert [(p.time_s, p.voltage_V, p.capacity_mAh_g) for p in faulty] == [
         (p.time_s, p.voltage_V, p.capacity_mAh_g) for p in reference
     ]
+
+
+def test_a_host_that_died_after_storing_the_cut_off_reading_ends_the_step_on_re_attaching() -> None:
+    clock = SimClock()
+    sim = _sim(clock)
+    step = ConstantCurrent(20, Cutoffs(voltage_V=4.5), record_interval_s=60)
+    host = _host(sim, "a", clock)
+    host.initialise()
+    run = host.start_step(step, 0.007, 1)
+    points = _poll(clock, run)  # up to the cut-off's reading, stored ...
+    clock.set_time(clock.now() + 600)  # ... then the host died before the step's end was
+    # journalled
+    host2 = _host(sim, "b", clock)
+    host2.initialise(reset=False)
+    run2 = host2.reattach(
+        step, 0.007, StepProgress(1, points[0].time_s, len(points), points[-1], points[0].time_s)
+    )
+    assert run2.poll() == ([], True) and run2.end_reason == "voltage"  # nothing new, nothing doubled
