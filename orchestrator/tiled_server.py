@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -180,12 +181,27 @@ class TiledServer(ServerProcess):
         return self
 
 
+def _check_listening(uri: str, timeout_s: float = 5.0) -> None:
+    """:class:`TiledUnavailable` at once when nothing accepts a connection at ``uri``'s host and
+    port (refused, no such host, no answer within ``timeout_s``): the Tiled client would retry
+    such a server for about half a minute before saying so."""
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise TiledUnavailable(f"{uri!r}: give the Tiled server as http://HOST:PORT")
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        socket.create_connection((parsed.hostname, port), timeout=timeout_s).close()
+    except (OSError, ValueError) as exc:
+        raise TiledUnavailable(f"cannot reach the Tiled server at {uri}: {exc}") from exc
+
+
 def connect(uri: str, api_key: str | None = None) -> Any:
     """A Tiled client of the server at ``uri`` (api key: ``api_key`` or ``TILED_API_KEY``);
     :class:`TiledUnavailable` naming the URI when it does not answer."""
     from tiled.client import from_uri
 
     key = api_key or os.environ.get("TILED_API_KEY")
+    _check_listening(uri)
     try:
         return from_uri(uri, api_key=key)
     except Exception as exc:  # httpx errors, 401, ...: one clear line
