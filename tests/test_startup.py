@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from event_model import compose_run
 
+from orchestrator import tiled_fill
 from orchestrator.storage import Journal, TiledStore
 from orchestrator.tiled_fill import MARKER, fill, open_embedded, pending
 
@@ -98,14 +99,18 @@ def test_a_run_never_opens_tiled_and_the_catalog_gets_the_run_afterwards(tmp_pat
     pd.testing.assert_frame_equal(frames["tiled"], frames["journal"])
 
 
-def test_a_filler_killed_half_way_loses_and_doubles_nothing(tmp_path) -> None:
-    uid = _journal_run(tmp_path, 250_000)
-    # a filler that dies after its first block (of 100,000 points) went into the catalog
+def test_a_filler_killed_half_way_loses_and_doubles_nothing(tmp_path, monkeypatch) -> None:
+    # blocks of 10,000 points instead of 100,000: the same kill after the first block, a tenth the copying
+    block, points = 10_000, 25_000
+    monkeypatch.setattr(tiled_fill, "BLOCK_POINTS", block)
+    uid = _journal_run(tmp_path, points)
+    # a filler that dies after its first block went into the catalog
     script = textwrap.dedent(
         f"""
         import os
         from pathlib import Path
         from orchestrator import tiled_fill
+        tiled_fill.BLOCK_POINTS = {block}
         real = tiled_fill._blocks
         def dying(docs, block):
             for n, (name, doc) in enumerate(real(docs, block)):
@@ -120,10 +125,10 @@ def test_a_filler_killed_half_way_loses_and_doubles_nothing(tmp_path) -> None:
     assert proc.returncode == 9, proc.stderr
     assert pending(tmp_path) == [uid]  # not marked done
     partial = _catalog_rows(tmp_path, uid)
-    assert 0 < len(partial) < 250_000  # the catalog holds part of it
+    assert 0 < len(partial) < points  # the catalog holds part of it
     assert fill(tmp_path) == [uid]
     rows = _catalog_rows(tmp_path, uid)
-    assert len(rows) == 250_000
-    np.testing.assert_array_equal(np.sort(rows["seq_num"].to_numpy()), np.arange(1, 250_001))
+    assert len(rows) == points
+    np.testing.assert_array_equal(np.sort(rows["seq_num"].to_numpy()), np.arange(1, points + 1))
     assert fill(tmp_path) == []  # and again: nothing to do, nothing doubled
-    assert len(_catalog_rows(tmp_path, uid)) == 250_000
+    assert len(_catalog_rows(tmp_path, uid)) == points
