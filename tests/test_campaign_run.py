@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,20 @@ from orchestrator.campaign_run import run_campaign
 from orchestrator.estimate import campaign_estimator
 from orchestrator.schedule import plan_campaign
 from orchestrator.storage import list_journal_runs, read_journal
+
+SHIPPED = Path(__file__).resolve().parents[1] / "orchestrator" / "campaigns" / "temperature-24h.yaml"
+
+
+def _shorter_series(folder: Path, name: str, conditions: list[str]) -> Path:
+    """The shipped temperature series with only ``conditions`` (as written there, e.g.
+    ``140 degC, time: 24 h``): the same powder, protocol and three replicates, fewer cells."""
+    lines = SHIPPED.read_text().splitlines()
+    kept = [line for line in lines if not line.startswith("  - {temperature:")
+            or line.strip() in {f"- {{temperature: {c}}}" for c in conditions}]  # fmt: skip
+    assert len(kept) == len(lines) - 6 + len(conditions)
+    path = folder / f"{name}.yaml"
+    path.write_text("\n".join(kept).replace("name: temperature-24h", f"name: {name}") + "\n")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +99,13 @@ def test_a_faulting_cell_fails_alone(tmp_path, monkeypatch) -> None:
         self.channels[0].voltage_min_V.put(3.0)  # channel 1 cannot discharge to 1.85 V
 
     monkeypatch.setattr(simlab.SimulatedCampaignLab, "__init__", with_a_low_limit)
-    campaign = load_campaign("temperature-24h")
-    result = run_campaign(campaign, tmp_path, channels=18, ovens=1)
+    # the unheated reference and one heated portion: six cells, one channel each
+    series = _shorter_series(tmp_path, "faulting", ["25 degC, time: 0 s", "140 degC, time: 24 h"])
+    campaign = load_campaign(series)
+    assert len(campaign.cells) == 6
+    result = run_campaign(campaign, tmp_path, channels=6, ovens=1)
     # cells run on the channels `campaign plan` gives them: those planned on ch01 fail, no other
-    plan = plan_campaign(campaign, channels=18, ovens=1, durations=campaign_estimator(campaign)).frame
+    plan = plan_campaign(campaign, channels=6, ovens=1, durations=campaign_estimator(campaign)).frame
     on_ch01 = set(plan.loc[plan["channel"] == "ch01", "cell"]) & {cell.id for cell in campaign.cells}
     failed = {cell for cell, row in result.cells.items() if row["status"] == "failed"}
     assert on_ch01 and failed == on_ch01
@@ -97,6 +115,10 @@ def test_a_faulting_cell_fails_alone(tmp_path, monkeypatch) -> None:
 
 
 def test_resume_after_the_orchestrator_is_killed(tmp_path) -> None:
+    # the unheated reference and two temperatures (nine cells on four channels)
+    conditions = ["25 degC, time: 0 s", "80 degC, time: 24 h", "140 degC, time: 24 h"]
+    series = _shorter_series(tmp_path, "resumed", conditions)
+    data = tmp_path / "data"
     script = textwrap.dedent(
         f"""
         import os
@@ -107,19 +129,19 @@ def test_resume_after_the_orchestrator_is_killed(tmp_path) -> None:
             steps.append(cell)
             if len(steps) == 6:  # the three unheated cells are mounted and rested, not discharged
                 os._exit(9)  # no clean-up of any kind, like SIGKILL
-        run_campaign(load_campaign("temperature-24h"), {str(tmp_path)!r}, channels=4, ovens=1,
+        run_campaign(load_campaign({str(series)!r}), {str(data)!r}, channels=4, ovens=1,
                      on_step_done=die_mid_campaign)
         """
     )
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert killed.returncode == 9, killed.stderr
-    state = json.loads((tmp_path / "campaigns" / "temperature-24h" / "state.json").read_text())
+    state = json.loads((data / "campaigns" / "resumed" / "state.json").read_text())
     finished_before = {k for k, v in state["jobs"].items() if v["status"] == "done"}
     assert finished_before == {"LTNO-x04-B1-c4.5V-25C-0s"}  # the unheated reference portion
     assert sorted(info["steps_done"] for info in state["cells"].values()) == [2, 2, 2]
-    runs_before = {r["uid"] for r in list_journal_runs(tmp_path)}
+    runs_before = {r["uid"] for r in list_journal_runs(data)}
 
-    result = run_campaign(load_campaign("temperature-24h"), tmp_path, channels=4, ovens=1, resume=True)
+    result = run_campaign(load_campaign(series), data, channels=4, ovens=1, resume=True)
     assert not result.failed and all(row["status"] == "done" for row in result.cells.values())
     # Finished jobs were not repeated: their runs are the ones from before the kill.
     for key in finished_before & set(result.cells):
@@ -130,13 +152,13 @@ def test_resume_after_the_orchestrator_is_killed(tmp_path) -> None:
         cell: info["steps_done"] for cell, info in state["cells"].items() if cell not in finished_before
     }
     for cell, steps_done in partial.items():
-        start, frame = read_journal(tmp_path, result.cells[cell]["run"])
+        start, frame = read_journal(data, result.cells[cell]["run"])
         assert start["resumed_after_step"] == steps_done
         assert start["resumes"] == state["cells"][cell]["run"]  # linked to the interrupted run
         assert steps_done == 2  # mounted and rested: only the discharge is left
         assert list(frame.groupby("step")["step_type"].first()) == ["cc"]
     # Nothing duplicated: one successful run per cell; the interrupted ones stay "interrupted".
-    all_runs = [r for r in list_journal_runs(tmp_path) if r["cell"]]
+    all_runs = [r for r in list_journal_runs(data) if r["cell"]]
     successes = [r for r in all_runs if r["exit_status"] == "success"]
     assert sorted(r["cell"] for r in successes) == sorted(result.cells)
     # ... and were closed on resume with the points they had read before the kill
@@ -145,7 +167,7 @@ def test_resume_after_the_orchestrator_is_killed(tmp_path) -> None:
     table = table[table["time"] == "24 h"].copy()
     table["T"] = table["temperature"].str.replace(" degC", "").astype(float)
     ni = table.groupby("T")["ni_plateau_mAh_g"].mean().to_numpy()
-    assert np.all(np.diff(ni) < 0)
+    assert len(ni) == 2 and np.all(np.diff(ni) < 0)  # 80 C, 140 C
 
 
 def test_campaign_report_draws_the_papers_histogram(temperature_series, tmp_path) -> None:

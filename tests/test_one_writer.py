@@ -97,7 +97,7 @@ def test_a_campaign_that_ran_runs_again_only_with_rerun(tmp_path) -> None:
 def test_two_first_runs_create_the_tiled_catalog_once(tmp_path) -> None:
     script = f"from orchestrator.storage import TiledStore; TiledStore(__import__('pathlib').Path({str(tmp_path)!r})).close()"
     children = [
-        subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(3)
+        subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(2)
     ]
     for child in children:
         _, err = child.communicate(timeout=300)

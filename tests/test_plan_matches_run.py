@@ -3,6 +3,8 @@ from the same cell model (issue 15: within 20 %)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestrator.campaign_file import load_campaign
@@ -11,11 +13,19 @@ from orchestrator.estimate import campaign_estimator
 from orchestrator.schedule import plan_campaign
 from orchestrator.storage import read_journal
 
+SHIPPED = Path(__file__).resolve().parents[1] / "orchestrator" / "campaigns" / "charge-end.yaml"
+
 
 @pytest.fixture(scope="module")
 def charge_end(tmp_path_factory: pytest.TempPathFactory):
-    campaign = load_campaign("charge-end")
+    """The shipped charge-end campaign with two replicates instead of three: six cells on four
+    channels (two wait for a free channel), every charge end point."""
     data = tmp_path_factory.mktemp("charge-end")
+    text = SHIPPED.read_text()
+    assert "replicates: 3\n" in text
+    (data / "charge-end.yaml").write_text(text.replace("replicates: 3\n", "replicates: 2\n"))
+    campaign = load_campaign(data / "charge-end.yaml")
+    assert len(campaign.cells) == 6
     result = run_campaign(campaign, data, channels=4, ovens=1)
     plan = plan_campaign(campaign, channels=4, ovens=1, durations=campaign_estimator(campaign))
     return campaign, data, result, plan.frame
