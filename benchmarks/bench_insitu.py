@@ -30,14 +30,15 @@ from typing import Any
 
 from benchmarks.bench_commands import bluesky_baseline_s
 from drivers.clock import SimClock
-from drivers.eurotherm import EurothermDriver, Oven
+from drivers.eurotherm import EurothermDriver
+from drivers.oven import Oven
 from drivers.techniques import ConstantCurrent, Cutoffs, Rest
 from orchestrator.insitu_lab import build_insitu_rig, points_frame, xrd_frame
 from orchestrator.simtime import sim_run_engine
 from protocols.heating import heated_relaxation
 from protocols.insitu import insitu_xrd_protocol
-from simulators.diffractometer import SimulatedDiffractometer
 from simulators.eurotherm import SimulatedEurotherm
+from simulators.xrd import SimulatedDiffractometer
 
 TARGET_S = 1.0
 #: Wall time of the bare bluesky baseline (set by :func:`main`).

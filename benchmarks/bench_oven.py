@@ -20,7 +20,8 @@ import time
 from typing import Any
 
 from drivers.clock import SimClock
-from drivers.eurotherm import EurothermDriver, Oven
+from drivers.eurotherm import EurothermDriver
+from drivers.oven import Oven
 from simulators.eurotherm import SimulatedEurotherm
 from simulators.oven import OvenModel
 

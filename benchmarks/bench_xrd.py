@@ -21,7 +21,7 @@ from analysis.lattice import fit_cubic_lattice
 from analysis.patterns import read_pattern
 from drivers.clock import SimClock
 from orchestrator.xrd_analysis import pattern_watcher
-from simulators.diffractometer import SimulatedDiffractometer
+from simulators.xrd import SimulatedDiffractometer
 
 FIT_TARGET_S = 0.050
 SCAN_S = 1200.0

@@ -2,7 +2,7 @@
 
 * :class:`~drivers.base.PotentiostatDriver` (with :class:`~drivers.base.StepRun`): a
   potentiostat channel's driver - connect (identify; reset or not), steps, re-attach, safe state;
-* :class:`OvenDriver`: a temperature controller under the :class:`~drivers.eurotherm.Oven` device;
+* :class:`OvenDriver`: a temperature controller under the :class:`~drivers.oven.Oven` device;
 * :class:`DiffractometerDriver`: the scan source under the :class:`~drivers.xrd.Diffractometer`
   device (an export-folder watcher: lab diffractometers have no open remote API).
 

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from drivers.emstat4 import EmStat4Config
+from drivers.emstat4.methodscript import Limits
 from drivers.keithley2450 import Keithley2450Config, Keithley2450Potentiostat
-from drivers.methodscript import Limits
 from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
 from orchestrator.campaign_file import Campaign
 from orchestrator.example_lab import check_lab

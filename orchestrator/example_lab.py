@@ -8,7 +8,7 @@ here, in simulated time, with the pieces the campaigns and the in-situ rig alrea
   :class:`orchestrator.simlab.SimulatedCampaignLab` (the operator answers after each manual
   step's duration and does what the request names: load a powder portion into the oven, build
   a fresh cell from it, put the cell into the oven);
-* for each ``xrd`` step a scan job of a :class:`simulators.diffractometer.SimulatedDiffractometer`
+* for each ``xrd`` step a scan job of a :class:`simulators.xrd.SimulatedDiffractometer`
   on the cell's sample, started when the step first asks for a scan, read by the real
   folder-watching :class:`drivers.xrd.Diffractometer` (as in :mod:`orchestrator.insitu_lab`);
 * the plans :func:`protocols.campaign.portion_job` (a powder-portion prefix: operator steps and
@@ -42,7 +42,7 @@ from protocols.jobs import run_jobs
 from protocols.mixed import cell_protocol_job
 from protocols.schema import Heat, Manual, Protocol, Xrd
 from simulators.cell import Cell, Sample
-from simulators.diffractometer import SimulatedDiffractometer
+from simulators.xrd import SimulatedDiffractometer
 
 #: What each non-electrochemical step kind needs from a lab.
 NEEDS = {

@@ -6,7 +6,7 @@ Everything runs on one :class:`~drivers.clock.SimClock` driven by
 * the cell physics (:class:`simulators.cell.Cell`) behind a simulated Keithley 2450, reached
   through :class:`~drivers.transport.InProcessTransport` by the real driver, wrapped in a
   :class:`~drivers.device.PotentiostatChannel`;
-* a :class:`simulators.diffractometer.SimulatedDiffractometer` repeating scans of that cell's
+* a :class:`simulators.xrd.SimulatedDiffractometer` repeating scans of that cell's
   sample (``lattice_A`` is ``cell.sample.lattice_A``) into an export folder, read by the real
   folder-watching :class:`~drivers.xrd.Diffractometer`, whose ``before_poll`` first brings
   the cell up to the present (so the lattice follows the electrochemistry between the
@@ -46,9 +46,9 @@ from orchestrator.simtime import SimulatedTime, sim_run_engine
 from orchestrator.storage import frame_from_documents
 from orchestrator.xrd_analysis import pattern_watcher
 from simulators.cell import Cell, Sample
-from simulators.diffractometer import SimulatedDiffractometer
 from simulators.keithley2450 import SimulatedKeithley2450
 from simulators.material import load_material
+from simulators.xrd import SimulatedDiffractometer
 
 #: Nominal durations of the operator's manual steps, seconds *(chosen)*.
 OPERATOR_STEP_S: dict[str, float] = {"recover": 900.0, "wash": 600.0, "dry": 3600.0, "mount": 600.0}

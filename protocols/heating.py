@@ -2,7 +2,7 @@
 
 The oven is any ophyd movable/readable whose ``set(T)`` finishes once the temperature has
 settled and whose ``stop()`` puts the heater in a safe state, such as
-:class:`drivers.eurotherm.Oven`. Waiting uses ``bps.sleep`` only, which the orchestrator
+:class:`drivers.oven.Oven`. Waiting uses ``bps.sleep`` only, which the orchestrator
 replaces in simulated mode, so the plans never depend on the wall clock themselves.
 """
 
@@ -174,7 +174,7 @@ def heated_relaxation(
     Parameters
     ----------
     oven : ophyd device
-        Movable and readable oven, e.g. :class:`drivers.eurotherm.Oven`.
+        Movable and readable oven, e.g. :class:`drivers.oven.Oven`.
     temperature_C : float
         Hold temperature, C.
     hold_s : float

@@ -43,7 +43,7 @@ SIMULATORS = [
         "Online commands are `\\n`-terminated lines; a script is `e` (or `l`), its lines, then an "
         "empty line. Arguments are literals (`500m`, `10i`, `0x1F`), variables or array elements. "
         "Output framing, technique ids, timing and the error codes: `docs/simulator-emstat4.md` "
-        "(`python -m simulators.emstat4_docs`).",
+        "(`python -m simulators.emstat4.docs`).",
     ),
     ("Eurotherm 2400/3200 (Modbus RTU)", "simulators.eurotherm", "SimulatedEurotherm", ""),
 ]

@@ -189,7 +189,7 @@ def test_out_of_range_current_raises_before_anything_is_sent(rig: Rig) -> None:
 def test_runtime_error_is_reported_with_code(rig: Rig) -> None:
     rig.driver.transport.write(b"e\nvar e\nset_pgstat_mode 3\ncell_on\nmeas_loop_ocp e 1 10\nendloop\n\n")
     from drivers.emstat4 import EmStat4StepRun as Run
-    from drivers.methodscript import CompiledStep
+    from drivers.emstat4.methodscript import CompiledStep
 
     run = Run(rig.driver, CompiledStep((), "x", "time", 1.0), rig.clock.now())
     with pytest.raises(InstrumentError, match="0x0014.*OCP"):

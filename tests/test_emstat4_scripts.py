@@ -15,13 +15,13 @@ import socket
 import pytest
 
 from drivers.clock import SimClock
-from drivers.methodscript import compile_step, parse_package
+from drivers.emstat4.methodscript import compile_step, parse_package
 from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Cutoffs, Loop, Rest, Sweep
 from simulators.cell import Cell, Sample
-from simulators.emstat4 import ONLINE_COMMANDS, SimulatedEmStat4
-from simulators.emstat4_docs import docs_markdown
+from simulators.emstat4.docs import docs_markdown
+from simulators.emstat4.methodscript import DEVICE_SPECIFIC, MEAS_LOOPS
+from simulators.emstat4.simulator import ONLINE_COMMANDS, SimulatedEmStat4
 from simulators.material import load_material
-from simulators.methodscript import DEVICE_SPECIFIC, MEAS_LOOPS
 from simulators.server import InstrumentServer
 from tests.methodscript_grammar import GrammarError, check_script_output
 
@@ -1061,7 +1061,7 @@ def test_abort_in_the_middle_of_a_scan_closes_the_scan_and_the_loop() -> None:
 
 
 def test_an_overlong_line_is_refused_with_bounded_memory() -> None:
-    from simulators.emstat4 import MAX_LINE_BYTES
+    from simulators.emstat4.simulator import MAX_LINE_BYTES
 
     sim, _ = _sim()
     chunk = b"x" * (1 << 20)
@@ -1177,7 +1177,7 @@ def test_docs_table_of_commands_is_generated_from_the_simulator() -> None:
 
     committed = Path(__file__).resolve().parents[1] / "docs" / "simulator-emstat4.md"
     assert committed.read_text() == docs_markdown(), (
-        "docs/simulator-emstat4.md is stale: python -m simulators.emstat4_docs > docs/simulator-emstat4.md"
+        "docs/simulator-emstat4.md is stale: python -m simulators.emstat4.docs > docs/simulator-emstat4.md"
     )
 
 

@@ -18,7 +18,7 @@ from analysis.lattice import (
     fit_peak,
 )
 from analysis.patterns import read_pattern
-from simulators.diffractometer import SimulatedDiffractometer
+from simulators.xrd import SimulatedDiffractometer
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "xrd"
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from drivers.clock import SimClock
-from drivers.methodscript import (
+from drivers.emstat4.methodscript import (
     compile_step,
     decode_value,
     error_meaning,
@@ -18,8 +18,8 @@ from drivers.methodscript import (
 from drivers.techniques import GITT, ConstantCurrent, Cutoffs, Rest
 from simulators.cell import Cell, Sample
 from simulators.emstat4 import SimulatedEmStat4
+from simulators.emstat4.methodscript import encode_value
 from simulators.material import load_material
-from simulators.methodscript import encode_value
 
 
 @pytest.mark.parametrize(

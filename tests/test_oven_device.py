@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from drivers.clock import SimClock
-from drivers.eurotherm import EurothermDriver, Oven, OverTemperatureError
+from drivers.eurotherm import EurothermDriver
+from drivers.oven import Oven, OverTemperatureError
 from simulators.eurotherm import SimulatedEurotherm
 
 

@@ -7,7 +7,8 @@ from bluesky import RunEngine
 from bluesky.utils import FailedStatus
 
 from drivers.clock import SimClock
-from drivers.eurotherm import EurothermDriver, Oven, OverTemperatureError
+from drivers.eurotherm import EurothermDriver
+from drivers.oven import Oven, OverTemperatureError
 from protocols.heating import heated_relaxation
 from simulators.eurotherm import SimulatedEurotherm
 

@@ -12,7 +12,7 @@ from analysis.patterns import read_pattern
 from drivers.clock import SimClock
 from drivers.xrd import Diffractometer
 from orchestrator.xrd_analysis import pattern_watcher
-from simulators.diffractometer import SimulatedDiffractometer
+from simulators.xrd import SimulatedDiffractometer
 
 SCAN_S = 1200.0
 A0 = 4.150

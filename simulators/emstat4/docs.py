@@ -1,10 +1,10 @@
 """The docs page ``docs/simulator-emstat4.md``, generated from the simulated EmStat4's tables:
-``python -m simulators.emstat4_docs > docs/simulator-emstat4.md`` (a test checks it is up to date)."""
+``python -m simulators.emstat4.docs > docs/simulator-emstat4.md`` (a test checks it is up to date)."""
 
 from __future__ import annotations
 
-from simulators.emstat4 import ONLINE_COMMANDS, SimulatedEmStat4
-from simulators.methodscript import DEVICE_SPECIFIC, ERROR_CODES, command_table
+from simulators.emstat4.methodscript import DEVICE_SPECIFIC, ERROR_CODES, command_table
+from simulators.emstat4.simulator import ONLINE_COMMANDS, SimulatedEmStat4
 
 
 def docs_markdown() -> str:
@@ -16,8 +16,8 @@ def docs_markdown() -> str:
     out = [
         "# Simulated EmStat4: supported MethodSCRIPT",
         "",
-        "Generated from `simulators/emstat4.py` and `simulators/methodscript.py` by "
-        "`python -m simulators.emstat4_docs > docs/simulator-emstat4.md` (a test checks it is up to date).",
+        "Generated from `simulators/emstat4/simulator.py` and `simulators/emstat4/methodscript.py` by "
+        "`python -m simulators.emstat4.docs > docs/simulator-emstat4.md` (a test checks it is up to date).",
         "",
         "## Online commands",
         "",

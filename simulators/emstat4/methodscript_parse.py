@@ -1,11 +1,11 @@
 """MethodSCRIPT parsed completely before it runs: syntax, declared variables and arrays, block
-structure; errors as ``!XXXX: Line L, Col C`` (:class:`~simulators.methodscript_spec.ScriptError`)."""
+structure; errors as ``!XXXX: Line L, Col C`` (:class:`~simulators.emstat4.methodscript_spec.ScriptError`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from simulators.methodscript_spec import (
+from simulators.emstat4.methodscript_spec import (
     _FIELD,
     _NAME,
     _OPS,

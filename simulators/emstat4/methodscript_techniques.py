@@ -9,18 +9,18 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from simulators.methodscript_spec import (
+from simulators.emstat4.methodscript_spec import (
     GALVANOSTAT_MODE,
     MEAS_LOOPS,
     POTENTIOSTAT_MODES,
     MeasLoop,
     ScriptError,
 )
-from simulators.methodscript_state import _SAMPLE, _SCAN_END, _SCAN_START, _Break, _State
+from simulators.emstat4.methodscript_state import _SAMPLE, _SCAN_END, _SCAN_START, _Break, _State
 
 
 class _Techniques(_State):
-    """Measurement loops (``meas_loop_*``) of :class:`simulators.methodscript.Interpreter`."""
+    """Measurement loops (``meas_loop_*``) of :class:`simulators.emstat4.methodscript.Interpreter`."""
 
     def meas_loop(self, node: MeasLoop) -> Iterator[float]:
         hw, line, kind = self.hw, node.line, node.kind

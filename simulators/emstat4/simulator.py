@@ -50,8 +50,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, NamedTuple, Protocol
 
-from simulators.emstat4_frontend import _FrontEnd
-from simulators.methodscript import (
+from simulators.emstat4.frontend import _FrontEnd
+from simulators.emstat4.methodscript import (
     CURRENT_RANGES,
     Interpreter,
     ScriptError,
@@ -113,7 +113,7 @@ class SimulatedEmStat4(_FrontEnd):
     @classmethod
     def command_table(cls) -> list[CommandRow]:
         """Every online and script command the simulator takes (for ``docs/simulators.md``)."""
-        from simulators.methodscript import DEVICE_SPECIFIC, command_table
+        from simulators.emstat4.methodscript import DEVICE_SPECIFIC, command_table
 
         rows = [CommandRow(name, f"online command: {doc}") for name, doc in ONLINE_COMMANDS.items()]
         for name, args, doc in command_table():
@@ -373,7 +373,7 @@ class SimulatedEmStat4(_FrontEnd):
             self._advance(now)
 
     # ------------------------------------------------------------------ front end (used by Interpreter)
-    # (the analog part: simulators/emstat4_frontend.py)
+    # (the analog part: simulators/emstat4/frontend.py)
     def advance(self, to_s: float) -> None:
         """Simulate the cell up to script time ``to_s``."""
         self._advance(to_s + self._offset)

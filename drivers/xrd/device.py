@@ -37,8 +37,8 @@ marks it consumed, so the plan stops (or catches, logs and triggers again to con
 next scan) - a scientist notices. ``on_bad_file="skip"`` logs a warning, lists the file in
 ``Diffractometer.bad_files`` and goes on with the next scan.
 
-The watcher and its types are :mod:`drivers.xrd_watcher` (re-exported here); this module is the
-ophyd device.
+The watcher and its types are :mod:`drivers.xrd.watcher` (exported by :mod:`drivers.xrd`);
+this module is the ophyd device.
 """
 
 from __future__ import annotations
@@ -56,30 +56,7 @@ from ophyd.status import DeviceStatus
 
 from drivers.clock import Clock
 from drivers.contracts import DiffractometerDriver
-from drivers.xrd_watcher import (
-    HKL as HKL,
-)
-from drivers.xrd_watcher import (
-    STATE_FILENAME as STATE_FILENAME,
-)
-from drivers.xrd_watcher import (
-    ExportFolderWatcher as ExportFolderWatcher,
-)
-from drivers.xrd_watcher import (
-    ScanAnalysis as ScanAnalysis,
-)
-from drivers.xrd_watcher import (
-    ScanFit as ScanFit,
-)
-from drivers.xrd_watcher import (
-    ScanPattern as ScanPattern,
-)
-from drivers.xrd_watcher import (
-    UnreadableFile as UnreadableFile,
-)
-from drivers.xrd_watcher import (
-    XrdScan as XrdScan,
-)
+from drivers.xrd.watcher import UnreadableFile, XrdScan
 
 
 class ArraySignal(Signal):

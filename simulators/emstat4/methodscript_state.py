@@ -1,12 +1,12 @@
 """The MethodSCRIPT interpreter's state: variables, arrays and their types, the script clock, waits
-(the base of :class:`simulators.methodscript.Interpreter`)."""
+(the base of :class:`simulators.emstat4.methodscript.Interpreter`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from simulators.methodscript_spec import (
+from simulators.emstat4.methodscript_spec import (
     _OPS,
     STATUS_OVERLOAD,
     Program,

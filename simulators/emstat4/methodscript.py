@@ -20,9 +20,9 @@ MethodSCRIPT that need hardware the simulated EmStat4 lacks (GPIO, files, I2C, d
 multiplexer, RTC...) are listed in :data:`DEVICE_SPECIFIC` and refused at parse time with
 ``!001B`` ("not supported by the current device").
 
-The language is declared in :mod:`simulators.methodscript_spec`, parsed by
-:mod:`simulators.methodscript_parse`; the interpreter's state, measurement loops and simple
-commands are :mod:`simulators.methodscript_state`, ``_techniques`` and ``_commands``. This
+The language is declared in :mod:`simulators.emstat4.methodscript_spec`, parsed by
+:mod:`simulators.emstat4.methodscript_parse`; the interpreter's state, measurement loops and simple
+commands are :mod:`simulators.emstat4.methodscript_state`, ``_techniques`` and ``_commands``. This
 module re-exports their public names. None of them imports from ``drivers``: they parse the
 bytes themselves.
 """
@@ -32,9 +32,9 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
-from simulators.methodscript_commands import _Commands
-from simulators.methodscript_parse import parse  # noqa: F401  (re-exported)
-from simulators.methodscript_spec import (  # noqa: F401  (re-exported: the language is declared there)
+from simulators.emstat4.methodscript_commands import _Commands
+from simulators.emstat4.methodscript_parse import parse  # noqa: F401  (re-exported)
+from simulators.emstat4.methodscript_spec import (  # noqa: F401  (re-exported: the language is declared there)
     BLOCK_COMMANDS,
     COMMANDS,
     CURRENT_RANGES,
@@ -60,8 +60,8 @@ from simulators.methodscript_spec import (  # noqa: F401  (re-exported: the lang
     parse_literal,
     to_int,
 )
-from simulators.methodscript_state import SPIN_CHECKPOINT, _Abort, _Break
-from simulators.methodscript_techniques import _Techniques
+from simulators.emstat4.methodscript_state import SPIN_CHECKPOINT, _Abort, _Break
+from simulators.emstat4.methodscript_techniques import _Techniques
 
 
 class Interpreter(_Techniques, _Commands):

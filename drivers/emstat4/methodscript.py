@@ -18,7 +18,7 @@ evaluated ON the instrument (``if ... breakloop ... endif`` inside the measureme
 which integrates the step's capacity itself (``q += I * dt / (3.6 * mass)`` every sample)
 and sends one package per record interval plus one at every cut-off.
 
-The wire format (literals, packages, error replies) is :mod:`drivers.methodscript_format`,
+The wire format (literals, packages, error replies) is :mod:`drivers.emstat4.format`,
 re-exported here; this module is the compiler.
 """
 
@@ -28,37 +28,37 @@ import math
 import zlib
 from dataclasses import dataclass
 
-from drivers.methodscript_format import (
+from drivers.emstat4.format import (
     ERROR_CODES as ERROR_CODES,
 )
-from drivers.methodscript_format import (
+from drivers.emstat4.format import (
     SI_PREFIX as SI_PREFIX,
 )
-from drivers.methodscript_format import (
+from drivers.emstat4.format import (
     STATUS_FLAGS as STATUS_FLAGS,
 )
-from drivers.methodscript_format import (
+from drivers.emstat4.format import (
     ErrorReply as ErrorReply,
 )
-from drivers.methodscript_format import (
+from drivers.emstat4.format import (
     Variable as Variable,
 )
-from drivers.methodscript_format import (
+from drivers.emstat4.format import (
     decode_value as decode_value,
 )
-from drivers.methodscript_format import (
+from drivers.emstat4.format import (
     error_meaning as error_meaning,
 )
-from drivers.methodscript_format import (
+from drivers.emstat4.format import (
     format_int as format_int,
 )
-from drivers.methodscript_format import (
+from drivers.emstat4.format import (
     format_literal as format_literal,
 )
-from drivers.methodscript_format import (
+from drivers.emstat4.format import (
     parse_error as parse_error,
 )
-from drivers.methodscript_format import (
+from drivers.emstat4.format import (
     parse_package as parse_package,
 )
 from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Cutoffs, Loop, Rest, Sweep

@@ -10,7 +10,7 @@ Command table (one ``\\n``-terminated line each; the instrument echoes the first
 ``Z``       abort the running script (reply ``Z``; ``Z!0006`` when nothing runs)
 ==========  ==========================================================================
 
-Every step runs as ONE script on the instrument (see :func:`drivers.methodscript.compile_step`):
+Every step runs as ONE script on the instrument (see :func:`drivers.emstat4.methodscript.compile_step`):
 the cut-offs are evaluated there at the instrument's sampling interval, the instrument
 integrates the step's capacity itself, and ``on_finished:`` switches the cell off whether the
 script ends, hits a cut-off or is aborted. The host only reads the stream:
@@ -30,12 +30,11 @@ skip points already stored and to count any that were lost.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
 
 from drivers.base import Point, StepProgress
 from drivers.clock import Clock
-from drivers.lab_config import InstrumentConfig, Interval
-from drivers.methodscript import (
+from drivers.emstat4.config import EmStat4Config
+from drivers.emstat4.methodscript import (
     CUT_PREFIX,
     IDENT_PREFIX,
     CompiledStep,
@@ -44,7 +43,7 @@ from drivers.methodscript import (
     parse_error,
     parse_package,
 )
-from drivers.registry import InstrumentModel, open_transport
+from drivers.registry import open_transport
 from drivers.techniques import GITT, ConstantCurrent, ConstantVoltage, Loop, Rest, Sweep
 from drivers.transport import ByteEndpoint, InstrumentError, Transport
 
@@ -293,7 +292,7 @@ class EmStat4Driver:
 
     def set_cell_limits(self, voltage_min_V: float, voltage_max_V: float) -> None:
         """The cell's safety limits: every script checks its potentials against the model's
-        range (:class:`drivers.methodscript.Limits`); the channel device watches these."""
+        range (:class:`drivers.emstat4.methodscript.Limits`); the channel device watches these."""
         if not voltage_min_V < voltage_max_V:
             raise ValueError(f"{self.name}: voltage_min_V must be below voltage_max_V")
         self.voltage_min_V, self.voltage_max_V = voltage_min_V, voltage_max_V
@@ -463,17 +462,9 @@ class EmStat4Driver:
         raise InstrumentError(self.name, error.describe(), "i")
 
 
-# ----------------------------------------------------------------------------- lab-file model
-class EmStat4Config(InstrumentConfig):
-    """``[instruments.NAME]`` of a PalmSens EmStat4 (a serial port or pyserial URL)."""
-
-    default_baudrate: ClassVar[int] = 921600
-    driver: Literal["emstat4"]
-    model: Literal["HR", "LR"] = "HR"
-    sample_interval: Interval = 1.0
-
-
-def _open(name: str, config: EmStat4Config, clock: Clock, endpoint: ByteEndpoint | None) -> EmStat4Driver:
+def open_driver(name: str, config: EmStat4Config, clock: Clock, endpoint: ByteEndpoint | None) -> EmStat4Driver:
+    """The driver of a lab file's EmStat4 (not yet connected): ``endpoint`` is the in-process
+    simulator (``resource = "sim"``), else None (open ``config.resource``)."""
     return EmStat4Driver(
         open_transport(name, config, endpoint),
         clock,
@@ -482,6 +473,3 @@ def _open(name: str, config: EmStat4Config, clock: Clock, endpoint: ByteEndpoint
         model=config.model,
         sample_interval_s=config.sample_interval,
     )
-
-
-MODEL = InstrumentModel("emstat4", "potentiostat", EmStat4Config, _open, "PalmSens EmStat4 (MethodSCRIPT)")

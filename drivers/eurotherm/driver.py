@@ -1,22 +1,22 @@
-"""Eurotherm 2400/3200 temperature controller over Modbus RTU, and the ophyd ``Oven`` device.
+"""Eurotherm 2400/3200 temperature controller over Modbus RTU (the driver under the ``Oven`` device).
 
 Wire protocol: Modbus RTU through :mod:`minimalmodbus` (function 3 to read, 16 to write).
 Parameters are scaled integers matching the display's decimals (77.2 C is held as 772, signed
 16-bit); with ``float_registers=True`` the driver uses the full-resolution IEEE floats at
 ``0x8000 + 2 * register`` (two registers, high word first) instead.
 
-The register table (:data:`REGISTERS`, in :mod:`drivers.eurotherm_registers`) reads like the manual's parameter list; every write is
-checked against it first and an out-of-range value raises :class:`ValueError` (nothing is
-clamped). Connections:
+The register table (:data:`~drivers.eurotherm.registers.REGISTERS`) reads like the manual's
+parameter list; every write is checked against it first and an out-of-range value raises
+:class:`ValueError` (nothing is clamped). Connections:
 
 * :meth:`EurothermDriver.from_url` - a pyserial port or URL (``/dev/ttyUSB0``, ``COM3``,
   ``socket://127.0.0.1:PORT`` for a simulator or a terminal server);
 * :meth:`EurothermDriver.in_process` - a simulated controller's byte endpoint
-  (``receive``/``take_output``) through :class:`~drivers.sim_serial_port.SimSerialPort`: no
-  sockets, no waiting.
+  (``receive``/``take_output``) through
+  :class:`~drivers.eurotherm.sim_serial_port.SimSerialPort`: no sockets, no waiting.
 
-:class:`~drivers.oven.Oven` (re-exported here) is the ophyd device: ``set(T_C)`` returns a Status that finishes once the
-process value has stayed within ``tolerance_C`` of the target for ``settle_time_s``, found by
+:class:`drivers.oven.Oven` is the ophyd device: ``set(T_C)`` returns a Status that finishes once
+the process value has stayed within ``tolerance_C`` of the target for ``settle_time_s``, found by
 polling on the shared clock (``clock.call_later``; no sleeps, no threads of its own). An
 over-temperature limit puts the heater in its safe state and fails the Status.
 """
@@ -28,43 +28,15 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import minimalmodbus
 import serial
-from pydantic import Field
 
 from drivers.clock import Clock
-from drivers.eurotherm_registers import (
-    AUTO as AUTO,
-)
-from drivers.eurotherm_registers import (
-    FLOAT_BASE as FLOAT_BASE,
-)
-from drivers.eurotherm_registers import (
-    LOCAL as LOCAL,
-)
-from drivers.eurotherm_registers import (
-    MANUAL as MANUAL,
-)
-from drivers.eurotherm_registers import (
-    REGISTERS as REGISTERS,
-)
-from drivers.eurotherm_registers import (
-    REMOTE as REMOTE,
-)
-from drivers.eurotherm_registers import (
-    Register as Register,
-)
-from drivers.lab_config import OvenConfig
-from drivers.oven import (
-    Oven as Oven,
-)
-from drivers.oven import (
-    OverTemperatureError as OverTemperatureError,
-)
-from drivers.registry import InstrumentModel
-from drivers.sim_serial_port import SimSerialPort as SimSerialPort
+from drivers.eurotherm.config import EurothermConfig
+from drivers.eurotherm.registers import AUTO, LOCAL, MANUAL, REGISTERS, REMOTE, Register
+from drivers.eurotherm.sim_serial_port import SimSerialPort
 from drivers.transport import ByteEndpoint, InstrumentError, InstrumentTimeout
 
 #: Longest block read :meth:`EurothermDriver.read_many` makes (registers).
@@ -392,24 +364,12 @@ class EurothermDriver:
                 port.close()
 
 
-# ----------------------------------------------------------------------------- lab-file model
-class EurothermConfig(OvenConfig):
-    """``[instruments.NAME]`` of an oven under a Eurotherm 2400/3200 (Modbus RTU on a serial
-    port or pyserial URL)."""
-
-    default_baudrate: ClassVar[int] = 19200
-    driver: Literal["eurotherm"]
-    address: int = Field(default=1, ge=1, le=247, description="Modbus slave address")
-    series: Literal["2400", "3200"] = "2400"
-
-
-def _open(name: str, config: EurothermConfig, clock: Clock, endpoint: ByteEndpoint | None) -> EurothermDriver:
+def open_driver(name: str, config: EurothermConfig, clock: Clock, endpoint: ByteEndpoint | None) -> EurothermDriver:
+    """The driver of a lab file's Eurotherm (not yet connected): ``endpoint`` is the in-process
+    simulator (``resource = "sim"``), else None (open ``config.resource``)."""
     options: dict[str, Any] = {"address": config.address, "series": config.series, "name": name}
     if endpoint is not None:
         return EurothermDriver.in_process(endpoint, **options)
     return EurothermDriver.from_url(
         config.resource, baudrate=config.serial_baudrate, timeout_s=config.timeout, **options
     )
-
-
-MODEL = InstrumentModel("eurotherm", "oven", EurothermConfig, _open, "Eurotherm 2400/3200 oven controller")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from simulators.methodscript import (
+from simulators.emstat4.methodscript import (
     CURRENT_RANGES,
     GALVANOSTAT_MODE,
     MAX_POTENTIAL_V,

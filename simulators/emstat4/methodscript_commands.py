@@ -9,12 +9,19 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from simulators.methodscript_spec import _FIELD, Cmd, ScriptError, format_number, split_element, to_int
-from simulators.methodscript_state import _Abort, _Break, _State
+from simulators.emstat4.methodscript_spec import (
+    _FIELD,
+    Cmd,
+    ScriptError,
+    format_number,
+    split_element,
+    to_int,
+)
+from simulators.emstat4.methodscript_state import _Abort, _Break, _State
 
 
 class _Commands(_State):
-    """Simple commands of :class:`simulators.methodscript.Interpreter`."""
+    """Simple commands of :class:`simulators.emstat4.methodscript.Interpreter`."""
 
     _handler_map: dict[str, Callable[[list[str], int], None]]
 
