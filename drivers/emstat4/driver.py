@@ -462,7 +462,9 @@ class EmStat4Driver:
         raise InstrumentError(self.name, error.describe(), "i")
 
 
-def open_driver(name: str, config: EmStat4Config, clock: Clock, endpoint: ByteEndpoint | None) -> EmStat4Driver:
+def open_driver(
+    name: str, config: EmStat4Config, clock: Clock, endpoint: ByteEndpoint | None
+) -> EmStat4Driver:
     """The driver of a lab file's EmStat4 (not yet connected): ``endpoint`` is the in-process
     simulator (``resource = "sim"``), else None (open ``config.resource``)."""
     return EmStat4Driver(

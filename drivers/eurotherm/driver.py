@@ -364,7 +364,9 @@ class EurothermDriver:
                 port.close()
 
 
-def open_driver(name: str, config: EurothermConfig, clock: Clock, endpoint: ByteEndpoint | None) -> EurothermDriver:
+def open_driver(
+    name: str, config: EurothermConfig, clock: Clock, endpoint: ByteEndpoint | None
+) -> EurothermDriver:
     """The driver of a lab file's Eurotherm (not yet connected): ``endpoint`` is the in-process
     simulator (``resource = "sim"``), else None (open ``config.resource``)."""
     options: dict[str, Any] = {"address": config.address, "series": config.series, "name": name}
