@@ -10,19 +10,11 @@ registers its own factory the same way.
 
 from __future__ import annotations
 
-from typing import Any
-
 from drivers.registry import register_simulator
-from simulators import emstat4, eurotherm
-from simulators.keithley2450 import SimulatedKeithley2450
-
-
-def keithley2450(sim: Any, name: str, config: Any, index: int) -> SimulatedKeithley2450:
-    return SimulatedKeithley2450(sim.cell_for(name, index), sim.clock, serial=f"SIM{index:05d}")
-
+from simulators import emstat4, eurotherm, keithley2450
 
 for _driver, _factory in (
-    ("keithley2450", keithley2450),
+    ("keithley2450", keithley2450.make_simulator),
     ("emstat4", emstat4.make_simulator),
     ("eurotherm", eurotherm.make_simulator),
 ):

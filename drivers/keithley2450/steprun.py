@@ -1,4 +1,4 @@
-"""A step run host-side on a Keithley 2450: its segments (:mod:`drivers.keithley2450_segments`)
+"""A step run host-side on a Keithley 2450: its segments (:mod:`drivers.keithley2450.segments`)
 one after another on the shared clock, each read from the instrument's reading buffer."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from drivers.base import Point, StepProgress
-from drivers.keithley2450_segments import Segment, SegmentContext
+from drivers.keithley2450.segments import Segment, SegmentContext
 
 
 class HostStepRun:

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from simulators.keithley2450_model import _Template
-from simulators.keithley2450_panel import MAX_LOOP_COUNT, _Panel
+from simulators.keithley2450.model import _Template
+from simulators.keithley2450.panel import MAX_LOOP_COUNT, _Panel
 from simulators.scpi import (
     DATA_TYPE,
     ILLEGAL_PARAMETER,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from simulators.keithley2450_model import (
+from simulators.keithley2450.model import (
     FILTER_TYPES,
     SENSE_FUNCTIONS,
     SOURCE_FUNCTIONS,
@@ -16,7 +16,7 @@ from simulators.keithley2450_model import (
     _mean,
     _stddev,
 )
-from simulators.keithley2450_trigger import _Trigger
+from simulators.keithley2450.trigger import _Trigger
 from simulators.scpi import no_params, parse_bool, parse_choice, parse_number
 
 Parse = Callable[[list[str]], Any]

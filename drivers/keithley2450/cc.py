@@ -1,6 +1,6 @@
 """Constant current on a Keithley 2450, ended by the instrument at its voltage limit.
 
-The trigger model (:meth:`drivers.keithley2450_scpi.Keithley2450.start_logging`) takes a
+The trigger model (:meth:`drivers.keithley2450.scpi.Keithley2450.start_logging`) takes a
 reading at once and then runs these blocks, so that the instrument itself ends the step at its
 cut-off (or the cell's limit) whether or not a host is polling::
 
@@ -38,8 +38,8 @@ import math
 from dataclasses import dataclass, field
 
 from drivers.base import SafetyLimitError
-from drivers.keithley2450_scpi import BUFFER
-from drivers.keithley2450_segments import BATCH_S, Segment, _mAh_g
+from drivers.keithley2450.scpi import BUFFER
+from drivers.keithley2450.segments import BATCH_S, Segment, _mAh_g
 
 #: Readings closer than this to the limit are read every fine interval.
 NEAR_V = 0.05

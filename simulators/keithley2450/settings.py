@@ -3,8 +3,8 @@ registers, the error queue, system, output, source and sense settings."""
 
 from __future__ import annotations
 
-from simulators.keithley2450_buffers import _Buffers
-from simulators.keithley2450_model import (
+from simulators.keithley2450.buffers import _Buffers
+from simulators.keithley2450.model import (
     AUTORANGE_LIMITS,
     EAV,
     ESB,

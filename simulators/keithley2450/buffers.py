@@ -9,7 +9,7 @@ import struct
 import time as _time
 from typing import Any
 
-from simulators.keithley2450_model import (
+from simulators.keithley2450.model import (
     BUFFER_ELEMENTS,
     MAX_BUFFER_POINTS,
     NUMERIC_ELEMENTS,
@@ -21,7 +21,7 @@ from simulators.keithley2450_model import (
     _e,
     _Reading,
 )
-from simulators.keithley2450_physics import _Physics
+from simulators.keithley2450.physics import _Physics
 from simulators.scpi import (
     DATA_OUT_OF_RANGE,
     ILLEGAL_PARAMETER,

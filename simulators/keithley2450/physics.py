@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from simulators.keithley2450_model import (
+from simulators.keithley2450.model import (
     OVERFLOW,
     RANGES,
     VOLTAGE_RANGES_V,

@@ -1,7 +1,7 @@
 """Front panel and trigger-model templates of the simulated Keithley 2450 (Model 2450 Reference
 Manual, DISPlay and TRIGger subsystems): what a user script sends to show text or dim the
 screen is stored and read back; a linear sweep loads a trigger model that ``INITiate`` runs (the
-other trigger-model commands are :mod:`simulators.keithley2450_trigger`). Nothing here changes the
+other trigger-model commands are :mod:`simulators.keithley2450.trigger`). Nothing here changes the
 physics."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from simulators.keithley2450_model import SENSE_FUNCTIONS, SOURCE_FUNCTIONS, _Template
-from simulators.keithley2450_settings import _Settings
+from simulators.keithley2450.model import SENSE_FUNCTIONS, SOURCE_FUNCTIONS, _Template
+from simulators.keithley2450.settings import _Settings
 from simulators.scpi import (
     DATA_TYPE,
     ILLEGAL_PARAMETER,

@@ -1,8 +1,8 @@
 """Techniques run host-side on a Keithley 2450: :class:`Segment` (what every segment shares: the
 trigger model that keeps its readings in the instrument's buffer, reading that buffer, polling
 when the instrument takes each reading), and the rest, constant-voltage and sweep segments; the
-constant current is :mod:`drivers.keithley2450_cc`, :class:`HostStepRun` running segments one
-after another :mod:`drivers.keithley2450_steprun` (see :mod:`drivers.keithley2450`)."""
+constant current is :mod:`drivers.keithley2450.cc`, :class:`HostStepRun` running segments one
+after another :mod:`drivers.keithley2450.steprun` (see :mod:`drivers.keithley2450`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from drivers.base import Point
 from drivers.clock import Clock
-from drivers.keithley2450_scpi import BUFFER_POINTS, Keithley2450
+from drivers.keithley2450.scpi import BUFFER_POINTS, Keithley2450
 from drivers.techniques import (
     Sweep,
 )

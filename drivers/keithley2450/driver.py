@@ -8,7 +8,7 @@ every sampling interval (host or no host) and the host reads the buffer, so a ho
 comes back finds every reading taken meanwhile. Readings fall exactly on cut-offs that can be
 predicted (time, and capacity at constant current). A constant current's voltage cut-off is met
 by the instrument: limit branches of its trigger model end the step at the first reading past
-it, output off, reading every poll interval near it (:mod:`drivers.keithley2450_cc`), so it is
+it, output off, reading every poll interval near it (:mod:`drivers.keithley2450.cc`), so it is
 met within one poll interval, with or without a host, and never held.
 
 The instrument itself keeps the cell inside its voltage cut-off and its limits
@@ -34,31 +34,30 @@ Open circuit is sourcing 0 A with the output on (the voltage is still measured);
 is output off with the output-off mode ``HIMP`` (relay open), never the factory ``NORM`` mode,
 which connects a 0 V source and slowly discharges a battery.
 
-The SCPI command table is :mod:`drivers.keithley2450_scpi`; the host-side segments are
-:mod:`drivers.keithley2450_cc` (constant current) and :mod:`drivers.keithley2450_segments` (rest,
+The SCPI command table is :mod:`drivers.keithley2450.scpi`; the host-side segments are
+:mod:`drivers.keithley2450.cc` (constant current) and :mod:`drivers.keithley2450.segments` (rest,
 constant voltage, sweep, and what they share), and
-:class:`HostStepRun`, which runs them one after another, :mod:`drivers.keithley2450_steprun`.
+:class:`HostStepRun`, which runs them one after another, :mod:`drivers.keithley2450.steprun`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 from drivers.base import StepProgress
 from drivers.clock import Clock
-from drivers.keithley2450_cc import CcSegment
-from drivers.keithley2450_scpi import Keithley2450 as Keithley2450
-from drivers.keithley2450_segments import (
+from drivers.keithley2450.cc import CcSegment
+from drivers.keithley2450.config import Keithley2450Config
+from drivers.keithley2450.scpi import Keithley2450 as Keithley2450
+from drivers.keithley2450.segments import (
     CvSegment,
     RestSegment,
     Segment,
     SegmentContext,
     SweepSegment,
 )
-from drivers.keithley2450_steprun import HostStepRun as HostStepRun
-from drivers.lab_config import InstrumentConfig, Volts
-from drivers.registry import InstrumentModel, open_transport
+from drivers.keithley2450.steprun import HostStepRun as HostStepRun
+from drivers.registry import open_transport
 from drivers.techniques import (
     GITT,
     ConstantCurrent,
@@ -306,15 +305,7 @@ class Keithley2450Potentiostat:
             self.instrument.transport.close()
 
 
-# ----------------------------------------------------------------------------- lab-file model
-class Keithley2450Config(InstrumentConfig):
-    """``[instruments.NAME]`` of a Keithley 2450 (a VISA resource: USB, GPIB, TCPIP)."""
-
-    driver: Literal["keithley2450"]
-    compliance: Volts = 5.0
-
-
-def _open(
+def open_driver(
     name: str, config: Keithley2450Config, clock: Clock, endpoint: ByteEndpoint | None
 ) -> Keithley2450Potentiostat:
     transport = open_transport(name, config, endpoint)
@@ -325,7 +316,3 @@ def _open(
         compliance_V=config.compliance,
     )
 
-
-MODEL = InstrumentModel(
-    "keithley2450", "potentiostat", Keithley2450Config, _open, "Keithley 2450 SourceMeter"
-)

@@ -35,12 +35,12 @@ opens the relay (the cell rests); ``NORM`` connects 0 V behind a limit of 0.5 % 
 current range and ``ZERO`` 0 V behind its full scale, both of which discharge a battery, as on
 the real instrument; ``GUAR`` sources 0 A.
 
-The parts, one idea each: :mod:`simulators.keithley2450_model` (ranges, settings, readings and
-buffers as data), :mod:`~simulators.keithley2450_physics` (the output on the cell and what a
-measurement reads), :mod:`~simulators.keithley2450_buffers` (readings, elements, formats),
-:mod:`~simulators.keithley2450_settings` (common commands, status, source and sense settings),
-:mod:`~simulators.keithley2450_panel` (display, trigger-model templates and sweeps) and
-:mod:`~simulators.keithley2450_commands` (the command table); this module holds the connections
+The parts, one idea each: :mod:`simulators.keithley2450.model` (ranges, settings, readings and
+buffers as data), :mod:`~simulators.keithley2450.physics` (the output on the cell and what a
+measurement reads), :mod:`~simulators.keithley2450.buffers` (readings, elements, formats),
+:mod:`~simulators.keithley2450.settings` (common commands, status, source and sense settings),
+:mod:`~simulators.keithley2450.panel` (display, trigger-model templates and sweeps) and
+:mod:`~simulators.keithley2450.commands` (the command table); this module holds the connections
 and the instrument that joins them.
 """
 
@@ -49,8 +49,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from simulators.keithley2450_commands import _Commands
-from simulators.keithley2450_model import (
+from simulators.keithley2450.commands import _Commands
+from simulators.keithley2450.model import (
     CME,
     DDE,
     ERROR_QUEUE_SIZE,
