@@ -93,7 +93,23 @@ def test_page_follows_a_running_campaign_and_shows_a_safety_fault(tmp_path: Path
     )  # fmt: skip
     assert writer.stdin is not None and writer.stdout is not None
     seen: dict[str, list[int]] = defaultdict(list)
-    faulted = None
+    faulted: str | None = None
+    alarm_checked = False
+
+    def fault_recorded(cell_id: str) -> bool:
+        """The orchestrator has closed the cell's run as failed (the fault is on disk)."""
+        return any(r["cell"] == cell_id and r["exit_status"] == "fail" for r in list_journal_runs(data))
+
+    def check_alarm(page: Any, cell_id: str) -> None:
+        polls_at_fault = _polls(page)
+        alarm = f".alarm[data-level='safety'][data-cell$=':{cell_id}']"
+        _wait("the safety alarm on the page", lambda: page.query_selector(alarm) is not None)
+        # the page numbers its polls: poll polls_at_fault + 1 may have read the data before the
+        # fault was seen on disk; the one after it began later and must show the alarm
+        assert int(page.get_attribute(alarm, "data-first-poll")) <= polls_at_fault + 2
+        assert "safety limits" in page.inner_text(alarm)
+        assert page.get_attribute(f".cell[data-cell-id$=':{cell_id}']", "data-status") == "failed"
+
     try:
 
         def up() -> bool:
@@ -123,24 +139,21 @@ def test_page_follows_a_running_campaign_and_shows_a_safety_fault(tmp_path: Path
                 for cell, n in _page_points(page).items():
                     if not seen[cell] or seen[cell][-1] != n:
                         seen[cell].append(n)
+                if faulted is not None and not alarm_checked and fault_recorded(faulted):
+                    check_alarm(page, faulted)  # the campaign is paused: the fault is on disk
+                    alarm_checked = True
                 if faulted is None and event["steps_done"] == 2:  # mounted and charged: fault it in its rest
-                    faulted = cell_id = event["cell"]
+                    faulted = event["cell"]
+                    # the cell's next point (at its next poll) is a safety fault; other cells may finish
+                    # a step first, so the alarm is checked at the first stop where the fault is on disk
                     writer.stdin.write("fault\n")
-                    writer.stdin.flush()
-                    # the fault is on disk once the orchestrator has closed the cell's run as failed
-                    _wait("the orchestrator to record the fault", lambda cell_id=cell_id: any(
-                        r["cell"] == cell_id and r["exit_status"] == "fail" for r in list_journal_runs(data)))  # fmt: skip
-                    polls_at_fault = _polls(page)
-                    alarm = f".alarm[data-level='safety'][data-cell$=':{faulted}']"
-                    _wait("the safety alarm on the page", lambda: page.query_selector(alarm) is not None)  # noqa: B023
-                    # the page numbers its polls: poll polls_at_fault + 1 may have read the data before the
-                    # fault was on disk; the one after it began later and must show the alarm
-                    assert int(page.get_attribute(alarm, "data-first-poll")) <= polls_at_fault + 2
-                    assert "safety limits" in page.inner_text(alarm)
-                    assert page.get_attribute(f".cell[data-cell-id$=':{faulted}']", "data-status") == "failed"
                 else:
                     writer.stdin.write("go\n")
-                    writer.stdin.flush()
+                writer.stdin.flush()
+            if faulted is not None and not alarm_checked:
+                _wait("the orchestrator to record the fault", lambda: fault_recorded(faulted))
+                check_alarm(page, faulted)
+                alarm_checked = True
             # after the campaign: the Gantt shows every cell, planned and ran
             final = _journal_points(data)
             _wait("the final points", lambda: all(_page_points(page).get(c) == n for c, n in final.items()))
