@@ -66,7 +66,7 @@ class CcSegment(Segment):
     duration_s: float | None = None
     # the trigger model's branches as the host follows them (reset when the model starts)
     _fine_left: int = 0  # fine readings still to come before the next decision
-    _previous: dict[int, float] = field(default_factory=dict)  # last reading of measure blocks 2, 8
+    _previous: dict[int, float] = field(default_factory=dict)  # last reading of measure block 2
     _pace_V: float | None = None  # how far the voltage moved in the last record interval
 
     @property
