@@ -5,6 +5,8 @@ valid reply costs nothing while the instrument logs.
 The simulator runs the same ``TRIGger:BLOCk:BRANch:LIMit:CONStant`` and ``...:DELTa`` blocks the
 driver sends; a charge and a discharge left alone by a dead host end at the cut-off with the
 output off (no hold at the cut-off), and the host that comes back ends the step at that reading.
+A time or a capacity cut-off is ended on the instrument too (a ``...:BRANch:COUNter`` of record
+intervals), at the reading that falls on it.
 """
 
 from __future__ import annotations
@@ -175,3 +177,37 @@ def test_a_host_that_died_after_storing_the_cut_off_reading_ends_the_step_on_re_
         step, 0.007, StepProgress(1, points[0].time_s, len(points), points[-1], points[0].time_s)
     )
     assert run2.poll() == ([], True) and run2.end_reason == "voltage"  # nothing new, nothing doubled
+
+
+# --- time and capacity cut-offs: a counter branch ends them on the instrument -----------------
+
+
+@pytest.mark.parametrize(
+    "cutoffs", [Cutoffs(capacity_mAh_g=100), Cutoffs(duration_s=5 * 3600)], ids=["capacity", "time"]
+)
+def test_a_time_or_capacity_limited_current_left_alone_stops_at_its_cut_off_on_the_instrument(
+    cutoffs,
+) -> None:
+    step = ConstantCurrent(20, cutoffs, record_interval_s=60)  # 100 mAh/g at 20 mA/g: 5 h
+    clock = SimClock()
+    sim = _sim(clock)
+    host = _host(sim, "a", clock)
+    host.initialise()
+    run = host.start_step(step, 0.007, 0)
+    before = _poll(clock, run, clock.now() + 600)  # ten minutes, then the host dies
+    clock.set_time(clock.now() + 40 * 3600)  # nobody polls for 40 h
+    sim.tick()
+    assert not sim.output_on and sim.trigger_state == "IDLE"  # the instrument ended the step
+    buffer = sim.buffers["defbuffer1"].readings
+    charged_mAh_g = 20 * (buffer[-1].time_s - buffer[0].time_s) / 3600
+    assert charged_mAh_g == pytest.approx(100, abs=20 * 60 / 3600)  # within one reading
+    assert buffer[-1].value < 4.6  # nowhere near the cell's limit: it stopped on the count
+    host2 = _host(sim, "b", clock)
+    host2.initialise(reset=False)
+    run2 = host2.reattach(
+        step, 0.007, StepProgress(0, before[0].time_s, len(before), before[-1], before[0].time_s)
+    )
+    after = _poll(clock, run2)
+    assert run2.end_reason == ("capacity" if cutoffs.capacity_mAh_g else "time")
+    assert after[-1].time_s - before[0].time_s == pytest.approx(5 * 3600)  # the last reading on it
+    assert after[-1].capacity_mAh_g == pytest.approx(100)

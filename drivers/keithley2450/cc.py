@@ -1,30 +1,34 @@
-"""Constant current on a Keithley 2450, ended by the instrument at its voltage limit.
+"""Constant current on a Keithley 2450, ended by the instrument at its cut-off.
 
 The trigger model (:meth:`drivers.keithley2450.scpi.Keithley2450.start_logging`) takes a
 reading at once and then runs these blocks, so that the instrument itself ends the step at its
-cut-off (or the cell's limit) whether or not a host is polling::
+cut-off (voltage, time or capacity) or the cell's limit, whether or not a host is polling::
 
     2  MEASure                the record-interval reading
-    3  BRANch:LIMit:CONStant  it met the limit             -> 16 (output off: the step is over)
-    4  BRANch:LIMit:CONStant  it is near the limit         -> 7 (one record interval of fine readings)
-    5  BRANch:DELTa           it moved less than DELTA_V since the one before -> 14 (coarse)
-    6  NOP                    (it moves fast: on to the fine readings)
-    7  DELay:CONStant fine interval;  8  MEASure  the fine reading
-    9  BRANch:LIMit:CONStant  it met the limit             -> 16
-    10 BRANch:COUNter         n fine readings a record interval -> 7
-    11 BRANch:LIMit:CONStant  still near                   -> 7 (another record interval of them)
-    12 BRANch:DELTa           it moved less than DELTA_V scaled to the fine interval -> 14
-    13 BRANch:ALWays 7        (still fast)
-    14 DELay:CONStant record interval;  15  BRANch:ALWays 2
-    16 SOURce:STATe OFF       (the relay opens: output-off mode HIMP)
+    3  BRANch:LIMit:CONStant  it met the limit             -> 17 (output off: the step is over)
+    4  BRANch:COUNter         N+1 readings of block 2     -> 6 (on; the (N+1)th falls through)
+    5  BRANch:ALWays 17       the reading on the time or capacity cut-off: the step is over
+    6  BRANch:LIMit:CONStant  it is near the limit         -> 9 (one record interval of fine readings)
+    7  BRANch:DELTa           it moved less than DELTA_V since the one before -> 15 (coarse)
+    8  NOP                    (it moves fast: on to the fine readings)
+    9  DELay:CONStant fine interval;  10  MEASure  a fine reading
+    11 BRANch:LIMit:CONStant  it met the limit             -> 17
+    12 BRANch:COUNter         n-1 fine readings a record interval -> 9
+    13 DELay:CONStant fine interval;  14  BRANch:ALWays 2  (the next record-interval reading)
+    15 DELay:CONStant record interval;  16  BRANch:ALWays 2
+    17 SOURce:STATe OFF       (the relay opens: output-off mode HIMP)
 
 Far from the limit the instrument reads at the record interval (few readings to store and
-read); near it, or while the voltage moves fast, every fine interval (the poll interval, cut to
-divide the record interval), a record interval's worth at a time, so that a reading still falls
-on every record interval from the first one (a duration or a capacity at constant current ends
-exactly on one): the cut-off is met within one poll interval, as a host polling at that
-interval would, and no hold at the cut-off follows.
-The host follows the same branches to know when each reading is due.
+read); near it, or while the voltage moved by DELTA_V or more in the last record interval, every
+fine interval (the poll interval, cut to divide the record interval), a record interval's worth
+at a time, so that a reading still falls on every record interval from the first one, always
+at block 2. A duration or a capacity at constant current ends exactly on one (the record
+interval is shortened so), the Nth after the first: the counter of block 4 ends the step there
+with the output off, so a dead host does not charge a cell past a time or capacity cut-off
+(without one, blocks 4 and 5 are NOPs). The voltage cut-off is met within one poll interval, as
+a host polling at that interval would, and no hold at the cut-off follows.
+The host follows the same branches to know when each reading is due (and ends the step itself
+at the same reading when it is there).
 
 A charge sources current with ``VLIM`` at the limit (a hardware clamp there); a discharge
 sources the floor voltage with the current limit at the discharge current (the source sinks
@@ -62,7 +66,7 @@ class CcSegment(Segment):
     duration_s: float | None = None
     # the trigger model's branches as the host follows them (reset when the model starts)
     _fine_left: int = 0  # fine readings still to come before the next decision
-    _previous: dict[int, float] = field(default_factory=dict)  # last reading of measure blocks 2, 8
+    _previous: dict[int, float] = field(default_factory=dict)  # last reading of measure block 2
     _pace_V: float | None = None  # how far the voltage moved in the last record interval
 
     @property
@@ -120,36 +124,48 @@ class CcSegment(Segment):
         """The limit branch's test (block 3)."""
         return value < self._end_at_V() if self.discharge else value > self._end_at_V()
 
-    def _delta_V(self, block: int) -> float:
-        """The delta branch's target: DELTA_V per record interval, scaled to the fine interval."""
-        return DELTA_V if block == 2 else _sent(DELTA_V * self.fine_s() / self.interval_s)
-
     def _chunk(self) -> int:
         """Fine readings per record interval."""
         return max(1, round(self.interval_s / self.fine_s()))
 
+    def _readings_to_end(self) -> int | None:
+        """Record-interval readings from the model's first to the one on a time or capacity
+        cut-off, the one the host ends the step at (the counter branch's count; a model started
+        again on re-attaching counts what is left of the segment), None without such a cut-off."""
+        span = self.span_s()
+        if span is None or span <= 0 or self.interval_s <= 0:
+            return None
+        left_s = self.t0 + span - self.t_base
+        return max(0, math.ceil((left_s - self.tol_s) / self.interval_s)) + 1
+
     def branches(self) -> list[str] | None:
         kind = "BEL" if self.discharge else "ABOV"
         end, near, fine = self._end_at_V(), self._near_V(), self.fine_s()
-        if self._chunk() == 1:  # one interval: a reading, the limit, a delay
-            return [f":TRIG:BLOC:BRAN:LIM:CONS 3, {kind}, {end:.9e}, {end:.9e}, 6, 2",
-                    f":TRIG:BLOC:DEL:CONS 4, {self.interval_s:.9e}", ":TRIG:BLOC:BRAN:ALW 5, 2",
-                    ":TRIG:BLOC:SOUR:STAT 6, OFF"]  # fmt: skip
+        count = self._readings_to_end()
+        off = 8 if self._chunk() == 1 else 17  # the block that turns the output off
+        if count is None:  # no time or capacity cut-off: nothing to count
+            counter = [":TRIG:BLOC:NOP 4", ":TRIG:BLOC:NOP 5"]
+        else:  # the record-interval reading on the time or capacity cut-off is the last one
+            counter = [f":TRIG:BLOC:BRAN:COUN 4, {count}, 6", f":TRIG:BLOC:BRAN:ALW 5, {off}"]
+        if self._chunk() == 1:  # one interval: a reading, the limits, a delay
+            return [f":TRIG:BLOC:BRAN:LIM:CONS 3, {kind}, {end:.9e}, {end:.9e}, {off}, 2", *counter,
+                    f":TRIG:BLOC:DEL:CONS 6, {self.interval_s:.9e}", ":TRIG:BLOC:BRAN:ALW 7, 2",
+                    ":TRIG:BLOC:SOUR:STAT 8, OFF"]  # fmt: skip
         return [
-            f":TRIG:BLOC:BRAN:LIM:CONS 3, {kind}, {end:.9e}, {end:.9e}, 16, 2",
-            f":TRIG:BLOC:BRAN:LIM:CONS 4, {kind}, {near:.9e}, {near:.9e}, 7, 2",
-            f":TRIG:BLOC:BRAN:DELT 5, {self._delta_V(2):.9e}, 14, 2",
-            ":TRIG:BLOC:NOP 6",
-            f":TRIG:BLOC:DEL:CONS 7, {fine:.9e}",
-            f':TRIG:BLOC:MEAS 8, "{BUFFER}", 1',
-            f":TRIG:BLOC:BRAN:LIM:CONS 9, {kind}, {end:.9e}, {end:.9e}, 16, 8",
-            f":TRIG:BLOC:BRAN:COUN 10, {self._chunk()}, 7",
-            f":TRIG:BLOC:BRAN:LIM:CONS 11, {kind}, {near:.9e}, {near:.9e}, 7, 8",
-            f":TRIG:BLOC:BRAN:DELT 12, {self._delta_V(8):.9e}, 14, 8",
-            ":TRIG:BLOC:BRAN:ALW 13, 7",
-            f":TRIG:BLOC:DEL:CONS 14, {self.interval_s:.9e}",
-            ":TRIG:BLOC:BRAN:ALW 15, 2",
-            ":TRIG:BLOC:SOUR:STAT 16, OFF",
+            f":TRIG:BLOC:BRAN:LIM:CONS 3, {kind}, {end:.9e}, {end:.9e}, 17, 2",
+            *counter,
+            f":TRIG:BLOC:BRAN:LIM:CONS 6, {kind}, {near:.9e}, {near:.9e}, 9, 2",
+            f":TRIG:BLOC:BRAN:DELT 7, {DELTA_V:.9e}, 15, 2",
+            ":TRIG:BLOC:NOP 8",
+            f":TRIG:BLOC:DEL:CONS 9, {fine:.9e}",
+            f':TRIG:BLOC:MEAS 10, "{BUFFER}", 1',
+            f":TRIG:BLOC:BRAN:LIM:CONS 11, {kind}, {end:.9e}, {end:.9e}, 17, 10",
+            f":TRIG:BLOC:BRAN:COUN 12, {self._chunk() - 1}, 9",
+            f":TRIG:BLOC:DEL:CONS 13, {fine:.9e}",
+            ":TRIG:BLOC:BRAN:ALW 14, 2",
+            f":TRIG:BLOC:DEL:CONS 15, {self.interval_s:.9e}",
+            ":TRIG:BLOC:BRAN:ALW 16, 2",
+            ":TRIG:BLOC:SOUR:STAT 17, OFF",
         ]
 
     def reset_branches(self) -> None:
@@ -159,19 +175,16 @@ class CcSegment(Segment):
         """The blocks after a reading of ``value``, as the instrument runs them."""
         if self._chunk() == 1:
             return self.interval_s
-        block = 8 if self._fine_left > 0 else 2
-        previous = self._previous.get(block)
-        self._previous[block] = value
-        if block == 2:  # how fast the voltage moves a record interval (predictive polling)
-            self._pace_V = None if previous is None else abs(value - previous)
-        if block == 8:
+        if self._fine_left > 0:  # a fine reading (block 10): a fine delay to the next one
             self._fine_left -= 1
-            if self._fine_left > 0:
-                return self.fine_s()  # the counter sends it back for the next fine reading
+            return self.fine_s()
+        previous = self._previous.get(2)  # a record-interval reading (block 2)
+        self._previous[2] = value
+        self._pace_V = None if previous is None else abs(value - previous)
         near = value < self._near_V() if self.discharge else value > self._near_V()
-        steady = previous is None or abs(previous - value) < self._delta_V(block)
+        steady = previous is None or abs(previous - value) < DELTA_V
         if near or not steady:
-            self._fine_left = self._chunk()
+            self._fine_left = self._chunk() - 1
             return self.fine_s()
         return self.interval_s
 
