@@ -22,7 +22,8 @@ _PLAN_MAX = 1000  # points planned ahead for polling-size constant-current calls
 _PLAN_MIN = 16  # ... at the least, when calls of other sizes keep interrupting the plans
 _CHUNK_S = 7200.0  # longest stretch computed in one vectorised chunk
 _CHUNK_LMCT = 0.01  # at most ~1 % of the intermediate converted by LMCT within one chunk
-_CHUNK_DRIFT_V = 5e-4  # the most LMCT may move a chunk's end potential (see _chunk)
+_CHUNK_DRIFT_V = 5e-4  # a chunk's end within this of a fill from its last state as it is (see _chunk)
+_CHUNK_MIN = 16  # ... unless it is already this short
 _CROSSING_TOL_V = 1e-10  # a cut-off crossing is found to within this voltage
 _ADVANCE_NEW = tuple.__new__  # builds an Advance without the NamedTuple's Python-level __new__
 
@@ -306,7 +307,7 @@ class ConstantCurrentCell(CellCore):
         e_b0 = solve(bs, x0, 1e-9, up)[0]  # 1e-9: the potential just as filling starts
         er0 = md.e_rest(c[0], c[1], c[4])
         act = (0, 1, 2) if up else (0, 1)
-        m = min(m, max(2 * self._chunk_ok, 16))  # start from twice the last chunk that passed
+        m = min(m, max(2 * self._chunk_ok, _CHUNK_MIN))  # start from twice the last chunk that passed
         while True:
             dq = rate * interval_s * np.arange(1, m + 1)
             eb, xn = solve_many(bs, x0, dq, up, act)
@@ -332,9 +333,9 @@ class ConstantCurrentCell(CellCore):
                 break
             x_prev = [float(h_ni[-2]), float(h_o[-2])] + ([float(xn[2][-2])] if up else [])
             drift = solve(bs, x_prev, float(dq[0]), up)[0] - float(eb[-1])
-            if abs(drift) <= _CHUNK_DRIFT_V or m <= 16:
+            if abs(drift) <= _CHUNK_DRIFT_V or m <= _CHUNK_MIN:
                 break
-            m = max(16, min(m // 2, int(m * _CHUNK_DRIFT_V / abs(drift))))
+            m = max(_CHUNK_MIN, min(m // 2, int(m * _CHUNK_DRIFT_V / abs(drift))))
         self._chunk_ok = m
         if drift and dh[-1] > 0.0:
             eb = eb + drift * (dh / dh[-1])
