@@ -8,8 +8,11 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.cli_common import (
+    DEFAULT_CHANNELS,
+    DEFAULT_OVENS,
     MAX_CHANNELS,
     MAX_OVENS,
+    OUT_DIR,
     DataDirOpt,
     JsonOpt,
     _command,
@@ -32,8 +35,15 @@ app.add_typer(campaign_app, name="campaign")
 
 CampaignArg = Annotated[str, typer.Argument(help="Campaign file, or a built-in name (e.g. temperature-24h).")]
 #: What the campaign runs on: `plan` schedules on these, `run` simulates these.
-ChannelsOpt = Annotated[int, typer.Option(help="Potentiostat channels to schedule on (simulated by `campaign run`).", min=1, max=MAX_CHANNELS)]
-OvensOpt = Annotated[int, typer.Option(help="Ovens to schedule on (simulated by `campaign run`).", min=1, max=MAX_OVENS)]
+ChannelsOpt = Annotated[
+    int,
+    typer.Option(
+        help="Potentiostat channels to schedule on (simulated by `campaign run`).", min=1, max=MAX_CHANNELS
+    ),
+]
+OvensOpt = Annotated[
+    int, typer.Option(help="Ovens to schedule on (simulated by `campaign run`).", min=1, max=MAX_OVENS)
+]
 
 
 def _load_campaign(name_or_path: str) -> Any:
@@ -50,9 +60,9 @@ def _load_campaign(name_or_path: str) -> Any:
 @_guarded
 def campaign_plan(
     campaign_file: CampaignArg,
-    channels: ChannelsOpt = 16,
-    ovens: OvensOpt = 1,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the Gantt chart.")] = Path("relaxlab-out"),
+    channels: ChannelsOpt = DEFAULT_CHANNELS,
+    ovens: OvensOpt = DEFAULT_OVENS,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the Gantt chart.")] = OUT_DIR,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a campaign's schedule (table and Gantt PNG) and its ETA before anything starts."""
@@ -87,8 +97,8 @@ def campaign_plan(
 @_guarded
 def campaign_run(
     campaign_file: CampaignArg,
-    channels: ChannelsOpt = 16,
-    ovens: OvensOpt = 1,
+    channels: ChannelsOpt = DEFAULT_CHANNELS,
+    ovens: OvensOpt = DEFAULT_OVENS,
     resume: Annotated[
         bool, typer.Option("--resume", help="Skip finished jobs of an interrupted run.")
     ] = False,
@@ -103,7 +113,7 @@ def campaign_run(
         typer.Option("--sim-clock", help="Clock file of a `relaxlab sim serve` process serving the lab."),
     ] = None,
     data_dir: DataDirOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the summary CSV.")] = Path("relaxlab-out"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the summary CSV.")] = OUT_DIR,
     as_json: JsonOpt = False,
     rerun: Annotated[
         bool, typer.Option("--rerun", help="Run a campaign that already ran again from the start.")
@@ -159,8 +169,8 @@ def campaign_run(
                 rerun=rerun,
             )  # fmt: skip
     except (RunEngineInterrupted, KeyboardInterrupt):
-        sizes = () if lab else (*(("--channels", channels) if channels != 16 else ()),
-                                *(("--ovens", ovens) if ovens != 1 else ()))  # fmt: skip
+        sizes = () if lab else (*(("--channels", channels) if channels != DEFAULT_CHANNELS else ()),
+                                *(("--ovens", ovens) if ovens != DEFAULT_OVENS else ()))  # fmt: skip
         again = _command("campaign", "run", campaign_file, *sizes, *(("--lab", lab_file) if lab_file else ()),
                          *(("--sim-clock", sim_clock) if sim_clock else ()),
                          *(("--data-dir", data_dir) if data_dir else ()), "--resume")  # fmt: skip

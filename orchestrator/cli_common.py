@@ -52,6 +52,11 @@ MAX_HOURS = 10 * 365.25 * 24
 #: Most simulated channels and ovens a campaign may ask for.
 MAX_CHANNELS = 256
 MAX_OVENS = 64
+#: What `campaign plan` schedules on and `campaign run` simulates unless told otherwise.
+DEFAULT_CHANNELS = 16
+DEFAULT_OVENS = 1
+#: Where `demo`, `run` and the campaign commands write their charts and tables unless told (--out).
+OUT_DIR = Path("relaxlab-out")
 
 
 def _os_error(exc: OSError) -> str:

@@ -13,6 +13,7 @@ import yaml
 
 from orchestrator.cli_common import (
     MAX_HOURS,
+    OUT_DIR,
     DataDirOpt,
     JsonOpt,
     _command,
@@ -28,6 +29,10 @@ from orchestrator.cli_common import (
     app,
     progress_mode,
 )
+
+#: The options `demo` and `run` share.
+PngOutOpt = Annotated[Path, typer.Option("--out", help="Folder for the PNG.")]
+TiledOpt = Annotated[bool, typer.Option(help="Also store the run in the Tiled catalog.")]
 
 
 @app.command()
@@ -49,9 +54,9 @@ def examples(as_json: JsonOpt = False) -> None:
 @_guarded
 def demo(
     as_json: JsonOpt = False,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the PNG.")] = Path("relaxlab-out"),
+    out: PngOutOpt = OUT_DIR,
     data_dir: DataDirOpt = None,
-    tiled: Annotated[bool, typer.Option(help="Also store the run in the Tiled catalog.")] = True,
+    tiled: TiledOpt = True,
     rest_h: Annotated[float, typer.Option("--rest-h", help="Open-circuit rest, hours (> 0).")] = 24.0,
 ) -> None:
     """Run the paper's relaxation protocol on the simulated lab and summarise it.
@@ -121,8 +126,8 @@ def run(
     ] = None,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
-    tiled: Annotated[bool, typer.Option(help="Also store the run in the Tiled catalog.")] = True,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the PNG.")] = Path("relaxlab-out"),
+    tiled: TiledOpt = True,
+    out: PngOutOpt = OUT_DIR,
     sim_clock: Annotated[
         Path | None,
         typer.Option(
