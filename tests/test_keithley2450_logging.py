@@ -24,6 +24,12 @@ PROGRAM = (
 )
 
 
+#: A rest of 20 s read every 10 s: two readings after the first, then the output off (holds.py).
+REST_PROGRAM = (
+    ':ABOR;:TRIG:LOAD "Empty";:TRAC:POIN 1000000, "defbuffer1";:TRIG:BLOC:BUFF:CLE 1, "defbuffer1";'
+    ':TRIG:BLOC:MEAS 2, "defbuffer1", 1;:TRIG:BLOC:DEL:CONS 3, 1.000000000e+01;:TRIG:BLOC:MEAS 4, "defbuffer1", 1;'
+    ":TRIG:BLOC:NOP 5;:TRIG:BLOC:BRAN:COUN 6, 2, 3;:TRIG:BLOC:SOUR:STAT 7, OFF;:INIT"
+)
 LATEST = ':FETC? "defbuffer1", READ, SOUR, REL;:TRAC:ACT:END? "defbuffer1"'
 
 
@@ -81,13 +87,14 @@ def test_a_short_buffer_reply_is_asked_again_not_taken_for_data() -> None:
 
 
 def test_a_step_polls_the_buffer_not_the_measurement() -> None:
-    """Start a rest of 20 s read every 10 s: configure, start the trigger model, read its first
-    reading; at the next poll, the reading the instrument took since."""
+    """Start a rest of 20 s read every 10 s: configure, start the trigger model (that ends the
+    rest, output off, at its third reading), read its first reading; at the next poll, the
+    reading the instrument took since."""
     setup = [
         (":ABOR", None), (":SOUR:FUNC CURR", None), (':SENS:FUNC "VOLT"', None), (":SOUR:CURR:VLIM 5", None),
         (":SOUR:CURR 0.000000e+00", None), (":OUTP ON", None), (":SOUR:FUNC?", "CURR"),
         (":SOUR:CURR?", "+0.000000E+00"), (":OUTP?", "1"), (":SYST:ERR?", '0,"No error"'),
-        (":TRIG:STAT?", "ABORTED;ABORTED;3"), (PROGRAM, None), (":TRIG:STAT?", "RUNNING;RUNNING;3"),
+        (":TRIG:STAT?", "ABORTED;ABORTED;3"), (REST_PROGRAM, None), (":TRIG:STAT?", "RUNNING;RUNNING;3"),
         (":SYST:ERR?", '0,"No error"'), (LATEST, "3.5,0,0;1"), (LATEST, "3.6,0,10;2"),
     ]  # fmt: skip
     clock = SimClock(start_s=1000.0)

@@ -6,9 +6,10 @@ Everything the model needs lives in this package:
   :func:`open_driver`;
 * :mod:`drivers.keithley2450.scpi` - the protocol table: each SCPI setting and query declared
   once with a strict validator (:class:`Keithley2450`);
-* :mod:`drivers.keithley2450.cc`, :mod:`drivers.keithley2450.segments` and
-  :mod:`drivers.keithley2450.steprun` - the techniques as trigger-model segments, run one after
-  another;
+* :mod:`drivers.keithley2450.segments` (what they share), :mod:`drivers.keithley2450.cc`,
+  :mod:`drivers.keithley2450.holds`, :mod:`drivers.keithley2450.sweep` and
+  :mod:`drivers.keithley2450.steprun` - the techniques as segments the instrument ends itself,
+  run one after another;
 * :mod:`drivers.keithley2450.config` - the lab-file table (:class:`Keithley2450Config`);
 * :data:`MODEL` - what :mod:`drivers.registry` knows of it (registered in
   :mod:`drivers.instruments`). Its simulator is :mod:`simulators.keithley2450`.

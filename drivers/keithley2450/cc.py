@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 from drivers.base import SafetyLimitError
 from drivers.keithley2450.scpi import BUFFER
-from drivers.keithley2450.segments import BATCH_S, Segment, _mAh_g
+from drivers.keithley2450.segments import BATCH_S, Segment, _mAh_g, _sent
 
 #: Readings closer than this to the limit are read every fine interval.
 NEAR_V = 0.05
@@ -51,11 +51,6 @@ NEAR_V = 0.05
 DELTA_V = 0.025
 #: The limit branch's margin: a reading this close to the limit (the clamp reads exactly it) meets it.
 MATCH_V = 1e-6
-
-
-def _sent(value: float) -> float:
-    """A number as the instrument gets it (and compares with)."""
-    return float(f"{value:.9e}")
 
 
 @dataclass
@@ -127,16 +122,6 @@ class CcSegment(Segment):
     def _chunk(self) -> int:
         """Fine readings per record interval."""
         return max(1, round(self.interval_s / self.fine_s()))
-
-    def _readings_to_end(self) -> int | None:
-        """Record-interval readings from the model's first to the one on a time or capacity
-        cut-off, the one the host ends the step at (the counter branch's count; a model started
-        again on re-attaching counts what is left of the segment), None without such a cut-off."""
-        span = self.span_s()
-        if span is None or span <= 0 or self.interval_s <= 0:
-            return None
-        left_s = self.t0 + span - self.t_base
-        return max(0, math.ceil((left_s - self.tol_s) / self.interval_s)) + 1
 
     def branches(self) -> list[str] | None:
         kind = "BEL" if self.discharge else "ABOV"

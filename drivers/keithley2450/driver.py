@@ -11,6 +11,15 @@ by the instrument: limit branches of its trigger model end the step at the first
 it, output off, reading every poll interval near it (:mod:`drivers.keithley2450.cc`), so it is
 met within one poll interval, with or without a host, and never held.
 
+Every step with a duration or a cut-off is ended by the instrument, so a dead host never keeps a
+cell in a step longer than asked: a constant current's time and capacity cut-offs by a counter
+branch (:mod:`drivers.keithley2450.cc`); a rest and a constant-voltage hold at their duration
+(a counter branch) and a hold at its current cut-off (a limit branch, ``|I|`` inside the
+cut-off), output off (:mod:`drivers.keithley2450.holds`); a sweep, which the host steps, by a
+trigger model each stair re-arms that turns the output off just after the sweep's end
+(:mod:`drivers.keithley2450.sweep`). Only a rest's dV/dt cut-off is the host's (within the
+rest's duration).
+
 The instrument itself keeps the cell inside its voltage cut-off and its limits
 (``voltage_min``/``voltage_max``), so a host that dies mid-step never drives a cell past them.
 The 2450's limits are symmetric magnitudes (``:SOUR:CURR:VLIM`` bounds the output to
@@ -35,9 +44,10 @@ is output off with the output-off mode ``HIMP`` (relay open), never the factory 
 which connects a 0 V source and slowly discharges a battery.
 
 The SCPI command table is :mod:`drivers.keithley2450.scpi`; the host-side segments are
-:mod:`drivers.keithley2450.cc` (constant current) and :mod:`drivers.keithley2450.segments` (rest,
-constant voltage, sweep, and what they share), and
-:class:`HostStepRun`, which runs them one after another, :mod:`drivers.keithley2450.steprun`.
+:mod:`drivers.keithley2450.cc` (constant current), :mod:`drivers.keithley2450.holds` (rest,
+constant voltage), :mod:`drivers.keithley2450.sweep` and :mod:`drivers.keithley2450.segments`
+(what they share), and :class:`HostStepRun`, which runs them one after another,
+:mod:`drivers.keithley2450.steprun`.
 """
 
 from __future__ import annotations
@@ -48,15 +58,11 @@ from drivers.base import StepProgress
 from drivers.clock import Clock
 from drivers.keithley2450.cc import CcSegment
 from drivers.keithley2450.config import Keithley2450Config
+from drivers.keithley2450.holds import CvSegment, RestSegment
 from drivers.keithley2450.scpi import Keithley2450 as Keithley2450
-from drivers.keithley2450.segments import (
-    CvSegment,
-    RestSegment,
-    Segment,
-    SegmentContext,
-    SweepSegment,
-)
+from drivers.keithley2450.segments import Segment, SegmentContext
 from drivers.keithley2450.steprun import HostStepRun as HostStepRun
+from drivers.keithley2450.sweep import SweepSegment
 from drivers.registry import open_transport
 from drivers.techniques import (
     GITT,
@@ -239,9 +245,9 @@ class Keithley2450Potentiostat:
 
         The 2450 kept the source where the step set it and its trigger model kept reading into
         the buffer: the first poll reads every reading after the last stored point, so the
-        record goes on without a gap. A constant current whose trigger model met its limit
-        meanwhile ended there on the instrument (output off, model idle): the step ends at the
-        reading that met it. A trigger model that no longer runs is started again (the record
+        record goes on without a gap. A segment whose trigger model met its limit or its
+        duration meanwhile ended there on the instrument (output off, model idle): the step ends
+        at that reading (a sweep past its end: at the last point stored). A trigger model that no longer runs is started again (the record
         then has a gap up to now). InstrumentError if the output is off while no trigger model
         ran to its end, or the source is not what the step set.
         """

@@ -1,8 +1,10 @@
-"""Techniques run host-side on a Keithley 2450: :class:`Segment` (what every segment shares: the
-trigger model that keeps its readings in the instrument's buffer, reading that buffer, polling
-when the instrument takes each reading), and the rest, constant-voltage and sweep segments; the
-constant current is :mod:`drivers.keithley2450.cc`, :class:`HostStepRun` running segments one
-after another :mod:`drivers.keithley2450.steprun` (see :mod:`drivers.keithley2450`)."""
+"""What every segment of a step run host-side on a Keithley 2450 shares: :class:`Segment` (the
+trigger model that keeps its readings in the instrument's buffer and ends the segment there,
+reading that buffer, polling when the instrument takes each reading). The constant current is
+:mod:`drivers.keithley2450.cc`, the rest and the constant-voltage hold
+:mod:`drivers.keithley2450.holds`, the sweep :mod:`drivers.keithley2450.sweep`;
+:class:`HostStepRun` runs segments one after another :mod:`drivers.keithley2450.steprun` (see
+:mod:`drivers.keithley2450`)."""
 
 from __future__ import annotations
 
@@ -12,19 +14,20 @@ from dataclasses import dataclass, field
 
 from drivers.base import Point
 from drivers.clock import Clock
-from drivers.keithley2450.scpi import BUFFER_POINTS, Keithley2450
-from drivers.techniques import (
-    Sweep,
-)
+from drivers.keithley2450.scpi import BUFFER_POINTS, MAX_DELAY_S, Keithley2450
 from drivers.transport import InstrumentError
 
-MAX_DELAY_S = 10_000.0  # the longest constant delay of a 2450 trigger-model block
 #: Polls in a row without a valid reply before a logging segment fails (the readings wait in the
 #: instrument's buffer meanwhile; each poll already tried ``Keithley2450.retries`` times).
 MAX_MISSED_POLLS = 10
 #: Longest time the host leaves readings in the buffer where nothing can end a segment early
 #: (a rest by time; a constant current far from its voltage limit): it reads them in one go.
 BATCH_S = 120.0
+
+
+def _sent(value: float) -> float:
+    """A number as the instrument gets it (and compares with)."""
+    return float(f"{value:.9e}")
 
 
 def _mAh_g(current_A: float, dt_s: float, mass_g: float) -> float:
@@ -125,6 +128,16 @@ class Segment:
     def span_s(self) -> float | None:
         """How long the segment will last if a time or capacity cut-off ends it (None: unknown)."""
         return None
+
+    def _readings_to_end(self) -> int | None:
+        """Record-interval readings from the model's first to the one on a time or capacity
+        cut-off, the one the host ends the segment at (a counter branch's count; a model started
+        again on re-attaching counts what is left of the segment), None without such a cut-off."""
+        span = self.span_s()
+        if span is None or span <= 0 or self.interval_s <= 0:
+            return None
+        left_s = self.t0 + span - self.t_base
+        return max(0, math.ceil((left_s - self.tol_s) / self.interval_s)) + 1
 
     def wanted_interval_s(self) -> float:
         """The record interval: every reading is a point (a voltage cut-off is met within one;
@@ -324,140 +337,3 @@ class Segment:
     def next_due_s(self) -> float:
         """Seconds until the next poll is needed."""
         return self.due_s(min(self.ctx.poll_s, self.record_s))
-
-
-@dataclass
-class RestSegment(Segment):
-    duration_s: float = 0.0
-    dvdt_V_s: float | None = None
-    _prev: tuple[float, float] | None = None
-
-    def configure(self) -> None:
-        inst = self.ctx.inst
-        inst.source_function = "current"
-        inst.sense_function = "voltage"
-        inst.voltage_limit_V = self.ctx.ceiling_V
-        inst.source_current_A = 0.0
-        inst.output_enabled = True
-
-    def source_setting(self) -> tuple[str, float]:
-        return "current", 0.0
-
-    def check(self) -> str | None:
-        now = self.t_last  # the time of the reading checked
-        if self.dvdt_V_s is not None and now - self.t_record >= self.record_s - self.tol_s:
-            if self._prev is not None and now > self._prev[0]:
-                slope = abs(self.v - self._prev[1]) / (now - self._prev[0])
-                if slope < self.dvdt_V_s:
-                    return "dvdt"
-            self._prev = (now, self.v)
-        if now - self.t0 >= self.duration_s - self.tol_s:
-            return "time"
-        return None
-
-    def span_s(self) -> float | None:
-        return self.duration_s
-
-    def next_due_s(self) -> float:
-        """Nothing to watch at open circuit but the time: the host reads the readings every
-        :data:`BATCH_S` (and the one at the end as it is taken); a dV/dt cut-off, each one."""
-        now = self.ctx.clock.now()
-        ahead = 0
-        if self.dvdt_V_s is None and self._next_t is not None and self.interval_s > 0:
-            left = round((self.t0 + self.duration_s - self._next_t) / self.interval_s)
-            ahead = max(0, min(int(BATCH_S / self.interval_s) - 1, left))
-        return self.due_s(max(min(self.record_s, self.t0 + self.duration_s - now), 0.0), ahead)
-
-
-@dataclass
-class CvSegment(Segment):
-    voltage_V: float = 0.0
-    current_limit_A: float = 0.1
-    stop_current_A: float | None = None
-    duration_s: float | None = None
-
-    def configure(self) -> None:
-        inst = self.ctx.inst
-        inst.source_function = "voltage"
-        inst.sense_function = "current"
-        inst.current_limit_A = self.current_limit_A
-        inst.source_voltage_V = self.voltage_V
-        inst.output_enabled = True
-
-    def source_setting(self) -> tuple[str, float]:
-        return "voltage", self.voltage_V
-
-    def apply_reading(self, measured: float, source: float) -> None:
-        self.v, self.i = source, measured
-
-    def check(self) -> str | None:
-        now = self.t_last  # the time of the reading checked
-        if self.stop_current_A is not None and abs(self.i) <= self.stop_current_A and now > self.t0:
-            return "current"
-        if self.duration_s is not None and now - self.t0 >= self.duration_s - self.tol_s:
-            return "time"
-        return None
-
-    def span_s(self) -> float | None:
-        return self.duration_s
-
-    def next_due_s(self) -> float:
-        due = min(self.ctx.poll_s, self.record_s)
-        if self.duration_s is not None:
-            due = min(due, self.t0 + self.duration_s - self.ctx.clock.now())
-        return self.due_s(max(due, 0.0))
-
-
-@dataclass
-class SweepSegment(Segment):
-    """The host steps the voltage, reading at each poll (no trigger model: a dead host's sweep
-    stops at the last level it set)."""
-
-    sweep: Sweep | None = None
-    current_limit_A: float = 0.1
-    logs = False
-
-    def _profile(self, elapsed_s: float) -> tuple[float, bool]:
-        assert self.sweep is not None
-        s = self.sweep
-        rate = s.scan_rate_mV_s / 1000.0
-        legs = [(s.start_V, s.vertex1_V)]
-        if not s.linear:
-            for _ in range(s.cycles):
-                legs += [(s.vertex1_V, s.vertex2_V), (s.vertex2_V, s.vertex1_V)]
-            legs[-1] = (s.vertex2_V, s.start_V)
-        t = elapsed_s
-        for a, b in legs:
-            span = abs(b - a) / rate
-            if t <= span:
-                return a + math.copysign(rate * t, b - a), False
-            t -= span
-        return legs[-1][1], True
-
-    def configure(self) -> None:
-        inst = self.ctx.inst
-        inst.source_function = "voltage"
-        inst.sense_function = "current"
-        inst.current_limit_A = self.current_limit_A
-        inst.source_voltage_V = self._profile(0.0)[0]
-        inst.output_enabled = True
-
-    def apply_reading(self, measured: float, source: float) -> None:
-        self.v, self.i = source, measured
-
-    def source_setting(self) -> tuple[str, float]:
-        # The host steps the voltage: the instrument holds the last level the old host set.
-        return "voltage", float(self.ctx.inst.source_voltage_V)
-
-    def next_due_s(self) -> float:
-        """The host steps the voltage in 1 mV stairs (at most every poll, at least every record)."""
-        assert self.sweep is not None
-        stair_s = 1.0 / self.sweep.scan_rate_mV_s
-        return min(self.record_s, max(self.ctx.poll_s, stair_s))
-
-    def check(self) -> str | None:
-        target, done = self._profile(self.ctx.clock.now() - self.t0)
-        if done:
-            return "time"
-        self.ctx.inst.source_voltage_V = target
-        return None

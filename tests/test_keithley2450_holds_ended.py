@@ -1,0 +1,239 @@
+"""A rest, a constant-voltage hold and a sweep on the Keithley 2450 are ended by the instrument
+(issue 14, deliverable 1): a host that dies mid-step never keeps the cell in them longer.
+
+(sent, reply) tables for the trigger models the driver sends, then the same bytes on the
+simulator: the host stops polling mid-step, simulated time runs far past the step's end, and
+the instrument's output is off from the step's end; the host that comes back ends the step at
+the last reading the instrument took, and the record is the one an uninterrupted host makes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.base import Point, StepProgress
+from drivers.clock import SimClock
+from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
+from drivers.keithley2450.sweep import END_MARGIN_S
+from drivers.techniques import ConstantCurrent, ConstantVoltage, Cutoffs, Rest, Sweep
+from drivers.transport import InProcessTransport
+from tests.protocol import expected_protocol
+
+START = ':ABOR;:TRIG:LOAD "Empty";:TRAC:POIN 1000000, "defbuffer1";:TRIG:BLOC:BUFF:CLE 1, "defbuffer1";'
+FIRST = ':TRIG:BLOC:MEAS 2, "defbuffer1", 1;'
+CV_SETUP = [
+    (":ABOR", None), (":SOUR:FUNC VOLT", None), (':SENS:FUNC "CURR"', None), (":SOUR:VOLT:ILIM 1.000000e-01", None),
+    (":SOUR:VOLT 4.2", None), (":OUTP ON", None), (":SOUR:FUNC?", "VOLT"), (":SOUR:VOLT?", "+4.200000E+00"),
+    (":OUTP?", "1"), (":SYST:ERR?", '0,"No error"'), (":TRIG:STAT?", "ABORTED;ABORTED;3"),
+]  # fmt: skip
+AFTER = [(":TRIG:STAT?", "RUNNING;RUNNING;3"), (":SYST:ERR?", '0,"No error"'),
+         (':FETC? "defbuffer1", READ, SOUR, REL;:TRAC:ACT:END? "defbuffer1"', "1.0e-3,4.2,0;1")]  # fmt: skip
+
+
+def _driver(clock: SimClock):
+    def make(io) -> Keithley2450Potentiostat:
+        d = Keithley2450Potentiostat(
+            Keithley2450(InProcessTransport(io, name="k"), "k"), clock, poll_interval_s=10
+        )
+        d._initialised = True  # initialise() is tested elsewhere
+        return d
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("cutoffs", "blocks"),
+    [
+        (  # 60 s read every 10 s: six readings after the first, then output off
+            Cutoffs(duration_s=60),
+            ":TRIG:BLOC:NOP 5;:TRIG:BLOC:BRAN:COUN 6, 6, 3;",
+        ),
+        (  # |I| at or below 7 uA (1 mA/g on 7 mg) from the second reading: output off
+            Cutoffs(current_mA_g=1),
+            ":TRIG:BLOC:BRAN:LIM:CONS 5, IN, -7.000000000e-06, 7.000000000e-06, 7, 4;:TRIG:BLOC:BRAN:ALW 6, 3;",
+        ),
+        (  # whichever comes first
+            Cutoffs(current_mA_g=1, duration_s=60),
+            ":TRIG:BLOC:BRAN:LIM:CONS 5, IN, -7.000000000e-06, 7.000000000e-06, 7, 4;"
+            ":TRIG:BLOC:BRAN:COUN 6, 6, 3;",
+        ),
+    ],
+    ids=["duration", "current", "both"],
+)
+def test_a_hold_is_ended_by_its_trigger_model_protocol(cutoffs, blocks) -> None:
+    program = (
+        START + FIRST + ':TRIG:BLOC:DEL:CONS 3, 1.000000000e+01;:TRIG:BLOC:MEAS 4, "defbuffer1", 1;'
+        + blocks + ":TRIG:BLOC:SOUR:STAT 7, OFF;:INIT"
+    )  # fmt: skip
+    clock = SimClock(start_s=1000.0)
+    with expected_protocol(_driver(clock), [*CV_SETUP, (program, None), *AFTER]) as d:
+        d.start_step(ConstantVoltage(4.2, cutoffs, record_interval_s=10), 0.007, 0)
+
+
+@pytest.mark.parametrize(
+    ("action", "table", "expected"),
+    [
+        (  # a sweep's stair: the level, a reading there, and the output off 1,234.5 s on
+            lambda k: k.step_and_read(3.5, 1234.5),
+            [(':ABOR;:SOUR:VOLT 3.5;:TRIG:LOAD "Empty";:TRIG:BLOC:DEL:CONS 1, 1.234500000e+03;'
+              ':TRIG:BLOC:BRAN:COUN 2, 1, 1;:TRIG:BLOC:SOUR:STAT 3, OFF;:READ? "defbuffer1", READ, SOUR;:INIT',
+              "2.0e-5,3.5")],
+            (2.0e-5, 3.5),
+        ),
+        (  # longer than a delay block holds (10,000 s): the counter repeats it
+            lambda k: k.step_and_read(3.5, 25000.0),
+            [(':ABOR;:SOUR:VOLT 3.5;:TRIG:LOAD "Empty";:TRIG:BLOC:DEL:CONS 1, 8.333333333e+03;'
+              ':TRIG:BLOC:BRAN:COUN 2, 3, 1;:TRIG:BLOC:SOUR:STAT 3, OFF;:READ? "defbuffer1", READ, SOUR;:INIT',
+              "2.0e-5,3.5")],
+            (2.0e-5, 3.5),
+        ),
+        (  # after the sweep's end: a reading at the last level, the timeout left as it is
+            lambda k: k.step_and_read(3.0, None),
+            [(':ABOR;:SOUR:VOLT 3;:READ? "defbuffer1", READ, SOUR', "0,3")],
+            (0.0, 3.0),
+        ),
+    ],
+)  # fmt: skip
+def test_sweep_stair_protocol(action, table, expected) -> None:
+    def keithley(io) -> Keithley2450:
+        return Keithley2450(InProcessTransport(io, name="k"), "k")
+
+    with expected_protocol(keithley, table) as k:
+        assert action(k) == expected
+
+
+# --- the simulator: the host dies, the instrument ends the step --------------------------------
+
+
+def _sim(clock: SimClock):
+    from simulators.cell import Cell, Sample
+    from simulators.keithley2450 import SimulatedKeithley2450
+    from simulators.material import load_material
+
+    return SimulatedKeithley2450(Cell(Sample(load_material(None)), active_mass_g=0.007), clock)
+
+
+def _host(sim, name: str, clock: SimClock) -> Keithley2450Potentiostat:
+    host = Keithley2450Potentiostat(
+        Keithley2450(InProcessTransport(sim, name=name), name), clock, poll_interval_s=10
+    )
+    host.set_cell_limits(1.5, 4.6)
+    return host
+
+
+def _poll(clock: SimClock, run, until_s: float | None = None) -> list[Point]:
+    points: list[Point] = []
+    while run.end_reason is None and (until_s is None or clock.now() < until_s):
+        clock.set_time(clock.now() + run.next_poll_delay_s())
+        points += run.poll()[0]
+    return points
+
+
+def _charged(clock: SimClock, sim) -> None:
+    host = _host(sim, "prep", clock)
+    host.initialise()
+    _poll(
+        clock, host.start_step(ConstantCurrent(20, Cutoffs(voltage_V=4.2), record_interval_s=600), 0.007, 0)
+    )
+
+
+def _killed_and_uninterrupted(step, away_after_s: float, end_after_s: float):
+    """The step run to its end by one host, and by a host that dies ``away_after_s`` in and
+    comes back 40 h later: (uninterrupted points, killed points, the run that came back, sim)."""
+    runs: dict[bool, list[Point]] = {}
+    for kill in (False, True):
+        clock = SimClock()
+        sim = _sim(clock)
+        _charged(clock, sim)
+        host = _host(sim, "a", clock)
+        host.initialise(reset=False)
+        run = host.start_step(step, 0.007, 1)
+        if not kill:
+            runs[kill] = _poll(clock, run)
+            continue
+        before = _poll(clock, run, clock.now() + away_after_s)
+        t0 = before[0].time_s
+        clock.set_time(t0 + end_after_s - 1.0)  # nobody polls: just before the end ...
+        sim.tick()
+        assert sim.output_on  # ... the instrument still runs the step
+        clock.set_time(t0 + 40 * 3600)  # ... and long after it
+        sim.tick()
+        assert not sim.output_on and sim.trigger_state == "IDLE"  # the instrument ended it
+        host2 = _host(sim, "b", clock)
+        host2.initialise(reset=False)
+        run2 = host2.reattach(step, 0.007, StepProgress(1, t0, len(before), before[-1], t0))
+        runs[kill] = before + _poll(clock, run2)
+        last_reading = sim.buffers["defbuffer1"].readings[-1]
+    return runs[False], runs[True], run2, last_reading
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        Rest(3 * 3600, record_interval_s=60),
+        ConstantVoltage(4.2, Cutoffs(duration_s=3 * 3600), record_interval_s=60),
+    ],
+    ids=["rest", "cv"],
+)
+def test_a_rest_or_hold_left_alone_ends_at_its_duration_output_off(step) -> None:
+    reference, killed, run2, last_reading = _killed_and_uninterrupted(step, 600, 3 * 3600)
+    assert run2.end_reason == "time"
+    t0 = killed[0].time_s
+    assert last_reading.time_s - t0 == pytest.approx(3 * 3600)  # the instrument's last reading: on it
+    assert killed[-1].time_s - t0 == pytest.approx(3 * 3600)  # and the record ends there
+    assert [(p.time_s - t0, p.voltage_V, p.current_A) for p in killed] == pytest.approx(
+        [(p.time_s - reference[0].time_s, p.voltage_V, p.current_A) for p in reference]
+    )
+
+
+def test_a_hold_left_alone_ends_at_its_current_cut_off_output_off() -> None:
+    step = ConstantVoltage(4.4, Cutoffs(current_mA_g=2), record_interval_s=60)
+    clock = SimClock()
+    sim = _sim(clock)
+    _charged(clock, sim)
+    host = _host(sim, "a", clock)
+    host.initialise(reset=False)
+    run = host.start_step(step, 0.007, 1)
+    before = _poll(clock, run, clock.now() + 600)
+    assert run.end_reason is None and abs(before[-1].current_A) > 14e-6  # still above 2 mA/g
+    clock.set_time(clock.now() + 200 * 3600)  # nobody polls
+    sim.tick()
+    assert not sim.output_on and sim.trigger_state == "IDLE"
+    readings = sim.buffers["defbuffer1"].readings
+    assert abs(readings[-1].value) <= 14e-6 < abs(readings[-2].value)  # off at the first one below
+    host2 = _host(sim, "b", clock)
+    host2.initialise(reset=False)
+    t0 = before[0].time_s
+    run2 = host2.reattach(step, 0.007, StepProgress(1, t0, len(before), before[-1], t0))
+    after = _poll(clock, run2)
+    assert run2.end_reason == "current"
+    assert after[-1].time_s == pytest.approx(readings[-1].time_s)  # the record ends at that reading
+
+
+def test_a_sweep_left_alone_turns_the_output_off_at_its_end() -> None:
+    step = Sweep(4.2, 4.4, 3.8, scan_rate_mV_s=0.1, cycles=1, record_interval_s=60)  # 2 h
+    span_s = (0.2 + 0.6 + 0.4) / 0.1e-3
+    reference, killed, run2, _ = _killed_and_uninterrupted(step, 1800, span_s + END_MARGIN_S)
+    assert run2.end_reason == "time" and reference[-1].time_s - reference[0].time_s == pytest.approx(span_s)
+    assert killed[-1].time_s - killed[0].time_s < span_s  # nothing recorded after the host died
+    assert [(p.time_s, p.voltage_V) for p in killed] == pytest.approx(
+        [(p.time_s, p.voltage_V) for p in reference[: len(killed)]]
+    )
+
+
+def test_a_sweep_keeps_the_level_it_was_at_until_its_end_when_the_host_dies() -> None:
+    step = Sweep(4.2, 4.4, 3.8, scan_rate_mV_s=0.1, cycles=1, record_interval_s=60)
+    clock = SimClock()
+    sim = _sim(clock)
+    _charged(clock, sim)
+    host = _host(sim, "a", clock)
+    host.initialise(reset=False)
+    run = host.start_step(step, 0.007, 1)
+    before = _poll(clock, run, clock.now() + 1800)
+    level = sim.voltage_V
+    clock.set_time(before[0].time_s + 12000 + END_MARGIN_S / 2)  # past the end, within the margin
+    sim.tick()
+    assert sim.output_on and sim.voltage_V == level  # the last level the host set, held ...
+    clock.set_time(before[0].time_s + 12000 + END_MARGIN_S)
+    sim.tick()
+    assert not sim.output_on  # ... and no longer
