@@ -11,6 +11,7 @@ intervals), at the reading that falls on it.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from drivers.base import StepProgress
@@ -114,8 +115,8 @@ def test_a_step_left_alone_ends_at_its_cut_off_within_one_poll_interval_output_o
     (reference, ended_at), (killed, _) = runs[False], runs[True]
     # the uninterrupted host saw the end at the reading the instrument ended on, and went on at once
     assert ended_at == pytest.approx(reference[-1].time_s, abs=1e-6)
-    assert [(p.time_s, p.capacity_mAh_g) for p in killed] == pytest.approx(
-        [(p.time_s, p.capacity_mAh_g) for p in reference]
+    assert np.array([(p.time_s, p.capacity_mAh_g) for p in killed]) == pytest.approx(
+        np.array([(p.time_s, p.capacity_mAh_g) for p in reference])
     )
     assert all(1.5 <= p.voltage_V <= 4.6 for p in killed)
     last = killed[-1]

@@ -9,6 +9,7 @@ the last reading the instrument took, and the record is the one an uninterrupted
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from drivers.base import Point, StepProgress
@@ -73,23 +74,23 @@ def test_a_hold_is_ended_by_its_trigger_model_protocol(cutoffs, blocks) -> None:
 @pytest.mark.parametrize(
     ("action", "table", "expected"),
     [
-        (  # a sweep's stair: the level, a reading there, and the output off 1,234.5 s on
+        (  # a sweep's stair: a reading at the level held so far, the next level, the output off 1,234.5 s on
             lambda k: k.step_and_read(3.5, 1234.5),
-            [(':ABOR;:SOUR:VOLT 3.5;:TRIG:LOAD "Empty";:TRIG:BLOC:DEL:CONS 1, 1.234500000e+03;'
-              ':TRIG:BLOC:BRAN:COUN 2, 1, 1;:TRIG:BLOC:SOUR:STAT 3, OFF;:READ? "defbuffer1", READ, SOUR;:INIT',
-              "2.0e-5,3.5")],
-            (2.0e-5, 3.5),
+            [(':ABOR;:READ? "defbuffer1", READ, SOUR;:SOUR:VOLT 3.5;:TRIG:LOAD "Empty";:TRIG:BLOC:DEL:CONS 1, 1.234500000e+03;'
+              ':TRIG:BLOC:BRAN:COUN 2, 1, 1;:TRIG:BLOC:SOUR:STAT 3, OFF;:INIT',
+              "2.0e-5,3.499")],
+            (2.0e-5, 3.499),
         ),
         (  # longer than a delay block holds (10,000 s): the counter repeats it
             lambda k: k.step_and_read(3.5, 25000.0),
-            [(':ABOR;:SOUR:VOLT 3.5;:TRIG:LOAD "Empty";:TRIG:BLOC:DEL:CONS 1, 8.333333333e+03;'
-              ':TRIG:BLOC:BRAN:COUN 2, 3, 1;:TRIG:BLOC:SOUR:STAT 3, OFF;:READ? "defbuffer1", READ, SOUR;:INIT',
-              "2.0e-5,3.5")],
-            (2.0e-5, 3.5),
+            [(':ABOR;:READ? "defbuffer1", READ, SOUR;:SOUR:VOLT 3.5;:TRIG:LOAD "Empty";:TRIG:BLOC:DEL:CONS 1, 8.333333333e+03;'
+              ':TRIG:BLOC:BRAN:COUN 2, 3, 1;:TRIG:BLOC:SOUR:STAT 3, OFF;:INIT',
+              "2.0e-5,3.499")],
+            (2.0e-5, 3.499),
         ),
-        (  # after the sweep's end: a reading at the last level, the timeout left as it is
+        (  # after the sweep's end: a reading at the last level, no new timeout (this reading ends the step)
             lambda k: k.step_and_read(3.0, None),
-            [(':ABOR;:SOUR:VOLT 3;:READ? "defbuffer1", READ, SOUR', "0,3")],
+            [(':ABOR;:READ? "defbuffer1", READ, SOUR;:SOUR:VOLT 3', "0,3")],
             (0.0, 3.0),
         ),
     ],
@@ -181,8 +182,8 @@ def test_a_rest_or_hold_left_alone_ends_at_its_duration_output_off(step) -> None
     t0 = killed[0].time_s
     assert last_reading.time_s - t0 == pytest.approx(3 * 3600)  # the instrument's last reading: on it
     assert killed[-1].time_s - t0 == pytest.approx(3 * 3600)  # and the record ends there
-    assert [(p.time_s - t0, p.voltage_V, p.current_A) for p in killed] == pytest.approx(
-        [(p.time_s - reference[0].time_s, p.voltage_V, p.current_A) for p in reference]
+    assert np.array([(p.time_s - t0, p.voltage_V, p.current_A) for p in killed]) == pytest.approx(
+        np.array([(p.time_s - reference[0].time_s, p.voltage_V, p.current_A) for p in reference])
     )
 
 
@@ -216,8 +217,8 @@ def test_a_sweep_left_alone_turns_the_output_off_at_its_end() -> None:
     reference, killed, run2, _ = _killed_and_uninterrupted(step, 1800, span_s + END_MARGIN_S)
     assert run2.end_reason == "time" and reference[-1].time_s - reference[0].time_s == pytest.approx(span_s)
     assert killed[-1].time_s - killed[0].time_s < span_s  # nothing recorded after the host died
-    assert [(p.time_s, p.voltage_V) for p in killed] == pytest.approx(
-        [(p.time_s, p.voltage_V) for p in reference[: len(killed)]]
+    assert np.array([(p.time_s, p.voltage_V) for p in killed]) == pytest.approx(
+        np.array([(p.time_s, p.voltage_V) for p in reference[: len(killed)]])
     )
 
 

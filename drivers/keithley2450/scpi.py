@@ -311,18 +311,19 @@ class Keithley2450(ScpiInstrument):
 
     def step_and_read(self, level_V: float, off_after_s: float | None) -> tuple[float, float]:
         """One program message (a link delivers it whole or not at all): stop the trigger model,
-        source ``level_V``, take a reading (measured, source) at it and, with ``off_after_s``,
-        start a trigger model that turns the output off that many seconds on unless the next
-        message comes first (delay blocks of at most :data:`MAX_DELAY_S`, repeated by a
-        counter branch), so a host that dies leaves the level held no longer than that. Asked
-        again after a lost or garbled reply (the same level, the timeout counted again from
-        the message that got through: the output goes off that much later)."""
-        parts = [":ABOR", f":SOUR:VOLT {level_V:.6g}"]
+        take a reading (measured, source) at the level held so far (the end of its stair, where
+        the current has settled: a reading right after a step would add the double layer's
+        charging current), source ``level_V`` and, with ``off_after_s``, start a trigger model
+        that turns the output off that many seconds on unless the next message comes first
+        (delay blocks of at most :data:`MAX_DELAY_S`, repeated by a counter branch), so a host
+        that dies leaves the level held no longer than that. Asked again after a lost or
+        garbled reply (the same level, the timeout counted again from the message that got
+        through: the output goes off that much later)."""
+        parts = [":ABOR", f':READ? "{BUFFER}", READ, SOUR', f":SOUR:VOLT {level_V:.6g}"]
         if off_after_s is not None:
             repeats = max(1, math.ceil(off_after_s / MAX_DELAY_S))
             parts += [':TRIG:LOAD "Empty"', f":TRIG:BLOC:DEL:CONS 1, {off_after_s / repeats:.9e}",
                       f":TRIG:BLOC:BRAN:COUN 2, {repeats}, 1", ":TRIG:BLOC:SOUR:STAT 3, OFF"]  # fmt: skip
-        parts.append(f':READ? "{BUFFER}", READ, SOUR')
         if off_after_s is not None:
             parts.append(":INIT")
         return self.query(";".join(parts), _parse_reading)  # type: ignore[no-any-return]

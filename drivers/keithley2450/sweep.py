@@ -3,7 +3,8 @@ output off shortly after the sweep's end unless the host comes first.
 
 The host steps the level in 1 mV stairs (at most every poll, at least every record interval),
 each in one program message (:meth:`drivers.keithley2450.scpi.Keithley2450.step_and_read`):
-stop the trigger model, set the level, take a reading there, and start a trigger model that
+stop the trigger model, take a reading at the level held so far (the end of its stair, as a
+host reading before it steps on would), set the next level, and start a trigger model that
 only waits (constant delays, repeated by a counter branch) until :data:`END_MARGIN_S` after the
 sweep's end and then turns the output off (``SOURce:STATe OFF``, the relay opens). A host that
 dies mid-sweep therefore leaves the cell at the last level it set, and no longer than that: the
@@ -78,8 +79,9 @@ class SweepSegment(Segment):
         return "voltage", float(self.ctx.inst.source_voltage_V)
 
     def _readings(self) -> list[tuple[float, float, float]]:
-        """The level due now, set with a reading at it (and the instrument's timeout re-armed);
-        after the sweep's end, a reading at the last level (the timeout left as it is)."""
+        """A reading at the level held so far (the end of its stair), then the level due now
+        (and the instrument's timeout re-armed); after the sweep's end, a reading at the last
+        level and no new timeout (the host ends the step with this reading)."""
         now = self.ctx.clock.now()
         level, done = self._profile(now - self.t0)
         off_after = None if done else self.t0 + self.span_s() + END_MARGIN_S - now
