@@ -82,12 +82,24 @@ def _first_timestamps(page: dict[str, Any]) -> list[float]:
 def raw_frame(docs: Iterator[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], pd.DataFrame]:
     """(start document, the points stream's columns as recorded, plus ``timestamp``)."""
     run = _RunDocuments(docs)
-    chunks = [
-        pd.DataFrame(page["data"]).assign(timestamp=_first_timestamps(page))
-        for _, page in run.pages((POINT_STREAM,), events=False)
-    ]
-    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-    return run.start, frame
+    # Pages with the same columns are joined as lists and made one DataFrame (a DataFrame per
+    # page costs more than its few points); a change of columns starts a new chunk.
+    chunks: list[pd.DataFrame] = []
+    columns: dict[str, list[Any]] = {}
+    for _, page in run.pages((POINT_STREAM,), events=False):
+        data = page["data"]
+        if list(columns) != [*data, "timestamp"]:
+            if columns:
+                chunks.append(pd.DataFrame(columns))
+            columns = {key: [] for key in [*data, "timestamp"]}
+        for key, values in data.items():
+            columns[key].extend(values)
+        columns["timestamp"].extend(_first_timestamps(page))
+    if columns:
+        chunks.append(pd.DataFrame(columns))
+    if len(chunks) > 1:
+        return run.start, pd.concat(chunks, ignore_index=True)
+    return run.start, chunks[0] if chunks else pd.DataFrame()
 
 
 def to_export_frame(start: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:

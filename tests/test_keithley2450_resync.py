@@ -149,7 +149,7 @@ def _charge_then_rest(late: dict[str, set[int]]):
 def test_late_replies_on_a_simulated_2450_lose_no_measurement() -> None:
     # the poll (the newest reading and the buffer's end), and the trigger model's start
     end, state = ':FETC? "defbuffer1", READ, SOUR, REL;:TRAC:ACT:END? "defbuffer1"', ":TRIG:STAT?"
-    late = {"*IDN?": {1}, ":SYST:ERR?": {1, 4}, end: {3, 20, 30}, ":SOUR:FUNC?": {2}, state: {2}}
+    late = {"*IDN?": {1}, ":SYST:ERR?": {1, 4}, end: {3, 10, 18}, ":SOUR:FUNC?": {2}, state: {2}}
     _, _, reference = _charge_then_rest({})
     link, driver, points = _charge_then_rest(late)
     assert link.delayed == 8  # every late reply was delivered late

@@ -63,6 +63,7 @@ class CcSegment(Segment):
     _fine_left: int = 0  # fine readings still to come before the next decision
     _previous: dict[int, float] = field(default_factory=dict)  # last reading of measure block 2
     _pace_V: float | None = None  # how far the voltage moved in the last record interval
+    _last_two: tuple[tuple[float, float], ...] = ()  # (time, voltage) of the last two readings read
 
     @property
     def discharge(self) -> bool:
@@ -154,7 +155,11 @@ class CcSegment(Segment):
         ]
 
     def reset_branches(self) -> None:
-        self._pace_V, self._fine_left, self._previous = None, 0, {}
+        self._pace_V, self._fine_left, self._previous, self._last_two = None, 0, {}, ()
+
+    def _advance_schedule(self, t: float, measured: float) -> None:
+        self._last_two = (*self._last_two[-1:], (t, measured))
+        super()._advance_schedule(t, measured)
 
     def delay_after_s(self, value: float) -> float:
         """The blocks after a reading of ``value``, as the instrument runs them."""
@@ -203,8 +208,27 @@ class CcSegment(Segment):
         """The instrument's next reading, or several further on while the cell is far from the
         limit (predictive polling: a quarter of the readings the voltage would take to get near
         it at the last record interval's pace, at most :data:`BATCH_S` of them) and none of a
-        time or capacity cut-off's readings would be passed."""
+        time or capacity cut-off's readings would be passed. Among fine readings, a quarter of
+        those the voltage would take to meet the limit at the faster of the last record
+        interval's and the last two readings' pace, never past the record-interval reading that
+        ends them (where the trigger model's next branch is taken)."""
+        if self._fine_left > 0:
+            return self.due_s(0.0, self._fine_readings_ahead(), self.fine_s())
         return self.due_s(0.0, self._readings_ahead())
+
+    def _fine_readings_ahead(self) -> int:
+        if self._next_t is None or self.missed_polls or len(self._last_two) < 2:
+            return 0
+        (t1, v1), (t2, v2) = self._last_two
+        fine = self.fine_s()
+        pace = abs(v2 - v1) * fine / (t2 - t1) if t2 > t1 else math.inf  # V per fine reading
+        if self._pace_V is not None:
+            pace = max(pace, self._pace_V / self._chunk())
+        distance = (v2 - self._end_at_V()) if self.discharge else (self._end_at_V() - v2)
+        if distance <= 0 or not math.isfinite(pace):
+            return 0
+        ahead = min(self._fine_left, int(BATCH_S / fine) - 1, int(0.25 * distance / max(pace, 1e-12)))
+        return max(0, ahead)
 
     def _readings_ahead(self) -> int:
         if self._next_t is None or self._fine_left > 0 or self.missed_polls:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from drivers.keithley2450.scpi import BUFFER
-from drivers.keithley2450.segments import BATCH_S, Segment, _sent
+from drivers.keithley2450.segments import Segment, _sent
 
 #: The block that turns the output off (the limit and counter branches go there).
 OFF_BLOCK = 7
@@ -82,12 +82,12 @@ class RestSegment(_EndedOnInstrument):
 
     def next_due_s(self) -> float:
         """Nothing to watch at open circuit but the time: the host reads the readings every
-        :data:`BATCH_S` (and the one at the end as it is taken); a dV/dt cut-off, each one."""
+        :meth:`batch_s` (and the one at the end as it is taken); a dV/dt cut-off, each one."""
         now = self.ctx.clock.now()
         ahead = 0
         if self.dvdt_V_s is None and self._next_t is not None and self.interval_s > 0:
             left = round((self.t0 + self.duration_s - self._next_t) / self.interval_s)
-            ahead = max(0, min(int(BATCH_S / self.interval_s) - 1, left))
+            ahead = max(0, min(int(self.batch_s() / self.interval_s) - 1, left))
         return self.due_s(max(min(self.record_s, self.t0 + self.duration_s - now), 0.0), ahead)
 
 

@@ -23,6 +23,9 @@ MAX_MISSED_POLLS = 10
 #: Longest time the host leaves readings in the buffer where nothing can end a segment early
 #: (a rest by time; a constant current far from its voltage limit): it reads them in one go.
 BATCH_S = 120.0
+#: The same in simulated time, where a simulated hour passes in a fraction of a wall second: as
+#: live on the wall clock as BATCH_S in real time (the device's page of points is an hour too).
+SIM_BATCH_S = 3600.0
 
 
 def _sent(value: float) -> float:
@@ -83,6 +86,7 @@ class Segment:
     #: trigger model adds them (None after a re-attach: the branches taken meanwhile are unknown).
     _sched_t: float | None = None
     _poll_t: float | None = None  # the next poll after a missed one (None: at the next reading)
+    _planned_t: float | None = None  # the reading the next poll is due at (None: the next one)
     _last_delay_s: float = 0.0  # the delay the instrument took after the last reading read
     missed_polls: int = 0  # polls in a row that got no valid reply (the readings wait in the buffer)
 
@@ -154,6 +158,11 @@ class Segment:
             wanted = span / min(max(1, math.ceil(span / wanted - 1e-9)), BUFFER_POINTS - 2)
         return float(f"{wanted:.9e}")  # the value the instrument is sent (and parses)
 
+    def batch_s(self) -> float:
+        """Longest time readings wait in the buffer where nothing can end the segment early:
+        :data:`BATCH_S`, or :data:`SIM_BATCH_S` on a simulated clock."""
+        return SIM_BATCH_S if self.ctx.clock.simulated else BATCH_S
+
     def tolerance_s(self) -> float:
         """Half the shortest delay between readings: the reading nearest a due time is the one due."""
         return self.interval_s / 2
@@ -175,7 +184,11 @@ class Segment:
                 raise
             self.missed_polls += 1
             # the next poll: at the reading after the one missed (the same delay again)
-            self._poll_t = max(self._poll_t or -math.inf, self._next_t or self.ctx.clock.now()) + (
+            # (a poll that read several at once was due at a later reading than the next one)
+            missed_at = self._next_t
+            if self._planned_t is not None:
+                missed_at = max(self._planned_t, self._next_t or -math.inf)
+            self._poll_t = max(self._poll_t or -math.inf, missed_at or self.ctx.clock.now()) + (
                 self._last_delay_s or self.interval_s
             )
             return []
@@ -308,11 +321,11 @@ class Segment:
         else:
             self._next_t = t + delay
 
-    def due_s(self, due: float, ahead: int = 0) -> float:
+    def due_s(self, due: float, ahead: int = 0, step_s: float | None = None) -> float:
         """When to poll: at the instrument's next reading (the host follows the trigger model's
         delays as its branches choose them, so it reads each reading as it is taken), or ``due``
-        s from now for a segment that does not log, or ``ahead`` readings (at the record
-        interval) after the next one, to read several at once; after a missed poll, at the
+        s from now for a segment that does not log, or ``ahead`` readings (``step_s`` apart,
+        default the record interval) after the next one, to read several at once; after a missed poll, at the
         reading after the one missed; a reading that is late is looked for again a tenth of a
         delay on."""
         if not self.logs:
@@ -321,9 +334,12 @@ class Segment:
         if self._next_t is None:
             return 1e-6
         at = self._next_t if self._poll_t is None else self._poll_t
-        if self._poll_t is None and self._sched_t is not None:
-            for _ in range(ahead):  # readings further on at the record interval (the same sums)
-                at += self.interval_s
+        self._planned_t = None
+        if self._poll_t is None and self._sched_t is not None and ahead > 0:
+            step = self.interval_s if step_s is None else step_s
+            for _ in range(ahead):  # readings further on, ``step`` apart (the same sums)
+                at += step
+            self._planned_t = at
         if at <= now:
             return self.tol_s / 5
         delay = at - now
