@@ -51,8 +51,10 @@ POINT_KEYS: dict[str, tuple[str, str]] = {
     "substep": ("", "substep"),
 }
 
+#: Default age of a page of points in simulated time (6 simulated hours; 60 s on the wall clock).
+SIM_PAGE_AGE_S = 6 * 3600.0
 
-__all__ = ["POINT_KEYS", "PotentiostatChannel", "SafetyLimitError"]
+__all__ = ["POINT_KEYS", "SIM_PAGE_AGE_S", "PotentiostatChannel", "SafetyLimitError"]
 
 
 class _Setting(Signal):
@@ -80,7 +82,7 @@ class PotentiostatChannel(Device):
         Configuration, recorded in every descriptor.
     page_size, page_age_s
         When a page of points is handed to the run (``page_age_s`` of clock time; default 60 s
-        on the wall clock, 1 h in simulated time).
+        on the wall clock, :data:`SIM_PAGE_AGE_S` (6 h) in simulated time).
     """
 
     voltage = Cpt(Signal, value=math.nan, kind=Kind.hinted)
@@ -124,9 +126,11 @@ class PotentiostatChannel(Device):
         self.temperature.put(temperature_C)
         self.instrument.put(driver.name)
         self.page_size = page_size
-        # Live data: a page at least every minute in real time; in simulated time a page per
-        # simulated hour is just as live on the wall clock and costs the RunEngine far less.
-        self.page_age_s = page_age_s if page_age_s is not None else (3600.0 if clock.simulated else 60.0)
+        # Live data: a page at least every minute in real time; in simulated time, where a
+        # simulated hour of a rest passes in a millisecond, a page per SIM_PAGE_AGE_S is just as
+        # live on the wall clock, and each page (RunEngine, journal, catalog) costs ~1 ms.
+        default_age_s = SIM_PAGE_AGE_S if clock.simulated else 60.0
+        self.page_age_s = page_age_s if page_age_s is not None else default_age_s
         self._lock = threading.RLock()
         self._technique: Technique | Loop | None = None
         self._resume: StepProgress | None = None
@@ -229,6 +233,13 @@ class PotentiostatChannel(Device):
 
     def collect_pages(self) -> Iterator[dict[str, Any]]:
         with self._lock:
+            if not self._page_ready() and self._timer is not None:
+                # collected before its page is due (a plan keeping the points measured so far
+                # when something else failed): read what the instrument measured since the
+                # last poll first (a driver reading in batches has not read the last ones)
+                self._timer.cancel()
+                self._timer = None
+                self._poll()
             points, self._buffer = self._buffer, []
             self._page_started = self.clock.now()
         if not points:
