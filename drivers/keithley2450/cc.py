@@ -64,6 +64,8 @@ class CcSegment(Segment):
     _previous: dict[int, float] = field(default_factory=dict)  # last reading of measure block 2
     _pace_V: float | None = None  # how far the voltage moved in the last record interval
     _last_two: tuple[tuple[float, float], ...] = ()  # (time, voltage) of the last two readings read
+    #: The limits and intervals, asked for at every reading, computed once for what they depend on.
+    _memo: dict[tuple[object, ...], tuple[float, float, float, float, int]] = field(default_factory=dict)
 
     @property
     def discharge(self) -> bool:
@@ -103,18 +105,33 @@ class CcSegment(Segment):
         self.v, self.i = measured, self.current_A if self.discharge else source
 
     # --- the trigger model's limits -------------------------------------------------------
+    def _limits(self) -> tuple[float, float, float, float, int]:
+        """(limit, end-at, near, fine interval, fine readings per record interval)."""
+        ctx = self.ctx
+        key = (self.interval_s, ctx.poll_s, self.current_A, self.voltage_V, ctx.voltage_min_V, ctx.ceiling_V)
+        memo = self._memo.get(key)
+        if memo is None:
+            limit = self.limit_V()
+            sign = 1.0 if self.discharge else -1.0
+            fine = _sent(self.interval_s / max(1, math.ceil(self.interval_s / ctx.poll_s - 1e-9)))
+            chunk = max(1, round(self.interval_s / fine))
+            memo = (limit, _sent(limit + sign * MATCH_V), _sent(limit + sign * NEAR_V), fine, chunk)
+            self._memo.clear()
+            self._memo[key] = memo
+        return memo
+
     def fine_s(self) -> float:
         """The fine interval: the poll interval, cut to divide the record interval."""
-        return _sent(self.interval_s / max(1, math.ceil(self.interval_s / self.ctx.poll_s - 1e-9)))
+        return self._limits()[3]
 
     def tolerance_s(self) -> float:
         return self.fine_s() / 2
 
     def _end_at_V(self) -> float:
-        return _sent(self.limit_V() + MATCH_V if self.discharge else self.limit_V() - MATCH_V)
+        return self._limits()[1]
 
     def _near_V(self) -> float:
-        return _sent(self.limit_V() + NEAR_V if self.discharge else self.limit_V() - NEAR_V)
+        return self._limits()[2]
 
     def met(self, value: float) -> bool:
         """The limit branch's test (block 3)."""
@@ -122,7 +139,7 @@ class CcSegment(Segment):
 
     def _chunk(self) -> int:
         """Fine readings per record interval."""
-        return max(1, round(self.interval_s / self.fine_s()))
+        return self._limits()[4]
 
     def branches(self) -> list[str] | None:
         kind = "BEL" if self.discharge else "ABOV"
