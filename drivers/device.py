@@ -139,6 +139,7 @@ class PotentiostatChannel(Device):
         self.step_started_s = math.nan
         self._run: StepRun | None = None
         self._timer: Any = None
+        self._polls_scheduled = 0  # the number of the poll scheduled last (an older one is stale)
         self._reattaching = False
         self._buffer: list[Point] = []
         self._page_started = 0.0
@@ -295,13 +296,17 @@ class PotentiostatChannel(Device):
         return float(self._run.next_poll_delay_s())
 
     def _schedule(self, delay_s: float) -> None:
-        self._timer = self.clock.call_later(delay_s, self._poll)
+        self._polls_scheduled += 1
+        scheduled = self._polls_scheduled
+        self._timer = self.clock.call_later(delay_s, lambda: self._poll(scheduled))
 
-    def _poll(self) -> None:
+    def _poll(self, scheduled: int | None = None) -> None:
         with self._lock:
             run = self._run
             if run is None or self.end_reason is not None:
                 return
+            if scheduled is not None and scheduled != self._polls_scheduled:
+                return  # a poll made meanwhile (collect_pages) scheduled the next one
             try:
                 points, done = run.poll()
                 self._accept(points)
