@@ -211,3 +211,30 @@ def test_a_charge_killed_before_its_cut_off_keeps_every_reading_and_its_capacity
     one_interval_mAh_g = 20.0 * interval_s / 3600.0
     assert abs(killed[-1].capacity_mAh_g - reference[-1].capacity_mAh_g) <= one_interval_mAh_g
     assert killed[-1].voltage_V >= 4.5 - 1e-6 and killed[-1].time_s == pytest.approx(end_s)
+
+
+@pytest.mark.parametrize("step", [Rest(2 * 3600, record_interval_s=10), None], ids=["rest", "charge"])
+def test_predictive_polling_off_reads_each_reading_as_taken_with_the_same_points(step) -> None:
+    """With ``predictive_polling`` (the default) the host reads the buffered readings several at
+    a time where nothing can end the step; off, one poll per reading. The points are the same."""
+    from drivers.techniques import ConstantCurrent, Cutoffs
+
+    step = step or ConstantCurrent(20, Cutoffs(voltage_V=4.2), record_interval_s=60)
+    results = {}
+    for predictive in (True, False):
+        clock = SimClock(start_s=0.0)
+        sim = _sim(clock)
+        host = Keithley2450Potentiostat(keithley(sim), clock, poll_interval_s=10, predictive_polling=predictive)
+        host.set_cell_limits(1.5, 4.6)
+        host.initialise()
+        run = host.start_step(step, 0.007, 0)
+        points, polls = [], 0
+        while run.end_reason is None:
+            clock.set_time(clock.now() + run.next_poll_delay_s())
+            points += run.poll()[0]
+            polls += 1
+        results[predictive] = (polls, [(p.time_s, p.voltage_V) for p in points])
+    (batched, with_batches), (single, one_by_one) = results[True], results[False]
+    assert one_by_one == with_batches
+    assert single >= len(one_by_one) - 1  # a poll for every reading after the first
+    assert batched < single / 2  # at most half as many exchanges

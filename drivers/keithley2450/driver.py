@@ -77,7 +77,13 @@ from drivers.transport import ByteEndpoint, InstrumentError
 
 
 class Keithley2450Potentiostat:
-    """The technique set on a Keithley 2450, run host-side on the shared clock."""
+    """The technique set on a Keithley 2450, run host-side on the shared clock.
+
+    ``predictive_polling`` (default on): where no reading can end the step (far from a cut-off,
+    a rest ending on time), the host reads several of the instrument's buffered readings in one
+    poll; off, it reads each reading as the instrument takes it (more bus traffic, the same
+    points).
+    """
 
     def __init__(
         self,

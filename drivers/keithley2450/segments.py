@@ -325,9 +325,10 @@ class Segment:
         """When to poll: at the instrument's next reading (the host follows the trigger model's
         delays as its branches choose them, so it reads each reading as it is taken), or ``due``
         s from now for a segment that does not log, or ``ahead`` readings (``step_s`` apart,
-        default the record interval) after the next one, to read several at once; after a missed poll, at the
-        reading after the one missed; a reading that is late is looked for again a tenth of a
-        delay on."""
+        default the record interval) after the next one, to read several at once (unless the
+        driver's ``predictive_polling`` is off: then each reading as it is taken); after a missed
+        poll, at the reading after the one missed; a reading that is late is looked for again a
+        tenth of a delay on."""
         if not self.logs:
             return max(due, 1e-6)
         now = self.ctx.clock.now()
@@ -335,7 +336,7 @@ class Segment:
             return 1e-6
         at = self._next_t if self._poll_t is None else self._poll_t
         self._planned_t = None
-        if self._poll_t is None and self._sched_t is not None and ahead > 0:
+        if self._poll_t is None and self._sched_t is not None and ahead > 0 and self.ctx.predictive:
             step = self.interval_s if step_s is None else step_s
             for _ in range(ahead):  # readings further on, ``step`` apart (the same sums)
                 at += step
