@@ -50,9 +50,12 @@ READS = [
     ("read_process_value_C", {"float_registers": True}, "010380020002", "010304430C0000", 140.0),
     # 3200 status word, register 75 = 0x4B
     ("read_status_word", {"series": "3200"}, "0103004B0001", "0103020010", 16),
-    # alarm 1 state is bit 0 of the status word, on the 2400 too: 0x0011 = alarm 1 + manual
-    ("read_alarm_active", {}, "0103004B0001", "0103020011", True),
-    ("read_alarm_active", {}, "0103004B0001", "0103020010", False),
+    # alarm 1 state is bit 0 of the 2400's fast status byte, register 74 = 0x4A:
+    # 0x0011 = alarm 1 + manual
+    ("read_alarm_active", {}, "0103004A0001", "0103020011", True),
+    ("read_alarm_active", {}, "0103004A0001", "0103020010", False),
+    # ... and of the 3200's status word, register 75 = 0x4B
+    ("read_alarm_active", {"series": "3200"}, "0103004B0001", "0103020001", True),
     # alarm 1 set point (its threshold), register 13 = 0x0D: 0x09C4 = 2500 -> 250.0 C
     ("read_high_limit_C", {}, "0103000D0001", "01030209C4", 250.0),
 ]

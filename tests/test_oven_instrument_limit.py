@@ -29,31 +29,31 @@ def test_alarm_1_trips_latches_cuts_the_heater_and_acknowledges_only_below_its_t
     sim = SimulatedEurotherm(clock)
     exchange(sim, clock, [
         (0, "0103000D0001", "0103020FA0"),  # alarm 1 set point (13) starts at the high SP limit, 400.0 C
-        (0, "0103004B0001", "0103020000"),  # status word (75): no alarm, automatic
+        (0, "0103004A0001", "0103020000"),  # fast status byte (74): no alarm, automatic
         (0, "0106000205DC", "0106000205DC"),  # target set point 150.0 C
-        (3 * 3600, "0103004B0001", "0103020000"),  # settled at 150 C: still no alarm
+        (3 * 3600, "0103004A0001", "0103020000"),  # settled at 150 C: still no alarm
         (0, "0106000D03E8", "0106000D03E8"),  # alarm 1 set point <- 100.0 C, below the oven: trips at once
         (0, "0103000D0001", "01030203E8"),  # reads back 100.0 C
-        (0, "0103004B0001", "0103020001"),  # bit 0: alarm 1 active
+        (0, "0103004A0001", "0103020001"),  # bit 0: alarm 1 active
         (1, "010300030001", "0103020000"),  # output 0.0 %: the relay holds the heater off
         (0, "010601120001", "010601120001"),  # acknowledge all alarms (274) ...
-        (0, "0103004B0001", "0103020001"),  # ... refused while the oven is above the threshold
-        (3 * 3600, "0103004B0001", "0103020001"),  # cooled with the heater cut: still latched
+        (0, "0103004A0001", "0103020001"),  # ... refused while the oven is above the threshold
+        (3 * 3600, "0103004A0001", "0103020001"),  # cooled with the heater cut: still latched
         (0, "010601120001", "010601120001"),  # acknowledged below the threshold ...
-        (0, "0103004B0001", "0103020000"),  # ... resets it
+        (0, "0103004A0001", "0103020000"),  # ... resets it
         (0, "0106000D2710", "018603"),  # a threshold of 1000.0 C is outside -199.9..999.9: exception 03
     ])  # fmt: skip
     assert sim.oven.air_C < 100.0
     assert sim.oven.settings.target_setpoint_C == 150.0  # the alarm cut the heater, not the set point
 
 
-def test_the_status_word_carries_manual_and_alarm_bits_on_the_3200_as_on_the_2400(clock):
+def test_the_3200_status_word_carries_the_same_alarm_and_manual_bits(clock):
     sim = SimulatedEurotherm(clock, series="3200")
     exchange(sim, clock, [
         (0, "010601110001", "010601110001"),  # manual (273 <- 1)
         (0, "010600030384", "010600030384"),  # manual output 90.0 %
         (0, "0106000D01F4", "0106000D01F4"),  # alarm 1 at 50.0 C
-        (1800, "0103004B0001", "0103020011"),  # alarm 1 + manual
+        (1800, "0103004B0001", "0103020011"),  # status word (75): alarm 1 + manual
         (0, "010300040001", "0103020000"),  # working output 0.0 % while latched
     ])  # fmt: skip
     assert sim.oven.air_C < 51.0

@@ -25,7 +25,7 @@ limit as alarm 1's threshold (register 13) and reads it back; the controller the
 itself, host or no host. This assumes the unit's commissioning, which no Modbus write can check:
 alarm 1 configured as an absolute (full-scale) high alarm, latching (manual reset), and its relay
 wired to drop the heater's contactor (or the solid-state relay's supply). The status word's bit 0
-(register 75) then tells the host the alarm tripped, even one that tripped while no host was
+(register 74 on the 2400, 75 on the 3200) then tells the host the alarm tripped, even one that tripped while no host was
 there; :meth:`EurothermDriver.acknowledge_alarms` (register 274) resets it once the process value
 is back below the threshold.
 """
@@ -353,8 +353,8 @@ class EurothermDriver:
         self.write("comms_setpoint", temperature_C)
 
     def read_status_word(self) -> int:
-        """The status word, register 75 (bit 0 alarm 1, bit 4 manual; on the 3200 bit 13
-        ramping, in the simulator)."""
+        """The status word: the 2400's fast status byte (register 74), the 3200's status word
+        (register 75); bit 0 alarm 1, bit 4 manual (on the 3200 bit 13 ramping, in the simulator)."""
         return int(self.read("status")) & 0xFFFF
 
     def read_alarm_active(self) -> bool:

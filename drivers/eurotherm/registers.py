@@ -4,10 +4,11 @@ Parameters are scaled integers matching the display's decimals (77.2 C is held a
 16-bit), or full-resolution IEEE floats at ``0x8000 + 2 * register`` (two registers, high word
 first). :class:`~drivers.eurotherm.EurothermDriver` checks every write against this table.
 
-Alarms (both series, 2000-series communications handbook HA026230 and the 3200 handbook):
-register 13 is the alarm 1 set point (its threshold, in display units), 274 acknowledges all
-alarms, and bit 0 of the status word at register 75 is alarm 1's state (bit 4 manual; the
-2400's fast status byte at 74 carries alarms 1..4 in bits 0..3 as well). The alarm's *type*
+Alarms (2000-series communications handbook HA026230, as vendors' and beamlines' drivers use it,
+and the 3200 handbook): register 13 is the alarm 1 set point (its threshold, in display units),
+274 acknowledges all alarms, and bit 0 of the status word is alarm 1's state, bit 4 manual mode:
+on the 2400 the fast status byte at register 74 (bits 0..3 alarms 1..4), on the 3200 the status
+word at register 75. The alarm's *type*
 (absolute high), its latching and which relay it drives are configuration-level parameters
 (the 2400 only writes them in configuration mode, register 199 = 2, which stops control), so
 the driver never writes them: they are the unit's commissioning, see
@@ -65,7 +66,6 @@ def _common() -> list[Register]:
         Register("output_high", 30, "%", True, 1, 0.0, 100.0, "output high limit"),
         Register("output_low", 31, "%", True, 1, 0.0, 100.0, "output low limit"),
         Register("setpoint_rate_limit", 35, "C/min", True, None, 0.0, 999.9, "0 = off"),
-        Register("status", 75, "", False, 0, description="status word (bit 0 alarm 1, bit 4 manual)"),
         Register("auto_manual", 273, "", True, 0, AUTO, MANUAL, "0 auto, 1 manual"),
         Register("acknowledge_alarms", 274, "", True, 0, 0, 1, "1 acknowledges all alarms"),
     ]
@@ -76,7 +76,10 @@ REGISTERS: dict[str, dict[str, Register]] = {
     "2400": {
         r.name: r
         for r in _common()
-        + [Register("output_power", 3, "%", True, 1, 0.0, 100.0, "output (write in manual)")]
+        + [
+            Register("output_power", 3, "%", True, 1, 0.0, 100.0, "output (write in manual)"),
+            Register("status", 74, "", False, 0, description="fast status (bit 0 alarm 1, bit 4 manual)"),
+        ]
     },
     "3200": {
         r.name: r
@@ -85,6 +88,7 @@ REGISTERS: dict[str, dict[str, Register]] = {
             Register("manual_output", 3, "%", True, 1, 0.0, 100.0, "output used in manual"),
             Register("output_power", 4, "%", False, 1, description="working output"),
             Register("comms_setpoint", 26, "C", True, None, None, None, "set point in remote"),
+            Register("status", 75, "", False, 0, description="status word (bit 0 alarm 1, bit 4 manual)"),
             Register("local_remote", 276, "", True, 0, LOCAL, REMOTE, "0 local, 1 remote"),
         ]
     },

@@ -35,8 +35,9 @@ reg   parameter                   access  notes
 30    output high limit           r/w     %, 1 decimal
 31    output low limit            r/w     %, 1 decimal
 35    set-point rate limit        r/w     C/min, display decimals, 0 = off
-75    status word                 r       bit 0 alarm 1, bit 4 manual, bit 13 set point
-                                          ramping (3200) (subset)
+74    fast status byte (2400)     r       bit 0 alarm 1, bit 4 manual (subset)
+75    status word (3200)          r       bit 0 alarm 1, bit 4 manual, bit 13 set point
+                                          ramping (subset)
 273   auto/manual                 r/w     0 auto, 1 manual
 274   acknowledge all alarms      r/w     write 1; reads 0
 276   local/remote (3200)         r/w     0 local, 1 remote (comms set point)
@@ -234,12 +235,12 @@ class SimulatedEurotherm:
             31: _Param("output low", 1, lambda: s.output_low_pct, self._set_out_low, 0, 100),
             35: _Param("set-point rate limit", d, lambda: s.rate_limit_C_min, oven.set_rate_limit, 0, 999.9),
             13: _Param("alarm 1 set point", d, self._alarm_setpoint, oven.set_alarm_high, *ALARM_RANGE_C),
-            75: _Param("status word", 0, self._status_word),
             273: _Param("auto/manual", 0, lambda: 1.0 if s.manual else 0.0, self._set_manual, 0, 1),
             274: _Param("acknowledge all alarms", 0, lambda: 0.0, self._acknowledge, 0, 1),
         }
         if self.series == "2400":
             params[3] = _Param("output power", 1, lambda: oven.output_pct, self._set_op_2400, 0, 100)
+            params[74] = _Param("fast status byte", 0, self._status_word)
         else:
             params[3] = _Param(
                 "manual output", 1, lambda: s.manual_output_pct, oven.set_manual_output, 0, 100
@@ -248,6 +249,7 @@ class SimulatedEurotherm:
             params[26] = _Param(
                 "comms set point", d, lambda: self.comms_setpoint_C, self._set_comms_sp, lo_sp, hi_sp
             )
+            params[75] = _Param("status word", 0, self._status_word)
             params[276] = _Param(
                 "local/remote", 0, lambda: 1.0 if self.remote else 0.0, self._set_remote, 0, 1
             )
