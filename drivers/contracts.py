@@ -30,6 +30,12 @@ class OvenDriver(Protocol):
     Temperatures in degC, rates in degC/min, output in percent. Writes out of the
     controller's range raise :class:`ValueError` before anything is sent; a controller that
     does not answer raises :class:`~drivers.transport.InstrumentError`.
+
+    A controller that can hold the over-temperature limit itself also offers
+    ``arm_high_limit_C(limit_C)`` (write it, read it back, InstrumentError on a mismatch),
+    ``read_high_limit_C()``, ``read_alarm_active()`` (tripped, latched until acknowledged) and
+    ``acknowledge_alarms()``; the ``Oven`` device then arms it before heating (the Eurotherm's
+    alarm 1, whose relay must be wired to cut the heater).
     """
 
     name: str

@@ -82,6 +82,16 @@ class InstrumentConfig(Strict):
 
 
 class OvenConfig(InstrumentConfig):
-    """Fields of every oven's table: the over-temperature limit the ``Oven`` device watches."""
+    """Fields of every oven's table: the over-temperature limit the ``Oven`` device watches, and
+    whether the controller enforces it itself."""
 
     over_temperature: Celsius = 250.0
+    instrument_limit: bool = Field(
+        default=True,
+        description=(
+            "the controller enforces over_temperature itself, host or no host: it is written to "
+            "the controller's high alarm and read back before heating (Eurotherm: alarm 1, "
+            "register 13), which must be commissioned as an absolute high alarm, latching, its "
+            "relay wired to cut the heater's contactor; false: the host's watch is the only limit"
+        ),
+    )

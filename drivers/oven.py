@@ -5,133 +5,46 @@
 (``clock.call_later``; no sleeps, no threads of its own). An over-temperature limit puts the
 heater in its safe state and fails the Status. The controller is any
 :class:`drivers.contracts.OvenDriver` (the Eurotherm 2400/3200 driver ships).
+
+Where the driver offers an instrument-side limit (``arm_high_limit_C``, ``read_alarm_active``,
+``acknowledge_alarms``: the Eurotherm's alarm 1, whose relay must be wired to cut the heater),
+every ``set`` first checks the controller's alarm (a trip it made while no host watched is an
+:class:`OverTemperatureError` with a report, before anything heats) and arms the limit there,
+read back; from then on the controller limits the oven itself, host or no host.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from ophyd import Component as Cpt
-from ophyd import Device, Signal, SignalRO
+from ophyd import Device
 from ophyd.status import Status
 
 from drivers.clock import Clock, TimerHandle
 from drivers.contracts import OvenDriver
+from drivers.oven_signals import (
+    READBACKS,
+    READERS,
+    DriverReadback,
+    DriverSetting,
+    Setting,
+    output_power_pct,
+    process_value_C,
+    rate_limit_C_min,
+    working_setpoint_C,
+    write_rate_limit_C_min,
+)
 from drivers.transport import InstrumentError
+
+#: Longest settled watch interval by default once the controller holds the limit itself (s).
+ARMED_WATCH_MAX_S = 600.0
 
 
 class OverTemperatureError(RuntimeError):
     """The oven exceeded its over-temperature limit and was put in its safe state."""
-
-
-class _OvenSignalMixin:
-    parent: Any
-    attr_name: str
-
-    def _stamp(self) -> None:
-        self._metadata["timestamp"] = self.parent._clock.now()  # type: ignore[attr-defined]
-
-
-class _DriverValue(_OvenSignalMixin):
-    """A signal whose value is read from the driver on every ``get``."""
-
-    def __init__(self, *, reader: Callable[[OvenDriver], float], **kwargs: Any) -> None:
-        kwargs.setdefault("timestamp", 0.0)
-        super().__init__(**kwargs)
-        self._reader = reader
-
-    def get(self, **kwargs: Any) -> float:
-        snapshot = self.parent._snapshot_now()
-        if snapshot is not None and self.attr_name in snapshot:
-            value = snapshot[self.attr_name]
-        else:
-            value = self._reader(self.parent._driver)
-        self._readback = value
-        self._stamp()
-        return value
-
-
-class _DriverReadback(_DriverValue, SignalRO):
-    """Read-only signal read from the driver."""
-
-
-class _DriverSetting(_DriverValue, Signal):
-    """Read/write signal backed by the driver (validated there; ``set`` completes at once)."""
-
-    def __init__(self, *, writer: Callable[[OvenDriver, float], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._writer = writer
-
-    def put(self, value: Any, **kwargs: Any) -> None:
-        self.parent._forget_snapshot()
-        self._writer(self.parent._driver, float(value))
-        self._readback = float(value)
-        self._stamp()
-
-    def set(self, value: Any, **kwargs: Any) -> Status:
-        self.put(value)
-        status = Status(obj=self)
-        status.set_finished()
-        return status
-
-
-class _Setting(_OvenSignalMixin, Signal):
-    """Soft configuration value stamped with the oven's clock; ``set`` completes at once."""
-
-    def __init__(self, *, minimum: float = 0.0, **kwargs: Any) -> None:
-        kwargs.setdefault("timestamp", 0.0)
-        super().__init__(**kwargs)
-        self._minimum = minimum
-
-    def put(self, value: Any, **kwargs: Any) -> None:
-        value = float(value)
-        if not math.isfinite(value) or value < self._minimum:
-            raise ValueError(f"{self.name} must be >= {self._minimum}, got {value}")
-        kwargs["timestamp"] = self.parent._clock.now()
-        super().put(value, **kwargs)
-
-    def set(self, value: Any, **kwargs: Any) -> Status:
-        self.put(value)
-        status = Status(obj=self)
-        status.set_finished()
-        return status
-
-
-# The controller values the signals read and write, through the oven contract.
-def _process_value_C(driver: OvenDriver) -> float:
-    return driver.read_process_value_C()
-
-
-def _working_setpoint_C(driver: OvenDriver) -> float:
-    return driver.read_working_setpoint_C()
-
-
-def _output_power_pct(driver: OvenDriver) -> float:
-    return driver.read_output_power_pct()
-
-
-def _rate_limit_C_min(driver: OvenDriver) -> float:
-    return driver.read_rate_limit_C_min()
-
-
-def _write_rate_limit_C_min(driver: OvenDriver, rate_C_min: float) -> None:
-    driver.write_rate_limit_C_min(rate_C_min)
-
-
-#: Oven attribute -> key of the driver's ``read_readings()`` (the readings taken together).
-_READBACKS = {
-    "temperature": "process_value_C",
-    "working_setpoint": "working_setpoint_C",
-    "output_power": "output_power_pct",
-}
-_READERS: dict[str, Callable[[OvenDriver], float]] = {
-    "temperature": _process_value_C,
-    "working_setpoint": _working_setpoint_C,
-    "output_power": _output_power_pct,
-}
 
 
 class Oven(Device):
@@ -151,11 +64,17 @@ class Oven(Device):
     watch_interval_s : float, optional
         Poll interval once settled (over-temperature watch); defaults to ``poll_interval_s``.
     watch_max_interval_s : float, optional
-        Longest poll interval once settled: while the process value reads exactly the same,
+        Longest poll interval once settled: while the watched value reads exactly the same,
         poll after poll, the watch interval doubles up to this (never below
-        ``watch_interval_s``); any change brings it back to ``watch_interval_s``. Default: no
-        stretching (``watch_interval_s``): the host's over-temperature watch is the only one, so
-        it is not relaxed unless asked for.
+        ``watch_interval_s``); any change brings it back to ``watch_interval_s``. Default: while
+        the controller holds the over-temperature limit itself (armed and read back for the
+        present ``over_temperature_C``), :data:`ARMED_WATCH_MAX_S`; otherwise no stretching
+        (``watch_interval_s``), since the host's watch is then the only over-temperature check.
+    instrument_limit : bool
+        Arm the over-temperature limit on the controller too, where the driver can
+        (``arm_high_limit_C``); False keeps the host's watch as the only one. Arming assumes
+        the controller's alarm relay cuts the heater (for the Eurotherm: alarm 1 an absolute
+        high alarm, latching, its relay wired to the heater's contactor).
 
     Notes
     -----
@@ -167,7 +86,10 @@ class Oven(Device):
     while the heater is in use, watching the over-temperature limit: above it the
     controller is put in its safe state (manual, 0 % output, set point
     ``safe_setpoint_C``), any pending Status fails with :class:`OverTemperatureError`,
-    and ``trigger`` fails until :meth:`reset_trip`.
+    and ``trigger`` fails until :meth:`reset_trip`. With the limit armed on the controller,
+    the settled watch reads the controller's alarm state instead of the process value (the
+    alarm latches, so no excursion between two polls goes unseen; settling polls read both),
+    and a tripped alarm is the same fault, reported as the controller's trip.
     ``stop()`` puts the controller in its safe state; it is idempotent.
 
     ``trigger`` reads the process value, working set point and output power together (one
@@ -176,16 +98,16 @@ class Oven(Device):
     time stands still. Any write through the device forgets them.
     """
 
-    temperature = Cpt(_DriverReadback, reader=_process_value_C, kind="hinted")
-    working_setpoint = Cpt(_DriverReadback, reader=_working_setpoint_C, kind="normal")
-    output_power = Cpt(_DriverReadback, reader=_output_power_pct, kind="normal")
-    ramp_rate = Cpt(_DriverSetting, reader=_rate_limit_C_min, writer=_write_rate_limit_C_min, kind="config")
-    tolerance_C = Cpt(_Setting, value=1.0, kind="config")
-    settle_time_s = Cpt(_Setting, value=60.0, kind="config")
-    over_temperature_C = Cpt(_Setting, value=250.0, kind="config", minimum=-math.inf)
-    safe_setpoint_C = Cpt(_Setting, value=25.0, kind="config", minimum=-math.inf)
-    poll_interval_s = Cpt(_Setting, value=10.0, kind="config", minimum=1e-3)
-    watch_interval_s = Cpt(_Setting, value=10.0, kind="config", minimum=1e-3)
+    temperature = Cpt(DriverReadback, reader=process_value_C, kind="hinted")
+    working_setpoint = Cpt(DriverReadback, reader=working_setpoint_C, kind="normal")
+    output_power = Cpt(DriverReadback, reader=output_power_pct, kind="normal")
+    ramp_rate = Cpt(DriverSetting, reader=rate_limit_C_min, writer=write_rate_limit_C_min, kind="config")
+    tolerance_C = Cpt(Setting, value=1.0, kind="config")
+    settle_time_s = Cpt(Setting, value=60.0, kind="config")
+    over_temperature_C = Cpt(Setting, value=250.0, kind="config", minimum=-math.inf)
+    safe_setpoint_C = Cpt(Setting, value=25.0, kind="config", minimum=-math.inf)
+    poll_interval_s = Cpt(Setting, value=10.0, kind="config", minimum=1e-3)
+    watch_interval_s = Cpt(Setting, value=10.0, kind="config", minimum=1e-3)
 
     def __init__(
         self,
@@ -200,6 +122,7 @@ class Oven(Device):
         poll_interval_s: float = 10.0,
         watch_interval_s: float | None = None,
         watch_max_interval_s: float | None = None,
+        instrument_limit: bool = True,
         **kwargs: Any,
     ) -> None:
         self._driver = driver
@@ -217,12 +140,14 @@ class Oven(Device):
         self._target_C: float | None = None
         self._in_band_since: float | None = None
         self._active = False
-        if watch_max_interval_s is None:  # no stretching unless asked for
-            watch_max_interval_s = float(self.watch_interval_s.get())
-        if not (math.isfinite(watch_max_interval_s) and watch_max_interval_s > 0):
+        if watch_max_interval_s is not None and not (
+            math.isfinite(watch_max_interval_s) and watch_max_interval_s > 0
+        ):
             raise ValueError(f"watch_max_interval_s must be > 0, got {watch_max_interval_s}")
-        #: Longest over-temperature watch interval while the process value stays the same.
-        self.watch_max_interval_s = float(watch_max_interval_s)
+        self._watch_max_s = None if watch_max_interval_s is None else float(watch_max_interval_s)
+        self._instrument_limit = bool(instrument_limit) and hasattr(driver, "arm_high_limit_C")
+        #: The over-temperature limit the controller holds itself (armed and read back), if any.
+        self.armed_limit_C: float | None = None
         self._watch_factor = 1.0
         self._watch_pv: float | None = None
         self._snapshot: dict[str, float] = {}
@@ -236,6 +161,13 @@ class Oven(Device):
     @property
     def driver(self) -> OvenDriver:
         return self._driver
+
+    @property
+    def watch_max_interval_s(self) -> float:
+        """Longest over-temperature watch interval while the watched value stays the same."""
+        if self._watch_max_s is not None:
+            return self._watch_max_s
+        return ARMED_WATCH_MAX_S if self._armed() else float(self.watch_interval_s.get())
 
     @property
     def target_C(self) -> float | None:
@@ -256,6 +188,7 @@ class Oven(Device):
                 f"{self.name}: set point {target} C is not below the over-temperature limit {limit} C"
             )
         self._driver.validate_setpoint_C(target)
+        self._arm_instrument_limit(limit)
         status = Status(obj=self)
         self._forget_snapshot()
         with self._lock:
@@ -285,7 +218,18 @@ class Oven(Device):
             pending.set_exception(RuntimeError(f"{self.name}: stopped before settling"))
 
     def reset_trip(self) -> None:
-        """Acknowledge an over-temperature trip so that :meth:`set` works again."""
+        """Acknowledge an over-temperature trip so that :meth:`set` works again; with the limit
+        on the controller its alarm is acknowledged too, which it refuses (the trip stays) while
+        the temperature is still above the limit."""
+        if self._instrument_limit:
+            driver: Any = self._driver
+            driver.acknowledge_alarms()
+            if driver.read_alarm_active():
+                raise OverTemperatureError(
+                    f"{self.name} ({driver.name}): the controller's over-temperature alarm is still "
+                    f"latched (temperature {driver.read_process_value_C():.1f} C): acknowledge it once "
+                    "the oven is below its limit"
+                )
         self.tripped = None
 
     def trigger(self) -> Status:
@@ -308,7 +252,7 @@ class Oven(Device):
         this clock time, if any)."""
         with self._lock:
             snapshot = self._snapshot_now()
-            if snapshot is None or any(key not in snapshot for key in _READBACKS):
+            if snapshot is None or any(key not in snapshot for key in READBACKS):
                 snapshot = self._take_snapshot()
             self._pinned = snapshot
             try:
@@ -322,9 +266,9 @@ class Oven(Device):
         read_readings = getattr(self._driver, "read_readings", None)
         if read_readings is not None:
             values = read_readings()
-            snapshot = {attr: float(values[key]) for attr, key in _READBACKS.items()}
+            snapshot = {attr: float(values[key]) for attr, key in READBACKS.items()}
         else:
-            snapshot = {attr: reader(self._driver) for attr, reader in _READERS.items()}
+            snapshot = {attr: reader(self._driver) for attr, reader in READERS.items()}
         with self._lock:
             self._snapshot, self._snapshot_at = snapshot, self._clock.now()
         return snapshot
@@ -351,6 +295,11 @@ class Oven(Device):
         limit = self.over_temperature_C.get()
         if pv_C <= limit:
             return False
+        self._trip(f"temperature {pv_C:.1f} C exceeded the over-temperature limit {limit:.1f} C")
+        return True
+
+    def _trip(self, what: str, after: str = "") -> OverTemperatureError:
+        """Safe state, pending Status failed, ``trigger``/``set`` refused until :meth:`reset_trip`."""
         safe_sp = self.safe_setpoint_C.get()
         self._forget_snapshot()
         with self._lock:
@@ -359,9 +308,8 @@ class Oven(Device):
             pending, self._status = self._status, None
             self._target_C = None
         error = OverTemperatureError(
-            f"{self.name} ({self._driver.name}): temperature {pv_C:.1f} C exceeded the "
-            f"over-temperature limit {limit:.1f} C; heater put in safe state (manual, 0 % output, set point "
-            f"{safe_sp:.1f} C)"
+            f"{self.name} ({self._driver.name}): {what}; heater put in safe state (manual, 0 % output, "
+            f"set point {safe_sp:.1f} C){after}"
         )
         self.tripped = error
         try:
@@ -369,7 +317,38 @@ class Oven(Device):
         finally:
             if pending is not None and not pending.done:
                 pending.set_exception(error)
-        return True
+        return error
+
+    # -------------------------------------------------------------- instrument-side limit
+    def _armed(self) -> bool:
+        """The controller holds the present over-temperature limit itself (armed, read back)."""
+        return self.armed_limit_C is not None and self.armed_limit_C == self.over_temperature_C.get()
+
+    def _arm_instrument_limit(self, limit_C: float) -> None:
+        """Before heating: a latched controller alarm is a trip (reported, nothing heats);
+        otherwise the limit is armed on the controller (written, read back) if it is not yet."""
+        if not self._instrument_limit:
+            return
+        driver: Any = self._driver
+        if driver.read_alarm_active():
+            raise self._instrument_trip(
+                "was found latched before heating: the oven went above it since the limit was last "
+                "watched (while no host was running it, or between two polls)"
+            )
+        if self.armed_limit_C != limit_C:
+            self.armed_limit_C = None
+            driver.arm_high_limit_C(limit_C)
+            self.armed_limit_C = limit_C
+
+    def _instrument_trip(self, how: str) -> OverTemperatureError:
+        driver: Any = self._driver
+        threshold = driver.read_high_limit_C()
+        pv = driver.read_process_value_C()
+        return self._trip(
+            f"the controller's own alarm at the over-temperature limit {threshold:.1f} C (alarm 1, its "
+            f"relay cuts the heater) {how}; temperature now {pv:.1f} C",
+            "; reset_trip() acknowledges the alarm once the oven is below the limit",
+        )
 
     def _poll(self) -> None:
         with self._lock:
@@ -377,7 +356,17 @@ class Oven(Device):
             if not self._active:
                 return
             status, target = self._status, self._target_C
+        armed = self._armed()
         try:
+            if armed and self._driver.read_alarm_active():  # type: ignore[attr-defined]
+                self._instrument_trip("tripped")
+                return
+            if armed and status is None:  # settled: the latched alarm is the watch
+                self.polls += 1
+                with self._lock:
+                    self._watch_factor *= 2.0
+                self._schedule()
+                return
             snapshot = self._snapshot_now()
             pv = snapshot["temperature"] if snapshot and "temperature" in snapshot else self._read_pv()
         except InstrumentError as exc:

@@ -107,7 +107,15 @@ def _oven(connected: ConnectedLab, name: str) -> Oven:
     driver: OvenDriver = _open(connected, name)
     poll_s = config.poll_interval if "poll_interval" in config.model_fields_set else 10.0
     over_C = config.over_temperature if isinstance(config, OvenConfig) else 250.0
-    return Oven(driver, connected.clock, name=name, over_temperature_C=over_C, poll_interval_s=poll_s)
+    on_controller = config.instrument_limit if isinstance(config, OvenConfig) else False
+    return Oven(
+        driver,
+        connected.clock,
+        name=name,
+        over_temperature_C=over_C,
+        poll_interval_s=poll_s,
+        instrument_limit=on_controller,
+    )
 
 
 def _channel(connected: ConnectedLab, cell: CellConfig) -> PotentiostatChannel:

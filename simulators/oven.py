@@ -20,6 +20,15 @@ integral frozen while the output is saturated in the direction of the error (ant
 derivative on the process value, bumpless transfer from manual to auto. The heater's own lag
 makes the loop overshoot a little after a step.
 
+The controller's absolute high alarm is modelled with the relay wiring that makes it an
+instrument-side over-temperature limit: with ``alarm_high_C`` set, the alarm trips the moment
+the process value (the air) exceeds it, within the substep, and latches; while latched the alarm
+relay holds the heater's contactor open, so the heater gets no power and the working output
+reads 0 % (a real controller may go on showing its demand while the contactor is open; the loop's
+integral is frozen meanwhile). It resets on :meth:`OvenModel.acknowledge_alarm` once the air is
+back at or below the threshold (a latching alarm cannot be acknowledged while its condition
+lasts).
+
 Integration uses fixed substeps (``OvenParams.step_s``, 1 s by default). When the loop has
 settled (every temperature within ``1e-4`` C of the fixed point of the present inputs, which
 is also the fixed point of the discrete scheme) the state is snapped onto that fixed point and
@@ -134,6 +143,10 @@ class OvenModel:
         self.working_setpoint_C = self.settings.target_setpoint_C
         self.output_pct = 0.0
         self._integral_C_s = 0.0
+        #: Absolute high alarm threshold (C), None = no alarm.
+        self.alarm_high_C: float | None = None
+        #: The alarm tripped and latched: the heater is cut until acknowledged.
+        self.alarm_latched = False
         self._t = clock.now()
         self._samples: list[SampleLike] = []
         self._hist_t: list[float] = [self._t]
@@ -155,6 +168,7 @@ class OvenModel:
             return
         step = self.params.step_s
         while self._t < target:
+            self._check_alarm()
             if self._settled():
                 self._snap()
                 self._t = target
@@ -206,7 +220,7 @@ class OvenModel:
 
     def _apply_manual_output(self) -> None:
         s = self.settings
-        if s.manual:
+        if s.manual and not self.alarm_latched:
             self.output_pct = min(max(s.manual_output_pct, s.output_low_pct), s.output_high_pct)
 
     def update_settings(self, **changes: float) -> None:
@@ -216,6 +230,27 @@ class OvenModel:
             if not hasattr(self.settings, key):
                 raise AttributeError(f"unknown controller setting {key!r}")
             setattr(self.settings, key, value)
+
+    def set_alarm_high(self, threshold_C: float | None) -> None:
+        """The absolute high alarm's threshold (None: no alarm); checked from now on."""
+        self.advance()
+        self.alarm_high_C = None if threshold_C is None else float(threshold_C)
+        self._check_alarm()
+
+    def acknowledge_alarm(self) -> bool:
+        """Reset a latched alarm if the air is back at or below the threshold; True if it did."""
+        self.advance()
+        if self.alarm_latched and (self.alarm_high_C is None or self.air_C <= self.alarm_high_C):
+            self.alarm_latched = False
+            s = self.settings
+            if not s.manual and s.integral_time_s > 0:  # bumpless: the loop resumes from 0 %
+                self._integral_C_s = -s.integral_time_s * (self.working_setpoint_C - self.air_C)
+        return not self.alarm_latched
+
+    def _check_alarm(self) -> None:
+        if self.alarm_high_C is not None and self.air_C > self.alarm_high_C and not self.alarm_latched:
+            self.alarm_latched = True
+            self.output_pct = 0.0
 
     def ramping(self) -> bool:
         """True while the working set point is still moving towards the target."""
@@ -287,7 +322,9 @@ class OvenModel:
         flow_W = p.heater_to_chamber_W_K * (heater - air)
         dair = (flow_W - p.loss_W_K * (air - p.ambient_C)) / p.chamber_capacity_J_K
         lo, hi = s.output_low_pct, s.output_high_pct
-        if s.manual:
+        if self.alarm_latched:
+            out = 0.0  # the alarm relay holds the heater's contactor open
+        elif s.manual:
             out = min(max(s.manual_output_pct, lo), hi)
         else:
             e = wsp - air
@@ -301,6 +338,7 @@ class OvenModel:
         dheater = (self._power_W(out) - flow_W) / p.heater_capacity_J_K
         self.heater_C = heater + dt * dheater
         self.air_C = air + dt * dair
+        self._check_alarm()
         # Sample: exact first-order lag towards the mean air temperature of the substep.
         mean_air = air + 0.5 * dt * dair
         self.sample_C = mean_air + (self.sample_C - mean_air) * math.exp(-dt / p.sample_lag_s)
@@ -310,6 +348,8 @@ class OvenModel:
         """(air_C, heater_C, output_pct) the loop settles at under present inputs, if any."""
         p = self.params
         s = self.settings
+        if self.alarm_latched:
+            return p.ambient_C, p.ambient_C, 0.0
         if s.manual:
             out = min(max(s.manual_output_pct, s.output_low_pct), s.output_high_pct)
             power = self._power_W(out)
@@ -344,6 +384,6 @@ class OvenModel:
         self.air_C = air
         self.heater_C = heater
         self.sample_C = air
-        if not s.manual and s.output_low_pct < out < s.output_high_pct:
+        if not s.manual and not self.alarm_latched and s.output_low_pct < out < s.output_high_pct:
             self._integral_C_s = s.integral_time_s * out * s.proportional_band_C / 100.0
         self.output_pct = out

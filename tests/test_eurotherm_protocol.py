@@ -50,6 +50,14 @@ READS = [
     ("read_process_value_C", {"float_registers": True}, "010380020002", "010304430C0000", 140.0),
     # 3200 status word, register 75 = 0x4B
     ("read_status_word", {"series": "3200"}, "0103004B0001", "0103020010", 16),
+    # alarm 1 state is bit 0 of the 2400's fast status byte, register 74 = 0x4A:
+    # 0x0011 = alarm 1 + manual
+    ("read_alarm_active", {}, "0103004A0001", "0103020011", True),
+    ("read_alarm_active", {}, "0103004A0001", "0103020010", False),
+    # ... and of the 3200's status word, register 75 = 0x4B
+    ("read_alarm_active", {"series": "3200"}, "0103004B0001", "0103020001", True),
+    # alarm 1 set point (its threshold), register 13 = 0x0D: 0x09C4 = 2500 -> 250.0 C
+    ("read_high_limit_C", {}, "0103000D0001", "01030209C4", 250.0),
 ]
 
 
@@ -93,6 +101,41 @@ def test_safe_state_is_manual_zero_output_then_low_set_point():
     ]
     with expected_protocol(eurotherm(), script(pairs)) as driver:
         driver.safe_state(25.0)
+
+
+def test_arming_the_high_limit_writes_alarm_1_and_reads_it_back():
+    pairs = [
+        ("0110000D00010209C4", "0110000D0001"),  # 13 <- 250.0 C = 2500 = 0x09C4
+        ("0103000D0001", "01030209C4"),  # read back: 250.0 C
+    ]
+    with expected_protocol(eurotherm(), script(pairs)) as driver:
+        assert driver.arm_high_limit_C(250.0) == 250.0
+
+
+def test_a_high_limit_that_does_not_read_back_is_one_clear_error():
+    pairs = [
+        ("0110000D00010209C4", "0110000D0001"),
+        ("0103000D0001", "0103020FA0"),  # the unit keeps 400.0 C
+    ]
+    with (
+        expected_protocol(eurotherm(), script(pairs)) as driver,
+        pytest.raises(
+            InstrumentError,
+            match=r"oven TC: alarm 1 set point reads 400.0 C after writing 250.0 C.*not armed",
+        ),
+    ):
+        driver.arm_high_limit_C(250.0)
+
+
+def test_acknowledging_alarms_writes_1_to_register_274():
+    pairs = [("011001120001020001", "011001120001")]  # 274 = 0x0112 <- 1
+    with expected_protocol(eurotherm(), script(pairs)) as driver:
+        driver.acknowledge_alarms()
+
+
+def test_a_high_limit_outside_the_alarm_range_is_refused_before_anything_is_sent():
+    with expected_protocol(eurotherm(), []) as driver, pytest.raises(ValueError, match="alarm1_setpoint"):
+        driver.arm_high_limit_C(1000.0)
 
 
 def test_3200_manual_output_goes_to_register_3():

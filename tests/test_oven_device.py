@@ -148,7 +148,7 @@ def test_set_after_stop_returns_to_automatic_control():
 
 
 def test_watch_interval_slows_polling_once_settled():
-    oven, _, clock = make_oven(watch_interval_s=60.0)
+    oven, _, clock = make_oven(watch_interval_s=60.0, instrument_limit=False)  # the host's watch only
     status = oven.set(80.0)
     run_until_done(clock, status)
     polls_at_settle = oven.polls
@@ -157,7 +157,8 @@ def test_watch_interval_slows_polling_once_settled():
 
 
 def test_watch_stretches_while_nothing_changes_and_comes_back_when_it_does():
-    oven, sim, clock = make_oven(watch_interval_s=10.0, watch_max_interval_s=60.0)
+    # The host's own watch (no limit on the controller) reads the process value.
+    oven, sim, clock = make_oven(watch_interval_s=10.0, watch_max_interval_s=60.0, instrument_limit=False)
     status = oven.set(80.0)
     run_until_done(clock, status)
     clock.advance_by(3600)  # settled within tolerance first, then to the last display digit
@@ -169,7 +170,8 @@ def test_watch_stretches_while_nothing_changes_and_comes_back_when_it_does():
     polls = oven.polls
     clock.advance_by(600)
     assert oven.polls - polls >= 50  # the first changed reading brings the watch back to 10 s
-    steady, _, steady_clock = make_oven(watch_interval_s=10.0)  # by default it does not stretch
+    # Without the limit on the controller, by default it does not stretch.
+    steady, _, steady_clock = make_oven(watch_interval_s=10.0, instrument_limit=False)
     status = steady.set(80.0)
     run_until_done(steady_clock, status)
     polls = steady.polls

@@ -149,3 +149,21 @@ def test_a_resumed_portion_holds_only_for_the_time_left(lab) -> None:
     assert reported[0] == {"steps_done": 0, "oven": oven.name, "hold_started_s": hold_started_s}
     assert reported[-1] == {"steps_done": 1, "oven": None, "hold_started_s": None}
     assert ovens.free == [oven]  # released when the portion is done
+
+
+def test_a_run_on_an_oven_the_controller_tripped_while_no_host_ran_fails_before_heating(lab):
+    """The controller's own limit tripped while the host was dead: the next run is a safety fault."""
+    RE, oven, sim, clock, docs = lab
+    oven.over_temperature_C.put(150.0)
+    oven.set(100.0)  # the limit is armed on the controller; then the host dies (no more polls)
+    sim.oven.set_manual(True)  # and the controller runs away at 100 % output
+    sim.oven.set_manual_output(100.0)
+    clock.set_time(clock.now() + 4 * 3600.0)
+    sim.oven.advance()  # the controller alone, four hours
+    assert sim.oven.alarm_latched and sim.oven.air_C < 150.0
+    host = Oven(EurothermDriver.in_process(sim, name="glass oven"), clock, over_temperature_C=150.0)
+    with pytest.raises(OverTemperatureError, match="limit 150.0 C .*found latched before heating"):
+        RE(heated_relaxation(host, 100.0, hold_s=3600.0))
+    assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "fail"
+    assert [d for n, d in docs if n == "event"] == []  # nothing logged: it never heated
+    assert sim.oven.settings.manual and sim.oven.output_pct == 0.0

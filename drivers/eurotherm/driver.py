@@ -19,6 +19,15 @@ parameter list; every write is checked against it first and an out-of-range valu
 the process value has stayed within ``tolerance_C`` of the target for ``settle_time_s``, found by
 polling on the shared clock (``clock.call_later``; no sleeps, no threads of its own). An
 over-temperature limit puts the heater in its safe state and fails the Status.
+
+Instrument-side over-temperature limit: :meth:`EurothermDriver.arm_high_limit_C` writes the
+limit as alarm 1's threshold (register 13) and reads it back; the controller then watches it
+itself, host or no host. This assumes the unit's commissioning, which no Modbus write can check:
+alarm 1 configured as an absolute (full-scale) high alarm, latching (manual reset), and its relay
+wired to drop the heater's contactor (or the solid-state relay's supply). The status word's bit 0
+(register 74 on the 2400, 75 on the 3200) then tells the host the alarm tripped, even one that tripped while no host was
+there; :meth:`EurothermDriver.acknowledge_alarms` (register 274) resets it once the process value
+is back below the threshold.
 """
 
 from __future__ import annotations
@@ -35,7 +44,15 @@ import serial
 
 from drivers.clock import Clock
 from drivers.eurotherm.config import EurothermConfig
-from drivers.eurotherm.registers import AUTO, LOCAL, MANUAL, REGISTERS, REMOTE, Register
+from drivers.eurotherm.registers import (
+    AUTO,
+    LOCAL,
+    MANUAL,
+    REGISTERS,
+    REMOTE,
+    STATUS_ALARM1_BIT,
+    Register,
+)
 from drivers.eurotherm.sim_serial_port import SimSerialPort
 from drivers.transport import ByteEndpoint, InstrumentError, InstrumentTimeout
 
@@ -93,7 +110,7 @@ class EurothermDriver:
         for key, reg in REGISTERS[series].items():
             if reg.decimals is None:
                 reg = replace(reg, decimals=decimals)
-            if reg.unit == "C" and reg.writable:
+            if reg.unit == "C" and reg.writable and reg.minimum is None and reg.maximum is None:
                 reg = replace(reg, minimum=float(low), maximum=float(high))
             table[key] = reg
         #: This instrument's parameter table (decimals and limits resolved).
@@ -336,8 +353,60 @@ class EurothermDriver:
         self.write("comms_setpoint", temperature_C)
 
     def read_status_word(self) -> int:
-        """3200 only: the status word (bit 4 manual, bit 13 ramping in the simulator)."""
-        return int(self.read("status"))
+        """The status word: the 2400's fast status byte (register 74), the 3200's status word
+        (register 75); bit 0 alarm 1, bit 4 manual (on the 3200 bit 13 ramping, in the simulator)."""
+        return int(self.read("status")) & 0xFFFF
+
+    def read_alarm_active(self) -> bool:
+        """Alarm 1 (the instrument-side over-temperature limit) active, or latched since it
+        tripped and not yet acknowledged: bit 0 of the status word."""
+        return bool(self.read_status_word() & STATUS_ALARM1_BIT)
+
+    def read_high_limit_C(self) -> float:
+        """Alarm 1's threshold (register 13), C."""
+        return self.read("alarm1_setpoint")
+
+    def arm_high_limit_C(self, limit_C: float) -> float:
+        """Write ``limit_C`` as alarm 1's threshold (register 13) and read it back.
+
+        The controller then limits the oven by itself: above the threshold alarm 1 trips and,
+        as the unit must be commissioned (alarm 1 an absolute high alarm, latching, its relay
+        wired to cut the heater's contactor), the heater stays off until the alarm is
+        acknowledged below the threshold. The alarm's type, latching and relay are
+        configuration-level parameters this driver never writes.
+
+        Returns
+        -------
+        float
+            The threshold the controller reports (the limit to the display's resolution).
+
+        Raises
+        ------
+        ValueError
+            ``limit_C`` outside the alarm's range (nothing sent).
+        InstrumentError
+            The controller reports a different threshold after the write (a unit without
+            alarm 1, or one that keeps its own): the limit is not armed.
+        """
+        reg = self.register("alarm1_setpoint")
+        limit_C = self.validate("alarm1_setpoint", limit_C)
+        self.write("alarm1_setpoint", limit_C)
+        back = self.read("alarm1_setpoint")
+        assert reg.decimals is not None
+        resolution = 1e-3 * max(1.0, abs(limit_C)) if self.float_registers else 0.5 / 10**reg.decimals
+        if not abs(back - limit_C) <= resolution:
+            raise InstrumentError(
+                self.name,
+                f"alarm 1 set point reads {back} C after writing {limit_C} C: the instrument-side "
+                "over-temperature limit is not armed",
+                f"write alarm1_setpoint = {limit_C} (register {reg.address})",
+            )
+        return back
+
+    def acknowledge_alarms(self) -> None:
+        """Acknowledge all alarms (register 274): a latched alarm 1 resets if the process value
+        is back below its threshold, and stays latched otherwise."""
+        self.write("acknowledge_alarms", 1)
 
     def heat_to(self, temperature_C: float) -> None:
         """Automatic mode and a new target set point (validated before anything is sent)."""

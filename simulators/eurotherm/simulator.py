@@ -28,14 +28,27 @@ reg   parameter                   access  notes
 6     proportional band XP        r/w     C, 1 decimal, 0.1..999.9
 8     integral time Ti            r/w     s, 0 (off)..9999
 9     derivative time Td          r/w     s, 0 (off)..9999
+13    alarm 1 set point           r/w     C, display decimals, -199.9..999.9: the threshold of
+                                          an absolute high alarm, latching, whose relay cuts
+                                          the heater (see below)
 26    comms set point (3200)      r/w     C; drives the loop while in remote
 30    output high limit           r/w     %, 1 decimal
 31    output low limit            r/w     %, 1 decimal
 35    set-point rate limit        r/w     C/min, display decimals, 0 = off
-75    status word (3200)          r       bit 4 manual, bit 13 set point ramping (subset)
+74    fast status byte (2400)     r       bit 0 alarm 1, bit 4 manual (subset)
+75    status word (3200)          r       bit 0 alarm 1, bit 4 manual, bit 13 set point
+                                          ramping (subset)
 273   auto/manual                 r/w     0 auto, 1 manual
+274   acknowledge all alarms      r/w     write 1; reads 0
 276   local/remote (3200)         r/w     0 local, 1 remote (comms set point)
 ====  ==========================  ======  ====================================================
+
+Alarm 1 is modelled as a unit commissioned for instrument-side over-temperature protection:
+configured as an absolute high alarm, latching, its relay wired to drop the heater's contactor
+(:class:`~simulators.oven.OvenModel` ``alarm_high_C``): above the threshold the heater is cut,
+by the model itself at the moment the process value crosses it, whether anyone polls or not,
+until a write of 1 to register 274 acknowledges it with the process value back at or below the
+threshold. Its threshold starts at the high set-point limit.
 
 Whenever it is addressed (``receive`` or ``take_output``) the simulator first integrates its
 oven up to ``clock.now()``.
@@ -53,11 +66,13 @@ from simulators.oven import OvenModel
 ILLEGAL_FUNCTION = 0x01
 ILLEGAL_DATA_ADDRESS = 0x02
 ILLEGAL_DATA_VALUE = 0x03
+ALARM_RANGE_C = (-199.9, 999.9)
 FLOAT_BASE = 0x8000
 MAX_READ_REGISTERS = 125
 MAX_WRITE_REGISTERS = 123
 MAX_FRAME_BYTES = 256
 
+STATUS_ALARM1_BIT = 1 << 0
 STATUS_MANUAL_BIT = 1 << 4
 STATUS_RAMPING_BIT = 1 << 13
 
@@ -155,6 +170,8 @@ class SimulatedEurotherm:
         self.setpoint_limits_C = setpoint_limits_C
         self.remote = False
         self.comms_setpoint_C = self.oven.settings.target_setpoint_C
+        if self.oven.alarm_high_C is None:
+            self.oven.set_alarm_high(setpoint_limits_C[1])
         self._local_setpoint_C = self.oven.settings.target_setpoint_C
         self._inbuf = bytearray()
         self._out = bytearray()
@@ -217,10 +234,13 @@ class SimulatedEurotherm:
             30: _Param("output high", 1, lambda: s.output_high_pct, self._set_out_high, 0, 100),
             31: _Param("output low", 1, lambda: s.output_low_pct, self._set_out_low, 0, 100),
             35: _Param("set-point rate limit", d, lambda: s.rate_limit_C_min, oven.set_rate_limit, 0, 999.9),
+            13: _Param("alarm 1 set point", d, self._alarm_setpoint, oven.set_alarm_high, *ALARM_RANGE_C),
             273: _Param("auto/manual", 0, lambda: 1.0 if s.manual else 0.0, self._set_manual, 0, 1),
+            274: _Param("acknowledge all alarms", 0, lambda: 0.0, self._acknowledge, 0, 1),
         }
         if self.series == "2400":
             params[3] = _Param("output power", 1, lambda: oven.output_pct, self._set_op_2400, 0, 100)
+            params[74] = _Param("fast status byte", 0, self._status_word)
         else:
             params[3] = _Param(
                 "manual output", 1, lambda: s.manual_output_pct, oven.set_manual_output, 0, 100
@@ -270,11 +290,21 @@ class SimulatedEurotherm:
             raise _Refused(ILLEGAL_DATA_VALUE)
         self.oven.update_settings(output_low_pct=value)
 
+    def _alarm_setpoint(self) -> float:
+        threshold = self.oven.alarm_high_C
+        return ALARM_RANGE_C[1] if threshold is None else threshold
+
+    def _acknowledge(self, value: float) -> None:
+        if value:
+            self.oven.acknowledge_alarm()
+
     def _status_word(self) -> float:
         word = 0
+        if self.oven.alarm_latched:
+            word |= STATUS_ALARM1_BIT
         if self.oven.settings.manual:
             word |= STATUS_MANUAL_BIT
-        if self.oven.working_setpoint_C != self.oven.settings.target_setpoint_C:
+        if self.series == "3200" and self.oven.working_setpoint_C != self.oven.settings.target_setpoint_C:
             word |= STATUS_RAMPING_BIT
         return float(word)
 
