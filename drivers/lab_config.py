@@ -83,15 +83,31 @@ class InstrumentConfig(Strict):
 
 class OvenConfig(InstrumentConfig):
     """Fields of every oven's table: the over-temperature limit the ``Oven`` device watches, and
-    whether the controller enforces it itself."""
+    whether the controller enforces it itself (for a real oven the lab file must say so: it
+    depends on how the unit is wired, which no command can check)."""
 
     over_temperature: Celsius = 250.0
     instrument_limit: bool = Field(
-        default=True,
         description=(
             "the controller enforces over_temperature itself, host or no host: it is written to "
             "the controller's high alarm and read back before heating (Eurotherm: alarm 1, "
             "register 13), which must be commissioned as an absolute high alarm, latching, its "
-            "relay wired to cut the heater's contactor; false: the host's watch is the only limit"
+            "relay wired to cut the heater's contactor; false: the host's watch is the only limit. "
+            "Required for a real oven; a simulated one models the wiring (default true)"
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _say_how_it_is_wired(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "instrument_limit" not in data:
+            if data.get("simulated") is True:
+                return {**data, "instrument_limit": True}
+            raise ValueError(
+                "instrument_limit is required for a real oven: say whether the controller itself "
+                "cuts the heater above over_temperature, e.g. instrument_limit = true (alarm 1 "
+                "commissioned as an absolute high alarm, latching, its relay wired to drop the "
+                "heater's contactor) or instrument_limit = false (the host's watch is then the "
+                "only limit)"
+            )
+        return data

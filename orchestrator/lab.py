@@ -28,6 +28,7 @@ that heat powder portions share the lab's ovens::
     resource = "/dev/ttyUSB0"
     address = 1
     over_temperature = "250 degC"
+    instrument_limit = true   # alarm 1 wired to cut the heater (required for a real oven)
 
 The ``driver`` names a model of the instrument registry (:mod:`drivers.registry`); the table's
 other fields are that model's lab-file config (e.g. :class:`drivers.keithley2450.Keithley2450Config`).

@@ -44,6 +44,7 @@ LAB: dict[str, Any] = {
             "resource": "/dev/ttyUSB1",
             "address": 1,
             "over_temperature": "250 degC",
+            "instrument_limit": True,
         },
     },
     "cells": [

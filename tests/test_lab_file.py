@@ -111,3 +111,23 @@ def test_unreachable_instrument_fails_before_any_step(tmp_path) -> None:
         InstrumentError, match=r"smu1 \(TCPIP0::127.0.0.1::1::SOCKET\): cannot reach the instrument"
     ):
         Session(load_lab(write(tmp_path, text)), data_dir=tmp_path / "data", tiled=False)
+
+
+OVEN = '\n[instruments.oven1]\ndriver = "eurotherm"\nresource = "/dev/ttyUSB1"\naddress = 1\n'
+
+
+def test_a_real_oven_must_say_whether_its_controller_cuts_the_heater(tmp_path) -> None:
+    """The controller-held over-temperature limit relies on wiring no command can check: a real
+    oven's table says instrument_limit = true or false, or is refused naming the field."""
+    with pytest.raises(
+        LabFileError, match=r"instruments\.oven1: instrument_limit is required .*instrument_limit = true"
+    ):
+        load_lab(write(tmp_path, GOOD + OVEN))
+    assert (
+        load_lab(write(tmp_path, GOOD + OVEN + "instrument_limit = false\n"))
+        .instruments["oven1"]
+        .instrument_limit
+        is False
+    )
+    simulated = OVEN.replace('"/dev/ttyUSB1"', '"sim"') + "simulated = true\n"
+    assert load_lab(write(tmp_path, GOOD + simulated)).instruments["oven1"].instrument_limit is True
