@@ -16,25 +16,16 @@ import pytest
 
 from drivers.base import StepProgress
 from drivers.clock import SimClock
-from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
 from drivers.techniques import ConstantCurrent, Cutoffs
 from drivers.transport import InProcessTransport
-
-
-def _sim(clock: SimClock):
-    from simulators.cell import Cell, Sample
-    from simulators.keithley2450 import SimulatedKeithley2450
-    from simulators.material import load_material
-
-    return SimulatedKeithley2450(Cell(Sample(load_material(None)), active_mass_g=0.007), clock)
-
+from tests.keithley2450_helpers import charge, new_host, poll, simulated_2450
 
 # --- the simulator's limit and delta branches ------------------------------------------------
 
 
 def test_simulated_limit_branch_ends_the_model_and_turns_the_output_off() -> None:
     clock = SimClock()
-    sim = _sim(clock)
+    sim = simulated_2450(clock)
     t = InProcessTransport(sim, name="sim")
     t.write_line(':SOUR:FUNC CURR;:SENS:FUNC "VOLT";:SOUR:CURR:VLIM 3.9;:SOUR:CURR 1.4e-4;:OUTP ON')
     t.write_line(
@@ -59,29 +50,6 @@ def test_simulated_limit_branch_ends_the_model_and_turns_the_output_off() -> Non
 # --- the driver: the cut-off met on the instrument ---------------------------------------------
 
 
-def _host(sim, name: str, clock: SimClock, link=None) -> Keithley2450Potentiostat:
-    transport = InProcessTransport(link or sim, name=name)
-    host = Keithley2450Potentiostat(Keithley2450(transport, name), clock, poll_interval_s=10)
-    host.set_cell_limits(1.5, 4.6)
-    return host
-
-
-def _poll(clock: SimClock, run, until_s: float | None = None) -> list:
-    points = []
-    while run.end_reason is None and (until_s is None or clock.now() < until_s):
-        clock.set_time(clock.now() + run.next_poll_delay_s())
-        points += run.poll()[0]
-    return points
-
-
-def _charged(clock: SimClock, sim) -> None:
-    host = _host(sim, "prep", clock)
-    host.initialise()
-    _poll(
-        clock, host.start_step(ConstantCurrent(20, Cutoffs(voltage_V=4.5), record_interval_s=600), 0.007, 0)
-    )
-
-
 @pytest.mark.parametrize("current", [20.0, -20.0])
 def test_a_step_left_alone_ends_at_its_cut_off_within_one_poll_interval_output_off(current) -> None:
     cutoff = 4.5 if current > 0 else 2.0
@@ -89,28 +57,28 @@ def test_a_step_left_alone_ends_at_its_cut_off_within_one_poll_interval_output_o
     runs = {}
     for kill in (False, True):
         clock = SimClock()
-        sim = _sim(clock)
+        sim = simulated_2450(clock)
         if current < 0:
-            _charged(clock, sim)
-        host = _host(sim, "a", clock)
+            charge(clock, sim, 4.5)
+        host = new_host(sim, "a", clock)
         host.initialise(reset=current > 0)
         run = host.start_step(step, 0.007, 1)
         if not kill:
-            runs[kill] = (_poll(clock, run), clock.now())
+            runs[kill] = (poll(clock, run), clock.now())
             continue
-        before = _poll(clock, run, clock.now() + 3600)  # an hour, then the host dies
+        before = poll(clock, run, clock.now() + 3600)  # an hour, then the host dies
         clock.set_time(clock.now() + 40 * 3600)  # nobody polls for 40 h
         sim.tick()
         assert not sim.output_on and sim.trigger_state == "IDLE"  # the instrument ended the step
         buffer = sim.buffers["defbuffer1"].readings
         assert buffer[-1].time_s - buffer[-2].time_s == pytest.approx(10.0)  # read every poll interval
-        host2 = _host(sim, "b", clock)
+        host2 = new_host(sim, "b", clock)
         host2.initialise(reset=False)
         first = next(p for p in before if p.substep == before[-1].substep)
         run2 = host2.reattach(
             step, 0.007, StepProgress(1, before[0].time_s, len(before), before[-1], first.time_s)
         )
-        runs[kill] = (before + _poll(clock, run2), None)
+        runs[kill] = (before + poll(clock, run2), None)
         assert run2.end_reason == "voltage"
     (reference, ended_at), (killed, _) = runs[False], runs[True]
     # the uninterrupted host saw the end at the reading the instrument ended on, and went on at once
@@ -142,9 +110,9 @@ def test_a_poll_without_a_valid_reply_loses_and_doubles_nothing() -> None:
     results = []
     for outage in (None, 5):
         clock = SimClock()
-        sim = _sim(clock)
+        sim = simulated_2450(clock)
         link = _DropWhile(sim)
-        host = _host(sim, "a", clock, link)
+        host = new_host(sim, "a", clock, link)
         host.instrument.retries = 2  # fewer timeouts to wait through in the test
         host.initialise()
         run = host.start_step(step, 0.007, 0)
@@ -164,15 +132,15 @@ def test_a_poll_without_a_valid_reply_loses_and_doubles_nothing() -> None:
 
 def test_a_host_that_died_after_storing_the_cut_off_reading_ends_the_step_on_re_attaching() -> None:
     clock = SimClock()
-    sim = _sim(clock)
+    sim = simulated_2450(clock)
     step = ConstantCurrent(20, Cutoffs(voltage_V=4.5), record_interval_s=60)
-    host = _host(sim, "a", clock)
+    host = new_host(sim, "a", clock)
     host.initialise()
     run = host.start_step(step, 0.007, 1)
-    points = _poll(clock, run)  # up to the cut-off's reading, stored ...
+    points = poll(clock, run)  # up to the cut-off's reading, stored ...
     clock.set_time(clock.now() + 600)  # ... then the host died before the step's end was
     # journalled
-    host2 = _host(sim, "b", clock)
+    host2 = new_host(sim, "b", clock)
     host2.initialise(reset=False)
     run2 = host2.reattach(
         step, 0.007, StepProgress(1, points[0].time_s, len(points), points[-1], points[0].time_s)
@@ -191,11 +159,11 @@ def test_a_time_or_capacity_limited_current_left_alone_stops_at_its_cut_off_on_t
 ) -> None:
     step = ConstantCurrent(20, cutoffs, record_interval_s=60)  # 100 mAh/g at 20 mA/g: 5 h
     clock = SimClock()
-    sim = _sim(clock)
-    host = _host(sim, "a", clock)
+    sim = simulated_2450(clock)
+    host = new_host(sim, "a", clock)
     host.initialise()
     run = host.start_step(step, 0.007, 0)
-    before = _poll(clock, run, clock.now() + 600)  # ten minutes, then the host dies
+    before = poll(clock, run, clock.now() + 600)  # ten minutes, then the host dies
     clock.set_time(clock.now() + 40 * 3600)  # nobody polls for 40 h
     sim.tick()
     assert not sim.output_on and sim.trigger_state == "IDLE"  # the instrument ended the step
@@ -203,12 +171,12 @@ def test_a_time_or_capacity_limited_current_left_alone_stops_at_its_cut_off_on_t
     charged_mAh_g = 20 * (buffer[-1].time_s - buffer[0].time_s) / 3600
     assert charged_mAh_g == pytest.approx(100, abs=20 * 60 / 3600)  # within one reading
     assert buffer[-1].value < 4.6  # nowhere near the cell's limit: it stopped on the count
-    host2 = _host(sim, "b", clock)
+    host2 = new_host(sim, "b", clock)
     host2.initialise(reset=False)
     run2 = host2.reattach(
         step, 0.007, StepProgress(0, before[0].time_s, len(before), before[-1], before[0].time_s)
     )
-    after = _poll(clock, run2)
+    after = poll(clock, run2)
     assert run2.end_reason == ("capacity" if cutoffs.capacity_mAh_g else "time")
     assert after[-1].time_s - before[0].time_s == pytest.approx(5 * 3600)  # the last reading on it
     assert after[-1].capacity_mAh_g == pytest.approx(100)

@@ -16,8 +16,9 @@ from drivers.base import Point, StepProgress
 from drivers.clock import SimClock
 from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
 from drivers.keithley2450.sweep import END_MARGIN_S
-from drivers.techniques import ConstantCurrent, ConstantVoltage, Cutoffs, Rest, Sweep
+from drivers.techniques import ConstantVoltage, Cutoffs, Rest, Sweep
 from drivers.transport import InProcessTransport
+from tests.keithley2450_helpers import new_host, poll, started_after_charge
 from tests.protocol import expected_protocol
 
 START = ':ABOR;:TRIG:LOAD "Empty";:TRAC:POIN 1000000, "defbuffer1";:TRIG:BLOC:BUFF:CLE 1, "defbuffer1";'
@@ -106,53 +107,16 @@ def test_sweep_stair_protocol(action, table, expected) -> None:
 # --- the simulator: the host dies, the instrument ends the step --------------------------------
 
 
-def _sim(clock: SimClock):
-    from simulators.cell import Cell, Sample
-    from simulators.keithley2450 import SimulatedKeithley2450
-    from simulators.material import load_material
-
-    return SimulatedKeithley2450(Cell(Sample(load_material(None)), active_mass_g=0.007), clock)
-
-
-def _host(sim, name: str, clock: SimClock) -> Keithley2450Potentiostat:
-    host = Keithley2450Potentiostat(
-        Keithley2450(InProcessTransport(sim, name=name), name), clock, poll_interval_s=10
-    )
-    host.set_cell_limits(1.5, 4.6)
-    return host
-
-
-def _poll(clock: SimClock, run, until_s: float | None = None) -> list[Point]:
-    points: list[Point] = []
-    while run.end_reason is None and (until_s is None or clock.now() < until_s):
-        clock.set_time(clock.now() + run.next_poll_delay_s())
-        points += run.poll()[0]
-    return points
-
-
-def _charged(clock: SimClock, sim) -> None:
-    host = _host(sim, "prep", clock)
-    host.initialise()
-    _poll(
-        clock, host.start_step(ConstantCurrent(20, Cutoffs(voltage_V=4.2), record_interval_s=600), 0.007, 0)
-    )
-
-
 def _killed_and_uninterrupted(step, away_after_s: float, end_after_s: float):
     """The step run to its end by one host, and by a host that dies ``away_after_s`` in and
     comes back 40 h later: (uninterrupted points, killed points, the run that came back, sim)."""
     runs: dict[bool, list[Point]] = {}
     for kill in (False, True):
-        clock = SimClock()
-        sim = _sim(clock)
-        _charged(clock, sim)
-        host = _host(sim, "a", clock)
-        host.initialise(reset=False)
-        run = host.start_step(step, 0.007, 1)
+        clock, sim, run = started_after_charge(step)
         if not kill:
-            runs[kill] = _poll(clock, run)
+            runs[kill] = poll(clock, run)
             continue
-        before = _poll(clock, run, clock.now() + away_after_s)
+        before = poll(clock, run, clock.now() + away_after_s)
         t0 = before[0].time_s
         clock.set_time(t0 + end_after_s - 1.0)  # nobody polls: just before the end ...
         sim.tick()
@@ -160,10 +124,10 @@ def _killed_and_uninterrupted(step, away_after_s: float, end_after_s: float):
         clock.set_time(t0 + 40 * 3600)  # ... and long after it
         sim.tick()
         assert not sim.output_on and sim.trigger_state == "IDLE"  # the instrument ended it
-        host2 = _host(sim, "b", clock)
+        host2 = new_host(sim, "b", clock)
         host2.initialise(reset=False)
         run2 = host2.reattach(step, 0.007, StepProgress(1, t0, len(before), before[-1], t0))
-        runs[kill] = before + _poll(clock, run2)
+        runs[kill] = before + poll(clock, run2)
         last_reading = sim.buffers["defbuffer1"].readings[-1]
     return runs[False], runs[True], run2, last_reading
 
@@ -189,24 +153,19 @@ def test_a_rest_or_hold_left_alone_ends_at_its_duration_output_off(step) -> None
 
 def test_a_hold_left_alone_ends_at_its_current_cut_off_output_off() -> None:
     step = ConstantVoltage(4.4, Cutoffs(current_mA_g=2), record_interval_s=60)
-    clock = SimClock()
-    sim = _sim(clock)
-    _charged(clock, sim)
-    host = _host(sim, "a", clock)
-    host.initialise(reset=False)
-    run = host.start_step(step, 0.007, 1)
-    before = _poll(clock, run, clock.now() + 600)
+    clock, sim, run = started_after_charge(step)
+    before = poll(clock, run, clock.now() + 600)
     assert run.end_reason is None and abs(before[-1].current_A) > 14e-6  # still above 2 mA/g
     clock.set_time(clock.now() + 200 * 3600)  # nobody polls
     sim.tick()
     assert not sim.output_on and sim.trigger_state == "IDLE"
     readings = sim.buffers["defbuffer1"].readings
     assert abs(readings[-1].value) <= 14e-6 < abs(readings[-2].value)  # off at the first one below
-    host2 = _host(sim, "b", clock)
+    host2 = new_host(sim, "b", clock)
     host2.initialise(reset=False)
     t0 = before[0].time_s
     run2 = host2.reattach(step, 0.007, StepProgress(1, t0, len(before), before[-1], t0))
-    after = _poll(clock, run2)
+    after = poll(clock, run2)
     assert run2.end_reason == "current"
     assert after[-1].time_s == pytest.approx(readings[-1].time_s)  # the record ends at that reading
 
@@ -224,13 +183,8 @@ def test_a_sweep_left_alone_turns_the_output_off_at_its_end() -> None:
 
 def test_a_sweep_keeps_the_level_it_was_at_until_its_end_when_the_host_dies() -> None:
     step = Sweep(4.2, 4.4, 3.8, scan_rate_mV_s=0.1, cycles=1, record_interval_s=60)
-    clock = SimClock()
-    sim = _sim(clock)
-    _charged(clock, sim)
-    host = _host(sim, "a", clock)
-    host.initialise(reset=False)
-    run = host.start_step(step, 0.007, 1)
-    before = _poll(clock, run, clock.now() + 1800)
+    clock, sim, run = started_after_charge(step)
+    before = poll(clock, run, clock.now() + 1800)
     level = sim.voltage_V
     clock.set_time(before[0].time_s + 12000 + END_MARGIN_S / 2)  # past the end, within the margin
     sim.tick()
