@@ -78,14 +78,21 @@ class ProgressReporter(DocumentRouter):
     def event_page(self, doc: dict[str, Any]) -> None:  # type: ignore[override]
         if not self.enabled or "step" not in doc.get("data", {}):
             return
-        new_step = self._tracker.update(doc["data"]["step"][-1])
-        point_s = float(doc["timestamps"]["step"][-1]) - self._t0
+        steps, stamps = doc["data"]["step"], doc["timestamps"]["step"]
+        # every step that begins in this page, with the simulated time of its first point (a
+        # page may hold several short steps, and comes in after its points were taken)
+        began: list[tuple[str, float]] = []
+        for raw, at in zip(steps, stamps, strict=True):
+            if self._tracker.update(raw):
+                began.append((self._tracker.text(), float(at) - self._t0))
+        point_s = float(stamps[-1]) - self._t0
         sim = self._sim_s()
         left = self._left_s(point_s)
         eta = self._pace.eta(sim, left)
         if self.mode == "lines":
-            if new_step:
-                self._print(self._pace.wall_s(), sim, f"{self._label}: now on {self._tracker.text()}; {eta}")
+            for text, at_s in began:  # the ETA as it stood when the step began
+                at_eta = self._pace.eta(sim, self._left_s(at_s))
+                self._print(self._pace.wall_s(), at_s, f"{self._label}: now on {text}; {at_eta}")
             return
         if self._progress is not None:
             total = max(sum(self._steps), 1.0)
