@@ -124,7 +124,7 @@ class CampaignProgress:
             self._set(cell, f"running on {doc.get('channel')}")
         elif name == "event_page":
             cell = self._descriptors.get(doc.get("descriptor", ""))
-            if cell is not None and "step" in doc.get("data", {}) and self._steps[cell].update(doc["data"]["step"][-1]):
+            if cell is not None and "step" in doc.get("data", {}) and self._new_steps(cell, doc["data"]["step"]):
                 self._set(cell, self.state[cell])
             elif self._progress is not None:
                 self._progress.update(self._tasks["campaign"], status=self.overall())
@@ -136,6 +136,13 @@ class CampaignProgress:
             cell = self._run_cell[doc["run_start"]]
             self._ended[cell] = float(self.clock.now())
             self._set(cell, "done" if doc["exit_status"] == "success" else f"FAILED: {doc.get('reason', '')}")
+
+    def _new_steps(self, cell: str, steps: list[Any]) -> bool:
+        """Follow every point's step (a page may hold several short steps); True if one began."""
+        began = False
+        for raw in steps:
+            began = self._steps[cell].update(raw) or began
+        return began
 
     def _set(self, cell: str, status: str) -> None:
         self.state[cell] = status

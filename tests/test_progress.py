@@ -114,3 +114,15 @@ def test_a_campaign_says_per_cell_its_step_and_its_own_time_which_stops_when_it_
     assert any(m.startswith("A1: done") and "cell 11.00 h" in m for m in said)
     assert said[-1].startswith("campaign: t = 20.0 h of ~30.0 h planned (ETA in 10.0 h simulated")
     assert "1/2 cells done" in said[-1]
+
+
+def test_a_campaign_page_holding_several_short_steps_counts_each() -> None:
+    """A page may hold a short step's points and the next one's: the cell is on the last."""
+    clock = SimClock()
+    progress = CampaignProgress(clock, ["A1"], "lines", {"A1": 3600.0}, stream=io.StringIO())
+    progress("start", {"job": "cell", "uid": "u1", "cell": "A1", "channel": "ch01",
+                       "step_types": ["cc", "rest", "cc"]})  # fmt: skip
+    progress("descriptor", {"uid": "d1", "run_start": "u1", "name": "primary"})
+    steps = [7, 7, 8, 8, 9]
+    progress("event_page", {"descriptor": "d1", "data": {"step": steps}, "timestamps": {"step": [0.0] * 5}})
+    assert "step 3/3 cc" in progress.line("A1")
