@@ -112,8 +112,9 @@ def test_relaxlab_monitor_redis_serves_the_stations_live_streams(station: str, t
     from orchestrator.live_bus import LivePublisher
     from orchestrator.tiled_server import free_port
 
+    cell = f"L4-{station}"  # the monitor serves every station on this Redis: find this test's cell by name
     publisher = LivePublisher(ADDRESS, station)
-    for name, doc in _run("L4", 4):
+    for name, doc in _run(cell, 4):
         publisher(name, doc)
     publisher.close()
     port = free_port()
@@ -137,7 +138,7 @@ def test_relaxlab_monitor_redis_serves_the_stations_live_streams(station: str, t
             except OSError:
                 assert proc.poll() is None, "the monitor ended"
                 time.sleep(0.2)
-        cells = [c for c in status["cells"] if c["id"].startswith("L4@")]
+        cells = [c for c in status["cells"] if c["id"].startswith(f"{cell}@")]
         assert len(cells) == 1 and cells[0]["points"] == 4 and cells[0]["status"] == "done"
     finally:
         proc.terminate()
