@@ -14,14 +14,36 @@ its kind and registers itself (see ``docs/adding-an-instrument.md``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from drivers.base import PotentiostatDriver, StepRun
 
 #: The kinds of instrument a lab holds.
 Kind = Literal["potentiostat", "oven", "diffractometer"]
 
-__all__ = ["DiffractometerDriver", "Kind", "OvenDriver", "PotentiostatDriver", "StepRun"]
+__all__ = ["DiffractometerDriver", "InstrumentLimit", "Kind", "OvenDriver", "PotentiostatDriver", "StepRun"]
+
+
+@runtime_checkable
+class InstrumentLimit(Protocol):
+    """What an oven driver offers when its controller can hold the over-temperature limit itself
+    (the Eurotherm's alarm 1, whose relay must be wired to cut the heater)."""
+
+    name: str
+
+    def arm_high_limit_C(self, limit_C: float) -> None:
+        """Write the limit and read it back (InstrumentError on a mismatch)."""
+        ...
+
+    def read_high_limit_C(self) -> float: ...
+
+    def read_alarm_active(self) -> bool:
+        """Tripped (latched until acknowledged)."""
+        ...
+
+    def acknowledge_alarms(self) -> None: ...
+
+    def read_process_value_C(self) -> float: ...
 
 
 class OvenDriver(Protocol):

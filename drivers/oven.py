@@ -24,7 +24,7 @@ from ophyd import Device
 from ophyd.status import Status
 
 from drivers.clock import Clock, TimerHandle
-from drivers.contracts import OvenDriver
+from drivers.contracts import InstrumentLimit, OvenDriver
 from drivers.oven_signals import (
     READBACKS,
     READERS,
@@ -145,7 +145,8 @@ class Oven(Device):
         ):
             raise ValueError(f"watch_max_interval_s must be > 0, got {watch_max_interval_s}")
         self._watch_max_s = None if watch_max_interval_s is None else float(watch_max_interval_s)
-        self._instrument_limit = bool(instrument_limit) and hasattr(driver, "arm_high_limit_C")
+        #: The driver, where its controller holds the limit itself and that is to be used.
+        self._limiter = driver if instrument_limit and isinstance(driver, InstrumentLimit) else None
         #: The over-temperature limit the controller holds itself (armed and read back), if any.
         self.armed_limit_C: float | None = None
         self._watch_factor = 1.0
@@ -221,8 +222,8 @@ class Oven(Device):
         """Acknowledge an over-temperature trip so that :meth:`set` works again; with the limit
         on the controller its alarm is acknowledged too, which it refuses (the trip stays) while
         the temperature is still above the limit."""
-        if self._instrument_limit:
-            driver: Any = self._driver
+        driver = self._limiter
+        if driver is not None:
             driver.acknowledge_alarms()
             if driver.read_alarm_active():
                 raise OverTemperatureError(
@@ -327,9 +328,9 @@ class Oven(Device):
     def _arm_instrument_limit(self, limit_C: float) -> None:
         """Before heating: a latched controller alarm is a trip (reported, nothing heats);
         otherwise the limit is armed on the controller (written, read back) if it is not yet."""
-        if not self._instrument_limit:
+        driver = self._limiter
+        if driver is None:
             return
-        driver: Any = self._driver
         if driver.read_alarm_active():
             raise self._instrument_trip(
                 "was found latched before heating: the oven went above it since the limit was last "
@@ -341,7 +342,8 @@ class Oven(Device):
             self.armed_limit_C = limit_C
 
     def _instrument_trip(self, how: str) -> OverTemperatureError:
-        driver: Any = self._driver
+        driver = self._limiter
+        assert driver is not None  # only a controller holding the limit trips on its own
         threshold = driver.read_high_limit_C()
         pv = driver.read_process_value_C()
         return self._trip(
@@ -358,7 +360,7 @@ class Oven(Device):
             status, target = self._status, self._target_C
         armed = self._armed()
         try:
-            if armed and self._driver.read_alarm_active():  # type: ignore[attr-defined]
+            if armed and self._limiter is not None and self._limiter.read_alarm_active():
                 self._instrument_trip("tripped")
                 return
             if armed and status is None:  # settled: the latched alarm is the watch
