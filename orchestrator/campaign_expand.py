@@ -64,9 +64,9 @@ def _resolve_campaign_path(path: Path) -> Path:
 def _material_ref(ref: str, base_dir: Path | None, file: str, issues: list[CampaignIssue]) -> str:
     """A shipped material's name as is; a material file as its absolute path (it was relative
     to the campaign file); an unknown or invalid one is an issue."""
-    # Here, not at import: the simulated lab imports the simulators (and scipy), which reading
-    # a campaign file does not otherwise need.
-    from orchestrator.simlab import MATERIALS_DIR, material_problem, resolve_material
+    # Here, not at import: only a campaign that names a material reads its file (the simulated
+    # cell's parameters); nothing else of the simulated lab (ophyd devices, scipy) is imported.
+    from simulators.material import MATERIALS_DIR, material_problem, resolve_material
 
     problem = material_problem(ref, base_dir)
     if problem is not None:

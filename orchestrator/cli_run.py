@@ -345,13 +345,13 @@ def _file_problems(path: Path, lab: Any, cell: str | None) -> list[str]:
     Each kind imports only what checking it needs (a protocol alone: its schema)."""
     kind = _file_kind(path)
     if kind == "material":
-        from orchestrator.simlab import material_problem
+        from simulators.material import material_problem
 
         problem = material_problem(str(path.resolve()))
         return [problem] if problem else []
     if kind == "lab":
         from orchestrator.lab import LabFileError, load_lab
-        from orchestrator.simlab import material_problem
+        from simulators.material import material_problem
 
         try:
             parsed = load_lab(path)

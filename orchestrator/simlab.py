@@ -29,7 +29,14 @@ from simulators.cell import Cell, CellVariation, Sample
 from simulators.eurotherm import SimulatedEurotherm
 from simulators.faults import FaultyEndpoint, parse_fault_spec
 from simulators.keithley2450 import SimulatedKeithley2450
-from simulators.material import MATERIALS_DIR, MaterialError, load_material
+from simulators.material import (  # noqa: F401  (re-exported: the simulated lab resolves materials)
+    MATERIALS_DIR,
+    MaterialError,
+    load_material,
+    material_problem,
+    resolve_material,
+    shipped_materials,
+)
 from simulators.oven import OvenModel
 from simulators.server import InstrumentServer
 
@@ -44,46 +51,6 @@ def tcp_port(resource: str) -> int | None:
     if not match:
         return None
     return int(match.group(1) or match.group(2))
-
-
-def shipped_materials() -> list[str]:
-    """Names of the material files that come with relaxlab (``x04``, ``x05``, ...)."""
-    return sorted(p.stem for p in MATERIALS_DIR.glob("*.toml"))
-
-
-def resolve_material(ref: str, base_dir: str | Path | None = None) -> Path:
-    """The material file a name or path stands for.
-
-    A shipped material by name (``x04``, ``x05``; ``default`` is ``x04``), or a TOML file by
-    path, relative to ``base_dir`` (the campaign or lab file's folder) when not absolute.
-
-    Raises
-    ------
-    MaterialError
-        When it is neither, naming the shipped materials.
-    """
-    text = str(ref).strip()
-    name = "x04" if text in ("", "default") else text
-    if (MATERIALS_DIR / f"{name}.toml").is_file() and "/" not in name and "\\" not in name:
-        return MATERIALS_DIR / f"{name}.toml"
-    path = Path(name).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    if path.is_file():
-        return path.resolve()
-    raise MaterialError(
-        f"unknown material {ref!r}: not a shipped material ({', '.join(shipped_materials())}) and no file "
-        f"{path}" + (" (paths are relative to the campaign or lab file)" if base_dir is not None else "")
-    )
-
-
-def material_problem(ref: str, base_dir: str | Path | None = None) -> str | None:
-    """Why ``ref`` is not a usable material (unknown, unreadable or invalid file), or None."""
-    try:
-        load_material(resolve_material(ref, base_dir))
-    except MaterialError as exc:
-        return str(exc)
-    return None
 
 
 def _material(name: str) -> Any:
