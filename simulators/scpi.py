@@ -184,14 +184,9 @@ class ScpiParser:
         m = _UNIT.match(unit)
         assert m is not None
         header, params = m.group(1), m.group(2)
-        query = header.endswith("?")
-        stem = header[:-1] if query else header
-        common = stem.lstrip(":").startswith("*")
-        absolute = stem.startswith(":") or common or not path
-        tokens = stem.lstrip(":").split(":")
-        if any(not _TOKEN.fullmatch(t) for t in tokens):
-            raise ScpiError(*UNDEFINED_HEADER if _HEADER_CHARS.fullmatch(stem) else SYNTAX_ERROR)
-        candidates = [tokens] if absolute else [path + tokens, tokens]
+        query, common, rooted, tokens = _header(header)
+        absolute = rooted or not path
+        candidates = [list(tokens)] if absolute else [path + list(tokens), list(tokens)]
         for candidate in candidates:
             found = self._resolve(query, candidate)
             if found is not None:
@@ -202,7 +197,7 @@ class ScpiParser:
 
     def _resolve(self, query: bool, tokens: list[str]) -> tuple[Handler, tuple[str, ...]] | None:
         """The first declared command ``tokens`` name, and its <function> words (cached)."""
-        key = (query, tuple(t.upper() for t in tokens))
+        key = (query, tuple(map(str.upper, tokens)))
         try:
             return self._resolved[key]
         except KeyError:
@@ -219,35 +214,41 @@ class ScpiParser:
         return found
 
 
+@lru_cache(maxsize=1024)  # a driver sends the same headers again and again
+def _header(header: str) -> tuple[bool, bool, bool, tuple[str, ...]]:
+    """A header's parts: (query, common command, from the root, its mnemonics); an SCPI error
+    for a header that is not one."""
+    query = header.endswith("?")
+    stem = header[:-1] if query else header
+    common = stem.lstrip(":").startswith("*")
+    tokens = tuple(stem.lstrip(":").split(":"))
+    if any(not _TOKEN.fullmatch(t) for t in tokens):
+        raise ScpiError(*UNDEFINED_HEADER if _HEADER_CHARS.fullmatch(stem) else SYNTAX_ERROR)
+    return query, common, stem.startswith(":") or common, tokens
+
+
+#: What a program message or a parameter list is made of: a quoted string (either quote, a
+#: doubled quote inside it stands for one), a run of anything else but a separator, a
+#: separator, or a quote left open (the string never ends).
+_PIECES = {
+    sep: re.compile(rf""""[^"]*(?:""[^"]*)*"|'[^']*(?:''[^']*)*'|[^"'{sep}]+|{sep}|["']""") for sep in ";,"
+}
+
+
 def _scan(text: str, separator: str) -> list[str]:
     """Split on ``separator`` outside quoted strings (either quote; doubled quote escapes)."""
     if '"' not in text and "'" not in text:
         return text.split(separator)
     out: list[str] = []
     current: list[str] = []
-    quote: str | None = None
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quote is not None:
-            current.append(ch)
-            if ch == quote:
-                if i + 1 < len(text) and text[i + 1] == quote:
-                    current.append(text[i + 1])
-                    i += 1
-                else:
-                    quote = None
-        elif ch in "\"'":
-            quote = ch
-            current.append(ch)
-        elif ch == separator:
+    for piece in _PIECES[separator].findall(text):
+        if piece == separator:
             out.append("".join(current))
             current = []
+        elif piece == '"' or piece == "'":
+            raise ScpiError(*INVALID_STRING)
         else:
-            current.append(ch)
-        i += 1
-    if quote is not None:
-        raise ScpiError(*INVALID_STRING)
+            current.append(piece)
     out.append("".join(current))
     return out
 
