@@ -46,7 +46,8 @@ class CampaignProgress:
     the schedule expects it to end; plus the campaign's ETA in simulated time (the same schedule
     as ``relaxlab campaign plan``) and in wall-clock time (at the pace so far). ``enabled``:
     ``"live"`` (rich live table, also ``True``), ``"lines"`` (one plain line per event: a cell
-    starts, starts a step, ends), ``"off"`` (also ``False``)."""
+    starts, starts a step, ends; and the campaign's line at each tenth of its planned time),
+    ``"off"`` (also ``False``)."""
 
     def __init__(
         self, clock: Any, cells: list[str], enabled: bool | str, planned_end_s: dict[str, float] | None = None,
@@ -68,6 +69,7 @@ class CampaignProgress:
         self._t0 = clock.now()
         self._pace = Pace(self._t0)
         self._print = LinePrinter(stream)
+        self._tenths = 0  # tenths of the planned time said so far (lines mode)
         if self.mode == "live":
             from rich.progress import Progress, TextColumn
 
@@ -124,9 +126,13 @@ class CampaignProgress:
             self._set(cell, f"running on {doc.get('channel')}")
         elif name == "event_page":
             cell = self._descriptors.get(doc.get("descriptor", ""))
-            if cell is not None and "step" in doc.get("data", {}) and self._new_steps(cell, doc["data"]["step"]):
+            data = doc.get("data", {})
+            stepped = cell is not None and "step" in data and self._new_steps(cell, data["step"])
+            if cell is not None and stepped:
                 self._set(cell, self.state[cell])
-            elif self._progress is not None:
+            if self.mode == "lines":
+                self._tenth_line()
+            elif self._progress is not None and not stepped:
                 self._progress.update(self._tasks["campaign"], status=self.overall())
                 for running in (c for c, st in self.state.items() if st.startswith("running")):
                     self._progress.update(self._tasks[running], status=self.line(running))
@@ -143,6 +149,15 @@ class CampaignProgress:
         for raw in steps:
             began = self._steps[cell].update(raw) or began
         return began
+
+    def _tenth_line(self) -> None:
+        """The campaign's line when another tenth of its planned time has passed (long steps
+        are not silent until they end)."""
+        now_s = self.clock.now() - self._t0
+        tenths = min(int(10 * now_s / self.makespan_s), 9) if self.makespan_s > 0 else 0
+        if tenths > self._tenths:
+            self._tenths = tenths
+            self._print(self._pace.wall_s(), now_s, f"campaign: {self.overall()}")
 
     def _set(self, cell: str, status: str) -> None:
         self.state[cell] = status

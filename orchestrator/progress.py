@@ -1,8 +1,8 @@
 """Progress that tells the truth: where each cell is, in simulated and in wall time.
 
 Three modes (:func:`progress_mode`): ``"live"`` redraws a rich display on a terminal; ``"lines"``
-prints one plain line per event (a run starts, a step starts, a run ends) when stdout is not a
-terminal (piped into ``tee``, a log file, CI), so a log shows what happened and when; ``"off"``
+prints one plain line per event (a run starts, a step starts, a tenth of the planned time has
+passed, a run ends) when stdout is not a terminal (piped into ``tee``, a log file, CI), so a log shows what happened and when; ``"off"``
 with ``--json`` (stdout is the JSON document).
 
 Every line says the step a cell is on (``step 2/3 rest``), the simulated time of the cell and of

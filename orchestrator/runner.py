@@ -22,10 +22,16 @@ from orchestrator.simtime import run_engine
 from orchestrator.storage import Journal, Spool, TiledStore, default_data_dir, read_journal
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 step``, ``3 steps``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class ProgressReporter(DocumentRouter):
     """A run's progress: its current step, simulated and wall time, and the ETA in simulated and
     wall-clock time. ``mode`` (see :mod:`orchestrator.progress`): ``"live"`` a rich bar on the
-    terminal, ``"lines"`` one plain line per event (run start, step start, run end) on ``stream``,
+    terminal, ``"lines"`` one plain line per event (run start, step start, each tenth of the
+    planned time, run end) on ``stream``,
     ``"off"``; ``True``/``False`` mean live/off."""
 
     def __init__(self, clock: Clock, enabled: bool | str = True, stream: Any = None) -> None:
@@ -41,6 +47,7 @@ class ProgressReporter(DocumentRouter):
         self._tracker = StepTracker([])
         self._pace = Pace(0.0)
         self._label = "run"
+        self._tenths = 0  # tenths of the planned time said so far (lines mode)
 
     def _sim_s(self) -> float:
         return self.clock.now() - self._t0
@@ -63,8 +70,9 @@ class ProgressReporter(DocumentRouter):
         self._steps = [estimate_step_s(technique_from_dict(s)) for s in doc.get("steps", [])]
         self._tracker = StepTracker(list(doc.get("step_types", [])))
         self._label = str(doc.get("cell") or doc.get("plan_name", "run"))
+        self._tenths = 0
         if self.mode == "lines":
-            self._print(0.0, 0.0, f"{self._label}: run {str(doc['uid'])[:8]} started, {len(self._steps)} steps, "
+            self._print(0.0, 0.0, f"{self._label}: run {str(doc['uid'])[:8]} started, {_count(len(self._steps), 'step')}, "
                                   f"~{sim_text(sum(self._steps))} simulated planned")  # fmt: skip
             return
         from rich.progress import BarColumn, Progress, TextColumn
@@ -79,20 +87,27 @@ class ProgressReporter(DocumentRouter):
         if not self.enabled or "step" not in doc.get("data", {}):
             return
         steps, stamps = doc["data"]["step"], doc["timestamps"]["step"]
-        # every step that begins in this page, with the simulated time of its first point (a
-        # page may hold several short steps, and comes in after its points were taken)
-        began: list[tuple[str, float]] = []
+        # every step that begins in this page and every tenth of the planned time that passes
+        # in it (a long step is not silent until it ends), each with the simulated time of its
+        # first point (a page may hold several, and comes in after its points were taken)
+        planned = sum(self._steps)
+        said: list[tuple[float, str]] = []
         for raw, at in zip(steps, stamps, strict=True):
+            at_s = float(at) - self._t0
             if self._tracker.update(raw):
-                began.append((self._tracker.text(), float(at) - self._t0))
+                said.append((at_s, f"now on {self._tracker.text()}"))
+            tenths = min(int(10 * at_s / planned), 9) if planned > 0 else 0
+            if tenths > self._tenths:
+                self._tenths = tenths
+                said.append((at_s, f"{10 * tenths} % of ~{sim_text(planned)} planned, on {self._tracker.text()}"))
         point_s = float(stamps[-1]) - self._t0
         sim = self._sim_s()
         left = self._left_s(point_s)
         eta = self._pace.eta(sim, left)
         if self.mode == "lines":
-            for text, at_s in began:  # the ETA as it stood when the step began
+            for at_s, text in said:  # the ETA as it stood then
                 at_eta = self._pace.eta(sim, self._left_s(at_s))
-                self._print(self._pace.wall_s(), at_s, f"{self._label}: now on {text}; {at_eta}")
+                self._print(self._pace.wall_s(), at_s, f"{self._label}: {text}; {at_eta}")
             return
         if self._progress is not None:
             total = max(sum(self._steps), 1.0)

@@ -46,7 +46,10 @@ def test_a_piped_run_says_each_step_as_it_starts_with_times_and_etas(tmp_path, c
     with Session(load_lab("simulated"), data_dir=tmp_path, tiled=False, progress="lines") as session:
         (uid,) = session.run(run_protocol(session.channel(), steps, {"cell": "A1"}))
         _, frame = session.read(uid)
-    lines = _lines(capsys.readouterr().out)
+    every = _lines(capsys.readouterr().out)
+    # besides the events, a line at each tenth of the planned time (a long step is not silent)
+    tenths = [(t, m) for t, m in every if re.match(r"A1: \d+ % of ", m)]
+    lines = [line for line in every if line not in tenths]
     messages = [m for _, m in lines]
     assert messages[0].startswith(f"A1: run {uid[:8]} started, 3 steps")
     assert [m.split(";")[0] for m in messages[1:4]] == ["A1: now on step 1/3 cc", "A1: now on step 2/3 rest",
@@ -67,6 +70,17 @@ def test_a_piped_run_says_each_step_as_it_starts_with_times_and_etas(tmp_path, c
     left = [float(e.group(1)) * UNIT_S[e.group(2)] for e in etas]
     assert left == sorted(left, reverse=True) and left[0] > left[-1]
     assert all(" wall" in m for m in messages[2:4])
+    # the tenths: 10 % to 90 % in order, each said once its share of the planned time has passed,
+    # with the step the run is on then and an ETA that counts down
+    planned_s = float(re.search(r"~([\d.]+) h simulated planned", messages[0]).group(1)) * 3600.0
+    percents = [int(re.match(r"A1: (\d+) %", m).group(1)) for _, m in tenths]
+    assert percents == list(range(10, 100, 10)), percents
+    for (t, m), pct in zip(tenths, percents, strict=True):
+        assert pct / 100 * planned_s <= t < (pct + 10) / 100 * planned_s + 60.0, m
+        assert f"~{planned_s / 3600:.2f} h planned, on step " in m
+    tenth_etas = [re.search(r"ETA ([\d.]+) (s|min|h) simulated", m) for _, m in tenths]
+    tenth_left = [float(e.group(1)) * UNIT_S[e.group(2)] for e in tenth_etas]
+    assert tenth_left == sorted(tenth_left, reverse=True)
 
 
 def test_the_run_command_piped_shows_progress_then_the_summary(tmp_path) -> None:
@@ -103,6 +117,7 @@ def test_a_campaign_says_per_cell_its_step_and_its_own_time_which_stops_when_it_
     clock.set_time(t0 + 11 * 3600)
     progress("stop", {"run_start": "u1", "exit_status": "success"})
     clock.set_time(t0 + 20 * 3600)
+    progress("event_page", page("du2", 7))  # A2 still on its charge, two thirds into the campaign
     assert progress.line("A1").startswith("done") and "cell 11.00 h" in progress.line("A1")  # not stale, not 0
     assert "cell 20.00 h" in progress.line("A2") and "step 1/2 cc" in progress.line("A2")
     assert "ETA 10.00 h simulated" in progress.line("A2")  # planned end 30 h, now 20 h
@@ -114,6 +129,10 @@ def test_a_campaign_says_per_cell_its_step_and_its_own_time_which_stops_when_it_
     assert any(m.startswith("A1: done") and "cell 11.00 h" in m for m in said)
     assert said[-1].startswith("campaign: t = 20.0 h of ~30.0 h planned (ETA in 10.0 h simulated")
     assert "1/2 cells done" in said[-1]
+    # the campaign's line also when another tenth of its planned time has passed (not before:
+    # the pages at 0 h and 2 h did not pass one), so a long step is not silent until it ends
+    campaign = [(t, m) for t, m in lines if m.startswith("campaign: ")]
+    assert [t for t, _ in campaign] == [20 * 3600.0, 20 * 3600.0]
 
 
 def test_a_campaign_page_holding_several_short_steps_counts_each() -> None:
