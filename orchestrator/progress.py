@@ -66,6 +66,10 @@ def wall_text(seconds: float) -> str:
     )
 
 
+#: The share of the simulated work done before a wall-clock ETA is extrapolated from the pace.
+MIN_DONE = 0.05
+
+
 class Pace:
     """Simulated seconds per wall second so far (from the first event), to turn simulated time
     left into wall time left."""
@@ -79,10 +83,11 @@ class Pace:
 
     def wall_left_s(self, sim_now_s: float, sim_left_s: float) -> float | None:
         """Wall seconds for ``sim_left_s`` more simulated seconds at the pace so far (None before
-        the clock has moved)."""
+        :data:`MIN_DONE` of the work is done: the first moments, start-up included, are no pace
+        to extrapolate; a 2807 h GITT showed "~47 s wall" at its start and took 7 s)."""
         done = sim_now_s - self.sim0
         wall = self.wall_s()
-        if done <= 0 or wall <= 0:
+        if done <= 0 or wall <= 0 or done < MIN_DONE * (done + max(sim_left_s, 0.0)):
             return None
         return max(sim_left_s, 0.0) * wall / done
 

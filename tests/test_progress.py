@@ -16,7 +16,7 @@ from drivers.techniques import ConstantCurrent, Cutoffs, Rest
 from orchestrator.campaign_run import CampaignProgress
 from orchestrator.cli import app
 from orchestrator.lab import load_lab
-from orchestrator.progress import progress_mode
+from orchestrator.progress import Pace, progress_mode
 from orchestrator.runner import Session
 from protocols.plans import run_protocol
 
@@ -81,6 +81,17 @@ def test_a_piped_run_says_each_step_as_it_starts_with_times_and_etas(tmp_path, c
     tenth_etas = [re.search(r"ETA ([\d.]+) (s|min|h) simulated", m) for _, m in tenths]
     tenth_left = [float(e.group(1)) * UNIT_S[e.group(2)] for e in tenth_etas]
     assert tenth_left == sorted(tenth_left, reverse=True)
+
+
+def test_no_wall_clock_eta_is_guessed_from_the_first_moments(monkeypatch) -> None:
+    """Start-up makes the first moments slow: a 2807 h GITT showed "~47 s wall" at its start and
+    took 7 s. The wall-clock ETA is given once 5 % of the simulated work is done."""
+    pace = Pace(0.0)
+    monkeypatch.setattr(pace, "wall_s", lambda: 2.0)  # 2 s of wall time so far
+    assert pace.wall_left_s(1.0, 99.0) is None  # 1 % done
+    assert pace.eta(1.0, 99.0) == "ETA 1.6 min simulated"
+    assert pace.wall_left_s(10.0, 90.0) == pytest.approx(18.0)  # 10 % done in 2 s: 18 s to go
+    assert pace.eta(10.0, 90.0).endswith(", ~18.0 s wall")
 
 
 def test_the_run_command_piped_shows_progress_then_the_summary(tmp_path) -> None:
