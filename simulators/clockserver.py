@@ -17,8 +17,9 @@ on: the instruments then run on by that much, as hardware would while the host i
 ``HOLD <t_s>``     -> ``OK <now_s>``; from now on an ``ADVANCE`` past ``t_s`` from another
                       connection waits (the lab freezes at a chosen moment, e.g. to kill the
                       orchestrator there); the connection that set the hold is not held
-``WAIT_HELD <s>``  -> ``OK <now_s>`` once an ``ADVANCE`` waits at the hold, ``ERR`` after ``s``
-                      wall seconds (a guard against a hang, not a measurement)
+``WAIT_HELD <s>``  -> ``OK <now_s>`` once an ``ADVANCE`` of a live connection waits at the hold
+                      (not one whose host has died), ``ERR`` after ``s`` wall seconds (a guard
+                      against a hang, not a measurement)
 ``RELEASE``        -> ``OK <now_s>``; the hold is lifted (advances of closed connections are dropped)
 ``LEASE <who>``    -> ``OK <now_s>``: this connection drives the lab (an orchestrator, ``<who>`` says
                       which) until it closes; ``ERR`` naming the holder while another live
@@ -120,7 +121,7 @@ class ClockControl:
         self.lock = lock
         self._cond = threading.Condition()
         self._hold_s: float | None = None
-        self._waiting = 0  # moves waiting at the hold
+        self._waiting: dict[int, socket.socket | None] = {}  # moves waiting at the hold: their connections
         self._lessee: tuple[socket.socket, str] | None = None  # (connection, who) driving the lab
         self._server = _Server(port, self)
         self.port: int = self._server.server_address[1]
@@ -174,14 +175,19 @@ class ClockControl:
         """Move the clock to ``when_s``; None when ``conn`` closed while the move was held."""
         with self._cond:
             while held and self._hold_s is not None and when_s > self._hold_s:
-                self._waiting += 1
+                key = threading.get_ident()
+                self._waiting[key] = conn
                 self._cond.notify_all()
                 self._cond.wait(0.05)
-                self._waiting -= 1
+                del self._waiting[key]
                 if conn is not None and not _alive(conn):
                     return None
         with self.lock:
             return self.clock.move_to(when_s)
+
+    def _live_waiting(self) -> bool:
+        """Whether a move from a live connection waits at the hold (call under ``_cond``)."""
+        return any(conn is None or _alive(conn) for conn in self._waiting.values())
 
     def command(self, words: list[str], conn: socket.socket, holder: bool) -> str | None:
         verb = words[0].upper() if words else ""
@@ -209,8 +215,10 @@ class ClockControl:
             return f"OK {self.clock.now()!r}"
         if verb == "WAIT_HELD":
             # the timeout only guards against a hang (Condition.wait_for measures it)
+            # a move whose host has died is no host waiting (a killed orchestrator's move, until
+            # its thread notices the closed connection, must not pass for the next one's)
             with self._cond:
-                if not self._cond.wait_for(lambda: self._waiting > 0, timeout=_seconds(words[1])):
+                if not self._cond.wait_for(self._live_waiting, timeout=_seconds(words[1])):
                     return "ERR nothing is held"
             return f"OK {self.clock.now()!r}"
         return f"ERR unknown command {verb!r} (NOW, ADVANCE t, HOLD t, RELEASE, WAIT_HELD s, LEASE who)"

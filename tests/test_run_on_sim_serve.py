@@ -131,6 +131,35 @@ def test_run_without_the_clock_on_a_served_lab_says_to_pass_it(served, tmp_path)
     assert "Traceback" not in result.output
 
 
+def test_a_host_that_died_waiting_at_the_hold_is_not_the_next_host_waiting_there() -> None:
+    """A crash drill kills the orchestrator waiting at the held moment, lets the lab run on, holds
+    it at the next moment and waits until the next orchestrator waits there. The killed one's move
+    must not answer for it: the drill then killed the next orchestrator at once, still charging
+    (it happened under load, when the dead move's thread was slow to notice its closed socket)."""
+    import socket
+    import threading
+
+    from simulators.clockserver import ClockControl, SteppedClock
+
+    clock = SteppedClock(1000.0)
+    control = ClockControl(clock, threading.RLock()).start()
+    try:
+        drill = ServedClock(control.address)
+        drill.request("HOLD 1100")
+        host, port = control.address.split(":")
+        dying = socket.create_connection((host, int(port)))
+        dying.sendall(b"ADVANCE 1200\n")  # the orchestrator waits at the hold...
+        assert drill.request("WAIT_HELD 600") == 1000.0
+        dying.close()  # ...and is killed there
+        with pytest.raises(ConnectionError, match="nothing is held"):
+            drill.request("WAIT_HELD 0.5")  # no host waits at the hold now
+        assert drill.request("RELEASE") == 1000.0
+        assert clock.now() == 1000.0  # the dead host's move was dropped
+        drill.close()
+    finally:
+        control.stop()
+
+
 def test_a_stepped_served_clock_moves_only_when_told_never_back_and_holds_where_asked() -> None:
     import threading
 
