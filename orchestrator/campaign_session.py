@@ -16,7 +16,7 @@ from drivers.clock import SIM_EPOCH_S, Clock
 from orchestrator.campaign_file import Campaign
 from orchestrator.estimate import campaign_estimator
 from orchestrator.interrupt import install as install_ctrl_c
-from orchestrator.progress import LinePrinter, Pace, StepTracker, as_mode, sim_text, wall_text
+from orchestrator.progress import LinePrinter, Pace, StepTracker, Tenths, as_mode, sim_text, wall_text
 from orchestrator.run_router import PerRun
 from orchestrator.schedule import plan_campaign
 from orchestrator.simtime import run_engine
@@ -69,7 +69,7 @@ class CampaignProgress:
         self._t0 = clock.now()
         self._pace = Pace(self._t0)
         self._print = LinePrinter(stream)
-        self._tenths = 0  # tenths of the planned time said so far (lines mode)
+        self._tenths = Tenths(self.makespan_s)
         if self.mode == "live":
             from rich.progress import Progress, TextColumn
 
@@ -154,9 +154,7 @@ class CampaignProgress:
         """The campaign's line when another tenth of its planned time has passed (long steps
         are not silent until they end)."""
         now_s = self.clock.now() - self._t0
-        tenths = min(int(10 * now_s / self.makespan_s), 9) if self.makespan_s > 0 else 0
-        if tenths > self._tenths:
-            self._tenths = tenths
+        if self._tenths.passed(now_s) is not None:
             self._print(self._pace.wall_s(), now_s, f"campaign: {self.overall()}")
 
     def _set(self, cell: str, status: str) -> None:

@@ -35,7 +35,7 @@ def sim_calibrate(
     from simulators.material import MaterialError
 
     try:
-        from orchestrator.simlab import resolve_material
+        from simulators.material import resolve_material
 
         results = run_calibration(resolve_material(material) if material else None)
     except MaterialError as exc:

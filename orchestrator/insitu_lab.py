@@ -41,13 +41,12 @@ from drivers.device import PotentiostatChannel
 from drivers.keithley2450 import Keithley2450, Keithley2450Potentiostat
 from drivers.transport import InProcessTransport
 from drivers.xrd import Diffractometer
-from orchestrator.simlab import resolve_material  # a shipped name (x04, x05) or a file
 from orchestrator.simtime import SimulatedTime, sim_run_engine
 from orchestrator.storage import frame_from_documents
 from orchestrator.xrd_analysis import pattern_watcher
 from simulators.cell import Cell, Sample
 from simulators.keithley2450 import SimulatedKeithley2450
-from simulators.material import load_material
+from simulators.material import load_material, resolve_material  # a shipped name (x04, x05) or a file
 from simulators.xrd import SimulatedDiffractometer
 
 #: Nominal durations of the operator's manual steps, seconds *(chosen)*.

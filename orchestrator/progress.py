@@ -100,6 +100,25 @@ class Pace:
         return f"ETA {sim_text(max(sim_left_s, 0.0))} simulated{wall_part}"
 
 
+class Tenths:
+    """The tenths of a planned time that have passed, each told once (lines mode: a long step is
+    not silent until it ends)."""
+
+    def __init__(self, planned_s: float) -> None:
+        self.planned_s = planned_s
+        self._said = 0
+
+    def passed(self, done_s: float) -> int | None:
+        """The tenth (1-9) ``done_s`` has newly passed, or None."""
+        if self.planned_s <= 0:
+            return None
+        tenths = min(int(10 * done_s / self.planned_s), 9)
+        if tenths <= self._said:
+            return None
+        self._said = tenths
+        return tenths
+
+
 class LinePrinter:
     """One plain line per event, flushed at once: ``[wall 1.2 s | sim 3.20 h] text``."""
 

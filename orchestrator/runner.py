@@ -17,7 +17,7 @@ from drivers.techniques import technique_from_dict
 from orchestrator.connect import ConnectedLab, connect_lab
 from orchestrator.interrupt import install as install_ctrl_c
 from orchestrator.lab import Lab
-from orchestrator.progress import LinePrinter, Pace, StepTracker, as_mode, sim_text, wall_text
+from orchestrator.progress import LinePrinter, Pace, StepTracker, Tenths, as_mode, sim_text, wall_text
 from orchestrator.simtime import run_engine
 from orchestrator.storage import Journal, Spool, TiledStore, default_data_dir, read_journal
 
@@ -47,7 +47,7 @@ class ProgressReporter(DocumentRouter):
         self._tracker = StepTracker([])
         self._pace = Pace(0.0)
         self._label = "run"
-        self._tenths = 0  # tenths of the planned time said so far (lines mode)
+        self._tenths = Tenths(0.0)
 
     def _sim_s(self) -> float:
         return self.clock.now() - self._t0
@@ -70,7 +70,7 @@ class ProgressReporter(DocumentRouter):
         self._steps = [estimate_step_s(technique_from_dict(s)) for s in doc.get("steps", [])]
         self._tracker = StepTracker(list(doc.get("step_types", [])))
         self._label = str(doc.get("cell") or doc.get("plan_name", "run"))
-        self._tenths = 0
+        self._tenths = Tenths(sum(self._steps))
         if self.mode == "lines":
             self._print(0.0, 0.0, f"{self._label}: run {str(doc['uid'])[:8]} started, {_count(len(self._steps), 'step')}, "
                                   f"~{sim_text(sum(self._steps))} simulated planned")  # fmt: skip
@@ -90,16 +90,15 @@ class ProgressReporter(DocumentRouter):
         # every step that begins in this page and every tenth of the planned time that passes
         # in it (a long step is not silent until it ends), each with the simulated time of its
         # first point (a page may hold several, and comes in after its points were taken)
-        planned = sum(self._steps)
         said: list[tuple[float, str]] = []
         for raw, at in zip(steps, stamps, strict=True):
             at_s = float(at) - self._t0
             if self._tracker.update(raw):
                 said.append((at_s, f"now on {self._tracker.text()}"))
-            tenths = min(int(10 * at_s / planned), 9) if planned > 0 else 0
-            if tenths > self._tenths:
-                self._tenths = tenths
-                said.append((at_s, f"{10 * tenths} % of ~{sim_text(planned)} planned, on {self._tracker.text()}"))
+            tenth = self._tenths.passed(at_s)
+            if tenth is not None:
+                planned = sim_text(self._tenths.planned_s)
+                said.append((at_s, f"{10 * tenth} % of ~{planned} planned, on {self._tracker.text()}"))
         point_s = float(stamps[-1]) - self._t0
         sim = self._sim_s()
         left = self._left_s(point_s)

@@ -29,14 +29,7 @@ from simulators.cell import Cell, CellVariation, Sample
 from simulators.eurotherm import SimulatedEurotherm
 from simulators.faults import FaultyEndpoint, parse_fault_spec
 from simulators.keithley2450 import SimulatedKeithley2450
-from simulators.material import (  # noqa: F401  (re-exported: the simulated lab resolves materials)
-    MATERIALS_DIR,
-    MaterialError,
-    load_material,
-    material_problem,
-    resolve_material,
-    shipped_materials,
-)
+from simulators.material import load_material, resolve_material
 from simulators.oven import OvenModel
 from simulators.server import InstrumentServer
 

@@ -16,7 +16,7 @@ data. The replies of all queries in one message are joined by the instrument wit
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -97,7 +97,7 @@ def _parse_pattern(pattern: str, functions: dict[str, str]) -> tuple[list[_Mnemo
     return nodes, query
 
 
-def _match(nodes: list[_Mnemonic], tokens: list[str], picked: list[tuple[bool, str]]) -> bool:
+def _match(nodes: list[_Mnemonic], tokens: Sequence[str], picked: list[tuple[bool, str]]) -> bool:
     """Whether ``tokens`` fill ``nodes``; ``picked`` gets (is a <function>, canonical word)."""
     if not nodes:
         return not tokens
@@ -186,16 +186,16 @@ class ScpiParser:
         header, params = m.group(1), m.group(2)
         query, common, rooted, tokens = _header(header)
         absolute = rooted or not path
-        candidates = [list(tokens)] if absolute else [path + list(tokens), list(tokens)]
+        candidates = [tokens] if absolute else [(*path, *tokens), tokens]
         for candidate in candidates:
             found = self._resolve(query, candidate)
             if found is not None:
                 handler, functions = found
                 reply = handler(Call(split_params(params), list(functions)))
-                return reply, (path if common else candidate[:-1])
+                return reply, (path if common else list(candidate[:-1]))
         raise ScpiError(*UNDEFINED_HEADER)
 
-    def _resolve(self, query: bool, tokens: list[str]) -> tuple[Handler, tuple[str, ...]] | None:
+    def _resolve(self, query: bool, tokens: tuple[str, ...]) -> tuple[Handler, tuple[str, ...]] | None:
         """The first declared command ``tokens`` name, and its <function> words (cached)."""
         key = (query, tuple(map(str.upper, tokens)))
         try:

@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 
 from orchestrator.sim_operator import SimulatedBuilder, charged_powder, portion_sample
-from orchestrator.simlab import resolve_material
 from simulators.cell import Cell
-from simulators.material import load_material
+from simulators.material import load_material, resolve_material
 from simulators.sample import Sample
 
 MATERIAL = load_material(resolve_material("x04"))
