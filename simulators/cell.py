@@ -51,16 +51,24 @@ class Cell(ConstantCurrentCell):
         r_eff = (md.r_ohm + md.r_rc) * self._fpol
         lim_sp = None if current_limit_A is None else abs(current_limit_A) * 1e3 / self._m_eff
         # a host stepping a sweep holds nearly the same voltage call after call: keep the step size
-        h = self._cv_h if abs(voltage_V - self._cv_v) < 0.005 else 1.0
+        follows = abs(voltage_V - self._cv_v) < 0.005
+        h = self._cv_h if follows else 1.0
         t, q = 0.0, 0.0
         i_prev = self._i_sp
+        # Each substep's solve starts where the current is heading: the last solve's current
+        # moved on at its last rate of change (a sweep's next stair, a hold's decay), not the current
+        # the instrument's step to this level set (its ohmic jump), which is one evaluation
+        # further from the root; held inside the hysteresis, at no current.
+        start, trend = (self._cv_sol, self._cv_di) if follows else (i_prev, 0.0)
         reason = "time"
         h_nom = h
         while t < duration_s - 1e-12:
             left = duration_s - t
             h = left if left < 1.5 * h_nom else h_nom  # no sliver of a step at the end
             c, g1, g2 = self.sample.chem(), self.g_fast_V, self.g_slow_V
-            sol, end = self._cv_current(c, g1, g2, voltage_V, h, k, i_prev, r_eff)
+            guess = start + trend * h
+            guess = guess if (guess > 0.0) == (start > 0.0) else start
+            sol, end = self._cv_current(c, g1, g2, voltage_V, h, k, guess, r_eff)
             if lim_sp is not None and abs(sol) <= lim_sp and t > 0:
                 # shorten the substep to where |I| reaches the limit (linear in time)
                 frac = (abs(i_prev) - lim_sp) / max(abs(i_prev) - abs(sol), 1e-30)
@@ -70,11 +78,12 @@ class Cell(ConstantCurrentCell):
             self._commit(end[0], end[1], end[2], sol, h)
             t += h
             q += sol * h / 3600.0
+            start, trend = sol, ((sol - start) / h if sol != 0.0 and start != 0.0 else 0.0)
             i_prev = sol
             if reason == "current":
                 break
             h_nom = min(h_nom * 1.5, 300.0)
-        self._cv_h, self._cv_v = h_nom, voltage_V
+        self._cv_h, self._cv_v, self._cv_sol, self._cv_di = h_nom, voltage_V, start, trend
         return Advance(t, reason, self.voltage_V(), self.current_A, q)
 
     def _cv_current(

@@ -153,6 +153,7 @@ class CellCore:
         self._plans = True  # constant_current may plan ahead (off while a vectorised path runs)
         self._cv_h, self._cv_v = 1.0, -1.0  # constant_voltage step size and the voltage it was for
         self._cv_slope = 0.0  # dV/d(mA/g) seen by the last constant-voltage solve
+        self._cv_sol, self._cv_di = 0.0, 0.0  # its current (mA/g) and that current's rate of change (mA/g/s)
         self._md = ModelConstants.of(self.material)
         self.g_fast_V = 0.0
         self.g_slow_V = 0.0
@@ -217,6 +218,7 @@ class CellCore:
             "variation": None if self.variation is None else asdict(self.variation),
             "discharge_ref_mAh_g": None if self._dis_ref is None else list(self._dis_ref),
             "cv_step": [self._cv_h, self._cv_v],
+            "cv_solver": [self._cv_sol, self._cv_di, self._cv_slope],
             "g_fast_V": self.g_fast_V,
             "g_slow_V": self.g_slow_V,
             "current_mA_g": self._i_sp,
@@ -239,6 +241,7 @@ class CellCore:
             None if var is None else CellVariation(**var),
         )
         cell._cv_h, cell._cv_v = (float(v) for v in d.get("cv_step", (1.0, -1.0)))
+        cell._cv_sol, cell._cv_di, cell._cv_slope = (float(v) for v in d.get("cv_solver", (0.0, 0.0, 0.0)))
         ref = d.get("discharge_ref_mAh_g")
         cell._dis_ref = None if ref is None else (float(ref[0]), float(ref[1]))
         cell.g_fast_V = float(d["g_fast_V"])
