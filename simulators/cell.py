@@ -50,7 +50,7 @@ class Cell(ConstantCurrentCell):
         md, k = self._constants_for(duration_s)
         r_eff = (md.r_ohm + md.r_rc) * self._fpol
         lim_sp = None if current_limit_A is None else abs(current_limit_A) * 1e3 / self._m_eff
-        # a host stepping a sweep holds nearly the same voltage call after call: keep the step size
+        # a sweep's stairs hold nearly the same voltage call after call: keep the step size
         follows = abs(voltage_V - self._cv_v) < 0.005
         h = self._cv_h if follows else 1.0
         t, q = 0.0, 0.0

@@ -34,7 +34,8 @@ SIMULATORS = [
         "whether or not a host is there: its delays wait, its readings are stamped with their own "
         "instants and fill their buffer as the clock moves (a served lab's clock runs it after each "
         "move); limit and delta branches compare a measure block's last readings, a counter branch "
-        "counts from 0 again once it has let the model through.",
+        "counts from 0 again once it has let the model through, and configuration-list blocks "
+        "source the levels of a list such as the one a sweep command makes (a staircase in time).",
     ),
     (
         "EmStat4 (MethodSCRIPT)",

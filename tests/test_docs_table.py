@@ -31,11 +31,13 @@ def test_every_documented_keithley_query_is_answered() -> None:
     instrument = SimulatedKeithley2450(Cell(Sample(load_material(None))), SimClock())
     host = instrument.connect()
     host.receive(b":TRAC:TRIG\n")  # one reading, for FETCh? and TRACe:DATA?
+    host.receive(b":SOUR:SWE:VOLT:LIN 0, 1, 2\n")  # a configuration list, for its size
     for row in SimulatedKeithley2450.command_table():
         if not row.pattern.endswith("?"):
             continue
         query = _short_form(row.pattern, row.functions)
         query += " 1, 1" if query.startswith("TRAC:DATA") else ""
+        query += ' "VoltLinearSweepList"' if query.startswith("SOUR:CONF:LIST") else ""
         host.receive(query.encode() + b"\n")
         assert host.take_output().endswith(b"\n"), f"{row.pattern} ({query}) gave no reply"
         assert instrument.errors == [], f"{row.pattern} ({query}): {instrument.errors}"

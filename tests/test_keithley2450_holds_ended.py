@@ -72,36 +72,48 @@ def test_a_hold_is_ended_by_its_trigger_model_protocol(cutoffs, blocks) -> None:
         d.start_step(ConstantVoltage(4.2, cutoffs, record_interval_s=10), 0.007, 0)
 
 
+SWEEP_SETUP = [
+    (":ABOR", None), (":SOUR:FUNC VOLT", None), (':SENS:FUNC "CURR"', None), (":SOUR:VOLT:ILIM 1.000000e-01", None),
+    (':SOUR:SWE:VOLT:LIN 4.150000000e+00, 4.250000000e+00, 101;:SOUR:CONF:LIST:SIZE? "VoltLinearSweepList"', "101"),
+    (":SOUR:VOLT 4.2", None), (":OUTP ON", None), (":SOUR:FUNC?", "VOLT"), (":SOUR:VOLT?", "+4.200000E+00"),
+    (":OUTP?", "1"), (":SYST:ERR?", '0,"No error"'), (":TRIG:STAT?", "ABORTED;ABORTED;3"),
+]  # fmt: skip
+
+
+def _leg(first: int, step: str, stairs: int) -> str:
+    return (f':TRIG:BLOC:DEL:CONS {first}, 1.000000000e+01;:TRIG:BLOC:MEAS {first + 1}, "defbuffer1", 1;'
+            f':TRIG:BLOC:CONF:{step} {first + 2}, "VoltLinearSweepList";:TRIG:BLOC:BRAN:COUN {first + 3}, {stairs}, {first};')  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("action", "table", "expected"),
+    ("cycles", "legs", "end"),
     [
-        (  # a sweep's stair: a reading at the level held so far, the next level, the output off 1,234.5 s on
-            lambda k: k.step_and_read(3.5, 1234.5),
-            [(':ABOR;:READ? "defbuffer1", READ, SOUR;:SOUR:VOLT 3.5;:TRIG:LOAD "Empty";:TRIG:BLOC:DEL:CONS 1, 1.234500000e+03;'
-              ':TRIG:BLOC:BRAN:COUN 2, 1, 1;:TRIG:BLOC:SOUR:STAT 3, OFF;:INIT',
-              "2.0e-5,3.499")],
-            (2.0e-5, 3.499),
+        (  # up 50 mV, down 100 mV, up 50 mV back to the start, then the output off 1 s on
+            1,
+            _leg(5, "NEXT", 50) + _leg(9, "PREV", 100) + _leg(13, "NEXT", 50),
+            ":TRIG:BLOC:DEL:CONS 17, 1.000000000e+00;:TRIG:BLOC:SOUR:STAT 18, OFF;",
         ),
-        (  # longer than a delay block holds (10,000 s): the counter repeats it
-            lambda k: k.step_and_read(3.5, 25000.0),
-            [(':ABOR;:READ? "defbuffer1", READ, SOUR;:SOUR:VOLT 3.5;:TRIG:LOAD "Empty";:TRIG:BLOC:DEL:CONS 1, 8.333333333e+03;'
-              ':TRIG:BLOC:BRAN:COUN 2, 3, 1;:TRIG:BLOC:SOUR:STAT 3, OFF;:INIT',
-              "2.0e-5,3.499")],
-            (2.0e-5, 3.499),
-        ),
-        (  # after the sweep's end: a reading at the last level, no new timeout (this reading ends the step)
-            lambda k: k.step_and_read(3.0, None),
-            [(':ABOR;:READ? "defbuffer1", READ, SOUR;:SOUR:VOLT 3', "0,3")],
-            (0.0, 3.0),
+        (  # three cycles: the middle cycles' pair of legs repeated by a counter (block 13, twice)
+            3,
+            _leg(5, "NEXT", 50) + _leg(9, "PREV", 100) + _leg(13, "NEXT", 100)
+            + ":TRIG:BLOC:BRAN:COUN 17, 2, 9;" + _leg(18, "PREV", 100) + _leg(22, "NEXT", 50),
+            ":TRIG:BLOC:DEL:CONS 26, 1.000000000e+00;:TRIG:BLOC:SOUR:STAT 27, OFF;",
         ),
     ],
-)  # fmt: skip
-def test_sweep_stair_protocol(action, table, expected) -> None:
-    def keithley(io) -> Keithley2450:
-        return Keithley2450(InProcessTransport(io, name="k"), "k")
-
-    with expected_protocol(keithley, table) as k:
-        assert action(k) == expected
+    ids=["one-cycle", "three-cycles"],
+)
+def test_a_sweep_is_a_staircase_the_instrument_runs_protocol(cycles, legs, end) -> None:
+    """The sweep's levels are the instrument's configuration list (1 mV apart from the lowest to
+    the highest level); its trigger model holds each for a stair (1 mV at 0.1 mV/s: 10 s) and
+    reads at the stair's end, leg by leg, then turns the output off 1 s after the end."""
+    program = (
+        START + FIRST + ':TRIG:BLOC:CONF:REC 3, "VoltLinearSweepList", 51;:TRIG:BLOC:SOUR:STAT 4, ON;'
+        + legs + end + ":INIT"
+    )  # fmt: skip
+    clock = SimClock(start_s=1000.0)
+    step = Sweep(4.2, 4.25, 4.15, scan_rate_mV_s=0.1, cycles=cycles, record_interval_s=10)
+    with expected_protocol(_driver(clock), [*SWEEP_SETUP, (program, None), *AFTER]) as d:
+        d.start_step(step, 0.007, 0)
 
 
 # --- the simulator: the host dies, the instrument ends the step --------------------------------
@@ -170,25 +182,50 @@ def test_a_hold_left_alone_ends_at_its_current_cut_off_output_off() -> None:
     assert after[-1].time_s == pytest.approx(readings[-1].time_s)  # the record ends at that reading
 
 
-def test_a_sweep_left_alone_turns_the_output_off_at_its_end() -> None:
+def test_a_sweep_goes_on_while_the_host_is_away_and_nothing_is_lost() -> None:
+    """The host dies half an hour into a 2 h sweep and comes back 40 h later: the instrument
+    swept on, and the record read back from its buffer is the uninterrupted host's."""
     step = Sweep(4.2, 4.4, 3.8, scan_rate_mV_s=0.1, cycles=1, record_interval_s=60)  # 2 h
-    span_s = (0.2 + 0.6 + 0.4) / 0.1e-3
+    span_s = 12000.0  # 200 + 600 + 400 mV at 0.1 mV/s
     reference, killed, run2, _ = _killed_and_uninterrupted(step, 1800, span_s + END_MARGIN_S)
     assert run2.end_reason == "time" and reference[-1].time_s - reference[0].time_s == pytest.approx(span_s)
-    assert killed[-1].time_s - killed[0].time_s < span_s  # nothing recorded after the host died
-    assert np.array([(p.time_s, p.voltage_V) for p in killed]) == pytest.approx(
-        np.array([(p.time_s, p.voltage_V) for p in reference[: len(killed)]])
+    assert len(killed) == len(reference)
+    assert np.array([(p.time_s, p.voltage_V, p.current_A) for p in killed]) == pytest.approx(
+        np.array([(p.time_s, p.voltage_V, p.current_A) for p in reference])
     )
 
 
-def test_a_sweep_keeps_the_level_it_was_at_until_its_end_when_the_host_dies() -> None:
+def test_a_sweep_left_alone_ends_at_its_start_level_and_turns_the_output_off_after_its_end() -> None:
     step = Sweep(4.2, 4.4, 3.8, scan_rate_mV_s=0.1, cycles=1, record_interval_s=60)
     clock, sim, run = started_after_charge(step)
     before = poll(clock, run, clock.now() + 1800)
-    level = sim.voltage_V
     clock.set_time(before[0].time_s + 12000 + END_MARGIN_S / 2)  # past the end, within the margin
     sim.tick()
-    assert sim.output_on and sim.voltage_V == level  # the last level the host set, held ...
+    assert sim.output_on and sim.voltage_V == pytest.approx(4.2)  # swept back to the start ...
+    assert sim.buffers["defbuffer1"].readings[-1].time_s == pytest.approx(before[0].time_s + 12000)
     clock.set_time(before[0].time_s + 12000 + END_MARGIN_S)
     sim.tick()
-    assert not sim.output_on  # ... and no longer
+    assert not sim.output_on  # ... and held no longer than the margin
+
+
+def test_a_sweep_stopped_while_the_host_was_away_goes_on_from_the_stair_its_time_reached() -> None:
+    """Someone aborts the trigger model half an hour into the sweep; the host that re-attaches
+    an hour in starts it again at the level due then, and the sweep ends at most a stair late."""
+    step = Sweep(4.2, 4.4, 3.8, scan_rate_mV_s=0.1, cycles=1, record_interval_s=60)  # 10 s stairs
+    clock, sim, run = started_after_charge(step)
+    before = poll(clock, run, clock.now() + 1800)
+    t0 = before[0].time_s
+    sim.connect().receive(b":ABOR\n")  # the front panel, another client ...
+    clock.set_time(t0 + 3605.0)
+    host2 = new_host(sim, "b", clock)
+    host2.initialise(reset=False)
+    run2 = host2.reattach(step, 0.007, StepProgress(1, t0, len(before), before[-1], t0))
+    after = poll(clock, run2)
+    assert run2.end_reason == "time"
+    # 360 stairs reached: 200 up to 4.4 V and 160 down, so 4.24 V from 3605 s, then on down
+    down = [p for p in after if t0 + 3615.0 <= p.time_s <= t0 + 3615.0 + 440 * 10]
+    assert len(down) > 60
+    for p in down:  # the level held for the stair each reading ends
+        assert p.voltage_V == pytest.approx(4.24 - 0.001 * round((p.time_s - t0 - 3615.0) / 10), abs=1e-9)
+    assert min(r.source for r in sim.buffers["defbuffer1"].readings) == pytest.approx(3.8)  # the vertex
+    assert after[-1].time_s - t0 == pytest.approx(12005.0)  # the 840 stairs left, from 3605 s

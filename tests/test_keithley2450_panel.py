@@ -155,3 +155,70 @@ def test_bad_sweeps_are_refused_and_load_nothing(host, command, error) -> None:
     host.write(":INIT")
     assert [e.split(",")[0] for e in host.errors()] == [error]
     assert host.query(":TRAC:ACT?;:OUTP?") == "1;0"  # INIT took one reading; the output stayed off
+
+
+def test_a_block_program_steps_through_the_sweeps_configuration_list_in_time() -> None:
+    """The list a sweep command makes ("VoltLinearSweepList", start to stop) is stepped by
+    CONFig:RECall/NEXT/PREVious blocks, each level held for its delay: the readings are 10 s
+    apart, at the levels in the blocks' order, NEXT wrapping past the last index to the first
+    and PREVious before the first to the last."""
+    clock = SimClock()
+    host = Host(SimulatedKeithley2450(Cell(Sample(load_material(None)), active_mass_g=0.007), clock))
+    host.write(':SENS:FUNC "CURR";:SOUR:VOLT:ILIM 0.1;:SOUR:SWE:VOLT:LIN 4.0, 4.2, 3')
+    assert host.query(':SOUR:CONF:LIST:SIZE? "VoltLinearSweepList"') == "3"
+    host.write(
+        ':TRIG:LOAD "Empty";:TRAC:CLE;:TRIG:BLOC:CONF:REC 1, "VoltLinearSweepList", 2;:TRIG:BLOC:SOUR:STAT 2, ON;'
+        ':TRIG:BLOC:DEL:CONS 3, 10;:TRIG:BLOC:MEAS 4;:TRIG:BLOC:CONF:NEXT 5, "VoltLinearSweepList";'
+        ":TRIG:BLOC:BRAN:COUN 6, 3, 3;"  # 4.1, 4.2, then 4.0 (after the last, the first)
+        ':TRIG:BLOC:DEL:CONS 7, 10;:TRIG:BLOC:MEAS 8;:TRIG:BLOC:CONF:PREV 9, "VoltLinearSweepList";'
+        ":TRIG:BLOC:BRAN:COUN 10, 3, 7;:TRIG:BLOC:SOUR:STAT 11, OFF"  # 4.1, 4.0, then 4.2 (before the first, the last)
+    )  # fmt: skip
+    assert host.query(":TRIG:BLOC:LIST?").split(";")[0] == '1) CONFIG_RECALL "VoltLinearSweepList", 2'
+    host.write(":INIT")
+    assert host.query(":TRAC:ACT?") == "0"  # the first reading is a delay away
+    clock.set_time(clock.now() + 60)
+    rows = [float(v) for v in host.query(':TRAC:DATA? 1, 6, "defbuffer1", SOUR, REL').split(",")]
+    assert rows[0::2] == pytest.approx([4.1, 4.2, 4.0, 4.1, 4.0, 4.2])
+    assert rows[1::2] == pytest.approx([0, 10, 20, 30, 40, 50])
+    assert host.query(":OUTP?;:TRIG:STAT?") == "0;IDLE;IDLE;12"
+    assert host.errors() == []
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (':TRIG:BLOC:CONF:NEXT 1, "NoSuchList"', "-224"),  # the list must exist
+        (':TRIG:BLOC:CONF:REC 1, "VoltLinearSweepList", 4', "-222"),  # index past the list's end
+        (":TRIG:BLOC:CONF:NEXT 1, VoltLinearSweepList", "-104"),  # a name is a string
+        (':TRIG:BLOC:CONF:PREV 1, "VoltLinearSweepList", 2', "-108"),  # no index for PREVious
+        (':SOUR:CONF:LIST:SIZE? "NoSuchList"', "-224"),
+    ],
+)
+def test_bad_configuration_list_blocks_are_refused(host, command, error) -> None:
+    host.write(":SOUR:SWE:VOLT:LIN 4.0, 4.2, 3")
+    host.write(command)
+    assert [e.split(",")[0] for e in host.errors()] == [error]
+    assert host.query(":TRIG:BLOC:LIST?") == "EMPTY"
+
+
+def test_a_clients_staircase_in_long_form_runs_as_written() -> None:
+    """The way lab code in the wild drives a 2450 staircase: a sweep command for its list, then
+    its own trigger model in long-form headers, single-quoted names and a numeric output state,
+    jumping over the step on the first pass (``BRANCH:ALWAYS 4, 6``)."""
+    clock = SimClock()
+    host = Host(SimulatedKeithley2450(Cell(Sample(load_material(None)), active_mass_g=0.007), clock))
+    for command in (
+        "*RST", "SOUR:FUNC VOLT", "SOUR:VOLT:RANG 20", "SOUR:VOLT:ILIM 0.1", "SENS:FUNC 'CURR'",
+        "SOUR:SWE:VOLT:LIN 3.0, 3.1, 11, 0.5", "TRIGGER:LOAD 'Empty'", "TRIGGER:BLOCK:BUFFER:CLEAR 1",
+        "TRIGGER:BLOCK:CONFIG:RECALL 2, 'VoltLinearSweepList'", "TRIGGER:BLOCK:SOURCE:STATE 3, 1",
+        "TRIGGER:BLOCK:BRANCH:ALWAYS 4, 6", "TRIGGER:BLOCK:CONFIG:NEXT 5, 'VoltLinearSweepList'",
+        "TRIGGER:BLOCK:DELAY:CONSTANT 6, 0.5", "TRIGGER:BLOCK:MEASURE 7", "TRIGGER:BLOCK:BRANCH:COUNTER 8, 11, 5",
+        "INITIATE",
+    ):  # fmt: skip
+        host.write(command)
+    assert host.errors() == []
+    clock.set_time(clock.now() + 10)
+    assert host.query(":TRIG:STAT?;:TRAC:ACT?") == "IDLE;IDLE;9;11"
+    rows = [float(v) for v in host.query(':TRAC:DATA? 1, 11, "defbuffer1", SOUR, REL').split(",")]
+    assert rows[0::2] == pytest.approx([3.0 + 0.01 * k for k in range(11)])
+    assert rows[1::2] == pytest.approx([0.5 * k for k in range(11)])  # each level held 0.5 s

@@ -15,8 +15,8 @@ Every step with a duration or a cut-off is ended by the instrument, so a dead ho
 cell in a step longer than asked: a constant current's time and capacity cut-offs by a counter
 branch (:mod:`drivers.keithley2450.cc`); a rest and a constant-voltage hold at their duration
 (a counter branch) and a hold at its current cut-off (a limit branch, ``|I|`` inside the
-cut-off), output off (:mod:`drivers.keithley2450.holds`); a sweep, which the host steps, by a
-trigger model each stair re-arms that turns the output off just after the sweep's end
+cut-off), output off (:mod:`drivers.keithley2450.holds`); a sweep is a staircase the instrument
+runs from a source configuration list, output off just after the sweep's end
 (:mod:`drivers.keithley2450.sweep`). Only a rest's dV/dt cut-off is the host's (within the
 rest's duration).
 

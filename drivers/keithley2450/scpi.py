@@ -3,7 +3,6 @@ manual's command table with a strict validator, over any transport."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,6 +22,8 @@ MAX_CURRENT_A = 1.05
 #: The longest constant delay of a trigger-model block (TRIGger:BLOCk:DELay:CONStant).
 MAX_DELAY_S = 10_000.0
 BUFFER = "defbuffer1"
+#: The source configuration list ``:SOUR:SWE:VOLT:LIN`` makes of its levels (start to stop).
+SWEEP_LIST = "VoltLinearSweepList"
 #: Readings a step segment's buffer holds (sized at each segment's start; the 2450 takes up to
 #: several million in a standard buffer): a segment longer than this many sampling intervals
 #: samples less often (see ``Segment.sampling_interval_s``).
@@ -309,24 +310,19 @@ class Keithley2450(ScpiInstrument):
             rows += self.query(f':TRAC:DATA? {first}, {last}, "{buffer}", READ, SOUR, REL', parse)
         return rows
 
-    def step_and_read(self, level_V: float, off_after_s: float | None) -> tuple[float, float]:
-        """One program message (a link delivers it whole or not at all): stop the trigger model,
-        take a reading (measured, source) at the level held so far (the end of its stair, where
-        the current has settled: a reading right after a step would add the double layer's
-        charging current), source ``level_V`` and, with ``off_after_s``, start a trigger model
-        that turns the output off that many seconds on unless the next message comes first
-        (delay blocks of at most :data:`MAX_DELAY_S`, repeated by a counter branch), so a host
-        that dies leaves the level held no longer than that. Asked again after a lost or
-        garbled reply (the same level, the timeout counted again from the message that got
-        through: the output goes off that much later)."""
-        parts = [":ABOR", f':READ? "{BUFFER}", READ, SOUR', f":SOUR:VOLT {level_V:.6g}"]
-        if off_after_s is not None:
-            repeats = max(1, math.ceil(off_after_s / MAX_DELAY_S))
-            parts += [':TRIG:LOAD "Empty"', f":TRIG:BLOC:DEL:CONS 1, {off_after_s / repeats:.9e}",
-                      f":TRIG:BLOC:BRAN:COUN 2, {repeats}, 1", ":TRIG:BLOC:SOUR:STAT 3, OFF"]  # fmt: skip
-        if off_after_s is not None:
-            parts.append(":INIT")
-        return self.query(";".join(parts), _parse_reading)  # type: ignore[no-any-return]
+    def sweep_levels(self, start_V: float, stop_V: float, points: int) -> None:
+        """Make the source configuration list :data:`SWEEP_LIST` of ``points`` voltage levels
+        evenly spaced from ``start_V`` to ``stop_V`` (``:SOUR:SWE:VOLT:LIN``, which also loads a
+        sweep's trigger model: a block program loaded after it replaces that), for trigger-model
+        blocks to step through (``:TRIG:BLOC:CONF:REC``/``NEXT``/``PREV``). The list's size is read
+        back in the same program message (``:SOUR:CONF:LIST:SIZE?``: a message lost on the link
+        is sent again whole). InstrumentError if the list does not hold ``points`` levels."""
+        if points < 2:
+            raise ValueError(f"{self.name}: a sweep list needs 2 points or more, got {points}")
+        command = f':SOUR:SWE:VOLT:LIN {start_V:.9e}, {stop_V:.9e}, {points};:SOUR:CONF:LIST:SIZE? "{SWEEP_LIST}"'
+        size = self.query(command, int)
+        if size != points:
+            raise InstrumentError(self.name, f"the sweep list holds {size} levels, not {points}", command)
 
     def read(self) -> tuple[float, float]:
         """Take a reading: (measured value, source value)."""

@@ -278,7 +278,7 @@ class Segment:
             self.ended_on_instrument = True  # it met its limit: the buffer ends with that reading
             if last is not None:  # ... already stored by the host that died: the segment is over
                 self.end_reason = self.check()
-        elif state != "RUNNING":  # it never started, or stopped: log from now on
+        elif state not in ("RUNNING", "WAITING"):  # it never started, or stopped: log from now on
             self._start_logging()
 
     def apply_reading(self, measured: float, source: float) -> None:

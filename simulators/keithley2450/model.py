@@ -161,6 +161,11 @@ def _stddev(values: list[float]) -> float:
     return math.sqrt(math.fsum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
+def sweep_list_name(function: str) -> str:
+    """The source configuration list a linear sweep of ``function`` ("VOLT", "CURR") makes."""
+    return "VoltLinearSweepList" if function == "VOLT" else "CurrLinearSweepList"
+
+
 @dataclass(frozen=True)
 class _Template:
     """A loaded trigger-model template: a SimpleLoop's count, or a sweep's source levels."""
@@ -211,6 +216,10 @@ class _State:
         self.byte_order = "SWAP"
         self.ascii_precision = 0  # FORMat:ASCii:PRECision: 0 = automatic
         self.trigger_model: _Template | None = None  # a loaded SOURce:SWEep
+        #: Source configuration lists by name: each index's (source function, level). A sweep
+        #: command makes "VoltLinearSweepList" (or "CurrLinearSweepList") of its levels.
+        self.config_lists: dict[str, list[tuple[str, float]]] = {}
+        self.trigger_list_index: dict[str, int] = {}  # the index each list's blocks recalled last
         self.blocks: dict[int, Any] = {}  # the trigger model's blocks (TRIGger:BLOCk, TRIGger:LOAD)
         self.trigger_state, self.trigger_pc = "IDLE", 1
         self.trigger_counts: dict[int, int] = {}

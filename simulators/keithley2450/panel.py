@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from simulators.keithley2450.model import SENSE_FUNCTIONS, SOURCE_FUNCTIONS, _Template
+from simulators.keithley2450.model import SENSE_FUNCTIONS, SOURCE_FUNCTIONS, _Template, sweep_list_name
 from simulators.keithley2450.settings import _Settings
 from simulators.scpi import (
     DATA_TYPE,
@@ -90,9 +90,27 @@ class _Panel(_Settings):
                 lambda c, step=step: self._cmd_sweep(c, step),
                 f"linear sweep: start, stop, {what}[, delay[, count[, AUTO|BEST|FIXed[, failAbort[, dual"
                 '[, "buffer"]]]]]]; INITiate turns the output on and takes one reading per level at the '
-                "present instant (the delay is not waited), stopping at a limit if failAbort",
+                "present instant (the delay is not waited), stopping at a limit if failAbort; the levels "
+                'are kept as the configuration list "VoltLinearSweepList" (or "CurrLinearSweepList")',
                 SOURCE_FUNCTIONS,
             )
+        add(
+            "SOURce[1]:CONFiguration:LIST:SIZE?",
+            self._query_list_size,
+            'indexes of a source configuration list: "name" (a sweep makes "VoltLinearSweepList" or '
+            '"CurrLinearSweepList" of its levels, start to stop)',
+        )
+    def _query_list_size(self, c: Call) -> str:
+        """SOURce:CONFiguration:LIST:SIZE? "name": how many indexes the list holds."""
+        if not c.params:
+            raise ScpiError(*MISSING_PARAMETER)
+        if not is_string(c.params[0]):
+            raise ScpiError(*DATA_TYPE)
+        levels = self.config_lists.get(unquote(c.params[0]))
+        if levels is None:
+            raise ScpiError(*ILLEGAL_PARAMETER)  # no list of that name
+        return str(len(levels))
+
     def _cmd_light(self, c: Call) -> None:
         self.display_light = parse_choice(c.params, LIGHT_STATES)
 
@@ -141,4 +159,8 @@ class _Panel(_Settings):
         buffer = self._buffer_name(c.params, 8)
         self._buffer(buffer)
         self.trigger_model = _Template(buffer, count, delay_s, c.function, tuple(levels), fail_abort)
+        # the source configuration list the sweep is made of (start to stop; a dual sweep's way
+        # back is its trigger model's), which a block program can recall and step through too
+        single = levels[: points] if len(levels) > points else levels
+        self.config_lists[sweep_list_name(c.function)] = [(c.function, level) for level in single]
         self.blocks = {}  # a loaded sweep replaces a block program

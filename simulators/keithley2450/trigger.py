@@ -13,8 +13,10 @@ instant and goes on when the clock next moves). Limit branches (``BRANch:LIMit:C
 delta branches (``BRANch:DELTa``) compare the last readings of a measure block, so a model can
 end a step on the instrument at a voltage (a block ``SOURce:STATe OFF`` after the branch); a
 counter branch counts from 0 again once it has let the model through (nested loops repeat, as
-in the manual's example). The model ends (``IDLE``) when execution reaches a block number that
-holds no block.
+in the manual's example). Configuration-list blocks (``CONFig:RECall``, ``CONFig:NEXT``,
+``CONFig:PREVious``) source an index of a source configuration list, such as the one a sweep
+command makes of its levels: a staircase paced by delay blocks runs on the instrument. The model
+ends (``IDLE``) when execution reaches a block number that holds no block.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ MAX_BLOCKS_PER_INSTANT = 10_000
 class _Block:
     """One trigger-model block: its kind and its arguments."""
 
-    kind: str  # "measure", "delay", "always", "counter", "clear", "source", "nop", "duration", "limit", "delta"
+    kind: str  # "measure", "delay", "always", "counter", "clear", "source", "nop", "duration", "limit", "delta",
+    # "config_recall", "config_next", "config_prev"
     buffer: str = "defbuffer1"
     count: int = 1  # readings of a measure block (0 = none; -1 = infinite is refused here)
     seconds: float = 0.0  # a delay; a duration loop's length
@@ -59,6 +62,7 @@ class _Block:
     low: float = 0.0  # limit A (a limit branch) or the target difference (a delta branch)
     high: float = 0.0  # limit B
     measure: int = 0  # the measure block whose readings a limit or delta branch compares (0: the previous)
+    config: str = ""  # a configuration-list block's list (its recall index in ``count``)
 
 
 LIMIT_TYPES = {"ABOV": "ABOV", "ABOVE": "ABOV", "BEL": "BEL", "BELOW": "BEL", "IN": "IN", "INSIDE": "IN",
@@ -112,6 +116,24 @@ class _Trigger(_Panel):
             "target (one reading: no difference): n, target, m[, measureBlock]",
         )
         add("TRIGger:BLOCk:SOURce:STATe", self._cmd_block_source, "block n: output ON or OFF: n, state")
+        add(
+            "TRIGger:BLOCk:CONFig:RECall",
+            lambda c: self._cmd_block_config(c, "config_recall"),
+            'block n: source the settings of an index of a source configuration list: n, "list"[, index] '
+            "(index 1 by default)",
+        )
+        add(
+            "TRIGger:BLOCk:CONFig:NEXT",
+            lambda c: self._cmd_block_config(c, "config_next"),
+            'block n: source the next index of a list (the first, the first time; after the last, the '
+            'first again): n, "list"',
+        )
+        add(
+            "TRIGger:BLOCk:CONFig:PREVious",
+            lambda c: self._cmd_block_config(c, "config_prev"),
+            'block n: source the index before (the last, the first time; before the first, the last): '
+            'n, "list"',
+        )
         add("TRIGger:BLOCk:NOP", self._cmd_block_nop, "block n: does nothing")
         add("TRIGger:BLOCk:LIST?", self._query_block_list, "the blocks: number, kind, arguments; one per line")
         add(
@@ -195,6 +217,43 @@ class _Trigger(_Panel):
         number = self._block_number(c)
         self._set_block(number, _Block("source", on=parse_bool(c.params, 1)))
 
+    def _cmd_block_config(self, c: Call, kind: str) -> None:
+        number = self._block_number(c)
+        if len(c.params) < 2:
+            raise ScpiError(*MISSING_PARAMETER)
+        if not is_string(c.params[1]):
+            raise ScpiError(*DATA_TYPE)
+        name = unquote(c.params[1])
+        levels = self.config_lists.get(name)
+        if levels is None:
+            raise ScpiError(*ILLEGAL_PARAMETER)  # the list must exist when the block is defined
+        index = 1
+        if kind == "config_recall":
+            index = int(parse_number(c.params, 1, len(levels), 1, index=2)) if len(c.params) > 2 else 1
+        elif len(c.params) > 2:
+            raise ScpiError(-108, "Parameter not allowed")
+        self._set_block(number, _Block(kind, count=index, config=name))
+
+    def _recall(self, block: _Block, at: float) -> None:
+        """A configuration-list block: the source takes the settings of the index it names."""
+        levels = self.config_lists.get(block.config)
+        if not levels:
+            return  # the list was deleted meanwhile: nothing to source
+        n = len(levels)
+        index = self.trigger_list_index.get(block.config)
+        if block.kind == "config_recall":
+            index = min(block.count, n)
+        elif block.kind == "config_next":
+            index = 1 if index is None else index % n + 1
+        else:
+            index = n if index is None else (index - 2) % n + 1
+        self.trigger_list_index[block.config] = index
+        function, level = levels[index - 1]
+        self._catch_up(at)  # the old level up to this instant; the new one from it
+        if function != self.source_function:
+            self.source_function, self.output_on = function, False
+        self.source[function].level = level
+
     def _cmd_block_nop(self, c: Call) -> None:
         number = self._block_number(c)
         if len(c.params) > 1:
@@ -211,6 +270,8 @@ class _Trigger(_Panel):
                 "nop": "", "duration": f'"{b.buffer}", {b.seconds:g}',
                 "limit": f"{b.limit}, {b.low:g}, {b.high:g}, {b.target}, {b.measure}",
                 "delta": f"{b.low:g}, {b.target}, {b.measure}",
+                "config_recall": f'"{b.config}", {b.count}', "config_next": f'"{b.config}"',
+                "config_prev": f'"{b.config}"',
             }[b.kind]  # fmt: skip
             rows.append(f"{number}) {b.kind.upper()} {args}".rstrip())
         return ";".join(rows) if rows else "EMPTY"
@@ -264,7 +325,7 @@ class _Trigger(_Panel):
         if self.trigger_running:
             raise ScpiError(*SETTINGS_CONFLICT)
         self.trigger_state, self.trigger_pc = "RUNNING", 1
-        self.trigger_counts, self.trigger_values = {}, {}
+        self.trigger_counts, self.trigger_values, self.trigger_list_index = {}, {}, {}
         self.trigger_cursor_s, self.trigger_wake_s, self.trigger_end_s = self.clock.now(), None, None
         self.trigger_capped_at_s = None
         self._run_trigger()
@@ -330,6 +391,8 @@ class _Trigger(_Panel):
             elif block.kind == "source":
                 self._catch_up(at)
                 self.output_on = block.on
+            elif block.kind in ("config_recall", "config_next", "config_prev"):
+                self._recall(block, at)
             elif block.kind == "always":
                 nxt = block.target
             elif block.kind == "counter":
