@@ -9,6 +9,7 @@ module per group: :mod:`orchestrator.cli_run` (examples, demo, run, validate),
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -27,6 +28,22 @@ def main() -> None:
     from orchestrator.quiet import quiet_console
 
     quiet_console()  # third-party warnings off the console (not for tests, which call `app`)
+    try:
+        _main()
+    finally:
+        _before_exit()
+
+
+def _before_exit() -> None:
+    """The command is over: its garbage is collected now (finalisers run: files, connections),
+    and what is left is frozen out of the cyclic collector, which the interpreter's shutdown
+    would otherwise run over every object of numpy, pandas, scipy and matplotlib several times
+    (about 0.4 s of every command). What is left is still freed by reference counting."""
+    gc.collect()
+    gc.freeze()
+
+
+def _main() -> None:
     if os.environ.get("RELAXLAB_DEBUG"):
         app()
         return
