@@ -229,3 +229,23 @@ def test_a_sweep_stopped_while_the_host_was_away_goes_on_from_the_stair_its_time
         assert p.voltage_V == pytest.approx(4.24 - 0.001 * round((p.time_s - t0 - 3615.0) / 10), abs=1e-9)
     assert min(r.source for r in sim.buffers["defbuffer1"].readings) == pytest.approx(3.8)  # the vertex
     assert after[-1].time_s - t0 == pytest.approx(12005.0)  # the 840 stairs left, from 3605 s
+
+
+@pytest.mark.parametrize(
+    ("step", "travel_V"),
+    [
+        (Sweep(3.2, 4.8, 1.5, scan_rate_mV_s=0.05, cycles=2), 1.6 + 3 * 3.3 + 1.7),  # 1 mV stairs of 20 s
+        (Sweep(3.0, 4.0, 2.0, scan_rate_mV_s=1e-5, cycles=1), 1.0 + 2.0 + 1.0),  # 1 mV would take 100,000 s
+        (Sweep(3.0, 4.0, 2.0, scan_rate_mV_s=1000, cycles=3000), 1.0 + 5999 * 2.0 + 1.0),  # 12 million mV
+    ],
+    ids=["cv", "slower-than-a-delay-block", "more-stairs-than-the-buffer"],
+)
+def test_a_sweeps_staircase_keeps_its_scan_rate_within_the_instruments_limits(step, travel_V) -> None:
+    """Lower stairs where a 1 mV stair would outlast the longest delay block, higher ones where
+    the buffer could not hold a reading per stair: the sweep lasts its travel at its rate."""
+    from drivers.keithley2450.scpi import BUFFER_POINTS, MAX_DELAY_S
+    from drivers.keithley2450.sweep import SweepSegment
+
+    segment = SweepSegment(None, 0, step.record_interval_s, sweep=step)  # type: ignore[arg-type]
+    assert segment.span_s() == pytest.approx(travel_V / (step.scan_rate_mV_s / 1000), rel=1e-6)
+    assert segment.stair_s() <= MAX_DELAY_S and segment.span_s() / segment.stair_s() < BUFFER_POINTS

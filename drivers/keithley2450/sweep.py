@@ -26,6 +26,7 @@ swept from the nearer one (at most half a stair away).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -68,21 +69,25 @@ class SweepSegment(Segment):
         low, high, stairs = grid
         assert self.sweep is not None
         height = (high - low) / stairs if high > low else STAIR_V
-        stair = _sent(min(height / (self.sweep.scan_rate_mV_s / 1000.0), MAX_DELAY_S))
+        stair = _sent(height / (self.sweep.scan_rate_mV_s / 1000.0))
         return grid, legs, stair
 
     def _list_grid(self) -> tuple[float, float, int]:
         """The list: (lowest level, highest level, stairs between them), stairs of about
-        :data:`STAIR_V` (fewer when the buffer could not hold a reading per stair)."""
+        :data:`STAIR_V`: lower ones where a stair at the scan rate would outlast the longest
+        delay block (the sweep keeps its rate), higher ones where the buffer could not hold a
+        reading per stair."""
         assert self.sweep is not None
         s = self.sweep
         corners = [s.start_V, s.vertex1_V] + ([] if s.linear else [s.vertex2_V])
         low, high = min(corners), max(corners)
-        stairs = max(1, round((high - low) / STAIR_V))
+        if high <= low:
+            return low, high, 1
+        span, rate_V_s = high - low, s.scan_rate_mV_s / 1000.0
+        stairs = max(1, round(span / STAIR_V), math.ceil(span / (rate_V_s * MAX_DELAY_S)))
         travel = sum(abs(b - a) for a, b in self._corners_path())
-        while travel / ((high - low) / stairs) > BUFFER_POINTS - 2:
-            stairs -= 1
-        return low, high, stairs
+        most = max(1, math.floor(span * (BUFFER_POINTS - 2) / travel))  # readings the buffer holds
+        return low, high, min(stairs, most)
 
     def _corners_path(self) -> list[tuple[float, float]]:
         """The sweep's legs as voltages: start to vertex 1, then cycles between the vertices,
