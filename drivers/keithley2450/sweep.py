@@ -61,16 +61,17 @@ class SweepSegment(Segment):
         return self._staircase[0]
 
     @cached_property
-    def _staircase(self) -> tuple[tuple[float, float, int], list[Leg], float]:
+    def _staircase(self) -> tuple[tuple[float, float, int], list[Leg], float, int]:
         """(the list's lowest level, highest level and stairs between them; the legs; the stair's
-        length in s), computed once: the sweep does not change."""
+        length in s; the stairs of all legs), computed once: the sweep does not change (the
+        sweep's end is checked at every reading)."""
         grid = self._list_grid()
         legs = self._legs_on(grid)
         low, high, stairs = grid
         assert self.sweep is not None
         height = (high - low) / stairs if high > low else STAIR_V
         stair = _sent(height / (self.sweep.scan_rate_mV_s / 1000.0))
-        return grid, legs, stair
+        return grid, legs, stair, sum(m for _, m in legs)
 
     def _list_grid(self) -> tuple[float, float, int]:
         """The list: (lowest level, highest level, stairs between them), stairs of about
@@ -127,7 +128,7 @@ class SweepSegment(Segment):
         return self._staircase[2]
 
     def _stairs(self) -> int:
-        return sum(m for _, m in self._legs())
+        return self._staircase[3]
 
     def span_s(self) -> float:
         """The sweep's length: every stair of every leg."""

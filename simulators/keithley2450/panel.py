@@ -161,6 +161,5 @@ class _Panel(_Settings):
         self.trigger_model = _Template(buffer, count, delay_s, c.function, tuple(levels), fail_abort)
         # the source configuration list the sweep is made of (start to stop; a dual sweep's way
         # back is its trigger model's), which a block program can recall and step through too
-        single = levels[: points] if len(levels) > points else levels
-        self.config_lists[sweep_list_name(c.function)] = [(c.function, level) for level in single]
+        self.config_lists[sweep_list_name(c.function)] = [(c.function, level) for level in levels[:points]]
         self.blocks = {}  # a loaded sweep replaces a block program
